@@ -1,0 +1,105 @@
+# ssmd - one entry point: make, make run, make test, make bench.
+#
+# Sources are found by wildcard: a new engine/foo.c or tests/engine/test_foo.c
+# is built without editing this file.  Every test binary is built with
+# AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer included).
+
+BUILD     ?= build
+CC        ?= cc
+PYTHON    ?= /usr/bin/python3
+PORT      ?= 8080
+MODEL     ?=
+# Debian packages the build and tests need; `make deps` installs missing ones.
+DEB_PKGS  := build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
+             check libsubunit-dev libopenblas-dev libcurl4-openssl-dev
+
+PKG_MODS  := jansson libuv libmicrohttpd openblas
+# Recursive (=) so pkg-config runs after `deps` has installed the packages.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKG_MODS) 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+ARCH_FLAGS ?= -march=native
+WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+BASEFLAGS  = -std=c11 -D_GNU_SOURCE -I. $(WARN) $(PKG_CFLAGS) -pthread -MMD -MP
+OPTFLAGS  ?= -O3 $(ARCH_FLAGS) -fno-math-errno -g
+SANFLAGS  := -O1 $(ARCH_FLAGS) -fno-math-errno -g -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDLIBS     = $(PKG_LIBS) -lcurl -lm -pthread
+
+LIB_SRC   := $(sort $(wildcard engine/*.c models/*.c server/*.c))
+LIB_SRC   := $(filter-out server/main.c,$(LIB_SRC))
+TEST_SRC  := $(sort $(wildcard tests/*/test_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+REL_OBJ   := $(LIB_SRC:%.c=$(BUILD)/rel/%.o)
+SAN_OBJ   := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
+TEST_BIN  := $(TEST_SRC:%.c=$(BUILD)/san/%)
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/rel/%)
+
+DEPS_STAMP := $(BUILD)/.deps-ok
+
+.PHONY: all deps run test unit integration bench bench-prefix fixtures clean cuda
+all: $(BUILD)/ssmd
+
+# Installs what is missing (as root, or through sudo) and remembers success.
+$(DEPS_STAMP):
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+deps: $(DEPS_STAMP)
+
+$(BUILD)/rel/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(OPTFLAGS) -c $< -o $@
+
+$(BUILD)/san/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) -c $< -o $@
+
+$(BUILD)/libssmd.a: $(REL_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/libssmd-san.a: $(SAN_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/ssmd: $(BUILD)/rel/server/main.o $(BUILD)/libssmd.a
+	$(CC) $(OPTFLAGS) -o $@ $^ $(LDLIBS)
+
+# The sanitized binary is what integration tests start.
+$(BUILD)/ssmd-san: $(BUILD)/san/server/main.o $(BUILD)/libssmd-san.a
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/san/tests/%: $(BUILD)/san/tests/%.o $(BUILD)/san/tests/check_main.o $(BUILD)/libssmd-san.a
+	$(CC) $(SANFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/rel/bench/%: $(BUILD)/rel/bench/%.o $(BUILD)/libssmd.a
+	$(CC) $(OPTFLAGS) -o $@ $^ $(LDLIBS)
+
+run: $(BUILD)/ssmd
+	./$(BUILD)/ssmd serve --host 127.0.0.1 --port $(PORT) $(if $(MODEL),--model $(MODEL))
+
+# Unit tests (Check) then integration tests (real binary on loopback); the
+# runner prints each suite's Check summary and a final "N passed, N failed".
+test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san
+	@BUILD=$(BUILD) bash tests/run.sh $(TEST_BIN)
+
+bench: $(BENCH_BIN) $(BUILD)/ssmd
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash bench/run.sh
+
+# Regenerates the committed reference fixtures (needs PyTorch + transformers:
+# Debian's python3-torch and pip's transformers; never needed by `make test`).
+fixtures:
+	$(PYTHON) tests/fixtures/gen_mamba.py
+	$(PYTHON) tests/fixtures/gen_tokenizer.py
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(wildcard $(BUILD)/*/tests/*/*.d $(BUILD)/*/server/*.d $(BUILD)/*/bench/*.d)

@@ -1,0 +1,201 @@
+/* backend_cpu.c - the reference backend: host memory, OpenBLAS + our own
+ * AVX-512 kernels, one fork-join thread pool for every op.
+ *
+ * Weights stay in the mmap (a view, zero-copy) in whatever dtype the file
+ * has; kernels convert bf16/f16 on the fly.  OpenBLAS is told to use one
+ * thread: parallelism comes from our pool, which calls sgemm on disjoint
+ * slices, so the two never fight over the cores.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "engine/cpu_matmul.h"
+#include "engine/cpu_ssm.h"
+#include "engine/threadpool.h"
+
+void openblas_set_num_threads(int n); /* not declared by every cblas.h */
+
+typedef struct cpu_backend {
+    bk_backend base;
+    eng_threadpool *pool;
+    cpu_matmul_ctx mm;
+} cpu_backend;
+
+static cpu_backend *cpu_of(bk_backend *bk) { return (cpu_backend *)bk; }
+
+static void *cpu_alloc(bk_backend *bk, size_t bytes)
+{
+    /* 64-byte alignment for full-cache-line vector loads. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p)
+        memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+static void cpu_release(bk_backend *bk, void *ptr) { free(ptr); }
+static void cpu_copy(bk_backend *bk, void *dst, const void *src, size_t bytes)
+{
+    memmove(dst, src, bytes);
+}
+static void cpu_zero(bk_backend *bk, void *dst, size_t bytes) { memset(dst, 0, bytes); }
+
+static int cpu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
+                           ssmd_err *err)
+{
+    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s",
+                            t->file, t->name, t->dtype_name);
+    *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols, .owned = 0};
+    return SSMD_OK;
+}
+
+static void cpu_matrix_release(bk_backend *bk, bk_matrix *m)
+{
+    if (m->owned)
+        free((void *)m->data);
+    memset(m, 0, sizeof *m);
+}
+
+static void cpu_matmul_op(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m,
+                          float *y, int ldy, const float *bias)
+{
+    cpu_matmul(&cpu_of(bk)->mm, w, x, ldx, m, y, ldy, bias);
+}
+
+static void cpu_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
+{
+    size_t esize = w->dtype == ENG_DTYPE_F32 ? 4 : 2;
+    for (int i = 0; i < n; i++)
+        cpu_row_to_f32((const char *)w->data + (size_t)ids[i] * w->cols * esize, w->dtype,
+                       w->cols, out + (size_t)i * w->cols);
+}
+
+typedef struct norm_job {
+    float *resid, *out;
+    const float *add, *weight;
+    float eps;
+    int n, dim;
+} norm_job;
+
+/* As PyTorch's MambaRMSNorm: x * rsqrt(mean(x^2) + eps) * weight, in f32
+ * with the sum of squares accumulated in double for stability. */
+static void norm_worker(void *arg, int tid, int n_threads)
+{
+    norm_job *j = arg;
+    long r0, r1;
+    eng_split_range(j->n, 1, tid, n_threads, &r0, &r1);
+    for (long r = r0; r < r1; r++) {
+        float *x = j->resid + (size_t)r * j->dim;
+        float *o = j->out + (size_t)r * j->dim;
+        if (j->add) {
+            const float *a = j->add + (size_t)r * j->dim;
+            for (int i = 0; i < j->dim; i++)
+                x[i] += a[i];
+        }
+        double ss = 0.0;
+        for (int i = 0; i < j->dim; i++)
+            ss += (double)x[i] * x[i];
+        float scale = 1.0f / sqrtf((float)(ss / j->dim) + j->eps);
+        for (int i = 0; i < j->dim; i++)
+            o[i] = j->weight[i] * (x[i] * scale);
+    }
+}
+
+static void cpu_add_rmsnorm(bk_backend *bk, float *resid, const float *add, const float *weight,
+                            float eps, int n, int dim, float *out)
+{
+    norm_job j = {resid, out, add, weight, eps, n, dim};
+    if (n >= 2 * eng_threadpool_size(cpu_of(bk)->pool))
+        eng_threadpool_run(cpu_of(bk)->pool, norm_worker, &j);
+    else
+        norm_worker(&j, 0, 1);
+}
+
+static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
+                                const float *xz, int T, float *xc)
+{
+    cpu_conv_prefill(cpu_of(bk)->pool, l, window, xz, T, xc);
+}
+
+static void cpu_scan_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *state,
+                                const float *xc, const float *dt, const float *dbc,
+                                const float *xz, int T, float *y)
+{
+    cpu_scan_prefill(cpu_of(bk)->pool, l, state, xc, dt, dbc, xz, T, y);
+}
+
+static void cpu_conv_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const float *xz, float *xc)
+{
+    cpu_conv_step(cpu_of(bk)->pool, l, st, xz, xc);
+}
+
+static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const float *xc, const float *dt, const float *dbc, const float *xz,
+                             float *y)
+{
+    cpu_scan_step(cpu_of(bk)->pool, l, st, xc, dt, dbc, xz, y);
+}
+
+static void cpu_destroy(bk_backend *bk)
+{
+    cpu_backend *c = cpu_of(bk);
+    cpu_matmul_ctx_close(&c->mm);
+    eng_threadpool_destroy(c->pool);
+    free(c);
+}
+
+static int cpu_create(int threads, bk_backend **out, ssmd_err *err)
+{
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads > CPU_MAX_THREADS)
+        threads = CPU_MAX_THREADS;
+    cpu_backend *c = calloc(1, sizeof *c);
+    if (!c)
+        return ssmd_err_set(err, SSMD_ENOMEM, "cpu backend: out of memory");
+    c->pool = eng_threadpool_create(threads);
+    if (!c->pool) {
+        free(c);
+        return ssmd_err_set(err, SSMD_ENOMEM, "cpu backend: cannot start %d threads", threads);
+    }
+    openblas_set_num_threads(1);
+    c->mm.pool = c->pool;
+    c->base = (bk_backend){
+        .name = "cpu",
+        .impl = c,
+        .destroy = cpu_destroy,
+        .alloc = cpu_alloc,
+        .release = cpu_release,
+        .write = cpu_copy,
+        .read = cpu_copy,
+        .copy = cpu_copy,
+        .zero = cpu_zero,
+        .matrix_load = cpu_matrix_load,
+        .matrix_release = cpu_matrix_release,
+        .matmul = cpu_matmul_op,
+        .embed = cpu_embed,
+        .add_rmsnorm = cpu_add_rmsnorm,
+        .conv_prefill = cpu_conv_prefill_op,
+        .scan_prefill = cpu_scan_prefill_op,
+        .conv_step = cpu_conv_step_op,
+        .scan_step = cpu_scan_step_op,
+    };
+    *out = &c->base;
+    return SSMD_OK;
+}
+
+int bk_backend_create(const char *name, int threads, bk_backend **out, ssmd_err *err)
+{
+    if (!name || !strcmp(name, "cpu"))
+        return cpu_create(threads, out, err);
+    return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                        "backend '%s' is not available in this build (have: cpu)", name);
+}

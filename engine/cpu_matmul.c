@@ -1,0 +1,191 @@
+/* cpu_matmul.c - y = x W^T on the CPU for f32, bf16 and f16 weights.
+ *
+ * Two paths, both split over the pool's threads by rows of W so that every
+ * weight byte is read by exactly one thread once per call:
+ *  - few rows of x (decode: one row per sequence): our own kernel streams
+ *    a 4-row panel of W once and multiplies it with up to 4 rows of x at a
+ *    time from cache.  This is the memory-bound path that decode lives on.
+ *  - many rows of x (prefill): OpenBLAS sgemm per thread on its slice of W
+ *    (converted to f32 panel by panel when W is bf16/f16).
+ * Accumulation is always f32.  Never allocates on the hot path except the
+ * per-thread conversion panels, which are kept.
+ */
+#include "engine/cpu_matmul.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/safetensors.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+enum {
+    ROW_ALIGN = 16,   /* rows of W per thread slice are a multiple of this */
+    PANEL_ROWS = 128, /* rows of W converted to f32 at a time for sgemm */
+};
+
+/* Loads 16 weights starting at element k of a row as f32. */
+#if defined(__AVX512F__)
+static inline __m512 load_w16(const void *row, eng_dtype dt, long k)
+{
+    if (dt == ENG_DTYPE_F32)
+        return _mm512_loadu_ps((const float *)row + k);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + k));
+    if (dt == ENG_DTYPE_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+#endif
+
+static inline float load_w1(const void *row, eng_dtype dt, long k)
+{
+    switch (dt) {
+    case ENG_DTYPE_F32: return ((const float *)row)[k];
+    case ENG_DTYPE_F16: return eng_f16_to_f32(((const uint16_t *)row)[k]);
+    default: return eng_bf16_to_f32(((const uint16_t *)row)[k]);
+    }
+}
+
+static inline size_t dtype_bytes(eng_dtype dt) { return dt == ENG_DTYPE_F32 ? 4 : 2; }
+
+static inline const void *w_row(const bk_matrix *w, long r)
+{
+    return (const char *)w->data + (size_t)r * (size_t)w->cols * dtype_bytes(w->dtype);
+}
+
+/* Rows [r0, r1) of W against rows [0, m) of x: the decode kernel. */
+static void gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
+                      const float *bias, long r0, long r1)
+{
+    const long K = w->cols;
+    const eng_dtype dt = w->dtype;
+    long r = r0;
+#if defined(__AVX512F__)
+    const long K16 = K & ~15L;
+    for (; r + 4 <= r1; r += 4) {
+        const void *wr[4] = {w_row(w, r), w_row(w, r + 1), w_row(w, r + 2), w_row(w, r + 3)};
+        for (int i0 = 0; i0 < m; i0 += 4) {
+            int ni = m - i0 < 4 ? m - i0 : 4;
+            __m512 acc[4][4];
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    acc[a][b] = _mm512_setzero_ps();
+            for (long k = 0; k < K16; k += 16) {
+                __m512 wv[4];
+                for (int a = 0; a < 4; a++)
+                    wv[a] = load_w16(wr[a], dt, k);
+                for (int b = 0; b < ni; b++) {
+                    __m512 xv = _mm512_loadu_ps(x + (size_t)(i0 + b) * ldx + k);
+                    for (int a = 0; a < 4; a++)
+                        acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+                }
+            }
+            for (int b = 0; b < ni; b++) {
+                const float *xr = x + (size_t)(i0 + b) * ldx;
+                for (int a = 0; a < 4; a++) {
+                    float s = _mm512_reduce_add_ps(acc[a][b]);
+                    for (long k = K16; k < K; k++)
+                        s += load_w1(wr[a], dt, k) * xr[k];
+                    y[(size_t)(i0 + b) * ldy + r + a] = s + (bias ? bias[r + a] : 0.0f);
+                }
+            }
+        }
+    }
+#endif
+    for (; r < r1; r++) {
+        const void *wr = w_row(w, r);
+        for (int i = 0; i < m; i++) {
+            const float *xr = x + (size_t)i * ldx;
+            float s = 0.0f;
+            for (long k = 0; k < K; k++)
+                s += load_w1(wr, dt, k) * xr[k];
+            y[(size_t)i * ldy + r] = s + (bias ? bias[r] : 0.0f);
+        }
+    }
+}
+
+/* Rows [r0, r1) of W against all m rows of x through sgemm. */
+static void gemm_rows(cpu_matmul_ctx *ctx, int tid, const bk_matrix *w, const float *x, int ldx,
+                      int m, float *y, int ldy, const float *bias, long r0, long r1)
+{
+    const long K = w->cols;
+    for (long p = r0; p < r1; p += PANEL_ROWS) {
+        long np = r1 - p < PANEL_ROWS ? r1 - p : PANEL_ROWS;
+        const float *panel;
+        if (w->dtype == ENG_DTYPE_F32) {
+            panel = (const float *)w_row(w, p);
+        } else {
+            float *buf = cpu_matmul_panel(ctx, tid, (size_t)PANEL_ROWS * (size_t)K);
+            for (long r = 0; r < np; r++)
+                cpu_row_to_f32(w_row(w, p + r), w->dtype, K, buf + (size_t)r * K);
+            panel = buf;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)np, (int)K, 1.0f, x, ldx,
+                    panel, (int)K, 0.0f, y + p, ldy);
+        if (bias)
+            for (int i = 0; i < m; i++)
+                for (long r = 0; r < np; r++)
+                    y[(size_t)i * ldy + p + r] += bias[p + r];
+    }
+}
+
+void cpu_row_to_f32(const void *row, eng_dtype dt, long n, float *dst)
+{
+    long k = 0;
+#if defined(__AVX512F__)
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(dst + k, load_w16(row, dt, k));
+#endif
+    for (; k < n; k++)
+        dst[k] = load_w1(row, dt, k);
+}
+
+float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
+{
+    if (ctx->panel_floats[tid] < floats) {
+        free(ctx->panels[tid]);
+        ctx->panels[tid] = malloc(floats * sizeof(float));
+        if (!ctx->panels[tid])
+            abort(); /* a few hundred KB of host memory: nothing to recover */
+        ctx->panel_floats[tid] = floats;
+    }
+    return ctx->panels[tid];
+}
+
+typedef struct matmul_job {
+    cpu_matmul_ctx *ctx;
+    const bk_matrix *w;
+    const float *x, *bias;
+    float *y;
+    int ldx, ldy, m;
+} matmul_job;
+
+static void matmul_worker(void *arg, int tid, int n_threads)
+{
+    matmul_job *j = arg;
+    long r0, r1;
+    eng_split_range(j->w->rows, ROW_ALIGN, tid, n_threads, &r0, &r1);
+    if (r0 >= r1)
+        return;
+    if (j->m >= CPU_MATMUL_BLAS_MIN_ROWS)
+        gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+    else
+        gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+}
+
+void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
+                int ldy, const float *bias)
+{
+    matmul_job j = {ctx, w, x, bias, y, ldx, ldy, m};
+    eng_threadpool_run(ctx->pool, matmul_worker, &j);
+}
+
+void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx)
+{
+    for (int i = 0; i < CPU_MAX_THREADS; i++)
+        free(ctx->panels[i]);
+    memset(ctx->panels, 0, sizeof ctx->panels);
+}

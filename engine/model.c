@@ -1,0 +1,265 @@
+/* model.c - a loaded model: config, weights, backend, architecture,
+ * tokenizer; validates forward inputs and hands them to the architecture.
+ *
+ * Owns every allocation of model memory (through the backend).  The
+ * architecture is chosen by config.json's model_type from the table below.
+ */
+#include "engine/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/arch.h"
+#include "engine/backend.h"
+#include "engine/safetensors.h"
+#include "engine/state_pool.h"
+#include "models/mamba1.h"
+
+static const eng_arch *const archs[] = {&mamba1_arch};
+
+struct eng_model {
+    eng_model_config cfg;
+    eng_model_opts opts;
+    eng_weights *weights;
+    eng_tokenizer *tok;       /* NULL without tokenizer.json */
+    bk_backend *bk;
+    const eng_arch *arch;
+    void *arch_state;
+    char fingerprint[33];     /* 128-bit hex */
+};
+
+/* The pool's internals are shared with state_pool.c. */
+struct eng_state_pool {
+    eng_model *model;
+    float *states;            /* (n_slots, slot_floats) backend memory */
+    int n_slots;
+    size_t slot_floats;
+};
+
+void eng_model_opts_defaults(eng_model_opts *o)
+{
+    *o = (eng_model_opts){.backend = "cpu", .threads = 0, .max_batch = 64};
+}
+
+/* FNV-1a, 64 bit; two differently seeded lanes make the 128-bit digest. */
+static void fnv(uint64_t *h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        *h ^= p[i];
+        *h *= 1099511628211ULL;
+    }
+}
+
+/* Over model_type, config numbers and every tensor's name, dtype, shape and
+ * first/last bytes: equal for copies of one checkpoint on any replica,
+ * different for another model of the same shape. */
+static void make_fingerprint(eng_model *m)
+{
+    uint64_t h[2] = {14695981039346656037ULL, 0x9e3779b97f4a7c15ULL};
+    for (int lane = 0; lane < 2; lane++) {
+        const eng_model_config *c = &m->cfg;
+        int nums[] = {c->d_model, c->n_layer, c->vocab_size, c->d_state, c->d_inner, c->d_conv,
+                      c->dt_rank, c->use_bias, c->use_conv_bias};
+        fnv(&h[lane], c->model_type, strlen(c->model_type));
+        fnv(&h[lane], nums, sizeof nums);
+        for (int i = 0; i < eng_weights_count(m->weights); i++) {
+            const eng_tensor *t = eng_weights_at(m->weights, i);
+            fnv(&h[lane], t->name, strlen(t->name));
+            fnv(&h[lane], &t->dtype, sizeof t->dtype);
+            fnv(&h[lane], t->shape, sizeof(int64_t) * (size_t)t->ndim);
+            size_t sample = t->nbytes < 64 ? t->nbytes : 64;
+            fnv(&h[lane], t->data, sample);
+            fnv(&h[lane], (const char *)t->data + t->nbytes - sample, sample);
+        }
+    }
+    snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx", (unsigned long long)h[0],
+             (unsigned long long)h[1]);
+}
+
+int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out, ssmd_err *err)
+{
+    char path[4096];
+    eng_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ssmd_err_set(err, SSMD_ENOMEM, "out of memory");
+    if (opts)
+        m->opts = *opts;
+    else
+        eng_model_opts_defaults(&m->opts);
+    if (m->opts.max_batch < 1)
+        m->opts.max_batch = 1;
+    int rc;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if ((rc = eng_model_config_load(path, &m->cfg, err)))
+        goto fail;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(archs[i]->model_type, m->cfg.model_type))
+            m->arch = archs[i];
+    if (!m->arch) {
+        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: model_type '%s' is not supported (have: mamba)",
+                          path, m->cfg.model_type);
+        goto fail;
+    }
+    if ((rc = eng_weights_open(dir, &m->weights, err)))
+        goto fail;
+    if ((rc = bk_backend_create(m->opts.backend, m->opts.threads, &m->bk, err)))
+        goto fail;
+    if ((rc = m->arch->load(&m->cfg, m->weights, m->bk, m->opts.max_batch, &m->arch_state, err)))
+        goto fail;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, F_OK) == 0 && (rc = eng_tokenizer_load(path, &m->tok, err)))
+        goto fail;
+    make_fingerprint(m);
+    *out = m;
+    return SSMD_OK;
+fail:
+    eng_model_close(m);
+    return rc;
+}
+
+void eng_model_close(eng_model *m)
+{
+    if (!m)
+        return;
+    if (m->arch_state)
+        m->arch->free(m->arch_state);
+    if (m->bk)
+        m->bk->destroy(m->bk);
+    if (m->tok)
+        eng_tokenizer_free(m->tok);
+    if (m->weights)
+        eng_weights_close(m->weights);
+    free(m);
+}
+
+const eng_model_config *eng_model_cfg(const eng_model *m) { return &m->cfg; }
+const eng_tokenizer *eng_model_tokenizer(const eng_model *m) { return m->tok; }
+int eng_model_n_vocab(const eng_model *m) { return m->cfg.vocab_size; }
+const char *eng_model_fingerprint(const eng_model *m) { return m->fingerprint; }
+int64_t eng_model_n_params(const eng_model *m) { return m->arch->n_params(m->arch_state); }
+size_t eng_model_weight_bytes(const eng_model *m) { return m->arch->weight_bytes(m->arch_state); }
+
+size_t eng_model_state_bytes(const eng_model *m)
+{
+    return m->arch->state_floats(m->arch_state) * sizeof(float);
+}
+
+const char *eng_model_dtype_name(const eng_model *m)
+{
+    switch (m->arch->weight_dtype(m->arch_state)) {
+    case ENG_DTYPE_F32: return "f32";
+    case ENG_DTYPE_F16: return "f16";
+    case ENG_DTYPE_BF16: return "bf16";
+    default: return "other";
+    }
+}
+
+static int check_ids(const eng_model *m, const int32_t *ids, int n, ssmd_err *err)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return ssmd_err_set(err, SSMD_EINVAL, "token id %d at position %d is outside [0, %d)",
+                                (int)ids[i], i, m->cfg.vocab_size);
+    return SSMD_OK;
+}
+
+int eng_model_prefill(eng_model *m, eng_state_pool *pool, int slot, const int32_t *ids, int n,
+                      float *logits, int all_logits, ssmd_err *err)
+{
+    if (pool->model != m || slot < 0 || slot >= pool->n_slots)
+        return ssmd_err_set(err, SSMD_EINVAL, "prefill: slot %d is not in the pool", slot);
+    if (n < 0)
+        return ssmd_err_set(err, SSMD_EINVAL, "prefill: negative length");
+    int rc = check_ids(m, ids, n, err);
+    if (rc || n == 0)
+        return rc;
+    m->arch->prefill(m->arch_state, pool->states + (size_t)slot * pool->slot_floats, ids, n, logits,
+                     all_logits);
+    return SSMD_OK;
+}
+
+int eng_model_decode(eng_model *m, eng_state_pool *pool, const int32_t *slots, const int32_t *ids,
+                     int batch, float *logits, ssmd_err *err)
+{
+    if (pool->model != m || batch < 1 || batch > m->opts.max_batch)
+        return ssmd_err_set(err, SSMD_EINVAL, "decode: batch %d outside [1, %d]", batch,
+                            m->opts.max_batch);
+    for (int b = 0; b < batch; b++) {
+        if (slots[b] < 0 || slots[b] >= pool->n_slots)
+            return ssmd_err_set(err, SSMD_EINVAL, "decode: slot %d is not in the pool", (int)slots[b]);
+        for (int c = 0; c < b; c++)
+            if (slots[c] == slots[b])
+                return ssmd_err_set(err, SSMD_EINVAL, "decode: slot %d appears twice", (int)slots[b]);
+    }
+    int rc = check_ids(m, ids, batch, err);
+    if (rc)
+        return rc;
+    m->arch->decode(m->arch_state, pool->states, slots, ids, batch, logits);
+    return SSMD_OK;
+}
+
+/* ---- state pool (the struct lives here; see state_pool.h) -------------- */
+
+int eng_state_pool_create(eng_model *m, int n_slots, eng_state_pool **out, ssmd_err *err)
+{
+    if (n_slots < 1)
+        return ssmd_err_set(err, SSMD_EINVAL, "state pool needs at least one slot");
+    eng_state_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return ssmd_err_set(err, SSMD_ENOMEM, "out of memory");
+    p->model = m;
+    p->n_slots = n_slots;
+    p->slot_floats = m->arch->state_floats(m->arch_state);
+    size_t bytes = (size_t)n_slots * p->slot_floats * sizeof(float);
+    p->states = m->bk->alloc(m->bk, bytes);
+    if (!p->states) {
+        free(p);
+        return ssmd_err_set(err, SSMD_ENOMEM,
+                            "%s backend: cannot allocate %zu bytes for %d session states "
+                            "(%zu each); lower --max-sessions",
+                            m->bk->name, bytes, n_slots, eng_model_state_bytes(m));
+    }
+    *out = p;
+    return SSMD_OK;
+}
+
+void eng_state_pool_destroy(eng_state_pool *p)
+{
+    if (!p)
+        return;
+    p->model->bk->release(p->model->bk, p->states);
+    free(p);
+}
+
+int eng_state_pool_n_slots(const eng_state_pool *p) { return p->n_slots; }
+size_t eng_state_pool_slot_bytes(const eng_state_pool *p) { return p->slot_floats * sizeof(float); }
+
+static float *slot_at(const eng_state_pool *p, int slot)
+{
+    return p->states + (size_t)slot * p->slot_floats;
+}
+
+void eng_state_slot_zero(eng_state_pool *p, int slot)
+{
+    p->model->bk->zero(p->model->bk, slot_at(p, slot), eng_state_pool_slot_bytes(p));
+}
+
+void eng_state_slot_copy(eng_state_pool *p, int dst_slot, int src_slot)
+{
+    if (dst_slot != src_slot)
+        p->model->bk->copy(p->model->bk, slot_at(p, dst_slot), slot_at(p, src_slot),
+                           eng_state_pool_slot_bytes(p));
+}
+
+void eng_state_slot_read(const eng_state_pool *p, int slot, void *dst)
+{
+    p->model->bk->read(p->model->bk, dst, slot_at(p, slot), eng_state_pool_slot_bytes(p));
+}
+
+void eng_state_slot_write(eng_state_pool *p, int slot, const void *src)
+{
+    p->model->bk->write(p->model->bk, slot_at(p, slot), src, eng_state_pool_slot_bytes(p));
+}

@@ -1,0 +1,29 @@
+/* threadpool.h - a fixed set of compute threads that run one function at a
+ * time on all of them (fork-join), for the CPU backend's kernels.
+ *
+ * Workers spin briefly between back-to-back jobs (a decode step runs ~150
+ * of them) and sleep on a condition variable when idle.  One caller at a
+ * time: the pool belongs to the engine thread.
+ */
+#ifndef SSMD_THREADPOOL_H
+#define SSMD_THREADPOOL_H
+
+typedef struct eng_threadpool eng_threadpool;
+
+/* fn runs once per thread with its index in [0, n_threads). */
+typedef void (*eng_pool_fn)(void *arg, int thread_idx, int n_threads);
+
+/* Starts n_threads - 1 workers (the caller is thread 0).  Returns NULL when
+ * threads cannot be created. */
+eng_threadpool *eng_threadpool_create(int n_threads);
+void eng_threadpool_destroy(eng_threadpool *p);
+int eng_threadpool_size(const eng_threadpool *p);
+
+/* Runs fn on every thread and returns when all have finished. */
+void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg);
+
+/* Splits [0, n) into n_threads contiguous ranges, each a multiple of align
+ * (except the last); thread idx gets [*begin, *end). */
+void eng_split_range(long n, long align, int idx, int n_threads, long *begin, long *end);
+
+#endif

@@ -1,0 +1,63 @@
+/* tokenizer.h - Hugging Face `tokenizer.json` byte-level BPE (GPT-2 / GPT-NeoX
+ * style, as Mamba uses): added/special tokens, NFC normalizer, the ByteLevel
+ * pre-tokenizer with its regex, merge ranks; encode, decode and incremental
+ * detokenization that never emits a split UTF-8 sequence.
+ *
+ * A loaded tokenizer is read-only and may be used from any thread at once.
+ */
+#ifndef SSMD_TOKENIZER_H
+#define SSMD_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+
+typedef struct eng_tokenizer eng_tokenizer; /* opaque */
+
+/* Loads `path` (a tokenizer.json).  Returns SSMD_OK and sets *out, or
+ * SSMD_EIO / SSMD_EFORMAT / SSMD_EUNSUPPORTED with err->msg naming the file
+ * and the problem (e.g. a model type other than BPE). */
+int eng_tokenizer_load(const char *path, eng_tokenizer **out, ssmd_err *err);
+void eng_tokenizer_free(eng_tokenizer *tok);
+
+/* Number of ids (max id + 1 over vocab and added tokens). */
+int eng_tokenizer_vocab_size(const eng_tokenizer *tok);
+
+/* Id of an exact token string (vocab or added), or -1. */
+int32_t eng_tokenizer_token_id(const eng_tokenizer *tok, const char *token);
+
+/* Encodes len bytes of UTF-8 text as HF `tokenizer.encode(text,
+ * add_special_tokens=False)` does (added tokens in the text are matched).
+ * Returns the count and sets *ids to a malloc'ed array the caller frees;
+ * returns -1 (no allocation) when text is not valid UTF-8. */
+int eng_tokenizer_encode(const eng_tokenizer *tok, const char *text, size_t len, int32_t **ids);
+
+/* Decodes ids to a malloc'ed NUL-terminated UTF-8 string (*out_len bytes, not
+ * counting the NUL); byte sequences that are not valid UTF-8 become U+FFFD as
+ * HF decode does.  skip_special drops special added tokens.  Returns SSMD_OK or
+ * SSMD_EINVAL for an id out of range. */
+int eng_tokenizer_decode(const eng_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+                         char **out, size_t *out_len);
+
+/* Incremental detokenizer for one stream of generated ids.  Caller-allocated;
+ * eng_detok_init / eng_detok_close.  Owned by one thread at a time. */
+typedef struct eng_detok {
+    const eng_tokenizer *tok;
+    int skip_special;
+    unsigned char pending[8]; /* bytes of an incomplete UTF-8 sequence */
+    int n_pending;
+} eng_detok;
+
+void eng_detok_init(eng_detok *d, const eng_tokenizer *tok, int skip_special);
+/* Appends the text that id completes to out (cap bytes, NUL-terminated) and
+ * returns its length; bytes of a UTF-8 sequence that is not complete yet are
+ * held back until a later id completes it (or flush).  An invalid sequence is
+ * emitted as U+FFFD.  Returns -1 for an id out of range or cap too small
+ * (cap >= 64 + longest token is always enough; ENG_DETOK_PIECE_MAX below). */
+int eng_detok_push(eng_detok *d, int32_t id, char *out, size_t cap);
+/* Emits what is held back (as U+FFFD) at the end of a stream; returns length. */
+int eng_detok_flush(eng_detok *d, char *out, size_t cap);
+#define ENG_DETOK_PIECE_MAX 1024
+
+#endif

@@ -1,0 +1,281 @@
+/* test_mamba1.c - the Mamba-1 forward against transformers' reference
+ * fixtures (tests/fixtures/mamba/, made by gen_mamba.py), and the
+ * equivalences the engine promises: prefill = token-by-token decode,
+ * prefill in pieces = prefill at once, batched decode = separate decodes. */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/model.h"
+#include "engine/state_pool.h"
+
+static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
+enum { N_FIXTURES = 4 };
+
+typedef struct ref_case {
+    int32_t *seq; /* prompt then greedy */
+    int n_prompt, n_greedy;
+    float *logits; /* (n_prompt + n_greedy - 1, V) */
+} ref_case;
+
+typedef struct ref {
+    int V, n_cases;
+    ref_case cases[8];
+} ref;
+
+static int32_t *ids_of(json_t *arr, int32_t *dst)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        dst[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+    return dst;
+}
+
+static void ref_load(const char *name, ref *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root, "%s: %s", path, jerr.text);
+    r->V = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    json_t *cases = json_object_get(root, "cases");
+    r->n_cases = (int)json_array_size(cases);
+    ck_assert(r->n_cases > 0 && r->n_cases <= 8);
+    for (int c = 0; c < r->n_cases; c++) {
+        json_t *jc = json_array_get(cases, c);
+        json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
+        json_t *logits = json_object_get(jc, "logits");
+        ref_case *rc = &r->cases[c];
+        rc->n_prompt = (int)json_array_size(prompt);
+        rc->n_greedy = (int)json_array_size(greedy);
+        rc->seq = malloc(sizeof(int32_t) * (rc->n_prompt + rc->n_greedy));
+        ids_of(prompt, rc->seq);
+        ids_of(greedy, rc->seq + rc->n_prompt);
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        ck_assert_int_eq((int)json_array_size(logits), rows);
+        rc->logits = malloc(sizeof(float) * rows * r->V);
+        for (int i = 0; i < rows; i++) {
+            json_t *row = json_array_get(logits, i);
+            ck_assert_int_eq((int)json_array_size(row), r->V);
+            for (int v = 0; v < r->V; v++)
+                rc->logits[i * r->V + v] = (float)json_number_value(json_array_get(row, v));
+        }
+    }
+    json_decref(root);
+}
+
+static void ref_free(ref *r)
+{
+    for (int c = 0; c < r->n_cases; c++) {
+        free(r->cases[c].seq);
+        free(r->cases[c].logits);
+    }
+}
+
+/* Rows agree within rel of the reference row's largest magnitude. */
+static void assert_rows_close(const float *got, const float *want, int rows, int V, double rel,
+                              const char *what)
+{
+    for (int i = 0; i < rows; i++) {
+        double scale = 1e-6;
+        for (int v = 0; v < V; v++)
+            scale = fmax(scale, fabs(want[i * V + v]));
+        for (int v = 0; v < V; v++) {
+            double d = fabs((double)got[i * V + v] - want[i * V + v]);
+            ck_assert_msg(d <= rel * scale, "%s: row %d col %d: got %.7g want %.7g (scale %g)",
+                          what, i, v, got[i * V + v], want[i * V + v], scale);
+        }
+    }
+}
+
+static int argmax(const float *row, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > row[best])
+            best = v;
+    return best;
+}
+
+static eng_model *open_fixture(const char *name, int threads, int max_batch)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/fixtures/mamba/%s", name);
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.threads = threads;
+    o.max_batch = max_batch;
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    int rc = eng_model_open(dir, &o, &m, &err);
+    ck_assert_msg(rc == SSMD_OK, "open %s: %s", dir, err.msg);
+    return m;
+}
+
+/* One prefill of prompt + greedy[:-1] with all logits = the reference rows
+ * (the --dump-logits contract), and greedy decoding reproduces greedy. */
+START_TEST(test_matches_transformers)
+{
+    const char *name = fixtures[_i % N_FIXTURES];
+    int threads = 1 + _i / N_FIXTURES;
+    ref r;
+    ref_load(name, &r);
+    eng_model *m = open_fixture(name, threads, 4);
+    ck_assert_int_eq(eng_model_n_vocab(m), r.V);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
+    for (int c = 0; c < r.n_cases; c++) {
+        ref_case *rc = &r.cases[c];
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        float *logits = malloc(sizeof(float) * rows * r.V);
+        eng_state_slot_zero(pool, 0);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 0, rc->seq, rows, logits, 1, &err), SSMD_OK);
+        assert_rows_close(logits, rc->logits, rows, r.V, 1e-4, name);
+
+        /* greedy: prefill the prompt, then decode one token at a time */
+        eng_state_slot_zero(pool, 1);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 1, rc->seq, rc->n_prompt, logits, 0, &err), 0);
+        for (int k = 0; k < rc->n_greedy; k++) {
+            int32_t next = argmax(logits, r.V), slot = 1;
+            ck_assert_msg(next == rc->seq[rc->n_prompt + k], "%s case %d token %d: %d != %d", name,
+                          c, k, next, rc->seq[rc->n_prompt + k]);
+            assert_rows_close(logits, rc->logits + (size_t)(rc->n_prompt - 1 + k) * r.V, 1, r.V,
+                              1e-4, "decode");
+            if (k + 1 < rc->n_greedy)
+                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, logits, &err), 0);
+        }
+        free(logits);
+    }
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+    ref_free(&r);
+}
+END_TEST
+
+static unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
+
+static void assert_states_close(eng_state_pool *p, int a, int b, double rel)
+{
+    size_t n = eng_state_pool_slot_bytes(p) / sizeof(float);
+    float *sa = malloc(n * sizeof(float)), *sb = malloc(n * sizeof(float));
+    eng_state_slot_read(p, a, sa);
+    eng_state_slot_read(p, b, sb);
+    double scale = 1e-6;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(sb[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(sa[i] - sb[i]) <= rel * scale, "state[%zu]: %g vs %g", i, sa[i], sb[i]);
+    free(sa);
+    free(sb);
+}
+
+/* Long random sequence (crossing the 512-token prefill chunk): prefill at
+ * once, in two uneven pieces, and token by token all agree. */
+START_TEST(test_prefill_equivalences)
+{
+    const char *name = fixtures[_i];
+    eng_model *m = open_fixture(name, 2, 4);
+    const int V = eng_model_n_vocab(m), n = 700, cut = 333;
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    unsigned s = 7;
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)(lcg(&s) % (unsigned)V);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 3, &pool, &err), 0);
+    float *once = malloc(sizeof(float) * V), *pieces = malloc(sizeof(float) * V);
+    float *step = malloc(sizeof(float) * V);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, n, once, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids, cut, NULL, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids + cut, n - cut, pieces, 0, &err), 0);
+    for (int i = 0; i < n; i++) {
+        int32_t slot = 2;
+        ck_assert_int_eq(eng_model_decode(m, pool, &slot, &ids[i], 1, step, &err), 0);
+    }
+    assert_rows_close(pieces, once, 1, V, 1e-5, "two pieces");
+    assert_rows_close(step, once, 1, V, 1e-4, "token by token");
+    assert_states_close(pool, 1, 0, 1e-5);
+    assert_states_close(pool, 2, 0, 1e-4);
+    free(once), free(pieces), free(step), free(ids);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+}
+END_TEST
+
+/* B sequences decoded together (slots out of order, B above the 4-row
+ * kernel tile and the BLAS threshold) = each decoded alone. */
+START_TEST(test_batched_decode_equals_single)
+{
+    const char *name = fixtures[_i];
+    const int B = 11, steps = 5;
+    eng_model *m = open_fixture(name, 2, 16);
+    const int V = eng_model_n_vocab(m);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2 * B, &pool, &err), 0);
+    int32_t slots[B], ids[B];
+    unsigned s = 3;
+    for (int b = 0; b < B; b++) {
+        slots[b] = (int32_t)(2 * B - 1 - 2 * b); /* odd slots, descending */
+        int32_t prompt[5];
+        for (int k = 0; k < 5; k++)
+            prompt[k] = (int32_t)(lcg(&s) % (unsigned)V);
+        /* batch copy in slots[b], solo copy in slots[b] - 1 */
+        ck_assert_int_eq(eng_model_prefill(m, pool, slots[b], prompt, 1 + b % 5, NULL, 0, &err), 0);
+        eng_state_slot_copy(pool, slots[b] - 1, slots[b]);
+    }
+    float *batch_logits = malloc(sizeof(float) * B * V), *solo = malloc(sizeof(float) * V);
+    for (int t = 0; t < steps; t++) {
+        for (int b = 0; b < B; b++)
+            ids[b] = (int32_t)(lcg(&s) % (unsigned)V);
+        ck_assert_int_eq(eng_model_decode(m, pool, slots, ids, B, batch_logits, &err), 0);
+        for (int b = 0; b < B; b++) {
+            int32_t solo_slot = slots[b] - 1;
+            ck_assert_int_eq(eng_model_decode(m, pool, &solo_slot, &ids[b], 1, solo, &err), 0);
+            assert_rows_close(batch_logits + (size_t)b * V, solo, 1, V, 1e-5, "batch vs solo");
+        }
+    }
+    for (int b = 0; b < B; b++)
+        assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
+    free(batch_logits), free(solo);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+}
+END_TEST
+
+/* Bad input is refused with SSMD_EINVAL and leaves every state as it was. */
+START_TEST(test_bad_input_changes_nothing)
+{
+    eng_model *m = open_fixture("tiny_auto", 1, 4);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), 0);
+    int32_t good[3] = {1, 2, 3}, bad[3] = {1, 101, 3}, slot = 0, slots2[2] = {1, 1};
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, good, 3, NULL, 0, &err), 0);
+    eng_state_slot_copy(pool, 1, 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, bad, 3, NULL, 0, &err), SSMD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "101"));
+    ck_assert_int_eq(eng_model_decode(m, pool, &slot, &bad[1], 1, NULL, &err), SSMD_EINVAL);
+    ck_assert_int_eq(eng_model_decode(m, pool, slots2, good, 2, NULL, &err), SSMD_EINVAL);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 5, good, 3, NULL, 0, &err), SSMD_EINVAL);
+    assert_states_close(pool, 0, 1, 0.0);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("mamba1");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_matches_transformers, 0, 2 * N_FIXTURES);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES);
+    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES);
+    tcase_add_test(tc, test_bad_input_changes_nothing);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -56,7 +56,32 @@ static inline const void *w_row(const bk_matrix *w, long r)
     return (const char *)w->data + (size_t)r * (size_t)w->cols * dtype_bytes(w->dtype);
 }
 
-/* Rows [r0, r1) of W against rows [0, m) of x: the decode kernel. */
+#if defined(__AVX512F__)
+/* One tile: 4 rows of W (wr) against NI rows of x, K16 elements each, into
+ * acc[a][b].  Inlined with NI a constant so acc stays in registers. */
+static inline __attribute__((always_inline)) void tile4(const void *const wr[4], eng_dtype dt,
+                                                        const float *x, int ldx, int NI, long K16,
+                                                        __m512 acc[4][4])
+{
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < NI; b++)
+            acc[a][b] = _mm512_setzero_ps();
+    for (long k = 0; k < K16; k += 16) {
+        __m512 wv[4];
+        for (int a = 0; a < 4; a++)
+            wv[a] = load_w16(wr[a], dt, k);
+        for (int b = 0; b < NI; b++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)b * ldx + k);
+            for (int a = 0; a < 4; a++)
+                acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
+        }
+    }
+}
+#endif
+
+/* Rows [r0, r1) of W against rows [0, m) of x: the decode kernel.  Each
+ * 4-row panel of W is read from memory once and kept in L1 while it meets
+ * every row of x, four at a time. */
 static void gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
                       const float *bias, long r0, long r1)
 {
@@ -66,25 +91,19 @@ static void gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, float 
 #if defined(__AVX512F__)
     const long K16 = K & ~15L;
     for (; r + 4 <= r1; r += 4) {
-        const void *wr[4] = {w_row(w, r), w_row(w, r + 1), w_row(w, r + 2), w_row(w, r + 3)};
+        const void *const wr[4] = {w_row(w, r), w_row(w, r + 1), w_row(w, r + 2), w_row(w, r + 3)};
         for (int i0 = 0; i0 < m; i0 += 4) {
             int ni = m - i0 < 4 ? m - i0 : 4;
+            const float *xi = x + (size_t)i0 * ldx;
             __m512 acc[4][4];
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    acc[a][b] = _mm512_setzero_ps();
-            for (long k = 0; k < K16; k += 16) {
-                __m512 wv[4];
-                for (int a = 0; a < 4; a++)
-                    wv[a] = load_w16(wr[a], dt, k);
-                for (int b = 0; b < ni; b++) {
-                    __m512 xv = _mm512_loadu_ps(x + (size_t)(i0 + b) * ldx + k);
-                    for (int a = 0; a < 4; a++)
-                        acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);
-                }
+            switch (ni) {
+            case 1: tile4(wr, dt, xi, ldx, 1, K16, acc); break;
+            case 2: tile4(wr, dt, xi, ldx, 2, K16, acc); break;
+            case 3: tile4(wr, dt, xi, ldx, 3, K16, acc); break;
+            default: tile4(wr, dt, xi, ldx, 4, K16, acc); break;
             }
             for (int b = 0; b < ni; b++) {
-                const float *xr = x + (size_t)(i0 + b) * ldx;
+                const float *xr = xi + (size_t)b * ldx;
                 for (int a = 0; a < 4; a++) {
                     float s = _mm512_reduce_add_ps(acc[a][b]);
                     for (long k = K16; k < K; k++)

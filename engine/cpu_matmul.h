@@ -8,8 +8,9 @@
 #include "engine/threadpool.h"
 
 #define CPU_MAX_THREADS 256
-/* From this many rows of x on, OpenBLAS sgemm beats the streaming kernel. */
-#define CPU_MATMUL_BLAS_MIN_ROWS 8
+/* From this many rows of x on (prefill), OpenBLAS sgemm beats the
+ * streaming kernel; decode batches up to the default 64 stay below it. */
+#define CPU_MATMUL_BLAS_MIN_ROWS 80
 
 typedef struct cpu_matmul_ctx {
     eng_threadpool *pool;                 /* borrowed */

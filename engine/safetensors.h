@@ -34,7 +34,9 @@ typedef struct eng_tensor {
     int ndim;
     int64_t shape[ENG_TENSOR_MAX_DIMS];
     int64_t numel;
-    const void *data;                   /* inside the mmap, nbytes long */
+    const void *data;                   /* inside the mmap, nbytes long; aligned
+                                           to the element size (a tensor the file
+                                           leaves misaligned gets an owned copy) */
     uint64_t nbytes;
 } eng_tensor;
 

@@ -8,6 +8,7 @@
 #include "engine/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -127,8 +128,13 @@ void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg)
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     fn(arg, 0, p->n_threads);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) != p->n_threads - 1)
-        cpu_relax();
+    /* Spin for the stragglers, but yield the core if they were descheduled
+     * (an oversubscribed machine): spinning then only delays them. */
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->n_threads - 1;)
+        if (++spins < SPIN_ITERS / 10)
+            cpu_relax();
+        else
+            sched_yield();
 }
 
 void eng_split_range(long n, long align, int idx, int n_threads, long *begin, long *end)

@@ -1,0 +1,186 @@
+/* bench_engine.c - CPU engine benchmark on one model directory.
+ *
+ *   bench_engine MODEL_DIR [--threads N] [--prompt-len 512] [--batches 1,4,16,64]
+ *
+ * Measures, in this one run: the machine's read bandwidth (two threads
+ * streaming a buffer far larger than the caches), prefill tokens/s of one
+ * prompt, decode tokens/s (total over the batch) per batch size, and the
+ * bandwidth batch-1 decode achieves (weight bytes per step x steps/s) as a
+ * fraction of the measured read bandwidth.  Prints a table on stderr and one
+ * JSON object on stdout.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/model.h"
+#include "engine/state_pool.h"
+#include "engine/threadpool.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct bw_job {
+    const float *buf;
+    long n;
+    float sink[64];
+} bw_job;
+
+static void bw_worker(void *arg, int tid, int n_threads)
+{
+    bw_job *j = arg;
+    long b, e;
+    eng_split_range(j->n, 1024, tid, n_threads, &b, &e);
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (long i = b; i + 64 <= e; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(j->buf + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(j->buf + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(j->buf + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(j->buf + i + 48));
+    }
+    j->sink[tid] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+#else
+    float s = 0;
+    for (long i = b; i < e; i++)
+        s += j->buf[i];
+    j->sink[tid] = s;
+#endif
+}
+
+/* Best of 5 passes over 1 GiB, in GB/s (1e9 bytes). */
+static double read_bandwidth(int threads)
+{
+    long n = 1L << 28;
+    float *buf = aligned_alloc(64, (size_t)n * sizeof(float));
+    if (!buf)
+        return 0;
+    for (long i = 0; i < n; i++)
+        buf[i] = (float)(i & 7);
+    eng_threadpool *pool = eng_threadpool_create(threads);
+    bw_job j = {.buf = buf, .n = n};
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        eng_threadpool_run(pool, bw_worker, &j);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    eng_threadpool_destroy(pool);
+    free(buf);
+    return (double)n * sizeof(float) / best / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_engine MODEL_DIR [--threads N] [--prompt-len N] [--batches 1,4,16,64]\n");
+        return 2;
+    }
+    int threads = 0, prompt_len = 512;
+    const char *batches_arg = "1,4,16,64";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--prompt-len"))
+            prompt_len = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batches"))
+            batches_arg = argv[i + 1];
+    }
+    int batches[16], n_batches = 0, max_batch = 1;
+    for (const char *s = batches_arg; *s && n_batches < 16;) {
+        batches[n_batches] = atoi(s);
+        if (batches[n_batches] > max_batch)
+            max_batch = batches[n_batches];
+        n_batches++;
+        s = strchr(s, ',') ? strchr(s, ',') + 1 : s + strlen(s);
+    }
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.threads = threads;
+    o.max_batch = max_batch;
+    eng_model *m;
+    ssmd_err err;
+    if (eng_model_open(argv[1], &o, &m, &err)) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    int n_threads = threads > 0 ? threads : 0;
+    double bw = read_bandwidth(n_threads > 0 ? n_threads : 2);
+    const int V = eng_model_n_vocab(m);
+    eng_state_pool *pool;
+    if (eng_state_pool_create(m, max_batch, &pool, &err)) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * (prompt_len > max_batch ? prompt_len : max_batch));
+    float *logits = malloc(sizeof(float) * (size_t)V * max_batch);
+    unsigned seed = 1;
+    for (int i = 0; i < prompt_len; i++)
+        ids[i] = (int32_t)((seed = seed * 1664525u + 1013904223u) >> 8) % V;
+
+    /* prefill: best of 3 after a warm-up */
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        eng_state_slot_zero(pool, 0);
+        double t0 = now_s();
+        eng_model_prefill(m, pool, 0, ids, prompt_len, logits, 0, &err);
+        double dt = now_s() - t0;
+        if (r > 0 && dt < best)
+            best = dt;
+    }
+    double prefill_tps = prompt_len / best;
+    const char *dtype = eng_model_dtype_name(m);
+    fprintf(stderr, "model %s: %lld params, %s, %.1f MB weights\n", argv[1],
+            (long long)eng_model_n_params(m), dtype, eng_model_weight_bytes(m) / 1e6);
+    fprintf(stderr, "read bandwidth: %.1f GB/s\nprefill (%d tokens): %.1f tokens/s\n", bw,
+            prompt_len, prefill_tps);
+    printf("{\"impl\": \"ssmd\", \"dtype\": \"%s\", \"read_bw_gbs\": %.2f, \"prefill_tok_s\": %.1f, "
+           "\"decode_tok_s\": {",
+           dtype, bw, prefill_tps);
+
+    double b1_bw = 0;
+    int32_t slots[1024];
+    for (int bi = 0; bi < n_batches; bi++) {
+        int B = batches[bi];
+        for (int b = 0; b < B; b++) {
+            slots[b] = b;
+            eng_state_slot_zero(pool, b);
+            eng_model_prefill(m, pool, b, ids, 4, NULL, 0, &err);
+            ids[b] = (int32_t)(b * 7 % V);
+        }
+        /* steps: enough for ~3 s, estimated from one warm-up step */
+        double t0 = now_s();
+        eng_model_decode(m, pool, slots, ids, B, logits, &err);
+        double one = now_s() - t0;
+        int steps = (int)(3.0 / (one > 1e-4 ? one : 1e-4));
+        steps = steps < 5 ? 5 : steps > 2000 ? 2000 : steps;
+        t0 = now_s();
+        for (int s = 0; s < steps; s++)
+            eng_model_decode(m, pool, slots, ids, B, logits, &err);
+        double dt = now_s() - t0;
+        double tps = (double)B * steps / dt;
+        if (B == 1)
+            b1_bw = eng_model_weight_bytes(m) * (steps / dt) / 1e9;
+        fprintf(stderr, "decode batch %2d: %8.1f tokens/s  (%.2f ms/step)\n", B, tps, dt / steps * 1e3);
+        printf("%s\"%d\": %.1f", bi ? ", " : "", B, tps);
+    }
+    printf("}, \"b1_weight_gbs\": %.2f, \"b1_bw_fraction\": %.3f}\n", b1_bw, bw > 0 ? b1_bw / bw : 0);
+    fprintf(stderr, "batch-1 decode streams %.1f GB/s of weights = %.0f%% of measured read bandwidth\n",
+            b1_bw, bw > 0 ? 100 * b1_bw / bw : 0);
+    free(ids);
+    free(logits);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+    return 0;
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# run.sh - `make bench`: the CPU engine benchmark on a mamba-130m-shaped
+# random model (F32 and BF16), next to transformers on the same model files
+# in the same run.  Python (torch + transformers) is only needed for making
+# the model and for the peer numbers; it is installed here when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-2}
+out=$BUILD/bench
+mkdir -p "$out"
+
+if ! "$PYTHON" -c 'import torch, transformers, safetensors' 2>/dev/null; then
+    echo "bench: installing python3-torch (Debian) and transformers (pip)" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -qq python3-torch python3-pip >/dev/null
+    "$PYTHON" -m pip install -q --break-system-packages "transformers==4.44.2" "tokenizers>=0.19,<0.20" safetensors
+fi
+
+for dtype in f32 bf16; do
+    dir=$out/mamba130m-$dtype
+    [ -f "$dir/model.safetensors" ] || "$PYTHON" bench/make_model.py "$dir" --dtype $dtype >&2
+    echo "== ssmd ($dtype) ==" >&2
+    "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$dtype.json"
+    if [ "${SKIP_PEER:-0}" != 1 ]; then
+        echo "== transformers ($dtype weights) ==" >&2
+        "$PYTHON" bench/hf_bench.py "$dir" --threads "$THREADS" | tee "$out/hf-$dtype.json" || true
+    fi
+done
+"$PYTHON" - "$out" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+def load(name):
+    p = os.path.join(out, name)
+    return json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else None
+print("\nsummary (tokens/s; ratio = ssmd / transformers, same run)")
+for dt in ("f32", "bf16"):
+    s, h = load(f"ssmd-{dt}.json"), load(f"hf-{dt}.json")
+    if not s:
+        continue
+    def ratio(a, b):
+        return f"{a / b:5.1f}x" if a and b else "   - "
+    hp = h.get("prefill_tok_s") if h else None
+    print(f"{dt:5s} prefill-512 ssmd {s['prefill_tok_s']:8.1f}  hf {hp or 0:8.1f}  {ratio(s['prefill_tok_s'], hp)}")
+    for b, v in s["decode_tok_s"].items():
+        hv = h["decode_tok_s"].get(b) if h else None
+        print(f"{dt:5s} decode b={b:>2s}   ssmd {v:8.1f}  hf {hv or 0:8.1f}  {ratio(v, hv)}")
+    print(f"{dt:5s} batch-1 decode: {s['b1_weight_gbs']:.1f} GB/s of weights = "
+          f"{100 * s['b1_bw_fraction']:.0f}% of measured read bandwidth {s['read_bw_gbs']:.1f} GB/s")
+PY

@@ -159,16 +159,22 @@ int main(int argc, char **argv)
             eng_model_prefill(m, pool, b, ids, 4, NULL, 0, &err);
             ids[b] = (int32_t)(b * 7 % V);
         }
-        /* steps: enough for ~3 s, estimated from one warm-up step */
+        /* 5 rounds of ~0.6 s each (steps estimated from a warm-up step); the
+         * best round counts, since the machine is shared and noisy. */
         double t0 = now_s();
         eng_model_decode(m, pool, slots, ids, B, logits, &err);
         double one = now_s() - t0;
-        int steps = (int)(3.0 / (one > 1e-4 ? one : 1e-4));
-        steps = steps < 5 ? 5 : steps > 2000 ? 2000 : steps;
-        t0 = now_s();
-        for (int s = 0; s < steps; s++)
-            eng_model_decode(m, pool, slots, ids, B, logits, &err);
-        double dt = now_s() - t0;
+        int steps = (int)(0.6 / (one > 1e-4 ? one : 1e-4));
+        steps = steps < 3 ? 3 : steps > 500 ? 500 : steps;
+        double dt = 1e30;
+        for (int round = 0; round < 5; round++) {
+            t0 = now_s();
+            for (int s = 0; s < steps; s++)
+                eng_model_decode(m, pool, slots, ids, B, logits, &err);
+            double t = now_s() - t0;
+            if (t < dt)
+                dt = t;
+        }
         double tps = (double)B * steps / dt;
         if (B == 1)
             b1_bw = eng_model_weight_bytes(m) * (steps / dt) / 1e9;

@@ -24,6 +24,17 @@ void eng_tokenizer_free(eng_tokenizer *tok);
 /* Number of ids (max id + 1 over vocab and added tokens). */
 int eng_tokenizer_vocab_size(const eng_tokenizer *tok);
 
+/* Largest output of one eng_detok_push / eng_detok_flush, NUL included: 3
+ * bytes (one U+FFFD) for each byte of the longest token plus 3 held back. */
+size_t eng_tokenizer_piece_max(const eng_tokenizer *tok);
+
+/* The bytes id decodes to (ByteLevel decoder: not always valid UTF-8 on its
+ * own), owned by tok, not NUL-terminated; NULL for an id out of range. */
+const char *eng_tokenizer_token_bytes(const eng_tokenizer *tok, int32_t id, size_t *len);
+
+/* 1 when id is a special added token (what skip_special drops), else 0. */
+int eng_tokenizer_is_special(const eng_tokenizer *tok, int32_t id);
+
 /* Id of an exact token string (vocab or added), or -1. */
 int32_t eng_tokenizer_token_id(const eng_tokenizer *tok, const char *token);
 
@@ -50,11 +61,14 @@ typedef struct eng_detok {
 } eng_detok;
 
 void eng_detok_init(eng_detok *d, const eng_tokenizer *tok, int skip_special);
-/* Appends the text that id completes to out (cap bytes, NUL-terminated) and
- * returns its length; bytes of a UTF-8 sequence that is not complete yet are
- * held back until a later id completes it (or flush).  An invalid sequence is
- * emitted as U+FFFD.  Returns -1 for an id out of range or cap too small
- * (cap >= 64 + longest token is always enough; ENG_DETOK_PIECE_MAX below). */
+/* Writes the text that id completes to out[0..] (cap bytes, NUL-terminated)
+ * and returns its length; bytes of a UTF-8 sequence that is not complete yet
+ * are held back until a later id completes it (or flush).  An invalid sequence
+ * is emitted as U+FFFD, exactly as eng_tokenizer_decode does, so the pieces of
+ * a stream, concatenated, equal the decode of all its ids.  Returns -1, with d
+ * unchanged, for an id out of range or cap too small: cap >=
+ * eng_tokenizer_piece_max(tok) is always enough, and ENG_DETOK_PIECE_MAX is
+ * for any token of up to 300 bytes. */
 int eng_detok_push(eng_detok *d, int32_t id, char *out, size_t cap);
 /* Emits what is held back (as U+FFFD) at the end of a stream; returns length. */
 int eng_detok_flush(eng_detok *d, char *out, size_t cap);

@@ -39,7 +39,7 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/rel/%)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test unit integration bench bench-prefix fixtures clean cuda
+.PHONY: all deps run test bench bench-serve fixtures clean
 all: $(BUILD)/ssmd
 
 # Installs what is missing (as root, or through sudo) and remembers success.
@@ -92,6 +92,11 @@ test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san
 
 bench: $(BENCH_BIN) $(BUILD)/ssmd
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash bench/run.sh
+
+# Load generator against the real server: throughput and TTFT/ITL/e2e
+# latency per concurrency level.
+bench-serve: $(BUILD)/rel/bench/bench_serve $(BUILD)/ssmd
+	$(BUILD)/rel/bench/bench_serve --server $(BUILD)/ssmd --model $(or $(MODEL),tests/fixtures/mamba/untied_bias) --concurrency 1,4,16
 
 # Regenerates the committed reference fixtures (needs PyTorch + transformers:
 # Debian's python3-torch and pip's transformers; never needed by `make test`).

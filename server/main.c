@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "server/generate.h"
+#include "server/srv.h"
 
 #define SSMD_VERSION "0.1.0"
 
@@ -11,6 +12,7 @@ static void usage(FILE *f)
     fprintf(f,
             "ssmd %s - inference server for state-space language models\n"
             "usage: ssmd <command> [options]\n"
+            "  serve      HTTP server (ssmd serve --help)\n"
             "  generate   one-shot generation (ssmd generate --help)\n"
             "  --version  print the version\n",
             SSMD_VERSION);
@@ -22,6 +24,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (!strcmp(argv[1], "serve"))
+        return srv_serve_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "generate"))
         return srv_generate_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--version")) {

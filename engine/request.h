@@ -1,0 +1,111 @@
+/* request.h - the plain structs the loop thread and the engine thread
+ * exchange: a request goes to the engine, events come back.
+ *
+ * Ownership: the loop allocates a request and hands it to the scheduler; the
+ * engine owns it until it posts the request's final event (DONE, RESULT or
+ * ERROR), after which it never touches it again and the loop frees it
+ * (eng_request_free).  Only `canceled` is written by the loop while the
+ * engine owns the request.  No JSON, no HTTP and no tensors in here.
+ */
+#ifndef SSMD_REQUEST_H
+#define SSMD_REQUEST_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/sampler.h"
+#include "engine/session.h"
+#include "engine/stop.h"
+
+typedef enum eng_op {
+    ENG_OP_COMPLETE = 0,    /* generate tokens, in a session or a fresh state */
+    ENG_OP_SESSION_CREATE,  /* -> RESULT with info */
+    ENG_OP_SESSION_INFO,    /* -> RESULT with info */
+    ENG_OP_SESSION_DELETE,  /* -> RESULT */
+    ENG_OP_SESSION_FORK,    /* -> RESULT with the new session's info */
+    ENG_OP_STATE_EXPORT,    /* -> RESULT with info and the slot bytes in blob */
+    ENG_OP_STATE_IMPORT,    /* blob -> the session's slot; RESULT with info */
+} eng_op;
+
+typedef enum eng_finish {
+    ENG_FINISH_NONE = 0,
+    ENG_FINISH_STOP,    /* EOS or a stop string */
+    ENG_FINISH_LENGTH,  /* max_tokens reached */
+} eng_finish;
+
+typedef struct eng_request {
+    struct eng_request *next;            /* queue link (whoever queues it) */
+    eng_op op;
+    char session[ENG_SESSION_ID_HEX + 1]; /* "" = none */
+
+    /* ENG_OP_COMPLETE */
+    int32_t *prompt;                     /* (n_prompt) malloc'ed, owned */
+    int n_prompt;
+    int max_tokens;                      /* >= 0 */
+    int ignore_eos;
+    eng_sampling sampling;
+    int n_stop;
+    char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];
+
+    /* ENG_OP_STATE_IMPORT: raw slot bytes (malloc'ed, owned) and the session
+     * fields exported with them */
+    unsigned char *blob;
+    size_t blob_bytes;
+    int32_t blob_pending;
+    int64_t blob_n_tokens;
+
+    atomic_int canceled;  /* set by the loop: stop within one decode step */
+    void *udata;          /* the loop's own pointer; the engine never reads it */
+} eng_request;
+
+typedef enum eng_event_kind {
+    ENG_EV_TOKEN = 0,  /* one generated token and the text it released */
+    ENG_EV_DONE,       /* final: a completion finished (finish, usage, text tail) */
+    ENG_EV_RESULT,     /* final: a session op succeeded */
+    ENG_EV_ERROR,      /* final: failed or canceled (err) */
+    ENG_EV_LOADED,     /* req == NULL: the model is loaded, admitting */
+    ENG_EV_LOAD_FAILED /* req == NULL: loading failed (err); the thread ended */
+} eng_event_kind;
+
+typedef struct eng_session_info {
+    char id[ENG_SESSION_ID_HEX + 1];
+    int64_t n_tokens;
+    int32_t pending;
+    double created_s;
+    double last_used_s;
+} eng_session_info;
+
+typedef struct eng_event {
+    struct eng_event *next;
+    eng_request *req;
+    eng_event_kind kind;
+    /* TOKEN */
+    int32_t token;
+    int has_logprobs;
+    eng_logprobs lp;
+    /* TOKEN, DONE: released text (malloc'ed, owned by the event; may be NULL) */
+    char *text;
+    size_t text_len;
+    /* DONE */
+    eng_finish finish;
+    int n_prompt_tokens;  /* tokens prefilled for this request */
+    int n_gen_tokens;
+    /* RESULT */
+    eng_session_info info;
+    unsigned char *blob;  /* STATE_EXPORT: slot bytes, malloc'ed, owned */
+    size_t blob_bytes;
+    /* ERROR, LOAD_FAILED */
+    ssmd_err err;
+} eng_event;
+
+/* Zeroed request with default sampling; aborts when out of memory.  Any
+ * thread. */
+eng_request *eng_request_new(eng_op op);
+/* Frees the request and what it owns; NULL is fine. */
+void eng_request_free(eng_request *r);
+/* Frees the event and what it owns (not its req); NULL is fine. */
+void eng_event_free(eng_event *e);
+
+#endif

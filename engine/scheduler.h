@@ -1,0 +1,94 @@
+/* scheduler.h - the engine thread: loads the model, owns the state pool and
+ * the session table, and runs continuous batching (admit queued requests up
+ * to max_batch, prefill each new one, then one batched decode step for all
+ * active sequences), posting events back to the loop thread.
+ *
+ * Two queues joined by one mutex: requests in (woken by a condition
+ * variable), events out (the notify callback, e.g. uv_async_send, is called
+ * after events are posted; the loop drains the whole list each time).
+ */
+#ifndef SSMD_SCHEDULER_H
+#define SSMD_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/model.h"
+#include "engine/request.h"
+#include "engine/tokenizer.h"
+
+typedef struct eng_sched eng_sched; /* opaque */
+
+typedef struct eng_sched_opts {
+    const char *model_dir;
+    eng_model_opts model;
+    int max_batch;       /* active sequences per decode step (>= 1) */
+    int max_sessions;    /* session slots (>= 1) */
+    double session_ttl_s; /* idle seconds before a session expires; <= 0 never */
+} eng_sched_opts;
+
+/* Read-only facts about the loaded model, valid after ENG_EV_LOADED until
+ * eng_sched_destroy; any thread may read them then. */
+typedef struct eng_model_info {
+    const eng_tokenizer *tok;  /* NULL without tokenizer.json */
+    int n_vocab;
+    int eos_id;                /* -1 when unknown */
+    int bos_id;
+    size_t state_bytes;
+    char fingerprint[129];
+    char dtype[16];
+    int64_t n_params;
+} eng_model_info;
+
+#define ENG_BATCH_BUCKETS 8  /* batch size histogram: <=1,2,4,...,64,+Inf */
+
+/* Counters for /metrics, copied under the queue lock. */
+typedef struct eng_sched_stats {
+    int running;
+    int waiting;
+    int sessions;
+    uint64_t prompt_tokens;
+    uint64_t gen_tokens;
+    uint64_t steps;
+    uint64_t batch_sum;                         /* sum of batch sizes over steps */
+    uint64_t batch_hist[ENG_BATCH_BUCKETS];     /* non-cumulative counts */
+} eng_sched_stats;
+
+typedef void (*eng_notify_fn)(void *arg);
+
+/* Starts the engine thread, which loads the model and then posts
+ * ENG_EV_LOADED or ENG_EV_LOAD_FAILED.  opts->model_dir is copied.  Returns
+ * SSMD_OK or SSMD_ENOMEM/SSMD_EINTERNAL (no thread started).  Loop thread. */
+int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *notify_arg,
+                    eng_sched **out, ssmd_err *err);
+
+/* Hands r to the engine (which owns it until its final event).  Loop
+ * thread. */
+void eng_sched_submit(eng_sched *s, eng_request *r);
+
+/* Asks the engine to stop r within one decode step; its final event is an
+ * ERROR with SSMD_ECANCELED (or whatever it finished with first). */
+void eng_sched_cancel(eng_sched *s, eng_request *r);
+
+/* Takes every posted event, oldest first (a list through ->next); the
+ * caller frees them.  NULL when there are none.  Loop thread. */
+eng_event *eng_sched_take_events(eng_sched *s);
+
+const eng_model_info *eng_sched_model_info(const eng_sched *s);
+void eng_sched_get_stats(eng_sched *s, eng_sched_stats *out);
+
+/* Stops the engine thread: requests still queued or running end with an
+ * ERROR event (SSMD_EDRAINING), then the thread exits and is joined.  Events
+ * stay available to eng_sched_take_events.  Loop thread. */
+void eng_sched_stop(eng_sched *s);
+
+/* Frees everything (stops first if needed), including events not taken and
+ * the requests they point to. */
+void eng_sched_destroy(eng_sched *s);
+
+/* Wall-clock seconds (CLOCK_REALTIME) and a monotonic clock in ns. */
+double eng_now_wall_s(void);
+int64_t eng_now_mono_ns(void);
+
+#endif

@@ -1,0 +1,165 @@
+/* session.c - the session table (see session.h): ids, TTL, LRU.
+ *
+ * A fixed array, scanned linearly: a few thousand entries at most, and every
+ * scan is cheap next to one decode step.  Never touches the state pool and
+ * never allocates after init.
+ */
+#include "engine/session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+int eng_session_table_init(eng_session_table *t, int capacity, ssmd_err *err)
+{
+    memset(t, 0, sizeof *t);
+    if (capacity < 1)
+        return ssmd_err_set(err, SSMD_EINVAL, "session table capacity must be at least 1");
+    t->entries = calloc((size_t)capacity, sizeof *t->entries);
+    if (!t->entries)
+        return ssmd_err_set(err, SSMD_ENOMEM, "cannot allocate %d session entries", capacity);
+    t->capacity = capacity;
+    return SSMD_OK;
+}
+
+void eng_session_table_free(eng_session_table *t)
+{
+    free(t->entries);
+    memset(t, 0, sizeof *t);
+}
+
+int eng_session_new_id(char *id, ssmd_err *err)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[ENG_SESSION_ID_BYTES];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return ssmd_err_set(err, SSMD_EIO, "getrandom failed: %s", strerror(errno));
+        }
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        id[2 * i] = hex[raw[i] >> 4];
+        id[2 * i + 1] = hex[raw[i] & 15];
+    }
+    id[ENG_SESSION_ID_HEX] = '\0';
+    return SSMD_OK;
+}
+
+int eng_session_id_valid(const char *s)
+{
+    if (!s)
+        return 0;
+    for (int i = 0; i < ENG_SESSION_ID_HEX; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return s[ENG_SESSION_ID_HEX] == '\0';
+}
+
+/* Constant-time equality of two ENG_SESSION_ID_HEX-char ids. */
+static int id_equal(const char *a, const char *b)
+{
+    unsigned char diff = 0;
+    for (int i = 0; i < ENG_SESSION_ID_HEX; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+int eng_session_find(const eng_session_table *t, const char *id, ssmd_err *err)
+{
+    int found = -1;
+    if (eng_session_id_valid(id)) {
+        for (int i = 0; i < t->capacity; i++)
+            if (t->entries[i].in_use && id_equal(t->entries[i].id, id) && found < 0)
+                found = i;
+    }
+    if (found < 0)
+        return ssmd_err_set(err, SSMD_ENOTFOUND, "no session with id '%.64s'", id ? id : "");
+    return found;
+}
+
+void eng_session_remove(eng_session_table *t, int idx)
+{
+    eng_session *s = &t->entries[idx];
+    if (!s->in_use)
+        return;
+    memset(s, 0, sizeof *s);
+    s->pending = -1;
+    t->n_live--;
+}
+
+int eng_session_create(eng_session_table *t, double now_s, int *evicted, ssmd_err *err)
+{
+    if (evicted)
+        *evicted = -1;
+    int idx = -1;
+    for (int i = 0; i < t->capacity && idx < 0; i++)
+        if (!t->entries[i].in_use)
+            idx = i;
+    if (idx < 0) {
+        for (int i = 0; i < t->capacity; i++) {
+            const eng_session *s = &t->entries[i];
+            if (!s->busy && (idx < 0 || s->last_used_s < t->entries[idx].last_used_s))
+                idx = i;
+        }
+        if (idx < 0)
+            return ssmd_err_set(err, SSMD_EFULL, "all %d sessions are busy", t->capacity);
+        eng_session_remove(t, idx);
+        if (evicted)
+            *evicted = idx;
+    }
+    eng_session *s = &t->entries[idx];
+    int rc = eng_session_new_id(s->id, err);
+    if (rc != SSMD_OK) {
+        memset(s, 0, sizeof *s);
+        return rc;
+    }
+    s->in_use = 1;
+    s->busy = 0;
+    s->pending = -1;
+    s->n_tokens = 0;
+    s->created_s = now_s;
+    s->last_used_s = now_s;
+    t->n_live++;
+    return idx;
+}
+
+int eng_session_expire(eng_session_table *t, double now_s, double ttl_s)
+{
+    if (ttl_s <= 0)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < t->capacity; i++) {
+        eng_session *s = &t->entries[i];
+        if (s->in_use && !s->busy && now_s - s->last_used_s > ttl_s) {
+            eng_session_remove(t, i);
+            n++;
+        }
+    }
+    return n;
+}
+
+double eng_session_next_expiry(const eng_session_table *t, double now_s, double ttl_s)
+{
+    if (ttl_s <= 0)
+        return -1;
+    double best = -1;
+    for (int i = 0; i < t->capacity; i++) {
+        const eng_session *s = &t->entries[i];
+        if (!s->in_use || s->busy)
+            continue;
+        double left = s->last_used_s + ttl_s - now_s;
+        if (left < 0)
+            left = 0;
+        if (best < 0 || left < best)
+            best = left;
+    }
+    return best;
+}

@@ -1,0 +1,142 @@
+/* metrics.c - histograms and the Prometheus text format (see metrics.h).
+ * Names follow Prometheus conventions: ssmd_ prefix, _seconds, _total.
+ */
+#include "server/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                        1, 2.5, 5, 10, 30, 60};
+static const double itl_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                    0.1, 0.25, 0.5, 1, 2.5};
+
+static void hist_init(srv_hist *h, const double *bounds, int n)
+{
+    memset(h, 0, sizeof *h);
+    h->bounds = bounds;
+    h->n_bounds = n;
+}
+
+void srv_metrics_init(srv_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    hist_init(&m->ttft, latency_bounds, (int)(sizeof latency_bounds / sizeof *latency_bounds));
+    hist_init(&m->e2e, latency_bounds, (int)(sizeof latency_bounds / sizeof *latency_bounds));
+    hist_init(&m->itl, itl_bounds, (int)(sizeof itl_bounds / sizeof *itl_bounds));
+}
+
+void srv_hist_observe(srv_hist *h, double s)
+{
+    int i = 0;
+    while (i < h->n_bounds && s > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    h->sum += s;
+    h->count++;
+}
+
+void srv_metrics_count_status(srv_metrics *m, unsigned status)
+{
+    m->requests_total++;
+    if (status >= 100 && status < 600)
+        m->requests_by_class[status / 100]++;
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t nc = b->cap * 2 + (size_t)n;
+        char *q = realloc(b->p, nc);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = nc;
+    }
+}
+
+static void hist_render(sbuf *b, const char *name, const char *help, const srv_hist *h)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < h->n_bounds; i++) {
+        cum += h->counts[i];
+        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
+    }
+    cum += h->counts[h->n_bounds];
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+              (unsigned long long)cum, name, h->sum, name, (unsigned long long)h->count);
+}
+
+static void gauge(sbuf *b, const char *name, const char *type, const char *help, double v)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int ready, int draining)
+{
+    sbuf b = {malloc(4096), 0, 4096, 0};
+    if (!b.p)
+        return NULL;
+    b.p[0] = '\0';
+    gauge(&b, "ssmd_ready", "gauge", "1 when the model is loaded and admitting", ready && !draining);
+    gauge(&b, "ssmd_draining", "gauge", "1 after SIGTERM", draining);
+    gauge(&b, "ssmd_requests_running", "gauge", "completions in the decode batch", st->running);
+    gauge(&b, "ssmd_requests_waiting", "gauge", "completions queued for a batch slot", st->waiting);
+    gauge(&b, "ssmd_sessions_live", "gauge", "sessions holding a state slot", st->sessions);
+    gauge(&b, "ssmd_prompt_tokens_total", "counter", "prompt tokens prefilled", (double)st->prompt_tokens);
+    gauge(&b, "ssmd_generation_tokens_total", "counter", "tokens generated", (double)st->gen_tokens);
+    gauge(&b, "ssmd_completions_total", "counter", "completion requests finished", (double)m->completions_total);
+    gauge(&b, "ssmd_completions_canceled_total", "counter", "completions canceled by a client disconnect",
+          (double)m->canceled_total);
+    sb_printf(&b, "# HELP ssmd_http_requests_total HTTP responses by status class\n"
+                  "# TYPE ssmd_http_requests_total counter\n");
+    for (int k = 1; k < 6; k++)
+        sb_printf(&b, "ssmd_http_requests_total{code=\"%dxx\"} %llu\n", k,
+                  (unsigned long long)m->requests_by_class[k]);
+    hist_render(&b, "ssmd_time_to_first_token_seconds", "time from request to its first token", &m->ttft);
+    hist_render(&b, "ssmd_inter_token_latency_seconds", "time between consecutive tokens of a request", &m->itl);
+    hist_render(&b, "ssmd_request_latency_seconds", "completion request end-to-end latency", &m->e2e);
+    sb_printf(&b, "# HELP ssmd_batch_size decode batch size per scheduler step\n"
+                  "# TYPE ssmd_batch_size histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < ENG_BATCH_BUCKETS; i++) {
+        cum += st->batch_hist[i];
+        if (i < ENG_BATCH_BUCKETS - 1)
+            sb_printf(&b, "ssmd_batch_size_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
+        else
+            sb_printf(&b, "ssmd_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sb_printf(&b, "ssmd_batch_size_sum %llu\nssmd_batch_size_count %llu\n",
+              (unsigned long long)st->batch_sum, (unsigned long long)st->steps);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

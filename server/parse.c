@@ -1,0 +1,350 @@
+/* parse.c - completion request bodies into srv_completion (see parse.h).
+ *
+ * Scalar per-request fields come from one table; the few structured fields
+ * (prompt, messages, stop, stream_options, session) have their own code.
+ * Unknown fields are ignored, as OpenAI clients send many.  Never touches
+ * the engine: the result is plain data.
+ */
+#include "server/parse.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum field_type { F_INT, F_FLOAT, F_BOOL, F_U64 } field_type;
+
+enum { ROUTE_COMPLETION = 1, ROUTE_CHAT = 2, ROUTE_BOTH = 3 };
+#define HI_MAX_TOKENS (-1.0) /* upper bound taken from srv_limits */
+
+typedef struct field_row {
+    const char *name;
+    field_type type;
+    double lo, hi;
+    int lo_open;    /* lo itself is not allowed */
+    size_t offset;  /* into srv_completion */
+    int routes;
+} field_row;
+
+#define OFF(f) offsetof(srv_completion, f)
+static const field_row field_rows[] = {
+    {"max_tokens", F_INT, 0, HI_MAX_TOKENS, 0, OFF(max_tokens), ROUTE_BOTH},
+    {"max_completion_tokens", F_INT, 0, HI_MAX_TOKENS, 0, OFF(max_tokens), ROUTE_CHAT},
+    {"temperature", F_FLOAT, 0, 100, 0, OFF(sampling.temperature), ROUTE_BOTH},
+    {"top_p", F_FLOAT, 0, 1, 1, OFF(sampling.top_p), ROUTE_BOTH},
+    {"top_k", F_INT, 0, 1e9, 0, OFF(sampling.top_k), ROUTE_BOTH},
+    {"min_p", F_FLOAT, 0, 1, 0, OFF(sampling.min_p), ROUTE_BOTH},
+    {"repetition_penalty", F_FLOAT, 0, 100, 1, OFF(sampling.repetition_penalty), ROUTE_BOTH},
+    {"seed", F_U64, 0, 1.8e19, 0, OFF(sampling.seed), ROUTE_BOTH},
+    {"stream", F_BOOL, 0, 1, 0, OFF(stream), ROUTE_BOTH},
+    {"echo", F_BOOL, 0, 1, 0, OFF(echo), ROUTE_COMPLETION},
+    {"logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_COMPLETION},
+    {"logprobs", F_BOOL, 0, 1, 0, OFF(chat_logprobs), ROUTE_CHAT},
+    {"top_logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_CHAT},
+    {"ignore_eos", F_BOOL, 0, 1, 0, OFF(ignore_eos), ROUTE_BOTH},
+    {"n", F_INT, 1, 1, 0, OFF(n), ROUTE_BOTH},
+};
+#undef OFF
+#define N_FIELDS (sizeof field_rows / sizeof field_rows[0])
+
+static const char *type_name(field_type t)
+{
+    return t == F_BOOL ? "a boolean" : t == F_FLOAT ? "a number" : "an integer";
+}
+
+static int field_parse(srv_completion *c, const field_row *f, const json_t *v, const srv_limits *lim,
+                       ssmd_err *err)
+{
+    void *dst = (char *)c + f->offset;
+    double hi = f->hi == HI_MAX_TOKENS ? (double)lim->max_tokens : f->hi;
+    double x;
+    if (f->type == F_BOOL) {
+        if (!json_is_boolean(v))
+            return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be a boolean", f->name);
+        *(int *)dst = json_is_true(v);
+        return SSMD_OK;
+    }
+    if (f->type == F_FLOAT ? !json_is_number(v) : !json_is_integer(v))
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be %s", f->name, type_name(f->type));
+    x = json_number_value(v);
+    if (!isfinite(x) || x < f->lo || x > hi || (f->lo_open && x == f->lo))
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be in %s%g, %g], got %g", f->name,
+                            f->lo_open ? "(" : "[", f->lo, hi, x);
+    switch (f->type) {
+    case F_INT:
+        *(int *)dst = (int)json_integer_value(v);
+        break;
+    case F_U64:
+        *(uint64_t *)dst = (uint64_t)json_integer_value(v);
+        break;
+    case F_FLOAT:
+        *(float *)dst = (float)x;
+        break;
+    default:
+        break;
+    }
+    return SSMD_OK;
+}
+
+static int parse_stop(srv_completion *c, const json_t *v, ssmd_err *err)
+{
+    if (json_is_string(v)) {
+        if (json_string_length(v) == 0)
+            return SSMD_OK;
+        if (json_string_length(v) > ENG_STOP_LEN_MAX)
+            return ssmd_err_set(err, SSMD_EINVAL, "'stop' strings are limited to %d bytes", ENG_STOP_LEN_MAX);
+        memcpy(c->stop[0], json_string_value(v), json_string_length(v) + 1);
+        c->n_stop = 1;
+        return SSMD_OK;
+    }
+    if (!json_is_array(v))
+        return ssmd_err_set(err, SSMD_EINVAL, "'stop' must be a string or an array of strings");
+    if (json_array_size(v) > ENG_STOP_MAX)
+        return ssmd_err_set(err, SSMD_EINVAL, "'stop' holds at most %d strings", ENG_STOP_MAX);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(v, i, s) {
+        if (!json_is_string(s) || json_string_length(s) == 0 || json_string_length(s) > ENG_STOP_LEN_MAX)
+            return ssmd_err_set(err, SSMD_EINVAL,
+                                "'stop[%zu]' must be a non-empty string of at most %d bytes", i,
+                                ENG_STOP_LEN_MAX);
+        memcpy(c->stop[c->n_stop++], json_string_value(s), json_string_length(s) + 1);
+    }
+    return SSMD_OK;
+}
+
+static int set_text_prompt(srv_completion *c, const char *text, size_t len, const eng_tokenizer *tok,
+                           ssmd_err *err)
+{
+    if (!tok)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                            "this model has no tokenizer: send 'prompt' as an array of token ids");
+    free(c->prompt_text);
+    c->prompt_text = strndup(text, len);
+    int n = eng_tokenizer_encode(tok, text, len, &c->prompt_ids);
+    if (n < 0 || !c->prompt_text)
+        return ssmd_err_set(err, SSMD_EINVAL, "the prompt is not valid UTF-8");
+    c->n_prompt = n;
+    return SSMD_OK;
+}
+
+static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer *tok,
+                        const srv_limits *lim, ssmd_err *err)
+{
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_string(p))
+        return set_text_prompt(c, json_string_value(p), json_string_length(p), tok, err);
+    if (!json_is_array(p))
+        return ssmd_err_set(err, SSMD_EINVAL, "'prompt' must be a string or an array of token ids");
+    size_t n = json_array_size(p);
+    if (n > (size_t)lim->max_prompt)
+        return ssmd_err_set(err, SSMD_EINVAL, "the prompt has %zu tokens, more than the limit %d", n,
+                            lim->max_prompt);
+    c->prompt_ids = malloc((n ? n : 1) * sizeof *c->prompt_ids);
+    if (!c->prompt_ids)
+        return ssmd_err_set(err, SSMD_ENOMEM, "out of memory for the prompt");
+    size_t i;
+    const json_t *v;
+    json_array_foreach(p, i, v) {
+        if (!json_is_integer(v))
+            return ssmd_err_set(err, SSMD_EINVAL, "'prompt[%zu]' must be an integer token id", i);
+        json_int_t id = json_integer_value(v);
+        if (id < 0 || id >= lim->n_vocab)
+            return ssmd_err_set(err, SSMD_EINVAL, "'prompt[%zu]' = %lld is not a token id (vocabulary %d)",
+                                i, (long long)id, lim->n_vocab);
+        c->prompt_ids[i] = (int32_t)id;
+    }
+    c->n_prompt = (int)n;
+    return SSMD_OK;
+}
+
+int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, const eng_tokenizer *tok,
+                         const srv_limits *lim, ssmd_err *err)
+{
+    memset(c, 0, sizeof *c);
+    c->is_chat = is_chat;
+    c->n = 1;
+    c->max_tokens = lim->default_max_tokens;
+    eng_sampling_defaults(&c->sampling);
+    if (!json_is_object(body))
+        return ssmd_err_set(err, SSMD_EINVAL, "the request body must be a JSON object");
+    int route = is_chat ? ROUTE_CHAT : ROUTE_COMPLETION;
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const field_row *f = &field_rows[i];
+        const json_t *v = json_object_get(body, f->name);
+        if (!(f->routes & route) || !v || json_is_null(v))
+            continue;
+        int rc = field_parse(c, f, v, lim, err);
+        if (rc != SSMD_OK)
+            return rc;
+    }
+    if (is_chat && !c->chat_logprobs)
+        c->logprobs = 0;
+    else if (is_chat && c->logprobs == 0)
+        c->logprobs = 1; /* logprobs: true alone reports the chosen token */
+    c->sampling.logprobs = c->logprobs;
+    if (eng_sampling_validate(&c->sampling, err) != SSMD_OK)
+        return SSMD_EINVAL;
+
+    const json_t *v = json_object_get(body, "stop");
+    if (v && !json_is_null(v) && parse_stop(c, v, err) != SSMD_OK)
+        return SSMD_EINVAL;
+    v = json_object_get(body, "stream_options");
+    if (v && !json_is_null(v)) {
+        const json_t *u = json_object_get(v, "include_usage");
+        if (!json_is_object(v) || (u && !json_is_boolean(u)))
+            return ssmd_err_set(err, SSMD_EINVAL, "'stream_options' must be {\"include_usage\": bool}");
+        c->include_usage = json_is_true(u);
+    }
+    v = json_object_get(body, "session");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || !eng_session_id_valid(json_string_value(v)))
+            return ssmd_err_set(err, SSMD_EINVAL, "'session' must be a session id from POST /v1/sessions");
+        memcpy(c->session, json_string_value(v), ENG_SESSION_ID_HEX + 1);
+    }
+
+    int rc;
+    if (is_chat) {
+        v = json_object_get(body, "messages");
+        if (!v)
+            return ssmd_err_set(err, SSMD_EINVAL, "'messages' is required");
+        char *text = srv_chat_render(v, lim->chat_eos ? lim->chat_eos : "", err);
+        if (!text)
+            return SSMD_EINVAL;
+        rc = set_text_prompt(c, text, strlen(text), tok, err);
+        free(text);
+    } else {
+        v = json_object_get(body, "prompt");
+        if (!v)
+            return ssmd_err_set(err, SSMD_EINVAL, "'prompt' is required");
+        rc = parse_prompt(c, v, tok, lim, err);
+    }
+    if (rc != SSMD_OK)
+        return rc;
+    if (c->n_prompt > lim->max_prompt)
+        return ssmd_err_set(err, SSMD_EINVAL, "the prompt has %d tokens, more than the limit %d", c->n_prompt,
+                            lim->max_prompt);
+    for (int i = 0; i < c->n_prompt; i++)
+        if (c->prompt_ids[i] < 0 || c->prompt_ids[i] >= lim->n_vocab)
+            return ssmd_err_set(err, SSMD_EINVAL,
+                                "the prompt encodes to token %d, outside the model's vocabulary (%d)",
+                                c->prompt_ids[i], lim->n_vocab);
+    if (c->n_prompt == 0 && !c->session[0])
+        return ssmd_err_set(err, SSMD_EINVAL, "the prompt is empty");
+    return SSMD_OK;
+}
+
+void srv_completion_free(srv_completion *c)
+{
+    free(c->prompt_text);
+    free(c->prompt_ids);
+    c->prompt_text = NULL;
+    c->prompt_ids = NULL;
+}
+
+eng_request *srv_completion_to_request(srv_completion *c)
+{
+    eng_request *r = eng_request_new(ENG_OP_COMPLETE);
+    r->prompt = c->prompt_ids;
+    r->n_prompt = c->n_prompt;
+    c->prompt_ids = NULL;
+    r->max_tokens = c->max_tokens;
+    r->ignore_eos = c->ignore_eos;
+    r->sampling = c->sampling;
+    r->n_stop = c->n_stop;
+    memcpy(r->stop, c->stop, sizeof r->stop);
+    memcpy(r->session, c->session, sizeof r->session);
+    return r;
+}
+
+/* Appends s to the growing buffer; returns 0 or -1 when out of memory. */
+static int buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap : 256);
+        while (nc < *len + n + 1)
+            nc *= 2;
+        char *b = realloc(*buf, nc);
+        if (!b)
+            return -1;
+        *buf = b;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+char *srv_chat_render(const json_t *messages, const char *eos, ssmd_err *err)
+{
+    if (!json_is_array(messages) || json_array_size(messages) == 0) {
+        ssmd_err_set(err, SSMD_EINVAL, "'messages' must be a non-empty array");
+        return NULL;
+    }
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    size_t i;
+    const json_t *m;
+    int bad = 0;
+    json_array_foreach(messages, i, m) {
+        const json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
+        if (!json_is_object(m) || !json_is_string(role) || json_string_length(role) == 0 ||
+            json_string_length(role) > 64) {
+            ssmd_err_set(err, SSMD_EINVAL, "'messages[%zu].role' must be a short non-empty string", i);
+            bad = 1;
+            break;
+        }
+        bad |= buf_add(&out, &len, &cap, "<|", 2);
+        bad |= buf_add(&out, &len, &cap, json_string_value(role), json_string_length(role));
+        bad |= buf_add(&out, &len, &cap, "|>\n", 3);
+        if (json_is_string(content)) {
+            bad |= buf_add(&out, &len, &cap, json_string_value(content), json_string_length(content));
+        } else if (json_is_array(content)) {
+            size_t k;
+            const json_t *part;
+            json_array_foreach(content, k, part) {
+                const json_t *t = json_object_get(part, "text");
+                if (!json_is_string(t)) {
+                    ssmd_err_set(err, SSMD_EINVAL, "'messages[%zu].content[%zu]' must be {\"type\":\"text\",\"text\":...}", i, k);
+                    free(out);
+                    return NULL;
+                }
+                bad |= buf_add(&out, &len, &cap, json_string_value(t), json_string_length(t));
+            }
+        } else if (!json_is_null(content)) {
+            ssmd_err_set(err, SSMD_EINVAL, "'messages[%zu].content' must be a string or an array of parts", i);
+            bad = 1;
+            break;
+        }
+        bad |= buf_add(&out, &len, &cap, eos, strlen(eos));
+        bad |= buf_add(&out, &len, &cap, "\n", 1);
+        if (bad) {
+            ssmd_err_set(err, SSMD_ENOMEM, "out of memory rendering messages");
+            break;
+        }
+    }
+    if (!bad && buf_add(&out, &len, &cap, "<|assistant|>\n", 14) == 0)
+        return out;
+    free(out);
+    return NULL;
+}
+
+size_t srv_utf8_complete_prefix(const char *s, size_t len)
+{
+    /* Walk back over at most 3 continuation bytes to the last lead byte. */
+    size_t i = len, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0)
+        return back ? len : 0; /* only continuation bytes: nothing to wait for */
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead < 0x80 ? 1 : (lead & 0xE0) == 0xC0 ? 2 : (lead & 0xF0) == 0xE0 ? 3 : (lead & 0xF8) == 0xF0 ? 4 : 1;
+    if (lead < 0x80 || need == 1)
+        return len; /* ASCII or an invalid byte: nothing can complete it */
+    return back + 1 >= need ? len : i - 1;
+}

@@ -1,0 +1,279 @@
+/* server.c - the server's life: libmicrohttpd driven from the libuv loop
+ * (its epoll fd in a uv_poll, its timeouts in a uv_timer), engine events
+ * delivered through a uv_async to the waiting connections, start-up, the
+ * SIGTERM drain and shutdown.
+ *
+ * Loop thread only.  Never blocks on the engine: the only engine calls are
+ * the queue operations of scheduler.h (and eng_sched_stop at shutdown).
+ */
+#include "server/srv.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* ---- driving MHD from libuv ---- */
+
+static void shutdown_now(srv_server *s);
+
+static void check_drain(srv_server *s)
+{
+    if (s->draining && !s->stopping && s->n_inflight == 0 && s->n_conns == 0)
+        shutdown_now(s);
+}
+
+static void on_mhd_timer(uv_timer_t *t);
+
+static void mhd_run(srv_server *s)
+{
+    if (!s->mhd || s->stopping)
+        return;
+    MHD_run(s->mhd);
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
+        uv_timer_start(&s->mhd_timer, on_mhd_timer, (uint64_t)ms, 0);
+    else
+        uv_timer_stop(&s->mhd_timer);
+    check_drain(s);
+}
+
+static void on_mhd_timer(uv_timer_t *t) { mhd_run(t->data); }
+
+static void on_mhd_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    mhd_run(p->data);
+}
+
+static void on_loaded(srv_server *s)
+{
+    s->info = eng_sched_model_info(s->sched);
+    s->loaded = 1;
+    free(s->eos_text);
+    s->eos_text = NULL;
+    if (s->info->tok && s->info->eos_id >= 0) {
+        int32_t id = s->info->eos_id;
+        size_t n;
+        if (eng_tokenizer_decode(s->info->tok, &id, 1, 0, &s->eos_text, &n) != SSMD_OK)
+            s->eos_text = NULL;
+    }
+    fprintf(stderr, "ssmd: model '%s' loaded (%lld parameters, %s, %zu state bytes per session); ready\n",
+            s->model_name, (long long)s->info->n_params, s->info->dtype, s->info->state_bytes);
+}
+
+static void dispatch_events(srv_server *s)
+{
+    if (!s->sched)
+        return;
+    eng_event *e = eng_sched_take_events(s->sched);
+    while (e) {
+        eng_event *next = e->next;
+        if (!e->req) {
+            if (e->kind == ENG_EV_LOADED) {
+                on_loaded(s);
+            } else if (e->kind == ENG_EV_LOAD_FAILED) {
+                fprintf(stderr, "ssmd: cannot load the model: %s\n", e->err.msg);
+                s->exit_code = 1;
+                if (!s->stopping)
+                    shutdown_now(s);
+            }
+            eng_event_free(e);
+            e = next;
+            continue;
+        }
+        srv_conn *c = e->req->udata;
+        int final = e->kind == ENG_EV_DONE || e->kind == ENG_EV_RESULT || e->kind == ENG_EV_ERROR;
+        if (!c->closed && !c->abort)
+            c->route->on_event(c, e);
+        if (final) {
+            eng_request_free(e->req);
+            c->req = NULL;
+            if (c->is_completion) {
+                s->n_inflight--;
+                c->is_completion = 0;
+            }
+            srv_conn_watch_stop(c);
+        }
+        if (c->suspended && (c->resp || c->abort || (c->streaming && (c->out.len > c->out_off || c->out_done))))
+            srv_conn_resume(c);
+        if (final)
+            srv_conn_unref(c);
+        eng_event_free(e);
+        e = next;
+    }
+}
+
+static void on_async(uv_async_t *a)
+{
+    srv_server *s = a->data;
+    dispatch_events(s);
+    mhd_run(s);
+}
+
+static void notify_loop(void *arg) { uv_async_send(&((srv_server *)arg)->async); }
+
+static void shutdown_now(srv_server *s)
+{
+    if (s->stopping)
+        return;
+    if (s->sched)
+        eng_sched_stop(s->sched); /* no notify after this */
+    dispatch_events(s);
+    for (srv_conn *c = s->conns; c; c = c->next) {
+        if (!c->queued && !c->closed)
+            c->abort = 1;
+        if (c->streaming)
+            c->out_done = 1;
+        srv_conn_resume(c);
+    }
+    if (s->mhd)
+        MHD_run(s->mhd);
+    s->stopping = 1;
+    uv_close((uv_handle_t *)&s->async, NULL);
+    uv_close((uv_handle_t *)&s->mhd_poll, NULL);
+    uv_close((uv_handle_t *)&s->mhd_timer, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    srv_server *s = t->data;
+    if (!s->force) {
+        /* Running requests had their time: cancel them, give the
+         * connections a moment to write their last bytes, then stop. */
+        s->force = 1;
+        fprintf(stderr, "ssmd: drain timeout: canceling %d running requests\n", s->n_inflight);
+        for (srv_conn *c = s->conns; c; c = c->next)
+            if (c->req)
+                eng_sched_cancel(s->sched, c->req);
+        uv_timer_start(&s->drain_timer, on_drain_timeout, 1000, 0);
+        return;
+    }
+    shutdown_now(s);
+}
+
+void srv_server_drain(srv_server *s)
+{
+    if (s->stopping)
+        return;
+    if (s->draining) {
+        fprintf(stderr, "ssmd: second signal: stopping now\n");
+        shutdown_now(s);
+        return;
+    }
+    s->draining = 1;
+    fprintf(stderr, "ssmd: draining (%d running, up to %gs)\n", s->n_inflight, s->cfg->drain_timeout);
+    uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)(s->cfg->drain_timeout * 1000), 0);
+    check_drain(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    srv_server_drain(h->data);
+}
+
+int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->loop = loop;
+    srv_metrics_init(&s->metrics);
+    const char *name = *cfg->model_name ? cfg->model_name : cfg->model;
+    if (!*cfg->model_name) {
+        size_t n = strlen(name);
+        while (n > 1 && name[n - 1] == '/')
+            n--;
+        const char *slash = memrchr(name, '/', n);
+        const char *base = slash ? slash + 1 : name;
+        snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(n - (size_t)(base - name)), base);
+    } else {
+        snprintf(s->model_name, sizeof s->model_name, "%s", name);
+    }
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->port);
+    } else if (inet_pton(AF_INET6, cfg->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return ssmd_err_set(err, SSMD_EINVAL, "--host '%s' is not an IPv4 or IPv6 address", cfg->host);
+    }
+    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, srv_on_request, s,
+                              MHD_OPTION_NOTIFY_COMPLETED, srv_on_completed, s,
+                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                              MHD_OPTION_END);
+    if (!s->mhd)
+        return ssmd_err_set(err, SSMD_EIO, "cannot listen on %s:%ld (address in use?)", cfg->host, cfg->port);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di) {
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+        return ssmd_err_set(err, SSMD_EINTERNAL, "libmicrohttpd has no epoll support");
+    }
+    uv_poll_init(loop, &s->mhd_poll, di->epoll_fd);
+    s->mhd_poll.data = s;
+    uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
+    uv_timer_init(loop, &s->mhd_timer);
+    s->mhd_timer.data = s;
+    uv_timer_init(loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    uv_async_init(loop, &s->async, on_async);
+    s->async.data = s;
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_term.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &s->sig_int);
+    s->sig_int.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+
+    eng_sched_opts o;
+    memset(&o, 0, sizeof o);
+    o.model_dir = cfg->model;
+    eng_model_opts_defaults(&o.model);
+    o.model.backend = cfg->backend;
+    o.model.threads = (int)cfg->threads;
+    o.max_batch = (int)cfg->max_batch;
+    o.max_sessions = (int)cfg->max_sessions;
+    o.session_ttl_s = cfg->session_ttl;
+    int rc = eng_sched_start(&o, notify_loop, s, &s->sched, err);
+    if (rc != SSMD_OK) {
+        shutdown_now(s);
+        return rc;
+    }
+    fprintf(stderr, "ssmd: listening on %s:%ld, loading %s\n", cfg->host, cfg->port, cfg->model);
+    mhd_run(s);
+    return SSMD_OK;
+}
+
+void srv_server_close(srv_server *s)
+{
+    if (!s->mhd && !s->sched)
+        return;
+    if (!s->stopping)
+        shutdown_now(s);
+    uv_run(s->loop, UV_RUN_DEFAULT); /* close callbacks */
+    if (s->mhd)
+        MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+    uv_run(s->loop, UV_RUN_DEFAULT); /* watchers closed by MHD's completions */
+    eng_sched_destroy(s->sched);
+    s->sched = NULL;
+    free(s->eos_text);
+    s->eos_text = NULL;
+}

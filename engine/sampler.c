@@ -9,6 +9,10 @@
  * histogram pass, then only the boundary bucket), min-p a threshold; with no
  * filter the draw is one scan of a vectorised softmax.
  *
+ * Ties: greedy takes the lowest id; top-k keeps every id tied with the k-th
+ * logit (as HF and vLLM do); top-p takes tied ids lowest first, only as many
+ * as reach top_p; min-p keeps every id at or above the threshold.
+ *
  * Must never: keep state outside eng_sampler (no globals, no time-based
  * seeds), allocate per call, or write to the caller's logits.
  */
@@ -363,8 +367,9 @@ static double sampler_cut_mass(const float *probs, const int32_t *ids, int m, sa
  * the cut to one bucket, then the next bits.  The ids below t = (total -
  * goal) / m hold less than total - goal, so the cut lies above t and they
  * are left out: on a peaked row whole blocks are skipped by their maximum.
- * row_scratch (m ids, used when ids is NULL) receives the ids of the
- * boundary bucket, so the finer levels do not rescan the row. */
+ * row_scratch (m ids, used when ids is NULL) receives the ids above t,
+ * then those of the boundary bucket, so the finer levels do not rescan the
+ * row. */
 static sampler_cut sampler_top_p_cut(const float *probs, const int32_t *ids, int m, double total,
                                      double goal, int32_t *row_scratch, double *kept)
 {
@@ -376,13 +381,19 @@ static sampler_cut sampler_top_p_cut(const float *probs, const int32_t *ids, int
     sampler_cut all = {0, INT32_MAX};
 
     memset(mass, 0, (size_t)copies * sizeof mass[0]);
+    int n_above_t = 0; /* row: the ids >= t, listed in row_scratch */
     for (int j0 = 0; j0 < m; j0 += SAMPLER_BLOCK) {
         int end = m - j0 >= SAMPLER_BLOCK ? j0 + SAMPLER_BLOCK : m;
         if (!ids && end - j0 == SAMPLER_BLOCK && !(sampler_block_max(probs + j0) >= t))
             continue;
         for (int j = j0; j < end; j++) {
             float p = probs[ids ? ids[j] : j];
-            mass[j & (copies - 1)][sampler_key(p) >> 20] += p >= t ? p : 0.0f;
+            int in = p >= t;
+            mass[j & (copies - 1)][sampler_key(p) >> 20] += in ? p : 0.0f;
+            if (!ids) {
+                row_scratch[n_above_t] = j;
+                n_above_t += in;
+            }
         }
     }
     for (int c = 1; c < copies; c++)
@@ -391,10 +402,11 @@ static sampler_cut sampler_top_p_cut(const float *probs, const int32_t *ids, int
 
     for (int level = 0; level < 3; level++) {
         int sh = 20 - 10 * level;
-        int b = 0x3F8; /* the top bucket at level 0: key(1.0f) >> 20 */
+        int b = 0x3F8, lo = -1; /* the top bucket at level 0: key(1.0f) >> 20 */
         if (level > 0) {
             memset(mass[0], 0, sizeof mass[0]);
             b = 0;
+            lo = 1023;
             for (int j = 0; j < m; j++) {
                 float p = probs[ids ? ids[j] : j];
                 int32_t key = sampler_key(p);
@@ -402,10 +414,14 @@ static sampler_cut sampler_top_p_cut(const float *probs, const int32_t *ids, int
                     int bj = (key >> sh) & 1023;
                     mass[0][bj] += p;
                     b = bj > b ? bj : b;
+                    lo = bj < lo ? bj : lo;
                 }
             }
         }
-        for (; b >= 0; b--) {
+        /* Below level 0 the goal lies inside the bucket chosen above; the
+         * walk stops at its lowest part even if summing in another order
+         * leaves a rounding hair short. */
+        for (; b > lo; b--) {
             if (above + mass[0][b] >= goal)
                 break;
             above += mass[0][b];
@@ -416,19 +432,13 @@ static sampler_cut sampler_top_p_cut(const float *probs, const int32_t *ids, int
         }
         prefix = (prefix << 10) | b;
         if (level == 0 && !ids) {
-            union {
-                int32_t i;
-                float f;
-            } lo = {.i = prefix << 20}; /* the bucket's smallest value */
+            /* The boundary bucket's ids >= t are in row_scratch; those
+             * below t come after the nucleus anyway. */
             int k = 0;
-            for (int j0 = 0; j0 < m; j0 += SAMPLER_BLOCK) {
-                int end = m - j0 >= SAMPLER_BLOCK ? j0 + SAMPLER_BLOCK : m;
-                if (end - j0 == SAMPLER_BLOCK && !(sampler_block_max(probs + j0) >= lo.f))
-                    continue;
-                for (int j = j0; j < end; j++) {
-                    row_scratch[k] = j;
-                    k += (sampler_key(probs[j]) >> 20) == prefix;
-                }
+            for (int j = 0; j < n_above_t; j++) {
+                int32_t id = row_scratch[j];
+                row_scratch[k] = id;
+                k += (sampler_key(probs[id]) >> 20) == prefix;
             }
             ids = row_scratch;
             m = k;

@@ -61,12 +61,20 @@ static inline const void *w_row(const bk_matrix *w, long r)
  * acc[a][b].  Inlined with NI a constant so acc stays in registers. */
 static inline __attribute__((always_inline)) void tile4(const void *const wr[4], eng_dtype dt,
                                                         const float *x, int ldx, int NI, long K16,
-                                                        __m512 acc[4][4])
+                                                        __m512 acc[4][4], const char *next)
 {
+    const long esize = dt == ENG_DTYPE_F32 ? 4 : 2;
     for (int a = 0; a < 4; a++)
         for (int b = 0; b < NI; b++)
             acc[a][b] = _mm512_setzero_ps();
     for (long k = 0; k < K16; k += 16) {
+        /* Prefetch the next panel (the 4 rows after these, contiguous) at
+         * the pace this one is consumed: 4 x 16 weights per step. */
+        if (next) {
+            const char *p = next + 4 * k * esize;
+            for (long off = 0; off < 4 * 16 * esize; off += 64)
+                _mm_prefetch(p + off, _MM_HINT_T0);
+        }
         __m512 wv[4];
         for (int a = 0; a < 4; a++)
             wv[a] = load_w16(wr[a], dt, k);
@@ -96,11 +104,13 @@ static void gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, float 
             int ni = m - i0 < 4 ? m - i0 : 4;
             const float *xi = x + (size_t)i0 * ldx;
             __m512 acc[4][4];
+            /* only the first pass over the panel prefetches the next one */
+            const char *next = i0 == 0 && r + 8 <= r1 ? (const char *)w_row(w, r + 4) : NULL;
             switch (ni) {
-            case 1: tile4(wr, dt, xi, ldx, 1, K16, acc); break;
-            case 2: tile4(wr, dt, xi, ldx, 2, K16, acc); break;
-            case 3: tile4(wr, dt, xi, ldx, 3, K16, acc); break;
-            default: tile4(wr, dt, xi, ldx, 4, K16, acc); break;
+            case 1: tile4(wr, dt, xi, ldx, 1, K16, acc, next); break;
+            case 2: tile4(wr, dt, xi, ldx, 2, K16, acc, next); break;
+            case 3: tile4(wr, dt, xi, ldx, 3, K16, acc, next); break;
+            default: tile4(wr, dt, xi, ldx, 4, K16, acc, next); break;
             }
             for (int b = 0; b < ni; b++) {
                 const float *xr = xi + (size_t)b * ldx;

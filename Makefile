@@ -8,7 +8,7 @@ BUILD     ?= build
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 PORT      ?= 8080
-MODEL     ?=
+MODEL     ?= models/default
 # Debian packages the build and tests need; `make deps` installs missing ones.
 DEB_PKGS  := build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
              check libsubunit-dev libopenblas-dev libcurl4-openssl-dev
@@ -83,7 +83,8 @@ $(BUILD)/rel/bench/%: $(BUILD)/rel/bench/%.o $(BUILD)/libssmd.a
 	$(CC) $(OPTFLAGS) -o $@ $^ $(LDLIBS)
 
 run: $(BUILD)/ssmd
-	./$(BUILD)/ssmd serve --host 127.0.0.1 --port $(PORT) $(if $(MODEL),--model $(MODEL))
+	@[ -f $(MODEL)/config.json ] || { echo "make run: no model in $(MODEL); run with MODEL=DIR (a Hugging Face Mamba directory)"; exit 1; }
+	./$(BUILD)/ssmd serve --host 127.0.0.1 --port $(PORT) --model $(MODEL)
 
 # Unit tests (Check) then integration tests (real binary on loopback); the
 # runner prints each suite's Check summary and a final "N passed, N failed".

@@ -30,14 +30,6 @@ struct eng_model {
     char fingerprint[33];     /* 128-bit hex */
 };
 
-/* The pool's internals are shared with state_pool.c. */
-struct eng_state_pool {
-    eng_model *model;
-    float *states;            /* (n_slots, slot_floats) backend memory */
-    int n_slots;
-    size_t slot_floats;
-};
-
 void eng_model_opts_defaults(eng_model_opts *o)
 {
     *o = (eng_model_opts){.backend = "cpu", .threads = 0, .max_batch = 64};
@@ -136,6 +128,7 @@ void eng_model_close(eng_model *m)
 }
 
 const eng_model_config *eng_model_cfg(const eng_model *m) { return &m->cfg; }
+bk_backend *eng_model_backend(const eng_model *m) { return m->bk; }
 const eng_tokenizer *eng_model_tokenizer(const eng_model *m) { return m->tok; }
 int eng_model_n_vocab(const eng_model *m) { return m->cfg.vocab_size; }
 const char *eng_model_fingerprint(const eng_model *m) { return m->fingerprint; }
@@ -169,26 +162,25 @@ static int check_ids(const eng_model *m, const int32_t *ids, int n, ssmd_err *er
 int eng_model_prefill(eng_model *m, eng_state_pool *pool, int slot, const int32_t *ids, int n,
                       float *logits, int all_logits, ssmd_err *err)
 {
-    if (pool->model != m || slot < 0 || slot >= pool->n_slots)
+    if (eng_state_pool_model(pool) != m || slot < 0 || slot >= eng_state_pool_n_slots(pool))
         return ssmd_err_set(err, SSMD_EINVAL, "prefill: slot %d is not in the pool", slot);
     if (n < 0)
         return ssmd_err_set(err, SSMD_EINVAL, "prefill: negative length");
     int rc = check_ids(m, ids, n, err);
     if (rc || n == 0)
         return rc;
-    m->arch->prefill(m->arch_state, pool->states + (size_t)slot * pool->slot_floats, ids, n, logits,
-                     all_logits);
+    m->arch->prefill(m->arch_state, eng_state_slot_ptr(pool, slot), ids, n, logits, all_logits);
     return SSMD_OK;
 }
 
 int eng_model_decode(eng_model *m, eng_state_pool *pool, const int32_t *slots, const int32_t *ids,
                      int batch, float *logits, ssmd_err *err)
 {
-    if (pool->model != m || batch < 1 || batch > m->opts.max_batch)
+    if (eng_state_pool_model(pool) != m || batch < 1 || batch > m->opts.max_batch)
         return ssmd_err_set(err, SSMD_EINVAL, "decode: batch %d outside [1, %d]", batch,
                             m->opts.max_batch);
     for (int b = 0; b < batch; b++) {
-        if (slots[b] < 0 || slots[b] >= pool->n_slots)
+        if (slots[b] < 0 || slots[b] >= eng_state_pool_n_slots(pool))
             return ssmd_err_set(err, SSMD_EINVAL, "decode: slot %d is not in the pool", (int)slots[b]);
         for (int c = 0; c < b; c++)
             if (slots[c] == slots[b])
@@ -197,69 +189,6 @@ int eng_model_decode(eng_model *m, eng_state_pool *pool, const int32_t *slots, c
     int rc = check_ids(m, ids, batch, err);
     if (rc)
         return rc;
-    m->arch->decode(m->arch_state, pool->states, slots, ids, batch, logits);
+    m->arch->decode(m->arch_state, eng_state_slot_ptr(pool, 0), slots, ids, batch, logits);
     return SSMD_OK;
-}
-
-/* ---- state pool (the struct lives here; see state_pool.h) -------------- */
-
-int eng_state_pool_create(eng_model *m, int n_slots, eng_state_pool **out, ssmd_err *err)
-{
-    if (n_slots < 1)
-        return ssmd_err_set(err, SSMD_EINVAL, "state pool needs at least one slot");
-    eng_state_pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return ssmd_err_set(err, SSMD_ENOMEM, "out of memory");
-    p->model = m;
-    p->n_slots = n_slots;
-    p->slot_floats = m->arch->state_floats(m->arch_state);
-    size_t bytes = (size_t)n_slots * p->slot_floats * sizeof(float);
-    p->states = m->bk->alloc(m->bk, bytes);
-    if (!p->states) {
-        free(p);
-        return ssmd_err_set(err, SSMD_ENOMEM,
-                            "%s backend: cannot allocate %zu bytes for %d session states "
-                            "(%zu each); lower --max-sessions",
-                            m->bk->name, bytes, n_slots, eng_model_state_bytes(m));
-    }
-    *out = p;
-    return SSMD_OK;
-}
-
-void eng_state_pool_destroy(eng_state_pool *p)
-{
-    if (!p)
-        return;
-    p->model->bk->release(p->model->bk, p->states);
-    free(p);
-}
-
-int eng_state_pool_n_slots(const eng_state_pool *p) { return p->n_slots; }
-size_t eng_state_pool_slot_bytes(const eng_state_pool *p) { return p->slot_floats * sizeof(float); }
-
-static float *slot_at(const eng_state_pool *p, int slot)
-{
-    return p->states + (size_t)slot * p->slot_floats;
-}
-
-void eng_state_slot_zero(eng_state_pool *p, int slot)
-{
-    p->model->bk->zero(p->model->bk, slot_at(p, slot), eng_state_pool_slot_bytes(p));
-}
-
-void eng_state_slot_copy(eng_state_pool *p, int dst_slot, int src_slot)
-{
-    if (dst_slot != src_slot)
-        p->model->bk->copy(p->model->bk, slot_at(p, dst_slot), slot_at(p, src_slot),
-                           eng_state_pool_slot_bytes(p));
-}
-
-void eng_state_slot_read(const eng_state_pool *p, int slot, void *dst)
-{
-    p->model->bk->read(p->model->bk, dst, slot_at(p, slot), eng_state_pool_slot_bytes(p));
-}
-
-void eng_state_slot_write(eng_state_pool *p, int slot, const void *src)
-{
-    p->model->bk->write(p->model->bk, slot_at(p, slot), src, eng_state_pool_slot_bytes(p));
 }

@@ -34,6 +34,8 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
 void eng_model_close(eng_model *m);
 
 const eng_model_config *eng_model_cfg(const eng_model *m);
+/* The backend holding the weights; engine-internal (state pool). */
+struct bk_backend *eng_model_backend(const eng_model *m);
 /* NULL when the directory has no tokenizer.json. */
 const eng_tokenizer *eng_model_tokenizer(const eng_model *m);
 int eng_model_n_vocab(const eng_model *m);     /* width of a logits row */

@@ -28,4 +28,9 @@ void eng_state_slot_copy(eng_state_pool *p, int dst_slot, int src_slot);
 void eng_state_slot_read(const eng_state_pool *p, int slot, void *dst);
 void eng_state_slot_write(eng_state_pool *p, int slot, const void *src);
 
+/* For the engine's forward code only: the pool's model, and slot's state in
+ * backend memory (not dereferenceable on the host for non-cpu backends). */
+eng_model *eng_state_pool_model(const eng_state_pool *p);
+float *eng_state_slot_ptr(const eng_state_pool *p, int slot);
+
 #endif

@@ -13,6 +13,7 @@
 #include "engine/cpu_matmul.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +24,9 @@
 #endif
 
 enum {
-    ROW_ALIGN = 16,   /* rows of W per thread slice are a multiple of this */
-    PANEL_ROWS = 128, /* rows of W converted to f32 at a time for sgemm */
+    ROW_ALIGN = 16,   /* work items are a multiple of this many rows of W */
+    CHUNK_ROWS = 64,  /* rows of W per work item on the streaming path */
+    PANEL_ROWS = 128, /* rows of W per work item (converted to f32) for sgemm */
 };
 
 /* Loads 16 weights starting at element k of a row as f32. */
@@ -190,25 +192,38 @@ typedef struct matmul_job {
     const float *x, *bias;
     float *y;
     int ldx, ldy, m;
+    long chunk_rows;       /* rows of W per work item */
+    atomic_long next_row;  /* first row of the next unclaimed item */
 } matmul_job;
 
+/* Threads claim chunks of W's rows until none are left: a thread slowed by
+ * the machine (these are shared VMs) takes fewer chunks instead of making
+ * the others wait at the end of the op. */
 static void matmul_worker(void *arg, int tid, int n_threads)
 {
     matmul_job *j = arg;
-    long r0, r1;
-    eng_split_range(j->w->rows, ROW_ALIGN, tid, n_threads, &r0, &r1);
-    if (r0 >= r1)
-        return;
-    if (j->m >= CPU_MATMUL_BLAS_MIN_ROWS)
-        gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
-    else
-        gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+    const long rows = j->w->rows;
+    for (;;) {
+        long r0 = atomic_fetch_add_explicit(&j->next_row, j->chunk_rows, memory_order_relaxed);
+        if (r0 >= rows)
+            return;
+        long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
+        if (j->m >= CPU_MATMUL_BLAS_MIN_ROWS)
+            gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+        else
+            gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+    }
 }
 
 void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
                 int ldy, const float *bias)
 {
-    matmul_job j = {ctx, w, x, bias, y, ldx, ldy, m};
+    matmul_job j = {ctx, w, x, bias, y, ldx, ldy, m,
+                    m >= CPU_MATMUL_BLAS_MIN_ROWS ? PANEL_ROWS : CHUNK_ROWS, 0};
+    /* Small matrices are not worth splitting finer than one item per thread. */
+    int n = eng_threadpool_size(ctx->pool);
+    if ((long)w->rows < j.chunk_rows * n)
+        j.chunk_rows = ((w->rows + n - 1) / n + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
     eng_threadpool_run(ctx->pool, matmul_worker, &j);
 }
 

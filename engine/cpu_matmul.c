@@ -186,6 +186,13 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
     return ctx->panels[tid];
 }
 
+/* sgemm pays off from a few rows of x for f32 weights; bf16/f16 weights
+ * must first be converted panel by panel, which only pays off for many. */
+static int use_blas(const bk_matrix *w, int m)
+{
+    return m >= (w->dtype == ENG_DTYPE_F32 ? CPU_MATMUL_BLAS_MIN_ROWS_F32 : CPU_MATMUL_BLAS_MIN_ROWS);
+}
+
 typedef struct matmul_job {
     cpu_matmul_ctx *ctx;
     const bk_matrix *w;
@@ -208,7 +215,7 @@ static void matmul_worker(void *arg, int tid, int n_threads)
         if (r0 >= rows)
             return;
         long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
-        if (j->m >= CPU_MATMUL_BLAS_MIN_ROWS)
+        if (use_blas(j->w, j->m))
             gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
         else
             gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
@@ -219,7 +226,7 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
                 int ldy, const float *bias)
 {
     matmul_job j = {ctx, w, x, bias, y, ldx, ldy, m,
-                    m >= CPU_MATMUL_BLAS_MIN_ROWS ? PANEL_ROWS : CHUNK_ROWS, 0};
+                    use_blas(w, m) ? PANEL_ROWS : CHUNK_ROWS, 0};
     /* Small matrices are not worth splitting finer than one item per thread. */
     int n = eng_threadpool_size(ctx->pool);
     if ((long)w->rows < j.chunk_rows * n)

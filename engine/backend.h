@@ -48,6 +48,28 @@ typedef struct bk_state_ref {
     int batch;
 } bk_state_ref;
 
+/* One S4 / S4D layer's SSM (models/s4.c), discretised at load, f32 in
+ * backend memory.  A complex vector is two planes, real then imaginary,
+ * each (N2, H): pair n of channel h at [n * H + h] (and the imaginary part
+ * N2 * H further), so kernels vectorise across channels.  Only one of each
+ * conjugate pair is kept; outputs take twice the real part.
+ *   diagonal (rank 0):  x' = dA x + dB u
+ *   DPLR (rank > 0), the bilinear step of A = Lambda - P P^*:
+ *     v  = E x - P s + dB u,      s_r = 2 Re sum_n conj(P_rn) x_n
+ *     x' = Dinv (v - P t),        t_r = 2 Re sum_n R_rn v_n
+ *   both:  y = gelu(Re sum_n dC_n x'_n + D u). */
+typedef struct bk_s4_layer {
+    int H, N2;            /* channels; complex pairs (state size N = 2 * N2) */
+    int rank;             /* 0: diagonal (S4D); > 0: DPLR (S4) */
+    const float *dA;      /* (2, N2, H) diagonal: exp(dt A) or bilinear; DPLR: E = 2/dt + Lambda */
+    const float *dB;      /* (2, N2, H) diagonal: discretised B; DPLR: 2 B */
+    const float *dC;      /* (2, N2, H) 2 C */
+    const float *D;       /* (H) */
+    const float *Dinv;    /* (2, N2, H) DPLR: 1 / (2/dt - Lambda); NULL for diagonal */
+    const float *P;       /* (rank, 2, N2, H) DPLR */
+    const float *R;       /* (rank, 2, N2, H) DPLR: (I + P^* Dinv P)^-1 P^* Dinv */
+} bk_s4_layer;
+
 typedef struct bk_backend bk_backend;
 struct bk_backend {
     const char *name;
@@ -98,6 +120,24 @@ struct bk_backend {
     void (*scan_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
                       const float *xc, const float *dt, const float *dbc, const float *xz,
                       float *y);
+
+    /* ---- Optional: the S4 / S4D family.  A backend may leave these NULL;
+     * models/s4.c then refuses to load with SSMD_EUNSUPPORTED. ---- */
+
+    /* resid (n, dim) += add (when not NULL); out = layernorm(resid) * weight
+     * + bias (biased variance, eps inside the square root, as torch). */
+    void (*add_layernorm)(bk_backend *bk, float *resid, const float *add, const float *weight,
+                          const float *bias, float eps, int n, int dim, float *out);
+    /* out (n, dim) = x[:, :dim] * sigmoid(x[:, dim:]) for x (n, 2*dim). */
+    void (*glu)(bk_backend *bk, const float *x, int n, int dim, float *out);
+    /* Prefill of one sequence: u (T, H); state (2, N2, H) is continued and
+     * left final (the same as T s4_step calls); y (T, H) as in bk_s4_layer. */
+    void (*s4_prefill)(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u, int T,
+                       float *y);
+    /* Decode: row b of u/y (batch, H) belongs to slot st->slots[b], whose
+     * state of this layer is at st->ssm_offset; updated in place. */
+    void (*s4_step)(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st, const float *u,
+                    float *y);
 };
 
 /* Creates the named backend ("cpu"; "cuda" when built with it).  threads:

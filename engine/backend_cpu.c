@@ -14,6 +14,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu_matmul.h"
+#include "engine/cpu_s4.h"
 #include "engine/cpu_ssm.h"
 #include "engine/threadpool.h"
 
@@ -142,6 +143,30 @@ static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_sta
     cpu_scan_step(cpu_of(bk)->pool, l, st, xc, dt, dbc, xz, y);
 }
 
+static void cpu_add_layernorm_op(bk_backend *bk, float *resid, const float *add,
+                                 const float *weight, const float *bias, float eps, int n, int dim,
+                                 float *out)
+{
+    cpu_add_layernorm(cpu_of(bk)->pool, resid, add, weight, bias, eps, n, dim, out);
+}
+
+static void cpu_glu_op(bk_backend *bk, const float *x, int n, int dim, float *out)
+{
+    cpu_glu(cpu_of(bk)->pool, x, n, dim, out);
+}
+
+static void cpu_s4_prefill_op(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
+                              int T, float *y)
+{
+    cpu_s4_prefill(cpu_of(bk)->pool, l, state, u, T, y);
+}
+
+static void cpu_s4_step_op(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
+                           const float *u, float *y)
+{
+    cpu_s4_step(cpu_of(bk)->pool, l, st, u, y);
+}
+
 static void cpu_destroy(bk_backend *bk)
 {
     cpu_backend *c = cpu_of(bk);
@@ -187,15 +212,30 @@ static int cpu_create(int threads, bk_backend **out, ssmd_err *err)
         .scan_prefill = cpu_scan_prefill_op,
         .conv_step = cpu_conv_step_op,
         .scan_step = cpu_scan_step_op,
+        .add_layernorm = cpu_add_layernorm_op,
+        .glu = cpu_glu_op,
+        .s4_prefill = cpu_s4_prefill_op,
+        .s4_step = cpu_s4_step_op,
     };
     *out = &c->base;
     return SSMD_OK;
 }
 
+/* Backends that live in kernels/ and are linked only into some binaries
+ * (`make cuda`; the emulated twin into kernel tests): weak references, NULL
+ * when absent, so the CPU-only build links without them. */
+int kc_cuda_backend_create(int threads, bk_backend **out, ssmd_err *err) __attribute__((weak));
+int kc_emu_backend_create(int threads, bk_backend **out, ssmd_err *err) __attribute__((weak));
+
 int bk_backend_create(const char *name, int threads, bk_backend **out, ssmd_err *err)
 {
     if (!name || !strcmp(name, "cpu"))
         return cpu_create(threads, out, err);
+    if (!strcmp(name, "cuda") && kc_cuda_backend_create)
+        return kc_cuda_backend_create(threads, out, err);
+    if (!strcmp(name, "emu") && kc_emu_backend_create)
+        return kc_emu_backend_create(threads, out, err);
     return ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                        "backend '%s' is not available in this build (have: cpu)", name);
+                        "backend '%s' is not available in this build (have: cpu%s)", name,
+                        kc_cuda_backend_create ? ", cuda" : "");
 }

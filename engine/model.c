@@ -16,8 +16,9 @@
 #include "engine/safetensors.h"
 #include "engine/state_pool.h"
 #include "models/mamba1.h"
+#include "models/s4.h"
 
-static const eng_arch *const archs[] = {&mamba1_arch};
+static const eng_arch *const archs[] = {&mamba1_arch, &s4d_arch, &s4_arch};
 
 struct eng_model {
     eng_model_config cfg;
@@ -57,6 +58,10 @@ static void make_fingerprint(eng_model *m)
                       c->dt_rank, c->use_bias, c->use_conv_bias};
         fnv(&h[lane], c->model_type, strlen(c->model_type));
         fnv(&h[lane], nums, sizeof nums);
+        if (c->s4_rank || c->s4_bilinear) { /* S4 only: Mamba digests stay as they were */
+            int s4_nums[] = {c->s4_rank, c->s4_bilinear};
+            fnv(&h[lane], s4_nums, sizeof s4_nums);
+        }
         for (int i = 0; i < eng_weights_count(m->weights); i++) {
             const eng_tensor *t = eng_weights_at(m->weights, i);
             fnv(&h[lane], t->name, strlen(t->name));
@@ -91,8 +96,9 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
         if (!strcmp(archs[i]->model_type, m->cfg.model_type))
             m->arch = archs[i];
     if (!m->arch) {
-        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: model_type '%s' is not supported (have: mamba)",
-                          path, m->cfg.model_type);
+        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                          "%s: model_type '%s' is not supported (have: mamba, s4d, s4)", path,
+                          m->cfg.model_type);
         goto fail;
     }
     if ((rc = eng_weights_open(dir, &m->weights, err)))

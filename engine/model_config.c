@@ -250,6 +250,64 @@ static int cfg_load_original(cfg_reader *r, const json_t *root, eng_model_config
     return SSMD_OK;
 }
 
+/* Our S4 / S4D layout (proto/s4-format.md).  Sizes are required; the
+ * options that change the math have the reference implementation's
+ * defaults and anything we cannot honour is refused. */
+static int cfg_load_s4(const cfg_reader *r, const json_t *root, const char *type,
+                       eng_model_config *c)
+{
+    const char *act = NULL, *disc = NULL, *final_act = NULL;
+    int rc, prenorm = 1, s4 = strcmp(type, "s4") == 0;
+    double eps;
+    static const char *const required[] = {"d_model", "n_layer", "vocab_size"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (!json_object_get(root, required[i]))
+            return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: no '%s' (required for model_type \"%s\")",
+                                r->path, required[i], type);
+    snprintf(c->model_type, sizeof c->model_type, "%s", type);
+    c->layout = ENG_LAYOUT_HF;
+    if ((rc = cfg_int(r, root, "d_model", 0, 1, CFG_DIM_MAX, &c->d_model)) ||
+        (rc = cfg_int(r, root, "n_layer", 0, 1, CFG_DIM_MAX, &c->n_layer)) ||
+        (rc = cfg_int(r, root, "vocab_size", 0, 1, CFG_DIM_MAX, &c->vocab_size)) ||
+        (rc = cfg_int(r, root, "d_state", 64, 2, 65536, &c->d_state)) ||
+        (rc = cfg_int(r, root, "rank", 1, 1, 64, &c->s4_rank)) ||
+        (rc = cfg_str(r, root, "discretization", s4 ? "bilinear" : "zoh", &disc)) ||
+        (rc = cfg_str(r, root, "activation", "gelu", &act)) ||
+        (rc = cfg_str(r, root, "final_act", "glu", &final_act)) ||
+        (rc = cfg_bool(r, root, "prenorm", 1, &prenorm)) ||
+        (rc = cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = cfg_num(r, root, "layer_norm_epsilon", 1e-5, 0.0, 1.0, &eps)) ||
+        (rc = cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
+        (rc = cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
+        return rc;
+    if (c->d_state % 2)
+        return ssmd_err_set(r->err, SSMD_EFORMAT,
+                            "%s: 'd_state' %d must be even (N/2 complex conjugate pairs)", r->path,
+                            c->d_state);
+    if (strcmp(disc, "bilinear") == 0)
+        c->s4_bilinear = 1;
+    else if (strcmp(disc, "zoh") != 0 || s4)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'discretization' \"%.64s\" is not supported (%s)", r->path, disc,
+                            s4 ? "s4 has only \"bilinear\"" : "\"zoh\" or \"bilinear\"");
+    if (strcmp(act, "gelu") != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'activation' \"%.64s\" is not supported (only \"gelu\")", r->path,
+                            act);
+    if (strcmp(final_act, "glu") != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'final_act' \"%.64s\" is not supported (only \"glu\")", r->path,
+                            final_act);
+    if (!prenorm)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'prenorm' false (post-norm blocks) is not supported", r->path);
+    if (!s4)
+        c->s4_rank = 0;
+    c->d_inner = c->d_model;
+    c->norm_eps = (float)eps;
+    return SSMD_OK;
+}
+
 /* Reads the whole file (bounded) into a malloc'd buffer. */
 static int cfg_read_file(const char *path, char **buf, size_t *len, ssmd_err *err)
 {
@@ -295,8 +353,12 @@ int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err
     memset(&c, 0, sizeof c);
     snprintf(c.model_type, sizeof c.model_type, "mamba");
     cfg_reader r = {path, "", err};
+    const json_t *type = json_is_object(root) ? json_object_get(root, "model_type") : NULL;
+    const char *tname = json_is_string(type) ? json_string_value(type) : "";
     if (!json_is_object(root))
         rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: top level is not a JSON object", path);
+    else if (!strcmp(tname, "s4d") || !strcmp(tname, "s4"))
+        rc = cfg_load_s4(&r, root, tname, &c);
     else if (json_object_get(root, "d_model"))
         rc = cfg_load_original(&r, root, &c);
     else

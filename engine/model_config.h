@@ -1,7 +1,8 @@
 /* model_config.h - a model directory's config.json, read into a plain struct.
  *
- * Understands the Hugging Face `MambaConfig` keys and the original
- * state-spaces/mamba layout (`d_model`, `n_layer`, `ssm_cfg`), and fills every
+ * Understands the Hugging Face `MambaConfig` keys, the original
+ * state-spaces/mamba layout (`d_model`, `n_layer`, `ssm_cfg`) and our S4/S4D
+ * layout (model_type "s4d" / "s4", proto/s4-format.md), and fills every
  * hyper-parameter that changes the math, with transformers' defaults for
  * absent keys.  Never touches weights.
  */
@@ -32,6 +33,12 @@ typedef struct eng_model_config {
     float norm_eps;       /* layer_norm_epsilon (1e-5) */
     int eos_token_id;     /* -1 when unknown */
     int bos_token_id;     /* -1 when unknown */
+    /* S4 / S4D (model_type "s4d" or "s4", proto/s4-format.md): d_model (H),
+     * n_layer, vocab_size, d_state (N, even: N/2 complex pairs), norm_eps
+     * (LayerNorm), tie_embeddings, bos/eos above; d_inner = d_model,
+     * d_conv = dt_rank = 0.  Zero for Mamba. */
+    int s4_rank;          /* "rank": low-rank terms of S4's A (1); 0 for s4d */
+    int s4_bilinear;      /* "discretization": 1 "bilinear", 0 "zoh" (s4d default) */
 } eng_model_config;
 
 /* Reads `path` (a config.json).  Returns SSMD_OK, or SSMD_EIO / SSMD_EFORMAT

@@ -606,6 +606,9 @@ static void *thread_main(void *arg)
         int stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
 
+        /* Expire first: a session idle beyond its TTL is gone for a request
+         * that arrives late, however late this thread woke up. */
+        eng_session_expire(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
         while (in) {
             eng_request *r = in;
             in = r->next;
@@ -621,7 +624,6 @@ static void *thread_main(void *arg)
                 s->n_waiting++;
             }
         }
-        eng_session_expire(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
         if (stopping) {
             end_all(s, SSMD_EDRAINING, &out);
             ev_post(s, &out);

@@ -7,6 +7,8 @@
  */
 #include "server/parse.h"
 
+#include "server/chat.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,6 +46,7 @@ static const field_row field_rows[] = {
     {"top_logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_CHAT},
     {"ignore_eos", F_BOOL, 0, 1, 0, OFF(ignore_eos), ROUTE_BOTH},
     {"n", F_INT, 1, 1, 0, OFF(n), ROUTE_BOTH},
+    {"add_generation_prompt", F_BOOL, 0, 1, 0, OFF(add_generation_prompt), ROUTE_CHAT},
 };
 #undef OFF
 #define N_FIELDS (sizeof field_rows / sizeof field_rows[0])
@@ -166,6 +169,7 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     memset(c, 0, sizeof *c);
     c->is_chat = is_chat;
     c->n = 1;
+    c->add_generation_prompt = 1;
     c->max_tokens = lim->default_max_tokens;
     eng_sampling_defaults(&c->sampling);
     if (!json_is_object(body))
@@ -210,9 +214,9 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
         v = json_object_get(body, "messages");
         if (!v)
             return ssmd_err_set(err, SSMD_EINVAL, "'messages' is required");
-        char *text = srv_chat_render(v, lim->chat_eos ? lim->chat_eos : "", err);
+        char *text = srv_chat_apply(lim->chat, v, c->add_generation_prompt, lim->chat_eos, err);
         if (!text)
-            return SSMD_EINVAL;
+            return err->code ? err->code : SSMD_EINVAL;
         rc = set_text_prompt(c, text, strlen(text), tok, err);
         free(text);
     } else {
@@ -278,7 +282,7 @@ static int buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n
     return 0;
 }
 
-char *srv_chat_render(const json_t *messages, const char *eos, ssmd_err *err)
+char *srv_chat_render(const json_t *messages, const char *eos, int add_generation_prompt, ssmd_err *err)
 {
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
         ssmd_err_set(err, SSMD_EINVAL, "'messages' must be a non-empty array");
@@ -326,7 +330,7 @@ char *srv_chat_render(const json_t *messages, const char *eos, ssmd_err *err)
             break;
         }
     }
-    if (!bad && buf_add(&out, &len, &cap, "<|assistant|>\n", 14) == 0)
+    if (!bad && (!add_generation_prompt || buf_add(&out, &len, &cap, "<|assistant|>\n", 14) == 0))
         return out;
     free(out);
     return NULL;

@@ -15,12 +15,15 @@
 #include "engine/request.h"
 #include "engine/tokenizer.h"
 
+struct srv_chat;
+
 typedef struct srv_limits {
     int max_prompt;          /* prompt tokens */
     int max_tokens;          /* bound of max_tokens */
     int default_max_tokens;
     int n_vocab;             /* token ids must be below it */
-    const char *chat_eos;    /* text of the EOS token for the chat template, or NULL */
+    const char *chat_eos;    /* text of the EOS token for the default chat template, or NULL */
+    const struct srv_chat *chat; /* the model's chat template (chat.h), NULL: the default */
 } srv_limits;
 
 typedef struct srv_completion {
@@ -37,6 +40,7 @@ typedef struct srv_completion {
     int chat_logprobs;       /* chat's boolean "logprobs" */
     int ignore_eos;
     int n;
+    int add_generation_prompt; /* chat: end the prompt with the assistant's header (default 1) */
     eng_sampling sampling;
     int n_stop;
     char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];
@@ -45,8 +49,9 @@ typedef struct srv_completion {
 
 /* Parses body into c (which the caller frees with srv_completion_free, also
  * after an error).  Text prompts are encoded with tok (NULL: only token-id
- * prompts are accepted); chat messages are rendered with
- * srv_chat_render.  Returns SSMD_OK or an error naming the field. */
+ * prompts are accepted); chat messages are rendered with srv_chat_apply
+ * (lim->chat's template, or srv_chat_render).  Returns SSMD_OK or an error
+ * naming the field. */
 int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, const eng_tokenizer *tok,
                          const srv_limits *lim, ssmd_err *err);
 void srv_completion_free(srv_completion *c);
@@ -58,10 +63,11 @@ eng_request *srv_completion_to_request(srv_completion *c);
 /* Renders chat messages ([{"role","content"}], content a string or an array
  * of {"type":"text","text"} parts) with the default template documented in
  * proto/openapi.yaml:
- *     for each message: "<|ROLE|>\n" CONTENT EOS "\n"   then "<|assistant|>\n"
+ *     for each message: "<|ROLE|>\n" CONTENT EOS "\n"
+ *     then, when add_generation_prompt: "<|assistant|>\n"
  * eos is the text of the EOS token ("" when unknown).  Returns a malloc'ed
  * string or NULL with err set. */
-char *srv_chat_render(const json_t *messages, const char *eos, ssmd_err *err);
+char *srv_chat_render(const json_t *messages, const char *eos, int add_generation_prompt, ssmd_err *err);
 
 /* Length of the longest prefix of s[0..len) that does not end inside a
  * UTF-8 sequence (the rest waits for more bytes). */

@@ -248,7 +248,7 @@ static void start_common(srv_conn *c, int is_chat)
     if (!body)
         return;
     srv_limits lim = {(int)s->cfg->max_prompt, (int)s->cfg->max_tokens, (int)s->cfg->default_max_tokens,
-                      s->info->n_vocab, s->eos_text};
+                      s->info->n_vocab, s->eos_text, &s->chat};
     if (is_chat && lim.default_max_tokens < 256)
         lim.default_max_tokens = lim.max_tokens < 256 ? lim.max_tokens : 256;
     srv_completion p;

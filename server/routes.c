@@ -44,6 +44,7 @@ static void start_models(srv_conn *c)
         json_object_set_new(meta, "state_bytes", json_integer((json_int_t)s->info->state_bytes));
         json_object_set_new(meta, "fingerprint", json_string(s->info->fingerprint));
         json_object_set_new(meta, "tokenizer", json_boolean(s->info->tok != NULL));
+        json_object_set_new(meta, "chat_template", json_string(s->chat.tmpl ? "model" : "default"));
     }
     json_t *model = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", s->model_name, "object", "model", "created",
                               (json_int_t)0, "owned_by", "ssmd", "meta", meta);

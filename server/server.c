@@ -197,6 +197,16 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
         snprintf(s->model_name, sizeof s->model_name, "%s", name);
     }
 
+    /* The chat template is read once here, before any request; a template
+     * outside the interpreter's subset is reported once and replaced by the
+     * default one. */
+    char why[300];
+    if (srv_chat_load(&s->chat, cfg->model, why, sizeof why))
+        fprintf(stderr, "ssmd: chat template: the model's (tokenizer_config.json)\n");
+    else
+        fprintf(stderr, "ssmd: chat template: the default one (%s)\n", why);
+    s->chat.max_output = (size_t)cfg->max_body + ((size_t)1 << 20);
+
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
@@ -210,6 +220,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
         a6->sin6_port = htons((uint16_t)cfg->port);
         flags |= MHD_USE_IPv6;
     } else {
+        srv_chat_free(&s->chat);
         return ssmd_err_set(err, SSMD_EINVAL, "--host '%s' is not an IPv4 or IPv6 address", cfg->host);
     }
     s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, srv_on_request, s,
@@ -218,12 +229,15 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
                               MHD_OPTION_END);
-    if (!s->mhd)
+    if (!s->mhd) {
+        srv_chat_free(&s->chat);
         return ssmd_err_set(err, SSMD_EIO, "cannot listen on %s:%ld (address in use?)", cfg->host, cfg->port);
+    }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!di) {
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
+        srv_chat_free(&s->chat);
         return ssmd_err_set(err, SSMD_EINTERNAL, "libmicrohttpd has no epoll support");
     }
     uv_poll_init(loop, &s->mhd_poll, di->epoll_fd);
@@ -276,4 +290,5 @@ void srv_server_close(srv_server *s)
     s->sched = NULL;
     free(s->eos_text);
     s->eos_text = NULL;
+    srv_chat_free(&s->chat);
 }

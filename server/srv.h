@@ -15,6 +15,7 @@
 
 #include "engine/request.h"
 #include "engine/scheduler.h"
+#include "server/chat.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/parse.h"
@@ -100,7 +101,8 @@ struct srv_server {
     eng_sched *sched;
     const eng_model_info *info; /* set once loaded */
     char model_name[256];
-    char *eos_text;             /* for the chat template */
+    char *eos_text;             /* for the default chat template */
+    srv_chat chat;              /* the model's chat template (read at start-up) */
     srv_metrics metrics;
     srv_conn *conns;            /* every live srv_conn */
     int n_conns;

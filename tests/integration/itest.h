@@ -31,7 +31,7 @@ typedef struct it_server {
 typedef struct it_resp {
     long status;
     char *body;
-    size_t len;
+    size_t len, cap;
 } it_resp;
 
 static inline double it_now(void)
@@ -68,13 +68,19 @@ static inline size_t it_write_cb(char *p, size_t size, size_t n, void *arg)
 {
     it_resp *r = arg;
     size_t add = size * n;
-    char *b = realloc(r->body, r->len + add + 1);
-    if (!b)
-        return 0;
-    memcpy(b + r->len, p, add);
+    if (r->len + add + 1 > r->cap) { /* geometric growth: long streams stay linear */
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + add + 1)
+            cap *= 2;
+        char *b = realloc(r->body, cap);
+        if (!b)
+            return 0;
+        r->body = b;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, p, add);
     r->len += add;
-    b[r->len] = '\0';
-    r->body = b;
+    r->body[r->len] = '\0';
     return add;
 }
 
@@ -138,7 +144,7 @@ static inline it_resp it_http(const it_server *s, const char *method, const char
 /* The JSON of a response body (NULL when it is not JSON). */
 static inline json_t *it_json(const it_resp *r)
 {
-    return json_loadb(r->body ? r->body : "", r->len, 0, NULL);
+    return json_loadb(r->body ? r->body : "", r->len, JSON_ALLOW_NUL, NULL); /* "\u0000" is valid JSON */
 }
 
 /* POST path with body; returns the parsed JSON and the status. */
@@ -159,13 +165,19 @@ static inline int it_sse_parse(const char *body, json_t **events)
     int done = 0;
     const char *p = body;
     while (p && *p) {
-        const char *end = strstr(p, "\n\n");
-        size_t n = end ? (size_t)(end - p) : strlen(p);
+        /* a plain scan: sanitizers check the whole rest of the string on
+         * each strstr, which makes long streams quadratic */
+        const char *end = p;
+        while (*end && !(end[0] == '\n' && end[1] == '\n'))
+            end++;
+        size_t n = (size_t)(end - p);
+        if (!*end)
+            end = NULL;
         if (n > 6 && !strncmp(p, "data: ", 6)) {
             if (n - 6 == 6 && !strncmp(p + 6, "[DONE]", 6)) {
                 done = 1;
             } else {
-                json_t *j = json_loadb(p + 6, n - 6, 0, NULL);
+                json_t *j = json_loadb(p + 6, n - 6, JSON_ALLOW_NUL, NULL);
                 json_array_append_new(*events, j ? j : json_null());
                 done = 0;
             }

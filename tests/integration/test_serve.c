@@ -24,7 +24,7 @@ static void setup_api(void)
         exit(1);
     }
     const char *extra[] = {"--max-batch", "4", "--max-sessions", "6", "--max-body", "4096", "--max-prompt", "64",
-                           "--max-tokens", "100000", NULL};
+                           "--max-tokens", "100000000", NULL};
     if (it_start(&srv, text_dir, extra) != 0) {
         fprintf(stderr, "server did not start:\n");
         it_dump_log(&srv);
@@ -454,7 +454,7 @@ START_TEST(test_errors)
     expect_error("POST", "/v1/completions", "{\"prompt\": [1, \"a\"]}", 400, NULL);
     expect_error("POST", "/v1/completions", "{\"prompt\": []}", 400, NULL);
     expect_error("POST", "/v1/completions", "{}", 400, NULL);
-    expect_error("POST", "/v1/completions", "{\"prompt\": [1], \"max_tokens\": 100001}", 400, NULL);
+    expect_error("POST", "/v1/completions", "{\"prompt\": [1], \"max_tokens\": 100000001}", 400, NULL);
     expect_error("POST", "/v1/completions", "{\"prompt\": [1], \"stop\": 5}", 400, NULL);
     expect_error("POST", "/v1/completions", "{\"prompt\": [1], \"session\": \"nope\"}", 400, NULL);
     expect_error("POST", "/v1/completions",
@@ -490,17 +490,18 @@ END_TEST
 START_TEST(test_session_busy_conflict)
 {
     char *s = new_session();
-    /* a long streaming completion on s, then a second one on s: 409 */
+    /* a streaming completion on s that runs until its client goes away
+     * (10^8 tokens: hours), then a second one on s: 409 */
     char body[256];
     snprintf(body, sizeof body,
-             "{\"prompt\": [5], \"max_tokens\": 100000, \"ignore_eos\": true, \"stream\": true, \"session\": \"%s\"}", s);
+             "{\"prompt\": [5], \"max_tokens\": 100000000, \"ignore_eos\": true, \"stream\": true, \"session\": \"%s\"}", s);
     it_resp r1 = {0};
     struct curl_slist *h1;
     CURL *e1 = it_easy(&srv, "POST", "/v1/completions", body, -1, NULL, &r1, &h1);
     CURLM *m = curl_multi_init();
     curl_multi_add_handle(m, e1);
     int running = 1;
-    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 10;) {
+    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 30;) {
         curl_multi_perform(m, &running);
         curl_multi_poll(m, NULL, 0, 20, NULL);
     }
@@ -517,7 +518,7 @@ START_TEST(test_session_busy_conflict)
     curl_slist_free_all(h1);
     it_resp_free(&r1);
     long status = 0;
-    for (double t0 = it_now(); it_now() - t0 < 10; it_sleep(0.02)) {
+    for (double t0 = it_now(); it_now() - t0 < 30; it_sleep(0.02)) {
         json_t *j = it_post_json(&srv, "/v1/completions", body, &status);
         json_decref(j);
         if (status == 200)

@@ -105,15 +105,18 @@ START_TEST(test_chat_template)
                            " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"Hi\"}, {\"type\": \"text\", \"text\": \"!\"}]}]",
                            0, NULL);
     ssmd_err err = {0};
-    char *t = srv_chat_render(m, "</s>", &err);
+    char *t = srv_chat_render(m, "</s>", 1, &err);
     ck_assert_str_eq(t, "<|system|>\nBe brief.</s>\n<|user|>\nHi!</s>\n<|assistant|>\n");
+    free(t);
+    t = srv_chat_render(m, "</s>", 0, &err); /* add_generation_prompt: false */
+    ck_assert_str_eq(t, "<|system|>\nBe brief.</s>\n<|user|>\nHi!</s>\n");
     free(t);
     json_decref(m);
     const char *bad[] = {"[]", "{}", "[{\"content\": \"x\"}]", "[{\"role\": \"user\", \"content\": 5}]",
                          "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         m = json_loads(bad[i], JSON_DECODE_ANY, NULL);
-        ck_assert_ptr_null(srv_chat_render(m, "", &err));
+        ck_assert_ptr_null(srv_chat_render(m, "", 1, &err));
         json_decref(m);
     }
     /* chat without a tokenizer: a clean error */

@@ -1,0 +1,231 @@
+/* backend_emu.cpp - the CUDA backend's twin for machines without a GPU: the
+ * same compute path (backend_core.cu: dispatch, traces, graph cache) and the
+ * same kernels, launched through the CPU emulation harness, over host memory
+ * standing in for device memory.  Only what cannot be emulated differs: the
+ * GEMM is a plain host loop instead of cuBLAS, a "graph" replays the op list
+ * it was captured from, and copies are memcpy.
+ *
+ * Device-like habits are kept so that bugs show: allocations are 256-byte
+ * aligned like cudaMalloc, scratch starts as garbage (NaN), the trace arena
+ * has separate host and device copies.  For tests only; never in ssmd.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend_core.h"
+#include "kernels/emu/emu.h"
+
+extern "C" int kc_emu_backend_create(int threads, bk_backend **out, ssmd_err *err);
+
+enum { ARENA_INTS = 1 << 16 };
+
+typedef struct emu_backend {
+    kc_core core; /* first */
+    int32_t *stage_buf;
+    size_t stage_cap;
+    float *scratch[KC_SCRATCH_KINDS];
+    size_t scratch_floats[KC_SCRATCH_KINDS];
+} emu_backend;
+
+typedef struct emu_graph {
+    void (*run)(kc_core *, void *);
+    void *arg;
+} emu_graph;
+
+static emu_backend *emu_of(void *p) { return (emu_backend *)p; }
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "emu backend: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+/* ---- device side ----------------------------------------------------------- */
+
+static const int32_t *emu_stage(kc_core *c, const int32_t *host, int n)
+{
+    emu_backend *e = emu_of(c);
+    if ((size_t)n > e->stage_cap) {
+        free(e->stage_buf);
+        e->stage_cap = (size_t)n;
+        e->stage_buf = (int32_t *)xmalloc(sizeof(int32_t) * e->stage_cap);
+    }
+    memcpy(e->stage_buf, host, sizeof(int32_t) * (size_t)n);
+    return e->stage_buf;
+}
+
+static float *emu_scratch(kc_core *c, int which, size_t floats)
+{
+    emu_backend *e = emu_of(c);
+    if (e->scratch_floats[which] < floats) {
+        free(e->scratch[which]);
+        e->scratch[which] = (float *)xmalloc(sizeof(float) * floats);
+        memset(e->scratch[which], 0xff, sizeof(float) * floats);
+        e->scratch_floats[which] = floats;
+    }
+    return e->scratch[which];
+}
+
+static void emu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
+                     float *y, int ldy)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double acc = 0.0;
+            for (int q = 0; q < k; q++)
+                acc += (double)x[(size_t)i * ldx + q] * w[(size_t)j * ldw + q];
+            y[(size_t)i * ldy + j] = (float)acc;
+        }
+}
+
+static void emu_arena_upload(kc_core *c, size_t n)
+{
+    memcpy(c->arena_dev, c->arena_host, sizeof(int32_t) * n);
+}
+
+static void emu_arena_wait(kc_core *c) {}
+
+static void *emu_graph_capture(kc_core *c, void (*run)(kc_core *, void *), void *arg)
+{
+    emu_graph *g = (emu_graph *)xmalloc(sizeof *g);
+    g->run = run;
+    g->arg = arg;
+    return g;
+}
+
+static void emu_graph_launch(kc_core *c, void *graph)
+{
+    emu_graph *g = (emu_graph *)graph;
+    g->run(c, g->arg);
+}
+
+static void emu_graph_destroy(kc_core *c, void *graph) { free(graph); }
+
+/* A harness failure is a kernel bug: stop loudly, naming the op. */
+static void emu_after_op(kc_core *c, const char *what)
+{
+    if (kc_emu_error()) {
+        fprintf(stderr, "emu backend: %s: %s\n", what, kc_emu_error());
+        abort();
+    }
+}
+
+static const kc_dev_ops emu_dev = {
+    emu_stage,      emu_scratch,       emu_gemm,         emu_arena_upload,  emu_arena_wait,
+    emu_graph_capture, emu_graph_launch, emu_graph_destroy, emu_after_op,
+};
+
+/* ---- memory ops ------------------------------------------------------------------ */
+
+static void *emu_alloc(bk_backend *bk, size_t bytes)
+{
+    kc_core_flush(&emu_of(bk)->core);
+    size_t rounded = (bytes + 255) & ~(size_t)255;
+    void *p = aligned_alloc(256, rounded ? rounded : 256);
+    if (p)
+        memset(p, 0, rounded ? rounded : 256);
+    return p;
+}
+
+static void emu_release(bk_backend *bk, void *ptr)
+{
+    kc_core_flush(&emu_of(bk)->core);
+    free(ptr);
+}
+
+static void emu_copy(bk_backend *bk, void *dst, const void *src, size_t bytes)
+{
+    kc_core_flush(&emu_of(bk)->core);
+    memmove(dst, src, bytes);
+}
+
+static void emu_zero(bk_backend *bk, void *dst, size_t bytes)
+{
+    kc_core_flush(&emu_of(bk)->core);
+    memset(dst, 0, bytes);
+}
+
+static int emu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
+                           ssmd_err *err)
+{
+    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", t->file,
+                            t->name, t->dtype_name);
+    size_t bytes = (size_t)rows * (size_t)cols * (t->dtype == ENG_DTYPE_F32 ? 4 : 2);
+    void *p = emu_alloc(bk, bytes);
+    if (!p)
+        return ssmd_err_set(err, SSMD_ENOMEM, "%s: out of memory for tensor '%s'", t->file, t->name);
+    memcpy(p, t->data, bytes);
+    *out = (bk_matrix){p, t->dtype, rows, cols, 1};
+    return SSMD_OK;
+}
+
+static void emu_matrix_release(bk_backend *bk, bk_matrix *m)
+{
+    if (m->owned)
+        emu_release(bk, (void *)m->data);
+    memset(m, 0, sizeof *m);
+}
+
+static void emu_destroy(bk_backend *bk)
+{
+    emu_backend *e = emu_of(bk);
+    kc_core_flush(&e->core);
+    kc_core_close(&e->core);
+    free(e->core.arena_host);
+    free(e->core.arena_dev);
+    free(e->stage_buf);
+    for (int i = 0; i < KC_SCRATCH_KINDS; i++)
+        free(e->scratch[i]);
+    free(e);
+}
+
+extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **out, ssmd_err *err)
+{
+    emu_backend *e = (emu_backend *)calloc(1, sizeof *e);
+    if (!e)
+        return ssmd_err_set(err, SSMD_ENOMEM, "emu backend: out of memory");
+    kc_core *c = &e->core;
+    kc_core_init(c);
+    c->dev = &emu_dev;
+    c->stream = NULL;
+    if (tune) {
+        c->tune = *tune;
+    } else {
+        /* small settings so that tiny fixture models use every path: several
+         * scan chunks and carry passes, GEMV and GEMM, several panels */
+        kc_tuning_default(&c->tune);
+        c->tune.scan_chunk = 4;
+        c->tune.carry_rows = 4;
+        c->tune.gemv_max_rows = 2;
+        c->tune.panel_floats = 512;
+    }
+    c->arena_cap = ARENA_INTS;
+    c->arena_host = (int32_t *)xmalloc(sizeof(int32_t) * ARENA_INTS);
+    c->arena_dev = (int32_t *)xmalloc(sizeof(int32_t) * ARENA_INTS);
+    memset(c->arena_dev, 0xff, sizeof(int32_t) * ARENA_INTS);
+    bk_backend *b = &c->base;
+    b->name = "emu";
+    b->impl = e;
+    b->destroy = emu_destroy;
+    b->alloc = emu_alloc;
+    b->release = emu_release;
+    b->write = emu_copy;
+    b->read = emu_copy;
+    b->copy = emu_copy;
+    b->zero = emu_zero;
+    b->matrix_load = emu_matrix_load;
+    b->matrix_release = emu_matrix_release;
+    *out = b;
+    return SSMD_OK;
+}
+
+extern "C" int kc_emu_backend_create(int threads, bk_backend **out, ssmd_err *err)
+{
+    return kc_emu_backend_create_tuned(NULL, out, err);
+}

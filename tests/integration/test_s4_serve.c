@@ -1,0 +1,214 @@
+/* test_s4_serve.c - S4D / S4 models through the real binary: `ssmd
+ * generate` (greedy ids and --dump-logits rows against the reference
+ * fixtures in tests/fixtures/s4) and `ssmd serve` (greedy completions,
+ * a prompt split across a session, and state export/import into another
+ * session), the same contract as for Mamba. */
+#include <check.h>
+#include <math.h>
+
+#include "tests/integration/itest.h"
+
+static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
+#define SERVE_FIXTURE "tests/fixtures/s4/s4d_minimal"
+
+/* ---- generate --------------------------------------------------------- */
+
+static int run_cmd(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 16, n = 0, got;
+    char *buf = malloc(cap);
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        n += got;
+    buf[n] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void join_ids(json_t *arr, const char *sep, char *dst, size_t cap)
+{
+    dst[0] = 0;
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        snprintf(dst + strlen(dst), cap - strlen(dst), "%s%lld", i ? sep : "",
+                 json_integer_value(json_array_get(arr, i)));
+}
+
+START_TEST(test_generate_cli)
+{
+    const char *name = fixtures[_i];
+    char path[256], ids[1024], want[256], cmd[4096], dump[] = "/tmp/ssmd-s4-dump-XXXXXX";
+    snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root, "%s", jerr.text);
+    int V = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    json_t *jc = json_array_get(json_object_get(root, "cases"), 2);
+    json_t *greedy = json_object_get(jc, "greedy"), *logits = json_object_get(jc, "logits");
+    join_ids(json_object_get(jc, "prompt"), ",", ids, sizeof ids);
+    join_ids(greedy, " ", want, sizeof want);
+    int fd = mkstemp(dump);
+    ck_assert(fd >= 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd,
+             "%s/ssmd-san generate --model tests/fixtures/s4/%s --prompt-ids %s --max-tokens %zu "
+             "--temperature 0 --print-ids --ignore-eos --threads 2 --dump-logits %s",
+             it_build_dir(), name, ids, json_array_size(greedy), dump);
+    char *out;
+    ck_assert_int_eq(run_cmd(cmd, &out), 0);
+    out[strcspn(out, "\n")] = 0;
+    ck_assert_str_eq(out, want);
+    FILE *f = fopen(dump, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t rows = json_array_size(logits);
+    float *got = malloc(sizeof(float) * rows * V);
+    ck_assert_uint_eq(fread(got, sizeof(float), rows * V + 1, f), rows * V);
+    fclose(f);
+    for (size_t r = 0; r < rows; r++) {
+        json_t *row = json_array_get(logits, r);
+        double scale = 1e-6;
+        for (int v = 0; v < V; v++)
+            scale = fmax(scale, fabs(json_number_value(json_array_get(row, v))));
+        for (int v = 0; v < V; v++) {
+            double w = json_number_value(json_array_get(row, v));
+            ck_assert_msg(fabs(got[r * V + v] - w) <= 1e-4 * scale, "%s row %zu col %d: %g vs %g",
+                          name, r, v, got[r * V + v], w);
+        }
+    }
+    free(got);
+    free(out);
+    unlink(dump);
+    json_decref(root);
+}
+END_TEST
+
+/* ---- serve ------------------------------------------------------------ */
+
+static it_server srv;
+static char text_dir[256];
+
+static void setup_serve(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    if (it_text_model_dir(SERVE_FIXTURE, text_dir, sizeof text_dir) != 0) {
+        fprintf(stderr, "cannot make a temp model dir\n");
+        exit(1);
+    }
+    const char *extra[] = {"--max-batch", "4", "--max-sessions", "6", NULL};
+    if (it_start(&srv, text_dir, extra) != 0) {
+        fprintf(stderr, "server did not start:\n");
+        it_dump_log(&srv);
+        exit(1);
+    }
+}
+
+static void teardown_serve(void)
+{
+    int st = it_stop(&srv, 20);
+    it_rm_model_dir(text_dir);
+    if (st != 0) {
+        fprintf(stderr, "FAIL: server exited with status %d after SIGTERM\n", st);
+        it_dump_log(&srv);
+        exit(1);
+    }
+    unlink(srv.log);
+    curl_global_cleanup();
+}
+
+/* Greedy completion of ids (through session when not NULL): the tokens. */
+static int complete(json_t *ids, int max_tokens, const char *session, int32_t *out, int cap)
+{
+    json_t *b = json_pack("{s:O, s:i, s:f, s:b}", "prompt", ids, "max_tokens", max_tokens,
+                          "temperature", 0.0, "ignore_eos", 1);
+    if (session)
+        json_object_set_new(b, "session", json_string(session));
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    long status;
+    json_t *j = it_post_json(&srv, "/v1/completions", body, &status);
+    free(body);
+    ck_assert_msg(status == 200, "completion: status %ld", status);
+    json_t *toks = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "tokens");
+    int k = 0;
+    for (size_t i = 0; i < json_array_size(toks) && k < cap; i++)
+        out[k++] = (int32_t)json_integer_value(json_array_get(toks, i));
+    json_decref(j);
+    return k;
+}
+
+static char *new_session(void)
+{
+    long status;
+    json_t *j = it_post_json(&srv, "/v1/sessions", "", &status);
+    ck_assert_int_eq(status, 200);
+    char *id = strdup(json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    return id;
+}
+
+static json_t *slice(json_t *arr, size_t from, size_t to)
+{
+    json_t *s = json_array();
+    for (size_t i = from; i < to; i++)
+        json_array_append(s, json_array_get(arr, i));
+    return s;
+}
+
+START_TEST(test_serve_sessions)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(SERVE_FIXTURE "/expected.json", 0, &jerr);
+    ck_assert_msg(root, "%s", jerr.text);
+    json_t *jc = json_array_get(json_object_get(root, "cases"), 2);
+    json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
+    size_t P = json_array_size(prompt), G = json_array_size(greedy);
+    int32_t got[32];
+    /* plain greedy */
+    int k = complete(prompt, (int)G, NULL, got, 32);
+    ck_assert_int_eq(k, (int)G);
+    for (int i = 0; i < k; i++)
+        ck_assert_int_eq(got[i], json_integer_value(json_array_get(greedy, (size_t)i)));
+    /* the prompt split across a session: state carried between prefills */
+    char *s = new_session();
+    json_t *a = slice(prompt, 0, 10), *b = slice(prompt, 10, P);
+    ck_assert_int_eq(complete(a, 0, s, got, 32), 0);
+    k = complete(b, (int)G, s, got, 32);
+    ck_assert_int_eq(k, (int)G);
+    for (int i = 0; i < k; i++)
+        ck_assert_int_eq(got[i], json_integer_value(json_array_get(greedy, (size_t)i)));
+    /* export after the first part, import into a fresh session, continue */
+    char *t = new_session(), path[128], tpath[128];
+    ck_assert_int_eq(complete(a, 0, t, got, 32), 0);
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", t);
+    it_resp blob = it_http(&srv, "GET", path, NULL);
+    ck_assert_int_eq(blob.status, 200);
+    char *u = new_session();
+    snprintf(tpath, sizeof tpath, "/v1/sessions/%s/state", u);
+    it_resp r = it_http_key(&srv, "PUT", tpath, blob.body, (long)blob.len, NULL);
+    ck_assert_msg(r.status == 200, "import: %ld %s", r.status, r.body);
+    it_resp_free(&r);
+    it_resp_free(&blob);
+    k = complete(b, (int)G, u, got, 32);
+    ck_assert_int_eq(k, (int)G);
+    for (int i = 0; i < k; i++)
+        ck_assert_int_eq(got[i], json_integer_value(json_array_get(greedy, (size_t)i)));
+    json_decref(a), json_decref(b), json_decref(root);
+    free(s), free(t), free(u);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("s4_serve");
+    TCase *gen = tcase_create("generate");
+    tcase_set_timeout(gen, 120);
+    tcase_add_loop_test(gen, test_generate_cli, 0, 4);
+    suite_add_tcase(s, gen);
+    TCase *srv_tc = tcase_create("serve");
+    tcase_set_timeout(srv_tc, 120);
+    tcase_add_unchecked_fixture(srv_tc, setup_serve, teardown_serve);
+    tcase_add_test(srv_tc, test_serve_sessions);
+    suite_add_tcase(s, srv_tc);
+    return s;
+}

@@ -1,0 +1,282 @@
+/* test_emu_model.c - whole Mamba-1 models through the CUDA backend with
+ * emulated kernels, in two builds: "emu" (kernels/backend_core.cu + the
+ * kernels run by kernels/emu, a host GEMM for cuBLAS, small tuning so tiny
+ * models take every path) and "cuda" (the real kernels/backend_cuda.cu on
+ * the CUDA runtime/cuBLAS mock, kernels/emu/cuda_mock.cpp, default tuning):
+ *  - prefill + greedy decode of every fixture model reproduce transformers'
+ *    logits (tests/fixtures/mamba/NAME/expected.json) within 1e-4 of each
+ *    row's largest logit, as the CPU backend does;
+ *  - batched decode over slots out of order, steps recorded into traces and
+ *    replayed as graphs (or evicted from the cache), matches the CPU backend
+ *    step by step, logits and states, with and without logits read back. */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/arch.h"
+#include "engine/model.h"
+#include "engine/model_config.h"
+#include "engine/safetensors.h"
+#include "engine/state_pool.h"
+#include "kernels/backend_core.h"
+#include "kernels/emu/cuda_mock.h"
+#include "kernels/emu/emu.h"
+#include "models/mamba1.h"
+
+static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
+/* runs: every fixture on "emu", then untied_bias (f32, biases) and bf16
+ * (16-bit weights) on "cuda", the slower one to emulate (default tuning) */
+static const struct { int fixture; const char *backend; } runs[] = {
+    {0, "emu"}, {1, "emu"}, {2, "emu"}, {3, "emu"}, {1, "cuda"}, {2, "cuda"},
+};
+enum { N_FIXTURES = 4, N_RUNS = 6 };
+
+/* Rows agree within rel of the reference row's largest magnitude (one
+ * ck_assert per call: Check records every assertion it evaluates). */
+static void assert_rows_close(const float *got, const float *want, int rows, int V, double rel,
+                              const char *what)
+{
+    int bad_i = -1, bad_v = -1;
+    double bad_scale = 0;
+    for (int i = 0; i < rows && bad_i < 0; i++) {
+        double scale = 1e-6;
+        for (int v = 0; v < V; v++)
+            scale = fmax(scale, fabs(want[(size_t)i * V + v]));
+        for (int v = 0; v < V && bad_i < 0; v++)
+            if (!(fabs((double)got[(size_t)i * V + v] - want[(size_t)i * V + v]) <= rel * scale))
+                bad_i = i, bad_v = v, bad_scale = scale;
+    }
+    ck_assert_msg(bad_i < 0, "%s: row %d col %d: got %.7g want %.7g (scale %g)", what, bad_i, bad_v,
+                  bad_i < 0 ? 0.0 : got[(size_t)bad_i * V + bad_v],
+                  bad_i < 0 ? 0.0 : want[(size_t)bad_i * V + bad_v], bad_scale);
+}
+
+static int argmax(const float *row, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > row[best])
+            best = v;
+    return best;
+}
+
+static int32_t *ids_of(json_t *arr)
+{
+    int32_t *v = malloc(sizeof(int32_t) * (json_array_size(arr) + 1));
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        v[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+    return v;
+}
+
+START_TEST(test_emu_matches_transformers)
+{
+    const char *name = fixtures[runs[_i].fixture], *backend = runs[_i].backend;
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root, "%s: %s", path, jerr.text);
+    const int V = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    snprintf(path, sizeof path, "tests/fixtures/mamba/%s", name);
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.backend = backend;
+    o.max_batch = 4;
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "open %s: %s", path, err.msg);
+    eng_state_pool *pool;
+    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
+    json_t *cases = json_object_get(root, "cases");
+    for (size_t c = 0; c < json_array_size(cases); c++) {
+        json_t *jc = json_array_get(cases, c);
+        int32_t *prompt = ids_of(json_object_get(jc, "prompt"));
+        int32_t *greedy = ids_of(json_object_get(jc, "greedy"));
+        json_t *jl = json_object_get(jc, "logits");
+        const int np = (int)json_array_size(json_object_get(jc, "prompt"));
+        const int ng = (int)json_array_size(json_object_get(jc, "greedy"));
+        const int rows = np + ng - 1;
+        float *want = malloc(sizeof(float) * rows * V), *got = malloc(sizeof(float) * rows * V);
+        for (int i = 0; i < rows; i++)
+            for (int v = 0; v < V; v++)
+                want[(size_t)i * V + v] = (float)json_number_value(json_array_get(json_array_get(jl, i), v));
+        int32_t *seq = malloc(sizeof(int32_t) * (np + ng));
+        memcpy(seq, prompt, sizeof(int32_t) * np);
+        memcpy(seq + np, greedy, sizeof(int32_t) * ng);
+        /* one prefill with every row's logits */
+        eng_state_slot_zero(pool, 0);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 0, seq, rows, got, 1, &err), SSMD_OK);
+        assert_rows_close(got, want, rows, V, 1e-4, name);
+        /* prefill the prompt, then greedy decode */
+        eng_state_slot_zero(pool, 1);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 1, prompt, np, got, 0, &err), SSMD_OK);
+        for (int k = 0; k < ng; k++) {
+            int32_t next = argmax(got, V), slot = 1;
+            ck_assert_msg(next == greedy[k], "%s case %zu token %d: %d != %d", name, c, k, next, greedy[k]);
+            assert_rows_close(got, want + (size_t)(np - 1 + k) * V, 1, V, 1e-4, "decode");
+            if (k + 1 < ng)
+                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, got, &err), SSMD_OK);
+        }
+        free(prompt), free(greedy), free(want), free(got), free(seq);
+    }
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+    json_decref(root);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+}
+END_TEST
+
+/* A fixture loaded straight through the architecture on a given backend,
+ * with its own state pool (so the emu backend's statistics are reachable). */
+typedef struct direct {
+    eng_model_config cfg;
+    eng_weights *w;
+    bk_backend *bk;
+    void *arch;
+    float *pool;
+    size_t slot_floats;
+} direct;
+
+static void direct_open(direct *d, const char *name, bk_backend *bk, int max_batch, int n_slots)
+{
+    char dir[256], path[300];
+    ssmd_err err = {0};
+    snprintf(dir, sizeof dir, "tests/fixtures/mamba/%s", name);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    ck_assert_msg(eng_model_config_load(path, &d->cfg, &err) == SSMD_OK, "%s", err.msg);
+    ck_assert_msg(eng_weights_open(dir, &d->w, &err) == SSMD_OK, "%s", err.msg);
+    d->bk = bk;
+    ck_assert_msg(mamba1_arch.load(&d->cfg, d->w, bk, max_batch, &d->arch, &err) == SSMD_OK, "%s", err.msg);
+    d->slot_floats = mamba1_arch.state_floats(d->arch);
+    d->pool = bk->alloc(bk, sizeof(float) * d->slot_floats * n_slots);
+    ck_assert_ptr_nonnull(d->pool);
+}
+
+static void direct_close(direct *d)
+{
+    d->bk->release(d->bk, d->pool);
+    mamba1_arch.free(d->arch);
+    d->bk->destroy(d->bk);
+    eng_weights_close(d->w);
+}
+
+static unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
+
+/* B sequences prefilled then decoded together on bk (slots out of order;
+ * batches of B, 1 and B - 2 in turn, so three traces; every fourth step
+ * without logits) and on the CPU backend: logits and all states agree. */
+static void batched_vs_cpu(const char *name, bk_backend *bk_gpu, int B, unsigned seed)
+{
+    enum { STEPS = 5, MAX_B = 32 };
+    const int SLOTS = 2 * B + 1;
+    bk_backend *bk_cpu;
+    ssmd_err err;
+    ck_assert_int_eq(bk_backend_create("cpu", 1, &bk_cpu, &err), SSMD_OK);
+    direct gpu, cpu;
+    direct_open(&gpu, name, bk_gpu, B, SLOTS);
+    direct_open(&cpu, name, bk_cpu, B, SLOTS);
+    const int V = gpu.cfg.vocab_size;
+    const size_t S = gpu.slot_floats;
+    int32_t slots[MAX_B], ids[MAX_B], prompt[9];
+    unsigned s = seed;
+    for (int b = 0; b < B; b++) {
+        slots[b] = (int32_t)(SLOTS - 1 - 2 * b); /* even slots, descending */
+        int n = 1 + (b * 3) % 9;
+        for (int k = 0; k < n; k++)
+            prompt[k] = (int32_t)(lcg(&s) % (unsigned)V);
+        mamba1_arch.prefill(gpu.arch, gpu.pool + (size_t)slots[b] * S, prompt, n, NULL, 0);
+        mamba1_arch.prefill(cpu.arch, cpu.pool + (size_t)slots[b] * S, prompt, n, NULL, 0);
+    }
+    float *lg = malloc(sizeof(float) * B * V), *lc = malloc(sizeof(float) * B * V);
+    float *sg = malloc(sizeof(float) * S * SLOTS), *sc = malloc(sizeof(float) * S * SLOTS);
+    for (int t = 0; t < 3 * STEPS; t++) {
+        int batch = t % 3 == 0 ? B : t % 3 == 1 ? 1 : B - 2;
+        const int32_t *sl = t % 3 == 2 ? slots + 1 : slots;
+        for (int b = 0; b < batch; b++)
+            ids[b] = (int32_t)(lcg(&s) % (unsigned)V);
+        int with_logits = t % 4 != 3;
+        mamba1_arch.decode(gpu.arch, gpu.pool, sl, ids, batch, with_logits ? lg : NULL);
+        mamba1_arch.decode(cpu.arch, cpu.pool, sl, ids, batch, with_logits ? lc : NULL);
+        if (with_logits)
+            assert_rows_close(lg, lc, batch, V, 2e-5, "gpu vs cpu decode");
+        bk_gpu->read(bk_gpu, sg, gpu.pool, sizeof(float) * S * SLOTS);
+        bk_cpu->read(bk_cpu, sc, cpu.pool, sizeof(float) * S * SLOTS);
+        assert_rows_close(sg, sc, SLOTS, (int)S, 2e-5, "gpu vs cpu states");
+    }
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    free(lg), free(lc), free(sg), free(sc);
+    direct_close(&cpu);
+    /* gpu closed by the caller after reading its statistics */
+    gpu.bk->release(gpu.bk, gpu.pool);
+    mamba1_arch.free(gpu.arch);
+    eng_weights_close(gpu.w);
+}
+
+START_TEST(test_emu_batched_decode_matches_cpu)
+{
+    const char *name = fixtures[_i];
+    bk_backend *bk;
+    ssmd_err err;
+    /* odd fixtures: a graph cache of 2 for 3 alternating batch shapes, so
+     * that every step evicts and runs eagerly */
+    const int thrash = _i & 1;
+    kc_tuning tune;
+    kc_tuning_default(&tune);
+    tune.scan_chunk = 4, tune.carry_rows = 4, tune.gemv_max_rows = 2, tune.panel_floats = 512;
+    tune.graph_cache = thrash ? 2 : 8;
+    ck_assert_int_eq(kc_emu_backend_create_tuned(&tune, &bk, &err), SSMD_OK);
+    batched_vs_cpu(name, bk, 6, 11u + (unsigned)_i);
+    kc_core_stats st;
+    kc_core_stats_get(bk, &st);
+    if (thrash) {
+        ck_assert_uint_eq(st.graph_launches, 0);
+        ck_assert_uint_ge(st.evictions, 13);
+    } else {
+        ck_assert_uint_eq(st.graph_captures, 3);
+        ck_assert_uint_eq(st.graph_launches, 9);
+        ck_assert_uint_eq(st.evictions, 0);
+    }
+    ck_assert_uint_eq(st.capture_failures, 0);
+    bk->destroy(bk);
+}
+END_TEST
+
+/* The real CUDA backend on the mock: B = 20 takes the cuBLAS path (more
+ * than 16 rows) for the full batch and the GEMV path for the others. */
+START_TEST(test_cuda_mock_batched_decode_matches_cpu)
+{
+    const char *name = fixtures[1 + _i]; /* untied_bias, bf16 */
+    bk_backend *bk;
+    ssmd_err err;
+    kc_mock_reset();
+    ck_assert_msg(bk_backend_create("cuda", 0, &bk, &err) == SSMD_OK, "%s", err.msg);
+    batched_vs_cpu(name, bk, 20, 5u + (unsigned)_i);
+    kc_core_stats st;
+    kc_core_stats_get(bk, &st);
+    ck_assert_uint_eq(st.graph_captures, 3);
+    ck_assert_uint_eq(st.graph_launches, 9);
+    ck_assert_uint_eq(st.capture_failures, 0);
+    bk->destroy(bk);
+    kc_mock_stats ms;
+    kc_mock_stats_get(&ms);
+    ck_assert_uint_eq(ms.graph_launches, 9);
+    ck_assert_uint_gt(ms.gemms, 0);
+    ck_assert_uint_eq(ms.tf32_gemms, 0);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("emu_model");
+    TCase *tc = tcase_create("fixtures");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_emu_matches_transformers, 0, N_RUNS);
+    tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
+    tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
+    suite_add_tcase(s, tc);
+    return s;
+}

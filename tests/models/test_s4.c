@@ -1,0 +1,502 @@
+/* test_s4.c - S4D / S4 (DPLR) language models against the reference
+ * fixtures (tests/fixtures/s4/, made by gen_s4.py from an independent
+ * float64 PyTorch convolution-view implementation), the equivalences the
+ * engine promises (prefill = token-by-token decode, prefill in pieces =
+ * at once, batched decode = separate decodes), the three views of one layer
+ * (recurrence, chunked scan, convolution with a closed-form Vandermonde
+ * kernel) on odd lengths from non-zero states, and config/weight errors. */
+#include <check.h>
+#include <complex.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/cpu_s4.h"
+#include "engine/model.h"
+#include "engine/model_config.h"
+#include "engine/state_pool.h"
+#include "engine/threadpool.h"
+
+static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
+enum { N_FIXTURES = 4 };
+
+typedef struct ref_case {
+    int32_t *seq; /* prompt then greedy */
+    int n_prompt, n_greedy;
+    float *logits; /* (n_prompt + n_greedy - 1, V) */
+} ref_case;
+
+typedef struct ref {
+    int V, n_cases;
+    ref_case cases[8];
+} ref;
+
+static void ids_of(json_t *arr, int32_t *dst)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        dst[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+}
+
+static void ref_load(const char *name, ref *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root, "%s: %s", path, jerr.text);
+    r->V = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    json_t *cases = json_object_get(root, "cases");
+    r->n_cases = (int)json_array_size(cases);
+    ck_assert(r->n_cases > 0 && r->n_cases <= 8);
+    for (int c = 0; c < r->n_cases; c++) {
+        json_t *jc = json_array_get(cases, c);
+        json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
+        json_t *logits = json_object_get(jc, "logits");
+        ref_case *rc = &r->cases[c];
+        rc->n_prompt = (int)json_array_size(prompt);
+        rc->n_greedy = (int)json_array_size(greedy);
+        rc->seq = malloc(sizeof(int32_t) * (rc->n_prompt + rc->n_greedy));
+        ids_of(prompt, rc->seq);
+        ids_of(greedy, rc->seq + rc->n_prompt);
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        ck_assert_int_eq((int)json_array_size(logits), rows);
+        rc->logits = malloc(sizeof(float) * rows * r->V);
+        for (int i = 0; i < rows; i++) {
+            json_t *row = json_array_get(logits, i);
+            ck_assert_int_eq((int)json_array_size(row), r->V);
+            for (int v = 0; v < r->V; v++)
+                rc->logits[i * r->V + v] = (float)json_number_value(json_array_get(row, v));
+        }
+    }
+    json_decref(root);
+}
+
+static void ref_free(ref *r)
+{
+    for (int c = 0; c < r->n_cases; c++) {
+        free(r->cases[c].seq);
+        free(r->cases[c].logits);
+    }
+}
+
+/* Rows agree within rel of the reference row's largest magnitude. */
+static void assert_rows_close(const float *got, const float *want, int rows, int V, double rel,
+                              const char *what)
+{
+    for (int i = 0; i < rows; i++) {
+        double scale = 1e-6;
+        for (int v = 0; v < V; v++)
+            scale = fmax(scale, fabs(want[i * V + v]));
+        for (int v = 0; v < V; v++) {
+            double d = fabs((double)got[i * V + v] - want[i * V + v]);
+            ck_assert_msg(d <= rel * scale, "%s: row %d col %d: got %.7g want %.7g (scale %g)",
+                          what, i, v, got[i * V + v], want[i * V + v], scale);
+        }
+    }
+}
+
+static int argmax(const float *row, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > row[best])
+            best = v;
+    return best;
+}
+
+static eng_model *open_dir(const char *dir, int threads, int max_batch)
+{
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.threads = threads;
+    o.max_batch = max_batch;
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    int rc = eng_model_open(dir, &o, &m, &err);
+    ck_assert_msg(rc == SSMD_OK, "open %s: %s", dir, err.msg);
+    return m;
+}
+
+static eng_model *open_fixture(const char *name, int threads, int max_batch)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/fixtures/s4/%s", name);
+    return open_dir(dir, threads, max_batch);
+}
+
+/* One prefill of prompt + greedy[:-1] with all logits = the reference rows
+ * (the --dump-logits contract); prefill + greedy decode reproduces greedy. */
+START_TEST(test_matches_reference)
+{
+    const char *name = fixtures[_i % N_FIXTURES];
+    int threads = 1 + _i / N_FIXTURES;
+    ref r;
+    ref_load(name, &r);
+    eng_model *m = open_fixture(name, threads, 4);
+    ck_assert_int_eq(eng_model_n_vocab(m), r.V);
+    ck_assert_str_eq(eng_model_cfg(m)->model_type, name[2] == 'd' ? "s4d" : "s4");
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
+    for (int c = 0; c < r.n_cases; c++) {
+        ref_case *rc = &r.cases[c];
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        float *logits = malloc(sizeof(float) * rows * r.V);
+        eng_state_slot_zero(pool, 0);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 0, rc->seq, rows, logits, 1, &err), SSMD_OK);
+        assert_rows_close(logits, rc->logits, rows, r.V, 1e-4, name);
+
+        eng_state_slot_zero(pool, 1);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 1, rc->seq, rc->n_prompt, logits, 0, &err), 0);
+        for (int k = 0; k < rc->n_greedy; k++) {
+            int32_t next = argmax(logits, r.V), slot = 1;
+            ck_assert_msg(next == rc->seq[rc->n_prompt + k], "%s case %d token %d: %d != %d", name,
+                          c, k, next, rc->seq[rc->n_prompt + k]);
+            assert_rows_close(logits, rc->logits + (size_t)(rc->n_prompt - 1 + k) * r.V, 1, r.V,
+                              1e-4, "decode");
+            if (k + 1 < rc->n_greedy)
+                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, logits, &err), 0);
+        }
+        free(logits);
+    }
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+    ref_free(&r);
+}
+END_TEST
+
+static unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
+static float frand(unsigned *s) { return (float)(lcg(s) >> 8) / 16777216.0f * 2.0f - 1.0f; }
+
+static void assert_states_close(eng_state_pool *p, int a, int b, double rel)
+{
+    size_t n = eng_state_pool_slot_bytes(p) / sizeof(float);
+    float *sa = malloc(n * sizeof(float)), *sb = malloc(n * sizeof(float));
+    eng_state_slot_read(p, a, sa);
+    eng_state_slot_read(p, b, sb);
+    double scale = 1e-6;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(sb[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(sa[i] - sb[i]) <= rel * scale, "state[%zu]: %g vs %g", i, sa[i], sb[i]);
+    free(sa);
+    free(sb);
+}
+
+/* A long odd-length sequence (crossing the 512-token prefill chunk): prefill
+ * at once, in two uneven pieces, and token by token agree, states too. */
+START_TEST(test_prefill_equivalences)
+{
+    const char *name = fixtures[_i];
+    eng_model *m = open_fixture(name, 2, 4);
+    const int V = eng_model_n_vocab(m), n = 701, cut = 333;
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    unsigned s = 7;
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)(lcg(&s) % (unsigned)V);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 3, &pool, &err), 0);
+    float *once = malloc(sizeof(float) * V), *pieces = malloc(sizeof(float) * V);
+    float *step = malloc(sizeof(float) * V);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, n, once, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids, cut, NULL, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids + cut, n - cut, pieces, 0, &err), 0);
+    for (int i = 0; i < n; i++) {
+        int32_t slot = 2;
+        ck_assert_int_eq(eng_model_decode(m, pool, &slot, &ids[i], 1, step, &err), 0);
+    }
+    assert_rows_close(pieces, once, 1, V, 1e-5, "two pieces");
+    assert_rows_close(step, once, 1, V, 1e-4, "token by token");
+    assert_states_close(pool, 1, 0, 1e-5);
+    assert_states_close(pool, 2, 0, 1e-4);
+    free(once), free(pieces), free(step), free(ids);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+}
+END_TEST
+
+/* B sequences decoded together (slots out of order) = each decoded alone. */
+START_TEST(test_batched_decode_equals_single)
+{
+    const char *name = fixtures[_i];
+    const int B = 11, steps = 5;
+    eng_model *m = open_fixture(name, 2, 16);
+    const int V = eng_model_n_vocab(m);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2 * B, &pool, &err), 0);
+    int32_t slots[B], ids[B];
+    unsigned s = 3;
+    for (int b = 0; b < B; b++) {
+        slots[b] = (int32_t)(2 * B - 1 - 2 * b);
+        int32_t prompt[5];
+        for (int k = 0; k < 5; k++)
+            prompt[k] = (int32_t)(lcg(&s) % (unsigned)V);
+        ck_assert_int_eq(eng_model_prefill(m, pool, slots[b], prompt, 1 + b % 5, NULL, 0, &err), 0);
+        eng_state_slot_copy(pool, slots[b] - 1, slots[b]);
+    }
+    float *batch_logits = malloc(sizeof(float) * B * V), *solo = malloc(sizeof(float) * V);
+    for (int t = 0; t < steps; t++) {
+        for (int b = 0; b < B; b++)
+            ids[b] = (int32_t)(lcg(&s) % (unsigned)V);
+        ck_assert_int_eq(eng_model_decode(m, pool, slots, ids, B, batch_logits, &err), 0);
+        for (int b = 0; b < B; b++) {
+            int32_t solo_slot = slots[b] - 1;
+            ck_assert_int_eq(eng_model_decode(m, pool, &solo_slot, &ids[b], 1, solo, &err), 0);
+            assert_rows_close(batch_logits + (size_t)b * V, solo, 1, V, 1e-5, "batch vs solo");
+        }
+    }
+    for (int b = 0; b < B; b++)
+        assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
+    free(batch_logits), free(solo);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+}
+END_TEST
+
+/* ---- one layer, three views ------------------------------------------- */
+
+/* A random layer (H channels, N2 pairs, rank 0 or 1), built here from a
+ * continuous Lambda (Re < 0), B, C, P and dt: ZOH for the diagonal, the
+ * bilinear Woodbury step for DPLR (rank 1: M is a scalar). */
+typedef struct test_layer {
+    bk_s4_layer l;
+    float *bufs[8];
+    double complex *lam, *b; /* (N2, H) */
+    double *dt;              /* (H) */
+} test_layer;
+
+static void put(float *plane, size_t pl, size_t o, double complex z)
+{
+    plane[o] = (float)creal(z);
+    plane[pl + o] = (float)cimag(z);
+}
+
+static void layer_make(test_layer *t, int H, int N2, int rank, unsigned seed)
+{
+    unsigned s = seed;
+    size_t pl = (size_t)N2 * H;
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < 8; i++)
+        t->bufs[i] = calloc(2 * pl + H, sizeof(float));
+    float *dA = t->bufs[0], *dB = t->bufs[1], *dC = t->bufs[2], *D = t->bufs[3];
+    float *Dinv = t->bufs[4], *P = t->bufs[5], *R = t->bufs[6];
+    t->lam = calloc(pl, sizeof *t->lam);
+    t->b = calloc(pl, sizeof *t->b);
+    t->dt = calloc((size_t)H, sizeof *t->dt);
+    for (int h = 0; h < H; h++) {
+        double dt = exp(-4.0 + 3.0 * (frand(&s) + 1.0) / 2.0); /* [e^-4, e^-1] */
+        t->dt[h] = dt;
+        D[h] = frand(&s);
+        double complex m = 1.0;
+        double complex p[64], d[64];
+        for (int n = 0; n < N2; n++) {
+            size_t o = (size_t)n * H + h;
+            double complex lam = -0.5 * exp(0.5 * frand(&s)) + I * (3.14159 * n + frand(&s));
+            double complex b = frand(&s) + I * frand(&s), c = frand(&s) + I * frand(&s);
+            t->lam[o] = lam;
+            t->b[o] = b;
+            put(dC, pl, o, 2.0 * c);
+            if (rank == 0) {
+                put(dA, pl, o, cexp(dt * lam));
+                put(dB, pl, o, b * (cexp(dt * lam) - 1.0) / lam);
+            } else {
+                p[n] = 0.5 * (frand(&s) + I * frand(&s));
+                d[n] = 1.0 / (2.0 / dt - lam);
+                put(dA, pl, o, 2.0 / dt + lam);
+                put(dB, pl, o, 2.0 * b);
+                put(Dinv, pl, o, d[n]);
+                put(P, pl, o, p[n]);
+                m += 2.0 * creal(conj(p[n]) * d[n] * p[n]);
+            }
+        }
+        for (int n = 0; rank && n < N2; n++)
+            put(R, pl, (size_t)n * H + h, conj(p[n]) * d[n] / m);
+    }
+    t->l = (bk_s4_layer){.H = H, .N2 = N2, .rank = rank, .dA = dA, .dB = dB, .dC = dC, .D = D,
+                         .Dinv = rank ? Dinv : NULL, .P = rank ? P : NULL, .R = rank ? R : NULL};
+}
+
+static void layer_free(test_layer *t)
+{
+    for (int i = 0; i < 8; i++)
+        free(t->bufs[i]);
+    free(t->lam);
+    free(t->b);
+    free(t->dt);
+}
+
+static void assert_close(const float *got, const float *want, size_t n, double tol, const char *what)
+{
+    double scale = 1e-6;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%zu]: got %.7g want %.7g", what, i,
+                      got[i], want[i]);
+}
+
+/* Diagonal and DPLR layers, odd sizes and lengths: prefill from a random
+ * state = T decode steps = the chunked scan (state and outputs); from a
+ * zero state = the convolution with the layer's kernel, which for the
+ * diagonal layer also equals the closed-form Vandermonde sum. */
+START_TEST(test_views_agree)
+{
+    const int rank = _i % 2, threads = 1 + _i / 2, H = 37, N2 = 5, T = 61;
+    test_layer t;
+    layer_make(&t, H, N2, rank, 99 + _i);
+    const bk_s4_layer *l = &t.l;
+    eng_threadpool *pool = eng_threadpool_create(threads);
+    size_t sf = 2 * (size_t)N2 * H;
+    float *s0 = malloc(sf * sizeof(float)), *s1 = malloc(sf * sizeof(float));
+    float *s2 = malloc(sf * sizeof(float)), *s3 = malloc(sf * sizeof(float));
+    float *u = malloc((size_t)T * H * sizeof(float));
+    float *y1 = malloc((size_t)T * H * sizeof(float)), *y2 = malloc((size_t)T * H * sizeof(float));
+    float *y3 = malloc((size_t)T * H * sizeof(float));
+    unsigned s = 5;
+    for (size_t i = 0; i < sf; i++)
+        s0[i] = frand(&s);
+    for (int i = 0; i < T * H; i++)
+        u[i] = frand(&s);
+    /* recurrence: prefill vs step by step, from s0 */
+    memcpy(s1, s0, sf * sizeof(float));
+    memcpy(s2, s0, sf * sizeof(float));
+    cpu_s4_prefill(pool, l, s1, u, T, y1);
+    int32_t slot = 0;
+    for (int k = 0; k < T; k++) {
+        bk_state_ref st = {.pool = s2, .slot_stride = sf, .ssm_offset = 0, .slots = &slot,
+                           .batch = 1};
+        cpu_s4_step(pool, l, &st, u + (size_t)k * H, y2 + (size_t)k * H);
+    }
+    assert_close(y2, y1, (size_t)T * H, 1e-5, "step y");
+    assert_close(s2, s1, sf, 1e-5, "step state");
+    if (rank == 0) { /* scan, chunks of 8 (odd tail) */
+        memcpy(s3, s0, sf * sizeof(float));
+        float *scratch = malloc(cpu_s4_scan_scratch_floats(l, T, 8) * sizeof(float));
+        cpu_s4_scan(pool, l, s3, u, T, 8, scratch, y3);
+        assert_close(y3, y1, (size_t)T * H, 1e-5, "scan y");
+        assert_close(s3, s1, sf, 1e-5, "scan state");
+        free(scratch);
+    }
+    /* convolution from a zero state */
+    memset(s1, 0, sf * sizeof(float));
+    cpu_s4_prefill(pool, l, s1, u, T, y1);
+    float *K = malloc((size_t)T * H * sizeof(float));
+    cpu_s4_kernel(l, T, K);
+    cpu_s4_conv(l, K, u, T, y3);
+    assert_close(y3, y1, (size_t)T * H, 1e-5, "conv y");
+    if (rank == 0) { /* K_l = 2 Re sum_n C_n B~_n exp(dt lam_n l), in double */
+        for (int k = 0; k < T; k++)
+            for (int h = 0; h < H; h++) {
+                double complex acc = 0.0;
+                for (int n = 0; n < N2; n++) {
+                    size_t o = (size_t)n * H + h, pl = (size_t)N2 * H;
+                    double complex c2 = l->dC[o] + I * l->dC[pl + o];
+                    double complex lam = t.lam[o];
+                    double complex bt = t.b[o] * (cexp(t.dt[h] * lam) - 1.0) / lam;
+                    acc += c2 * bt * cexp(t.dt[h] * lam * k);
+                }
+                y1[(size_t)k * H + h] = (float)creal(acc);
+            }
+        assert_close(K, y1, (size_t)T * H, 1e-5, "Vandermonde kernel");
+    }
+    free(K), free(s0), free(s1), free(s2), free(s3), free(u), free(y1), free(y2), free(y3);
+    eng_threadpool_destroy(pool);
+    layer_free(&t);
+}
+END_TEST
+
+/* ---- errors ----------------------------------------------------------- */
+
+static int load_cfg_text(const char *text, eng_model_config *c, ssmd_err *err)
+{
+    char path[] = "/tmp/ssmd-s4-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    int rc = eng_model_config_load(path, c, err);
+    unlink(path);
+    return rc;
+}
+
+START_TEST(test_config)
+{
+    eng_model_config c;
+    ssmd_err err;
+    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
+                                   "\"vocab_size\":10,\"d_state\":6,\"rank\":2}", &c, &err), 0);
+    ck_assert_str_eq(c.model_type, "s4");
+    ck_assert_int_eq(c.s4_rank, 2);
+    ck_assert_int_eq(c.s4_bilinear, 1);
+    ck_assert_int_eq(c.eos_token_id, -1);
+    ck_assert(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
+    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
+                                   "\"vocab_size\":10}", &c, &err), 0);
+    ck_assert_int_eq(c.d_state, 64);
+    ck_assert_int_eq(c.s4_rank, 0);
+    ck_assert_int_eq(c.s4_bilinear, 0);
+    static const struct { const char *text, *needle; int code; } bad[] = {
+        {"{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
+         "\"discretization\":\"zoh\"}", "discretization", SSMD_EUNSUPPORTED},
+        {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,\"d_state\":7}",
+         "even", SSMD_EFORMAT},
+        {"{\"model_type\":\"s4d\",\"n_layer\":1,\"vocab_size\":10}", "d_model", SSMD_EFORMAT},
+        {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
+         "\"activation\":\"relu\"}", "activation", SSMD_EUNSUPPORTED},
+        {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
+         "\"prenorm\":false}", "prenorm", SSMD_EUNSUPPORTED},
+        {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
+         "\"d_state\":\"x\"}", "d_state", SSMD_EFORMAT},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = load_cfg_text(bad[i].text, &c, &err);
+        ck_assert_msg(rc == bad[i].code, "case %zu: rc %d (%s)", i, rc, err.msg);
+        ck_assert_msg(strstr(err.msg, bad[i].needle), "case %zu: %s", i, err.msg);
+    }
+}
+END_TEST
+
+/* A config that disagrees with the weights fails to load, naming the
+ * tensor; nothing leaks (ASan). */
+START_TEST(test_weights_mismatch)
+{
+    char dir[] = "/tmp/ssmd-s4-dir-XXXXXX", path[512], src[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"model_type\":\"s4\",\"d_model\":16,\"n_layer\":2,\"vocab_size\":96,"
+          "\"d_state\":14}", f);
+    fclose(f);
+    ck_assert_ptr_nonnull(realpath("tests/fixtures/s4/s4_legs/model.safetensors", src));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_int_eq(symlink(src, path), 0);
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    ck_assert_int_eq(eng_model_open(dir, NULL, &m, &err), SSMD_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "layers.0.ssm.A"), "%s", err.msg);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("s4");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES);
+    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES);
+    tcase_add_loop_test(tc, test_views_agree, 0, 4);
+    tcase_add_test(tc, test_config);
+    tcase_add_test(tc, test_weights_mismatch);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "engine/cpu_ssm.h"
+#include "models/common.h"
 
 /* Prefill processes prompts in chunks of this many tokens (bounds scratch). */
 enum { PREFILL_CHUNK = 512, LOGITS_ROWS = 16 };
@@ -287,9 +288,7 @@ static void m1_free(void *arch)
             void *smalls[] = {L->norm_w, L->in_proj_b, (void *)L->ssm.conv_w, (void *)L->ssm.conv_b,
                               (void *)L->ssm.dt_bias, (void *)L->ssm.A, (void *)L->ssm.D,
                               L->out_proj_b};
-            for (size_t k = 0; k < sizeof smalls / sizeof smalls[0]; k++)
-                if (smalls[k])
-                    bk->release(bk, smalls[k]);
+            mdl_release_all(bk, smalls, sizeof smalls / sizeof smalls[0]);
             bk_matrix *mats[] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj};
             for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
                 if (mats[k]->data)
@@ -297,14 +296,9 @@ static void m1_free(void *arch)
         }
         free(m->layers);
     }
-    if (m->lm_head.data && m->lm_head.data != m->embed.data)
-        bk->matrix_release(bk, &m->lm_head);
-    if (m->embed.data)
-        bk->matrix_release(bk, &m->embed);
-    float *bufs[] = {m->norm_f, m->resid, m->xn, m->xz, m->xc, m->dbc, m->dt, m->y, m->out, m->logits};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
-        if (bufs[k])
-            bk->release(bk, bufs[k]);
+    mdl_release_embed_head(bk, &m->embed, &m->lm_head);
+    void *bufs[] = {m->norm_f, m->resid, m->xn, m->xz, m->xc, m->dbc, m->dt, m->y, m->out, m->logits};
+    mdl_release_all(bk, bufs, sizeof bufs / sizeof bufs[0]);
     free(m);
 }
 
@@ -337,15 +331,10 @@ static void mixer_out(mamba1 *m, const m1_layer *L, int rows)
 static void head(mamba1 *m, int rows, int first, float *dst)
 {
     bk_backend *bk = m->bk;
-    const int Dm = m->cfg.d_model, V = m->cfg.vocab_size;
+    const int Dm = m->cfg.d_model;
     bk->add_rmsnorm(bk, m->resid, m->out, m->norm_f, m->cfg.norm_eps, rows, Dm, m->xn);
-    if (!dst)
-        return;
-    for (int r = first; r < rows; r += m->logits_rows) {
-        int n = rows - r < m->logits_rows ? rows - r : m->logits_rows;
-        bk->matmul(bk, &m->lm_head, m->xn + (size_t)r * Dm, Dm, n, m->logits, V, NULL);
-        bk->read(bk, dst + (size_t)(r - first) * V, m->logits, (size_t)n * V * sizeof(float));
-    }
+    if (dst)
+        mdl_logits(bk, &m->lm_head, NULL, m->xn, Dm, rows, first, m->logits, m->logits_rows, dst);
 }
 
 static void m1_prefill(void *arch, float *state, const int32_t *ids, int n, float *logits,

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "engine/cpu_s4.h"
+#include "models/common.h"
 
 enum { PREFILL_CHUNK = 512, LOGITS_ROWS = 16 };
 
@@ -439,25 +440,19 @@ static void s4_free(void *arch)
     if (m->blocks) {
         for (int i = 0; i < m->cfg.n_layer; i++) {
             s4_block *b = &m->blocks[i];
-            const void *smalls[] = {b->norm_w, b->norm_b, b->out_b, b->ssm.dA, b->ssm.dB,
-                                    b->ssm.dC, b->ssm.D, b->ssm.Dinv, b->ssm.P, b->ssm.R};
-            for (size_t k = 0; k < sizeof smalls / sizeof smalls[0]; k++)
-                if (smalls[k])
-                    bk->release(bk, (void *)smalls[k]);
+            void *smalls[] = {b->norm_w, b->norm_b, b->out_b, (void *)b->ssm.dA,
+                              (void *)b->ssm.dB, (void *)b->ssm.dC, (void *)b->ssm.D,
+                              (void *)b->ssm.Dinv, (void *)b->ssm.P, (void *)b->ssm.R};
+            mdl_release_all(bk, smalls, sizeof smalls / sizeof smalls[0]);
             if (b->out.data)
                 bk->matrix_release(bk, &b->out);
         }
         free(m->blocks);
     }
-    if (m->lm_head.data && m->lm_head.data != m->embed.data)
-        bk->matrix_release(bk, &m->lm_head);
-    if (m->embed.data)
-        bk->matrix_release(bk, &m->embed);
-    float *bufs[] = {m->lm_head_b, m->norm_f_w, m->norm_f_b, m->resid, m->xn,
-                     m->y,         m->o2,       m->out,      m->logits};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
-        if (bufs[k])
-            bk->release(bk, bufs[k]);
+    mdl_release_embed_head(bk, &m->embed, &m->lm_head);
+    void *bufs[] = {m->lm_head_b, m->norm_f_w, m->norm_f_b, m->resid, m->xn,
+                    m->y,         m->o2,       m->out,      m->logits};
+    mdl_release_all(bk, bufs, sizeof bufs / sizeof bufs[0]);
     free(m);
 }
 
@@ -477,16 +472,12 @@ static void block_out(s4_model *m, const s4_block *b, int rows)
 static void head(s4_model *m, int rows, int first, float *dst)
 {
     bk_backend *bk = m->bk;
-    const int H = m->cfg.d_model, V = m->cfg.vocab_size;
+    const int H = m->cfg.d_model;
     bk->add_layernorm(bk, m->resid, m->out, m->norm_f_w, m->norm_f_b, m->cfg.norm_eps, rows, H,
                       m->xn);
-    if (!dst)
-        return;
-    for (int r = first; r < rows; r += m->logits_rows) {
-        int n = rows - r < m->logits_rows ? rows - r : m->logits_rows;
-        bk->matmul(bk, &m->lm_head, m->xn + (size_t)r * H, H, n, m->logits, V, m->lm_head_b);
-        bk->read(bk, dst + (size_t)(r - first) * V, m->logits, (size_t)n * V * sizeof(float));
-    }
+    if (dst)
+        mdl_logits(bk, &m->lm_head, m->lm_head_b, m->xn, H, rows, first, m->logits,
+                   m->logits_rows, dst);
 }
 
 static void s4_prefill(void *arch, float *state, const int32_t *ids, int n, float *logits,

@@ -14,6 +14,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu_matmul.h"
+#include "engine/cpu_norm.h"
 #include "engine/cpu_s4.h"
 #include "engine/cpu_ssm.h"
 #include "engine/threadpool.h"
@@ -76,45 +77,10 @@ static void cpu_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, in
                        w->cols, out + (size_t)i * w->cols);
 }
 
-typedef struct norm_job {
-    float *resid, *out;
-    const float *add, *weight;
-    float eps;
-    int n, dim;
-} norm_job;
-
-/* As PyTorch's MambaRMSNorm: x * rsqrt(mean(x^2) + eps) * weight, in f32
- * with the sum of squares accumulated in double for stability. */
-static void norm_worker(void *arg, int tid, int n_threads)
-{
-    norm_job *j = arg;
-    long r0, r1;
-    eng_split_range(j->n, 1, tid, n_threads, &r0, &r1);
-    for (long r = r0; r < r1; r++) {
-        float *x = j->resid + (size_t)r * j->dim;
-        float *o = j->out + (size_t)r * j->dim;
-        if (j->add) {
-            const float *a = j->add + (size_t)r * j->dim;
-            for (int i = 0; i < j->dim; i++)
-                x[i] += a[i];
-        }
-        double ss = 0.0;
-        for (int i = 0; i < j->dim; i++)
-            ss += (double)x[i] * x[i];
-        float scale = 1.0f / sqrtf((float)(ss / j->dim) + j->eps);
-        for (int i = 0; i < j->dim; i++)
-            o[i] = j->weight[i] * (x[i] * scale);
-    }
-}
-
 static void cpu_add_rmsnorm(bk_backend *bk, float *resid, const float *add, const float *weight,
                             float eps, int n, int dim, float *out)
 {
-    norm_job j = {resid, out, add, weight, eps, n, dim};
-    if (n >= 2 * eng_threadpool_size(cpu_of(bk)->pool))
-        eng_threadpool_run(cpu_of(bk)->pool, norm_worker, &j);
-    else
-        norm_worker(&j, 0, 1);
+    cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_RMS, resid, add, weight, NULL, eps, n, dim, out);
 }
 
 static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
@@ -147,7 +113,7 @@ static void cpu_add_layernorm_op(bk_backend *bk, float *resid, const float *add,
                                  const float *weight, const float *bias, float eps, int n, int dim,
                                  float *out)
 {
-    cpu_add_layernorm(cpu_of(bk)->pool, resid, add, weight, bias, eps, n, dim, out);
+    cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_LAYER, resid, add, weight, bias, eps, n, dim, out);
 }
 
 static void cpu_glu_op(bk_backend *bk, const float *x, int n, int dim, float *out)

@@ -1,4 +1,4 @@
-/* cpu_s4.c - the S4 / S4D family's ops on the CPU: LayerNorm(+residual),
+/* cpu_s4.c - the S4 / S4D family's ops on the CPU (LayerNorm is in cpu_norm.c):
  * GLU, and the SSM in its three views: recurrence (prefill of one sequence
  * walking time in order, and the batched decode step), a two-level parallel
  * scan over time chunks (diagonal layers), and the convolution (impulse
@@ -20,51 +20,7 @@ enum { BLOCK = 64 }; /* channels per scan work item */
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-/* ---- LayerNorm and GLU ------------------------------------------------ */
-
-typedef struct ln_job {
-    float *resid, *out;
-    const float *add, *weight, *bias;
-    float eps;
-    int n, dim;
-} ln_job;
-
-/* As torch.nn.functional.layer_norm: (x - mean) / sqrt(var + eps), biased
- * variance; sums in double. */
-static void ln_worker(void *arg, int tid, int n_threads)
-{
-    ln_job *j = arg;
-    long r0, r1;
-    eng_split_range(j->n, 1, tid, n_threads, &r0, &r1);
-    for (long r = r0; r < r1; r++) {
-        float *x = j->resid + (size_t)r * j->dim;
-        float *o = j->out + (size_t)r * j->dim;
-        if (j->add) {
-            const float *a = j->add + (size_t)r * j->dim;
-            for (int i = 0; i < j->dim; i++)
-                x[i] += a[i];
-        }
-        double sum = 0.0, ss = 0.0;
-        for (int i = 0; i < j->dim; i++)
-            sum += x[i];
-        double mean = sum / j->dim;
-        for (int i = 0; i < j->dim; i++)
-            ss += ((double)x[i] - mean) * ((double)x[i] - mean);
-        float scale = (float)(1.0 / sqrt(ss / j->dim + (double)j->eps)), m = (float)mean;
-        for (int i = 0; i < j->dim; i++)
-            o[i] = (x[i] - m) * scale * j->weight[i] + j->bias[i];
-    }
-}
-
-void cpu_add_layernorm(eng_threadpool *pool, float *resid, const float *add, const float *weight,
-                       const float *bias, float eps, int n, int dim, float *out)
-{
-    ln_job j = {resid, out, add, weight, bias, eps, n, dim};
-    if (n >= 2 * eng_threadpool_size(pool))
-        eng_threadpool_run(pool, ln_worker, &j);
-    else
-        ln_worker(&j, 0, 1);
-}
+/* ---- GLU --------------------------------------------------------------- */
 
 typedef struct glu_job {
     const float *x;

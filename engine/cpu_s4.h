@@ -10,8 +10,6 @@
  * partial sums on the stack). */
 #define CPU_S4_MAX_RANK 16
 
-void cpu_add_layernorm(eng_threadpool *pool, float *resid, const float *add, const float *weight,
-                       const float *bias, float eps, int n, int dim, float *out);
 void cpu_glu(eng_threadpool *pool, const float *x, int n, int dim, float *out);
 
 /* Recurrent views: prefill walks time in order (threads split channels;

@@ -25,7 +25,7 @@ typedef struct opt_row {
 
 #define OFF(f) offsetof(srv_config, f)
 static const opt_row opt_rows[] = {
-    {"model", OPT_STR, "", 0, 0, OFF(model), "model directory (config.json, model.safetensors, tokenizer.json)", 0},
+    {"model", OPT_STR, "models/default", 0, 0, OFF(model), "model directory (config.json, model.safetensors, tokenizer.json)", 0},
     {"model-name", OPT_STR, "", 0, 0, OFF(model_name), "model id reported by /v1/models; empty = the directory name", 0},
     {"host", OPT_STR, "127.0.0.1", 0, 0, OFF(host), "address to listen on", 0},
     {"port", OPT_LONG, "8080", 1, 65535, OFF(port), "TCP port", 0},
@@ -152,7 +152,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, ssmd_err *
             return rc;
     }
     if (!c->model || !*c->model)
-        return ssmd_err_set(err, SSMD_EINVAL, "--model DIR is required");
+        return ssmd_err_set(err, SSMD_EINVAL, "--model DIR must not be empty");
     if (strcmp(c->backend, "cpu") && strcmp(c->backend, "cuda"))
         return ssmd_err_set(err, SSMD_EINVAL, "--backend must be cpu or cuda, got '%s'", c->backend);
     if (c->default_max_tokens > c->max_tokens)
@@ -163,7 +163,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, ssmd_err *
 
 void srv_config_print_help(FILE *out)
 {
-    fprintf(out, "usage: ssmd serve --model DIR [options]\n\n"
+    fprintf(out, "usage: ssmd serve [--model DIR] [options]\n\n"
                  "OpenAI-compatible HTTP server with persistent sessions.\n\noptions:\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const opt_row *o = &opt_rows[i];

@@ -40,7 +40,12 @@ START_TEST(test_errors)
     srv_config c;
     ssmd_err err = {0};
     const char *none[] = {NULL};
-    ck_assert_int_eq(parse(&c, none, &err), SSMD_EINVAL); /* --model required */
+    ck_assert_int_eq(parse(&c, none, &err), SSMD_OK); /* --model defaults to the embedded model */
+    ck_assert_str_eq(c.model, "models/default");
+    srv_config_free(&c);
+    const char *empty[] = {"--model", "", NULL};
+    ck_assert_int_eq(parse(&c, empty, &err), SSMD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--model"));
     srv_config_free(&c);
     const char *bad_port[] = {"--model", "m", "--port", "70000", NULL};
     ck_assert_int_eq(parse(&c, bad_port, &err), SSMD_EINVAL);

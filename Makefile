@@ -39,7 +39,7 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/rel/%)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test bench bench-serve fixtures clean
+.PHONY: all deps run test bench bench-serve fixtures clean train
 all: $(BUILD)/ssmd
 
 # Installs what is missing (as root, or through sudo) and remembers success.
@@ -98,6 +98,11 @@ bench: $(BENCH_BIN) $(BUILD)/ssmd
 # latency per concurrency level.
 bench-serve: $(BUILD)/rel/bench/bench_serve $(BUILD)/ssmd
 	$(BUILD)/rel/bench/bench_serve --server $(BUILD)/ssmd --model $(or $(MODEL),tests/fixtures/mamba/untied_bias) --concurrency 1,4,16
+
+# Retrains the embedded default model from the KJV text (CPU, ~25 min;
+# needs python3-torch, see models/train/README.md).
+train: $(BUILD)/ssmd
+	SSMD=$(BUILD)/ssmd bash models/train/run.sh
 
 # Regenerates the committed reference fixtures (needs PyTorch + transformers:
 # Debian's python3-torch and pip's transformers; never needed by `make test`).

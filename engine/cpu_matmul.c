@@ -231,7 +231,7 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
     int n = eng_threadpool_size(ctx->pool);
     if ((long)w->rows < j.chunk_rows * n)
         j.chunk_rows = ((w->rows + n - 1) / n + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
-    eng_threadpool_run(ctx->pool, matmul_worker, &j);
+    eng_threadpool_run_sized(ctx->pool, matmul_worker, &j, (double)m * w->rows * w->cols);
 }
 
 void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx)

@@ -165,30 +165,37 @@ static void scan_worker(void *arg, int tid, int n_threads)
                       j->dbc + (size_t)b * ldd, ldd, 1, j->out + (size_t)b * E, e0, e1);
 }
 
+/* Rough multiply-adds of an op over `rows` token rows, for the pool. */
+static double conv_work(const bk_ssm_layer *l, int rows) { return (double)rows * l->d_inner * l->d_conv; }
+static double scan_work(const bk_ssm_layer *l, int rows)
+{
+    return 8.0 * rows * l->d_inner * l->d_state; /* exp + 3 FMAs per state */
+}
+
 void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window, const float *xz,
                       int T, float *xc)
 {
     ssm_job j = {.l = l, .window = window, .xz = xz, .out = xc, .T = T};
-    eng_threadpool_run(pool, conv_worker, &j);
+    eng_threadpool_run_sized(pool, conv_worker, &j, conv_work(l, T));
 }
 
 void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state, const float *xc,
                       const float *dt, const float *dbc, const float *xz, int T, float *y)
 {
     ssm_job j = {.l = l, .state = state, .xc = xc, .dt = dt, .dbc = dbc, .xz = xz, .out = y, .T = T};
-    eng_threadpool_run(pool, scan_worker, &j);
+    eng_threadpool_run_sized(pool, scan_worker, &j, scan_work(l, T));
 }
 
 void cpu_conv_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
                    const float *xz, float *xc)
 {
     ssm_job j = {.l = l, .st = st, .xz = xz, .out = xc, .T = 1};
-    eng_threadpool_run(pool, conv_worker, &j);
+    eng_threadpool_run_sized(pool, conv_worker, &j, conv_work(l, st->batch));
 }
 
 void cpu_scan_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
                    const float *xc, const float *dt, const float *dbc, const float *xz, float *y)
 {
     ssm_job j = {.l = l, .st = st, .xc = xc, .dt = dt, .dbc = dbc, .xz = xz, .out = y, .T = 1};
-    eng_threadpool_run(pool, scan_worker, &j);
+    eng_threadpool_run_sized(pool, scan_worker, &j, scan_work(l, st->batch));
 }

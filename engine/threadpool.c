@@ -19,7 +19,10 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { SPIN_ITERS = 200000 };
+/* ~0.3 ms of pause instructions: long enough to catch the next op of a
+ * decode step (a few microseconds apart), short enough not to steal a core
+ * from other processes when the engine is idle. */
+enum { SPIN_ITERS = 20000, SERIAL_WORK = 1 << 15 };
 
 typedef struct worker {
     struct eng_threadpool *pool;
@@ -135,6 +138,14 @@ void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg)
             cpu_relax();
         else
             sched_yield();
+}
+
+void eng_threadpool_run_sized(eng_threadpool *p, eng_pool_fn fn, void *arg, double work)
+{
+    if (work < SERIAL_WORK)
+        fn(arg, 0, 1);
+    else
+        eng_threadpool_run(p, fn, arg);
 }
 
 void eng_split_range(long n, long align, int idx, int n_threads, long *begin, long *end)

@@ -22,6 +22,12 @@ int eng_threadpool_size(const eng_threadpool *p);
 /* Runs fn on every thread and returns when all have finished. */
 void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg);
 
+/* As eng_threadpool_run, but runs fn(arg, 0, 1) on the caller alone when
+ * the job is small (work: its multiply-adds, roughly): waking the other
+ * threads costs more than they would save, and on a busy machine a
+ * descheduled worker would make every tiny op wait for a time slice. */
+void eng_threadpool_run_sized(eng_threadpool *p, eng_pool_fn fn, void *arg, double work);
+
 /* Splits [0, n) into n_threads contiguous ranges, each a multiple of align
  * (except the last); thread idx gets [*begin, *end). */
 void eng_split_range(long n, long align, int idx, int n_threads, long *begin, long *end);

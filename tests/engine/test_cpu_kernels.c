@@ -133,6 +133,14 @@ START_TEST(test_threadpool_runs_each_thread_once)
         eng_threadpool_run(p, count_worker, &j);
     for (int t = 0; t < 4; t++)
         ck_assert_int_eq(j.hits[t], 1000);
+    /* a small job runs on the caller alone, a big one on every thread */
+    count_job small = {{0}}, big = {{0}};
+    eng_threadpool_run_sized(p, count_worker, &small, 100);
+    eng_threadpool_run_sized(p, count_worker, &big, 1e9);
+    ck_assert_int_eq(small.hits[0], 1);
+    ck_assert_int_eq(small.hits[1] + small.hits[2] + small.hits[3], 0);
+    for (int t = 0; t < 4; t++)
+        ck_assert_int_eq(big.hits[t], 1);
     eng_threadpool_destroy(p);
     /* ranges cover [0, n) exactly, aligned */
     for (long n = 0; n < 100; n++) {

@@ -558,6 +558,12 @@ static int load(eng_sched *s, ssmd_err *err)
     snprintf(in->fingerprint, sizeof in->fingerprint, "%s", eng_model_fingerprint(s->model));
     snprintf(in->dtype, sizeof in->dtype, "%s", eng_model_dtype_name(s->model));
     in->n_params = eng_model_n_params(s->model);
+    snprintf(in->model_type, sizeof in->model_type, "%s", cfg->model_type);
+    in->n_layer = cfg->n_layer;
+    in->d_model = cfg->d_model;
+    in->weight_bytes = eng_model_weight_bytes(s->model);
+    /* 64-bit: slots times bytes per slot can pass 4 GiB */
+    in->pool_bytes = (size_t)(s->opts.max_sessions + s->opts.max_batch) * in->state_bytes;
     int mb = s->opts.max_batch;
     s->seqs = xcalloc((size_t)mb, sizeof *s->seqs);
     s->eph_used = xcalloc((size_t)mb, sizeof *s->eph_used);

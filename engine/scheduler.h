@@ -39,6 +39,10 @@ typedef struct eng_model_info {
     char fingerprint[129];
     char dtype[16];
     int64_t n_params;
+    char model_type[32];       /* config.json's model_type ("mamba", "s4d", ...) */
+    int n_layer, d_model;
+    size_t weight_bytes;       /* weights as held by the backend */
+    size_t pool_bytes;         /* the state pool: every slot's recurrent state */
 } eng_model_info;
 
 #define ENG_BATCH_BUCKETS 8  /* batch size histogram: <=1,2,4,...,64,+Inf */

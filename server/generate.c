@@ -18,12 +18,13 @@
 #include "engine/sampler.h"
 #include "engine/state_pool.h"
 #include "engine/tokenizer.h"
+#include "server/options.h"
 
 typedef struct gen_args {
     const char *model_dir, *prompt, *prompt_ids, *dump_logits, *backend;
     long max_tokens, threads, top_k, seed;
     double temperature, top_p, min_p, repetition_penalty;
-    int print_ids, ignore_eos, help;
+    int print_ids, ignore_eos, help, version;
 } gen_args;
 
 typedef enum { OPT_STR, OPT_LONG, OPT_DOUBLE, OPT_FLAG } opt_kind;
@@ -54,6 +55,7 @@ static const gen_opt gen_opts[] = {
     {"--ignore-eos", OPT_FLAG, OFF(ignore_eos), 0, 0, "do not stop at the end-of-text token"},
     {"--dump-logits", OPT_STR, OFF(dump_logits), 0, 0, "write f32 logits rows to FILE"},
     {"--help", OPT_FLAG, OFF(help), 0, 0, "show this help"},
+    {"--version", OPT_FLAG, OFF(version), 0, 0, "print the version"},
 };
 #undef OFF
 
@@ -105,7 +107,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
         else
             *(double *)field = v;
     }
-    if (!a->help && !a->prompt == !a->prompt_ids) {
+    if (!a->help && !a->version && !a->prompt == !a->prompt_ids) {
         fprintf(stderr, "ssmd generate: give exactly one of --prompt and --prompt-ids\n");
         return 2;
     }
@@ -295,6 +297,10 @@ int srv_generate_main(int argc, char **argv)
         return rc;
     if (a.help) {
         usage(stdout);
+        return 0;
+    }
+    if (a.version) {
+        printf("ssmd %s\n", SSMD_VERSION);
         return 0;
     }
     return run(&a);

@@ -254,6 +254,8 @@ void srv_stream_start(srv_conn *c)
     c->status = MHD_HTTP_OK;
     MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (c->session[0])
+        MHD_add_response_header(c->resp, "X-Session-Id", c->session);
 }
 
 void srv_stream_write(srv_conn *c, const char *data, size_t len) { srv_buf_add(&c->out, data, len); }
@@ -282,17 +284,58 @@ static int key_ok(const char *given, const char *want)
     return diff == 0;
 }
 
+void srv_conn_set_session(srv_conn *c, const char *id)
+{
+    if (id && eng_session_id_valid(id))
+        snprintf(c->session, sizeof c->session, "%s", id);
+}
+
 static enum MHD_Result queue(srv_conn *c)
 {
+    if (c->session[0])
+        MHD_add_response_header(c->resp, "X-Session-Id", c->session);
     enum MHD_Result rc = MHD_queue_response(c->mc, c->status, c->resp);
     srv_metrics_count_status(&c->srv->metrics, c->status);
-    if (c->srv->cfg->verbose)
-        fprintf(stderr, "ssmd: %s %s -> %u\n", c->route ? c->route->method : "-",
-                c->route ? c->route->pattern : "-", c->status);
     MHD_destroy_response(c->resp);
     c->resp = NULL;
     c->queued = 1;
     return rc;
+}
+
+/* Remembers what the request log needs: method, printable path, start. */
+static void conn_note(srv_conn *c, const char *method, const char *url)
+{
+    c->t_accept_ns = eng_now_mono_ns();
+    snprintf(c->method, sizeof c->method, "%s", method);
+    size_t n = strcspn(url, "?"), i;
+    if (n >= sizeof c->path)
+        n = sizeof c->path - 1;
+    for (i = 0; i < n; i++)
+        c->path[i] = url[i] > 0x20 && url[i] < 0x7f && url[i] != '"' && url[i] != '\\' ? url[i] : '?';
+    c->path[i] = '\0';
+    c->hdr_session = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "X-Session-Id");
+}
+
+static int is_probe(const srv_conn *c)
+{
+    return c->route && c->route->body == SRV_BODY_NONE && !c->route->auth;
+}
+
+/* One request log line, when the request is over. */
+static void conn_log(const srv_conn *c, enum MHD_RequestTerminationCode toe)
+{
+    const srv_config *cfg = c->srv->cfg;
+    if (cfg->quiet || (is_probe(c) && c->status < 400 && !cfg->verbose))
+        return;
+    srv_log_req r = {c->method, c->path, c->queued ? c->status : 499u,
+                     (double)(eng_now_mono_ns() - c->t_accept_ns) * 1e-6, -1, -1, c->session, c->streaming};
+    if (c->gen.usage_known) {
+        r.prompt_tokens = c->gen.n_prompt;
+        r.completion_tokens = c->gen.n_gen;
+    }
+    if (c->streaming && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !c->out_done)
+        r.status = 499u; /* the stream was cut before its end */
+    srv_log_request(&c->srv->log, &r);
 }
 
 /* Checks made before the body is read; replies and returns 1 on failure. */
@@ -317,6 +360,13 @@ static int early_checks(srv_conn *c, const char *method, const char *url)
         srv_reply_error(c, SSMD_EUNAUTH, NULL);
         MHD_add_response_header(c->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         return 1;
+    }
+    if (strstr(c->route->pattern, "{id}")) {
+        srv_conn_set_session(c, c->path_id);
+        if (c->hdr_session && strcmp(c->hdr_session, c->path_id) != 0) {
+            srv_reply_error(c, SSMD_EINVAL, "the X-Session-Id header names another session than the path");
+            return 1;
+        }
     }
     if (c->route->needs_model && (s->draining || !s->loaded)) {
         srv_reply_error(c, SSMD_EDRAINING, s->draining ? "server is shutting down" : "model is loading");
@@ -357,6 +407,7 @@ enum MHD_Result srv_on_request(void *cls, struct MHD_Connection *mc, const char 
         s->conns = c;
         s->n_conns++;
         *con_cls = c;
+        conn_note(c, method, url);
         if (early_checks(c, method, url))
             return queue(c);
         return MHD_YES;
@@ -402,7 +453,7 @@ void srv_on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     *con_cls = NULL;
     c->closed = 1;
     c->suspended = 0;
-    (void)toe;
+    conn_log(c, toe);
     if (c->req)
         conn_cancel(c);
     srv_conn_watch_stop(c);

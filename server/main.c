@@ -1,20 +1,30 @@
-/* main.c - the ssmd command: dispatches to a subcommand. */
+/* main.c - the ssmd command: dispatches to a subcommand.  The only file
+ * that may exit the process (by returning from main). */
 #include <stdio.h>
 #include <string.h>
 
 #include "server/generate.h"
+#include "server/options.h"
 #include "server/srv.h"
-
-#define SSMD_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "ssmd %s - inference server for state-space language models\n"
+            "ssmd %s - inference server for state-space language models (Mamba-1, S4/S4D)\n"
+            "\n"
             "usage: ssmd <command> [options]\n"
-            "  serve      HTTP server (ssmd serve --help)\n"
-            "  generate   one-shot generation (ssmd generate --help)\n"
-            "  --version  print the version\n",
+            "\n"
+            "commands:\n"
+            "  serve      OpenAI-compatible HTTP server with persistent sessions\n"
+            "             (default model: models/default; see `ssmd serve --help`)\n"
+            "  generate   one-shot generation from a prompt to stdout\n"
+            "             (see `ssmd generate --help`)\n"
+            "\n"
+            "options:\n"
+            "  --help     show this help\n"
+            "  --version  print the version\n"
+            "\n"
+            "example: ssmd serve --model models/default --port 8080\n",
             SSMD_VERSION);
 }
 
@@ -28,11 +38,11 @@ int main(int argc, char **argv)
         return srv_serve_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "generate"))
         return srv_generate_main(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "--version")) {
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("ssmd %s\n", SSMD_VERSION);
         return 0;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
     }

@@ -43,7 +43,9 @@ static const opt_row opt_rows[] = {
     {"drain-timeout", OPT_DOUBLE, "30", 0, 1e6, OFF(drain_timeout), "seconds running requests may finish after SIGTERM", 0},
     {"max-connections", OPT_LONG, "1024", 1, 1000000, OFF(max_connections), "simultaneous client connections", 0},
     {"conn-timeout", OPT_DOUBLE, "120", 0, 1e6, OFF(conn_timeout), "seconds an idle connection stays open (0 = forever)", 0},
-    {"verbose", OPT_FLAG, "0", 0, 1, OFF(verbose), "log each request to stderr", 0},
+    {"log-format", OPT_STR, "text", 0, 0, OFF(log_format), "stderr log: text, or json (one object per line)", 0},
+    {"quiet", OPT_FLAG, "0", 0, 1, OFF(quiet), "no request log lines (start-up and errors only)", 0},
+    {"verbose", OPT_FLAG, "0", 0, 1, OFF(verbose), "also log /health, /ready and /metrics probes", 0},
 };
 #undef OFF
 #define N_OPTS (sizeof opt_rows / sizeof opt_rows[0])
@@ -131,6 +133,10 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, ssmd_err *
             srv_config_print_help(out);
             return 1;
         }
+        if (!strcmp(a, "--version")) {
+            fprintf(out, "ssmd %s\n", SSMD_VERSION);
+            return 1;
+        }
         if (strncmp(a, "--", 2) != 0)
             return ssmd_err_set(err, SSMD_EINVAL, "unexpected argument '%s' (see --help)", a);
         const char *name = a + 2, *eq = strchr(name, '=');
@@ -155,6 +161,8 @@ int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, ssmd_err *
         return ssmd_err_set(err, SSMD_EINVAL, "--model DIR must not be empty");
     if (strcmp(c->backend, "cpu") && strcmp(c->backend, "cuda"))
         return ssmd_err_set(err, SSMD_EINVAL, "--backend must be cpu or cuda, got '%s'", c->backend);
+    if (strcmp(c->log_format, "text") && strcmp(c->log_format, "json"))
+        return ssmd_err_set(err, SSMD_EINVAL, "--log-format must be text or json, got '%s'", c->log_format);
     if (c->default_max_tokens > c->max_tokens)
         return ssmd_err_set(err, SSMD_EINVAL, "--default-max-tokens (%ld) exceeds --max-tokens (%ld)",
                             c->default_max_tokens, c->max_tokens);
@@ -171,11 +179,14 @@ void srv_config_print_help(FILE *out)
         snprintf(flag, sizeof flag, "--%s%s", o->name,
                  o->type == OPT_FLAG ? "" : o->type == OPT_STR ? " S" : " N");
         fprintf(out, "  %-24s %s", flag, o->help);
-        if (o->type != OPT_FLAG)
+        if (o->type == OPT_FLAG)
+            fprintf(out, " (default: %s)", strcmp(o->def, "0") ? "on" : "off");
+        else
             fprintf(out, " (default: %s)", *o->def ? o->def : "none");
         fputc('\n', out);
     }
     fprintf(out, "  %-24s %s\n", "--help", "show this help");
+    fprintf(out, "  %-24s %s\n", "--version", "print the version");
 }
 
 void srv_config_each(const srv_config *c, void (*fn)(void *arg, const char *name, const char *value),

@@ -12,6 +12,8 @@
 
 #include "engine/error.h"
 
+#define SSMD_VERSION "0.1.0"
+
 typedef struct srv_config {
     char *model;           /* model directory */
     char *model_name;      /* name reported by /v1/models ("" = dir basename) */
@@ -31,7 +33,9 @@ typedef struct srv_config {
     double drain_timeout;  /* seconds running requests may take after SIGTERM */
     long max_connections;
     double conn_timeout;   /* idle keep-alive seconds */
-    long verbose;          /* log requests to stderr */
+    char *log_format;      /* "text" | "json" */
+    long quiet;            /* no request log */
+    long verbose;          /* also log probe requests (/health, /ready, /metrics) */
 } srv_config;
 
 /* Sets every field to its default (strings are malloc'ed copies). */
@@ -39,8 +43,8 @@ void srv_config_defaults(srv_config *c);
 void srv_config_free(srv_config *c);
 
 /* Parses argv[1..argc) (argv[0] is "serve").  Returns SSMD_OK, or
- * SSMD_EINVAL with err->msg naming the flag and why; 1 when --help was
- * asked (help already printed to out). */
+ * SSMD_EINVAL with err->msg naming the flag and why; 1 when --help or
+ * --version was asked (already printed to out). */
 int srv_config_parse(srv_config *c, int argc, char **argv, FILE *out, ssmd_err *err);
 
 /* Prints the usage with every flag, its default and help. */

@@ -215,6 +215,7 @@ static void on_complete_event(srv_conn *c, const eng_event *e)
     g->finish = e->finish;
     g->n_prompt = e->n_prompt_tokens;
     g->n_gen = e->n_gen_tokens;
+    g->usage_known = 1;
     s->metrics.completions_total++;
     srv_hist_observe(&s->metrics.e2e, (double)(now - c->t_start_ns) * 1e-9);
     if (g->stream) {
@@ -241,12 +242,37 @@ static void on_complete_event(srv_conn *c, const eng_event *e)
     srv_reply_json(c, 200, env);
 }
 
+/* The X-Session-Id header (for load balancers with session affinity) names
+ * the session like the body's "session"; both may be given when they agree.
+ * Returns 0 after replying 400. */
+static int header_session(srv_conn *c, json_t *body)
+{
+    if (!eng_session_id_valid(c->hdr_session)) {
+        srv_reply_error(c, SSMD_EINVAL, "the X-Session-Id header must be a session id from POST /v1/sessions");
+        return 0;
+    }
+    const json_t *v = json_object_get(body, "session");
+    if (!v || json_is_null(v)) {
+        json_object_set_new(body, "session", json_string(c->hdr_session));
+        return 1;
+    }
+    if (!json_is_string(v) || strcmp(json_string_value(v), c->hdr_session) != 0) {
+        srv_reply_error(c, SSMD_EINVAL, "the X-Session-Id header and the body's 'session' name different sessions");
+        return 0;
+    }
+    return 1;
+}
+
 static void start_common(srv_conn *c, int is_chat)
 {
     srv_server *s = c->srv;
     json_t *body = srv_body_json(c);
     if (!body)
         return;
+    if (c->hdr_session && !header_session(c, body)) {
+        json_decref(body);
+        return;
+    }
     srv_limits lim = {(int)s->cfg->max_prompt, (int)s->cfg->max_tokens, (int)s->cfg->default_max_tokens,
                       s->info->n_vocab, s->eos_text, &s->chat};
     if (is_chat && lim.default_max_tokens < 256)
@@ -260,6 +286,7 @@ static void start_common(srv_conn *c, int is_chat)
         srv_completion_free(&p);
         return;
     }
+    srv_conn_set_session(c, p.session);
     if (s->n_inflight >= s->cfg->max_batch + s->cfg->max_queue) {
         srv_completion_free(&p);
         srv_reply_error(c, SSMD_EBUSY, "too many requests are waiting; try again later");

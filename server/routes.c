@@ -158,6 +158,8 @@ static void on_session_event(srv_conn *c, const eng_event *e)
     }
     if (e->kind != ENG_EV_RESULT)
         return;
+    if (e->req->op == ENG_OP_SESSION_CREATE || e->req->op == ENG_OP_SESSION_FORK)
+        srv_conn_set_session(c, e->info.id); /* the new session */
     switch (e->req->op) {
     case ENG_OP_SESSION_DELETE: {
         json_t *j = session_json(s, &e->info);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/srv.h"
 
@@ -25,17 +26,28 @@ int srv_serve_main(int argc, char **argv)
         srv_config_free(&cfg);
         return 2;
     }
+    srv_log log = {stderr, srv_log_format_parse(cfg.log_format)};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", cfg.model);
+    if (access(path, R_OK) != 0) {
+        srv_log_msg(&log, "error", "no_model",
+                    "no config.json in %s: pass --model DIR with a Hugging Face Mamba model (config.json, "
+                    "model.safetensors, tokenizer.json)%s",
+                    cfg.model, strcmp(cfg.model, "models/default") ? "" : ", or run from the repository root");
+        srv_config_free(&cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
-        fprintf(stderr, "ssmd serve: cannot create the event loop\n");
+        srv_log_msg(&log, "error", "fatal", "cannot create the event loop");
         srv_config_free(&cfg);
         return 1;
     }
     srv_server srv;
     int code = 0;
     if (srv_server_start(&srv, &cfg, &loop, &err) != SSMD_OK) {
-        fprintf(stderr, "ssmd serve: %s\n", err.msg);
+        srv_log_msg(&log, "error", "fatal", "%s", err.msg);
         code = 1;
     } else {
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -44,9 +56,9 @@ int srv_serve_main(int argc, char **argv)
     srv_server_close(&srv);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
-        fprintf(stderr, "ssmd serve: event loop still had handles at exit\n");
-    srv_config_free(&cfg);
+        srv_log_msg(&log, "warn", "leak", "event loop still had handles at exit");
     if (code == 0)
-        fprintf(stderr, "ssmd: stopped\n");
+        srv_log_msg(&log, "info", "stopped", "stopped");
+    srv_config_free(&cfg);
     return code;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- driving MHD from libuv ---- */
 
@@ -49,10 +50,58 @@ static void on_mhd_poll(uv_poll_t *p, int status, int events)
     mhd_run(p->data);
 }
 
+/* The start-up summary: what runs, how much memory it holds, where. */
+static void log_ready(srv_server *s)
+{
+    const srv_config *cfg = s->cfg;
+    const eng_model_info *in = s->info;
+    long threads = cfg->threads;
+    if (threads == 0) {
+        threads = sysconf(_SC_NPROCESSORS_ONLN);
+        if (threads < 1)
+            threads = 1;
+    }
+    double load_s = (double)(eng_now_mono_ns() - s->t_load_ns) * 1e-9;
+    int slots = (int)(cfg->max_sessions + cfg->max_batch);
+    char wmb[32], pmb[32], msg[512];
+    srv_log_mb(wmb, sizeof wmb, in->weight_bytes);
+    srv_log_mb(pmb, sizeof pmb, in->pool_bytes);
+    snprintf(msg, sizeof msg, "loaded in %.2f s", load_s);
+    srv_log_event(&s->log, "info", "loaded", json_pack("{s:f}", "load_s", load_s), msg);
+    snprintf(msg, sizeof msg, "model %s (%s): %s, %d layers, d_model %d, %.2fM parameters, %s, vocab %d",
+             s->model_name, cfg->model, in->model_type, in->n_layer, in->d_model, (double)in->n_params * 1e-6,
+             in->dtype, in->n_vocab);
+    srv_log_event(&s->log, "info", "model",
+                  json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:s, s:i}", "model", s->model_name, "model_dir",
+                            cfg->model, "architecture", in->model_type, "n_layer", in->n_layer, "d_model",
+                            in->d_model, "n_params", (json_int_t)in->n_params, "dtype", in->dtype, "n_vocab",
+                            in->n_vocab),
+                  msg);
+    snprintf(msg, sizeof msg, "backend %s, %ld threads, max batch %ld, max sessions %ld", cfg->backend, threads,
+             cfg->max_batch, cfg->max_sessions);
+    srv_log_event(&s->log, "info", "engine",
+                  json_pack("{s:s, s:i, s:i, s:i}", "backend", cfg->backend, "threads", (int)threads, "max_batch",
+                            (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions),
+                  msg);
+    snprintf(msg, sizeof msg, "memory: weights %s, state pool %s (%d slots x %zu bytes)", wmb, pmb, slots,
+             in->state_bytes);
+    srv_log_event(&s->log, "info", "memory",
+                  json_pack("{s:I, s:I, s:i, s:I}", "weight_bytes", (json_int_t)in->weight_bytes, "pool_bytes",
+                            (json_int_t)in->pool_bytes, "slots", slots, "state_bytes", (json_int_t)in->state_bytes),
+                  msg);
+    const char *h = cfg->host;
+    int v6 = strchr(h, ':') != NULL;
+    char url[300];
+    snprintf(url, sizeof url, "http://%s%s%s:%ld", v6 ? "[" : "", h, v6 ? "]" : "", cfg->port);
+    snprintf(msg, sizeof msg, "ready on %s", url);
+    srv_log_event(&s->log, "info", "ready", json_pack("{s:s}", "url", url), msg);
+}
+
 static void on_loaded(srv_server *s)
 {
     s->info = eng_sched_model_info(s->sched);
     s->loaded = 1;
+    uv_timer_stop(&s->load_timer);
     free(s->eos_text);
     s->eos_text = NULL;
     if (s->info->tok && s->info->eos_id >= 0) {
@@ -61,8 +110,29 @@ static void on_loaded(srv_server *s)
         if (eng_tokenizer_decode(s->info->tok, &id, 1, 0, &s->eos_text, &n) != SSMD_OK)
             s->eos_text = NULL;
     }
-    fprintf(stderr, "ssmd: model '%s' loaded (%lld parameters, %s, %zu state bytes per session); ready\n",
-            s->model_name, (long long)s->info->n_params, s->info->dtype, s->info->state_bytes);
+    log_ready(s);
+}
+
+/* A load failure, with what to try next. */
+static void log_load_failed(srv_server *s, const ssmd_err *e)
+{
+    char cfgpath[1024];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", s->cfg->model);
+    const char *hint = access(cfgpath, R_OK) != 0
+                           ? "pass --model DIR with a Hugging Face Mamba model (config.json, model.safetensors, "
+                             "tokenizer.json)"
+                           : "check that --model names a complete Mamba-1 or S4 model directory; "
+                             "see README.md, 'Serving a Hugging Face Mamba model'";
+    srv_log_msg(&s->log, "error", "load_failed", "cannot load the model from %s: %s; %s", s->cfg->model, e->msg,
+                hint);
+}
+
+static void on_load_timer(uv_timer_t *t)
+{
+    srv_server *s = t->data;
+    if (!s->loaded)
+        srv_log_msg(&s->log, "info", "loading", "still loading %s (%.0f s)", s->cfg->model,
+                    (double)(eng_now_mono_ns() - s->t_load_ns) * 1e-9);
 }
 
 static void dispatch_events(srv_server *s)
@@ -76,7 +146,7 @@ static void dispatch_events(srv_server *s)
             if (e->kind == ENG_EV_LOADED) {
                 on_loaded(s);
             } else if (e->kind == ENG_EV_LOAD_FAILED) {
-                fprintf(stderr, "ssmd: cannot load the model: %s\n", e->err.msg);
+                log_load_failed(s, &e->err);
                 s->exit_code = 1;
                 if (!s->stopping)
                     shutdown_now(s);
@@ -137,6 +207,7 @@ static void shutdown_now(srv_server *s)
     uv_close((uv_handle_t *)&s->mhd_poll, NULL);
     uv_close((uv_handle_t *)&s->mhd_timer, NULL);
     uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->load_timer, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
 }
@@ -148,7 +219,7 @@ static void on_drain_timeout(uv_timer_t *t)
         /* Running requests had their time: cancel them, give the
          * connections a moment to write their last bytes, then stop. */
         s->force = 1;
-        fprintf(stderr, "ssmd: drain timeout: canceling %d running requests\n", s->n_inflight);
+        srv_log_msg(&s->log, "warn", "drain_timeout", "drain timeout: canceling %d running requests", s->n_inflight);
         for (srv_conn *c = s->conns; c; c = c->next)
             if (c->req)
                 eng_sched_cancel(s->sched, c->req);
@@ -163,12 +234,13 @@ void srv_server_drain(srv_server *s)
     if (s->stopping)
         return;
     if (s->draining) {
-        fprintf(stderr, "ssmd: second signal: stopping now\n");
+        srv_log_msg(&s->log, "warn", "stopping", "second signal: stopping now");
         shutdown_now(s);
         return;
     }
     s->draining = 1;
-    fprintf(stderr, "ssmd: draining (%d running, up to %gs)\n", s->n_inflight, s->cfg->drain_timeout);
+    srv_log_msg(&s->log, "info", "draining", "draining (%d running, up to %g s)", s->n_inflight,
+                s->cfg->drain_timeout);
     uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)(s->cfg->drain_timeout * 1000), 0);
     check_drain(s);
 }
@@ -184,6 +256,8 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     memset(s, 0, sizeof *s);
     s->cfg = cfg;
     s->loop = loop;
+    s->log.out = stderr;
+    s->log.format = srv_log_format_parse(cfg->log_format);
     srv_metrics_init(&s->metrics);
     const char *name = *cfg->model_name ? cfg->model_name : cfg->model;
     if (!*cfg->model_name) {
@@ -202,9 +276,9 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
      * default one. */
     char why[300];
     if (srv_chat_load(&s->chat, cfg->model, why, sizeof why))
-        fprintf(stderr, "ssmd: chat template: the model's (tokenizer_config.json)\n");
+        srv_log_msg(&s->log, "info", "chat_template", "chat template: the model's (tokenizer_config.json)");
     else
-        fprintf(stderr, "ssmd: chat template: the default one (%s)\n", why);
+        srv_log_msg(&s->log, "info", "chat_template", "chat template: the default one (%s)", why);
     s->chat.max_output = (size_t)cfg->max_body + ((size_t)1 << 20);
 
     struct sockaddr_storage ss;
@@ -231,7 +305,10 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
                               MHD_OPTION_END);
     if (!s->mhd) {
         srv_chat_free(&s->chat);
-        return ssmd_err_set(err, SSMD_EIO, "cannot listen on %s:%ld (address in use?)", cfg->host, cfg->port);
+        return ssmd_err_set(err, SSMD_EIO,
+                            "cannot listen on %s:%ld (address in use?): pass --port N for another port, "
+                            "or stop what listens there",
+                            cfg->host, cfg->port);
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!di) {
@@ -247,6 +324,8 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     s->mhd_timer.data = s;
     uv_timer_init(loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(loop, &s->load_timer);
+    s->load_timer.data = s;
     uv_async_init(loop, &s->async, on_async);
     s->async.data = s;
     uv_signal_init(loop, &s->sig_term);
@@ -265,12 +344,14 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     o.max_batch = (int)cfg->max_batch;
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;
+    s->t_load_ns = eng_now_mono_ns();
+    srv_log_msg(&s->log, "info", "loading", "loading %s (backend %s) ...", cfg->model, cfg->backend);
     int rc = eng_sched_start(&o, notify_loop, s, &s->sched, err);
     if (rc != SSMD_OK) {
         shutdown_now(s);
         return rc;
     }
-    fprintf(stderr, "ssmd: listening on %s:%ld, loading %s\n", cfg->host, cfg->port, cfg->model);
+    uv_timer_start(&s->load_timer, on_load_timer, 5000, 5000);
     mhd_run(s);
     return SSMD_OK;
 }

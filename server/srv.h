@@ -16,6 +16,7 @@
 #include "engine/request.h"
 #include "engine/scheduler.h"
 #include "server/chat.h"
+#include "server/log.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/parse.h"
@@ -58,6 +59,7 @@ typedef struct srv_gen {
     int sent_role;         /* chat stream: the first delta carried the role */
     eng_finish finish;
     int n_prompt, n_gen;
+    int usage_known;       /* n_prompt/n_gen came from the engine */
 } srv_gen;
 
 struct srv_conn {
@@ -66,6 +68,11 @@ struct srv_conn {
     srv_conn *prev, *next;   /* srv->conns */
     const srv_route *route;
     char path_id[72];        /* the {id} segment */
+    char method[8];          /* for the request log */
+    char path[160];          /* printable ASCII, query string cut */
+    int64_t t_accept_ns;
+    const char *hdr_session; /* X-Session-Id request header (MHD's copy) or NULL */
+    char session[72];        /* the session the request names: sent back as X-Session-Id */
     int refs;                /* MHD request, engine request, fd watcher, stream response */
     int closed;              /* MHD completed the request */
     int suspended;
@@ -107,6 +114,9 @@ struct srv_server {
     srv_conn *conns;            /* every live srv_conn */
     int n_conns;
     int n_inflight;             /* completions given to the engine, not final yet */
+    srv_log log;
+    int64_t t_load_ns;          /* when the engine thread began loading */
+    uv_timer_t load_timer;      /* "still loading" progress lines */
     int loaded, draining, stopping, force;
     int exit_code;
 };
@@ -131,6 +141,9 @@ void srv_submit(srv_conn *c, eng_request *r, int is_completion);
 void srv_stream_start(srv_conn *c);
 void srv_stream_write(srv_conn *c, const char *data, size_t len);
 void srv_stream_end(srv_conn *c);
+/* Records the session a request names (a valid id, else nothing), so its
+ * response carries X-Session-Id. */
+void srv_conn_set_session(srv_conn *c, const char *id);
 /* Parses c's JSON body; on failure replies 400 and returns NULL. */
 json_t *srv_body_json(srv_conn *c);
 

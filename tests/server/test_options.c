@@ -99,6 +99,38 @@ START_TEST(test_help_lists_every_flag)
 }
 END_TEST
 
+START_TEST(test_log_options_and_version)
+{
+    srv_config c;
+    ssmd_err err = {0};
+    const char *none[] = {NULL};
+    ck_assert_int_eq(parse(&c, none, &err), SSMD_OK);
+    ck_assert_str_eq(c.log_format, "text");
+    ck_assert_int_eq(c.quiet, 0);
+    srv_config_free(&c);
+    const char *json[] = {"--log-format", "json", "--quiet", NULL};
+    ck_assert_int_eq(parse(&c, json, &err), SSMD_OK);
+    ck_assert_str_eq(c.log_format, "json");
+    ck_assert_int_eq(c.quiet, 1);
+    srv_config_free(&c);
+    const char *bad[] = {"--log-format=yaml", NULL};
+    ck_assert_int_eq(parse(&c, bad, &err), SSMD_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--log-format"));
+    srv_config_free(&c);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    srv_config_defaults(&c);
+    char *argv[] = {"serve", "--port", "1", "--version", NULL};
+    ck_assert_int_eq(srv_config_parse(&c, 4, argv, f, &err), 1);
+    fclose(f);
+    ck_assert_str_eq(text, "ssmd " SSMD_VERSION "\n");
+    srv_config_free(&c);
+    free(text);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("options");
@@ -106,6 +138,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_defaults_and_values);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_help_lists_every_flag);
+    tcase_add_test(tc, test_log_options_and_version);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,9 @@ MODEL     ?= models/default
 # Debian packages the build and tests need; `make deps` installs missing ones.
 DEB_PKGS  := build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
              check libsubunit-dev libopenblas-dev libcurl4-openssl-dev
+# Only `make test` needs these (real load balancers in front of real
+# servers, tests/integration/test_deploy_configs.sh); `make`/`make run` do not.
+TEST_DEB_PKGS := nginx-light haproxy tini
 
 PKG_MODS  := jansson libuv libmicrohttpd openblas
 # Recursive (=) so pkg-config runs after `deps` has installed the packages.
@@ -42,9 +45,10 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 .PHONY: all deps run test bench bench-serve fixtures clean train
 all: $(BUILD)/ssmd
 
-# Installs what is missing (as root, or through sudo) and remembers success.
-$(DEPS_STAMP):
-	@missing=""; for p in $(DEB_PKGS); do \
+# Installs the Debian packages in $(1) that are missing (as root, or
+# through sudo); the caller touches its stamp on success.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make: installing Debian packages:$$missing"; \
@@ -52,7 +56,15 @@ $(DEPS_STAMP):
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
 	fi
+endef
+
+$(DEPS_STAMP):
+	$(call apt_install,$(DEB_PKGS))
 	@mkdir -p $(BUILD) && touch $@
+TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
+$(TEST_DEPS_STAMP): | $(DEPS_STAMP)
+	$(call apt_install,$(TEST_DEB_PKGS))
+	@touch $@
 deps: $(DEPS_STAMP)
 
 $(BUILD)/rel/%.o: %.c | $(DEPS_STAMP)
@@ -88,7 +100,7 @@ run: $(BUILD)/ssmd
 
 # Unit tests (Check) then integration tests (real binary on loopback); the
 # runner prints each suite's Check summary and a final "N passed, N failed".
-test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san
+test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
 	@BUILD=$(BUILD) bash tests/run.sh $(TEST_BIN)
 
 bench: $(BENCH_BIN) $(BUILD)/ssmd
@@ -183,3 +195,66 @@ bench-cuda: $(BUILD)/cuda/bench_cuda
 	$(BUILD)/cuda/bench_cuda --out $(BUILD)/bench/cuda $(if $(MODEL),--model $(MODEL))
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_CHECK_OBJ:.o=.d)
+
+# ---- libFuzzer targets (tests/fuzz/) ----------------------------------------
+# `make fuzz` builds every tests/fuzz/fuzz_*.c with clang's libFuzzer + ASan
+# + UBSan against the library compiled the same way (in $(BUILD)/fuzz/) and
+# runs each for FUZZ_SECONDS from its committed seed corpus, replaying the
+# regression inputs first; `make test` runs each for FUZZ_CI_SECONDS.
+# FUZZ_CI_SECONDS=0 leaves the fuzzers out of `make test`.
+FUZZ_CC         ?= clang
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 5
+FUZZ_DEB_PKGS   := clang libclang-rt-14-dev
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_OBJ    := $(LIB_SRC:%.c=$(BUILD)/fuzz/%.o)
+FUZZ_FLAGS  := -O1 $(ARCH_FLAGS) -g -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_STAMP  := $(BUILD)/.fuzz-deps-ok
+
+.PHONY: fuzz fuzz-ci fuzz-build
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_SRC:%.c=$(BUILD)/fuzz/%.o)
+
+# Like $(DEPS_STAMP), for clang and its libFuzzer runtime only.
+$(FUZZ_STAMP): | $(DEPS_STAMP)
+	$(call apt_install,$(FUZZ_DEB_PKGS))
+	@touch $@
+
+$(BUILD)/fuzz/%.o: %.c | $(FUZZ_STAMP)
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(BASEFLAGS) $(FUZZ_FLAGS) -c $< -o $@
+
+$(BUILD)/libssmd-fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(BUILD)/fuzz/%: $(BUILD)/fuzz/tests/fuzz/%.o $(BUILD)/libssmd-fuzz.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@FUZZ_WORK=$(abspath $(BUILD))/fuzz/work bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+ifeq ($(FUZZ_CI_SECONDS),0)
+fuzz-ci:
+else
+fuzz-ci: $(FUZZ_BIN)
+	@FUZZ_WORK=$(abspath $(BUILD))/fuzz/ci bash tests/fuzz/run.sh $(FUZZ_CI_SECONDS) $(FUZZ_BIN)
+endif
+test: fuzz-ci
+
+-include $(FUZZ_OBJ:.o=.d)
+
+# ---- real clients (tests/integration/test_openai_client.sh) ----------------
+# `make test` runs the openai-package and promtool checks when they are
+# installed and skips them otherwise; `make test-clients` installs both
+# (pip's openai for $(PYTHON), Debian's prometheus for promtool) and runs them.
+.PHONY: test-clients
+test-clients: $(BUILD)/ssmd
+	@$(PYTHON) -c 'import openai' 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --break-system-packages openai
+	@command -v promtool >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/integration/test_openai_client.sh

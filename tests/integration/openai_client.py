@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""openai_client.py - the official `openai` Python package against a running
+`ssmd serve` (started by test_openai_client.sh with --api-key): completions
+and chat, streamed and not, must come back as the client's parsed objects
+with usage and finish_reason, and our errors must surface as the client's
+own exception classes with our status codes.  Prints TAP "ok N - ..." lines.
+
+Usage: openai_client.py BASE_URL API_KEY MODEL_ID
+Test code only; never needed by the server or by `make test` (the shell
+script skips when the package is missing)."""
+import sys
+import traceback
+
+import openai
+
+base, key = sys.argv[1], sys.argv[2]
+n = 0
+failed = 0
+
+
+def check(name, fn):
+    global n, failed
+    n += 1
+    try:
+        detail = fn()
+        print("ok %d - %s%s" % (n, name, (": " + detail) if detail else ""))
+    except Exception as e:  # any failure, assertion or client error
+        failed += 1
+        print("not ok %d - %s: %s: %s" % (n, name, type(e).__name__, e))
+        for line in traceback.format_exc().splitlines()[-6:]:
+            print("# " + line)
+    sys.stdout.flush()
+
+
+client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=60)
+model = None
+
+
+def t_models():
+    global model
+    ms = client.models.list()
+    ids = [m.id for m in ms.data]
+    assert ids, "no models listed"
+    model = ids[0]
+    return "model %r" % model
+
+
+def t_completion():
+    r = client.completions.create(model=model, prompt="Hello", max_tokens=5, temperature=0)
+    assert r.object == "text_completion", r.object
+    assert len(r.choices) == 1 and isinstance(r.choices[0].text, str)
+    c = r.choices[0]
+    assert c.finish_reason in ("stop", "length"), c.finish_reason
+    u = r.usage
+    assert u.prompt_tokens > 0 and 0 < u.completion_tokens <= 5, u
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens, u
+    if c.finish_reason == "length":
+        assert u.completion_tokens == 5, u
+    return "%d+%d tokens, finish %s, text %r" % (u.prompt_tokens, u.completion_tokens, c.finish_reason, c.text)
+
+
+def t_completion_ids_logprobs():
+    r = client.completions.create(model=model, prompt=[1, 2, 3], max_tokens=3, temperature=0, logprobs=2,
+                                  extra_body={"ignore_eos": True})
+    c = r.choices[0]
+    assert c.finish_reason == "length", c.finish_reason
+    assert r.usage.prompt_tokens == 3 and r.usage.completion_tokens == 3, r.usage
+    lp = c.logprobs
+    assert lp is not None and len(lp.tokens) == 3 and len(lp.token_logprobs) == 3, lp
+    assert all(x <= 0 for x in lp.token_logprobs), lp.token_logprobs
+    return "logprobs %s" % [round(x, 3) for x in lp.token_logprobs]
+
+
+def t_completion_stream():
+    text, finishes, usage, chunks = "", [], None, 0
+    with client.completions.create(model=model, prompt="Once", max_tokens=6, temperature=0, stream=True,
+                                   stream_options={"include_usage": True}, extra_body={"ignore_eos": True}) as s:
+        for ch in s:
+            chunks += 1
+            assert ch.object == "text_completion", ch.object
+            if ch.usage is not None:
+                usage = ch.usage
+            for c in ch.choices:
+                text += c.text
+                if c.finish_reason:
+                    finishes.append(c.finish_reason)
+    assert finishes == ["length"], finishes
+    assert usage is not None and usage.completion_tokens == 6, usage
+    ref = client.completions.create(model=model, prompt="Once", max_tokens=6, temperature=0,
+                                    extra_body={"ignore_eos": True})
+    assert text == ref.choices[0].text, (text, ref.choices[0].text)
+    return "%d chunks, text %r equals the non-streamed one" % (chunks, text)
+
+
+def t_chat():
+    r = client.chat.completions.create(model=model, messages=[{"role": "system", "content": "Be brief."},
+                                                              {"role": "user", "content": "Hi"}],
+                                       max_tokens=4, temperature=0)
+    assert r.object == "chat.completion", r.object
+    m = r.choices[0].message
+    assert m.role == "assistant" and isinstance(m.content, str), m
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 4 and r.usage.prompt_tokens > 0, r.usage
+    return "finish %s, content %r" % (r.choices[0].finish_reason, m.content)
+
+
+def t_chat_stream():
+    roles, text, finishes, usage = [], "", [], None
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}],
+                                            max_tokens=5, temperature=0, stream=True,
+                                            stream_options={"include_usage": True},
+                                            extra_body={"ignore_eos": True})
+    for ch in stream:
+        assert ch.object == "chat.completion.chunk", ch.object
+        if ch.usage is not None:
+            usage = ch.usage
+        for c in ch.choices:
+            if c.delta.role:
+                roles.append(c.delta.role)
+            text += c.delta.content or ""
+            if c.finish_reason:
+                finishes.append(c.finish_reason)
+    assert roles[:1] == ["assistant"], roles
+    assert finishes == ["length"], finishes
+    assert usage is not None and usage.completion_tokens == 5, usage
+    return "text %r" % text
+
+
+def expect(exc, status, fn):
+    try:
+        fn()
+    except exc as e:
+        assert e.status_code == status, (e.status_code, status)
+        body = e.body if isinstance(e.body, dict) else {}
+        msg = body.get("message") if body else None
+        return "%s %d: %s" % (exc.__name__, e.status_code, msg or e)
+    raise AssertionError("no %s raised" % exc.__name__)
+
+
+def t_err_400():
+    return expect(openai.BadRequestError, 400,
+                  lambda: client.completions.create(model=model, prompt="x", max_tokens=-3))
+
+
+def t_err_400_chat():
+    return expect(openai.BadRequestError, 400,
+                  lambda: client.chat.completions.create(model=model, messages=[], max_tokens=1))
+
+
+def t_err_404_session():
+    return expect(openai.NotFoundError, 404,
+                  lambda: client.completions.create(model=model, prompt="x", max_tokens=1,
+                                                    extra_body={"session": "0" * 32}))
+
+
+def t_err_404_route():
+    return expect(openai.NotFoundError, 404, lambda: client.get("/no/such/route", cast_to=object))
+
+
+def t_err_401():
+    bad = openai.OpenAI(base_url=base + "/v1", api_key="wrong-" + key, max_retries=0, timeout=30)
+    return expect(openai.AuthenticationError, 401,
+                  lambda: bad.completions.create(model=model, prompt="x", max_tokens=1))
+
+
+def t_stream_error():
+    # an error before the first byte of a stream is an ordinary HTTP error
+    return expect(openai.BadRequestError, 400,
+                  lambda: list(client.completions.create(model=model, prompt="x", max_tokens=1, stream=True,
+                                                         temperature=-1)))
+
+
+for name, fn in [("models.list", t_models),
+                 ("completions.create", t_completion),
+                 ("completions.create with token ids and logprobs", t_completion_ids_logprobs),
+                 ("completions.create stream=True with usage", t_completion_stream),
+                 ("chat.completions.create", t_chat),
+                 ("chat.completions.create stream=True with usage", t_chat_stream),
+                 ("400 -> openai.BadRequestError (max_tokens -3)", t_err_400),
+                 ("400 -> openai.BadRequestError (chat without messages)", t_err_400_chat),
+                 ("400 -> openai.BadRequestError before a stream starts", t_stream_error),
+                 ("404 -> openai.NotFoundError (unknown session)", t_err_404_session),
+                 ("404 -> openai.NotFoundError (unknown route)", t_err_404_route),
+                 ("401 -> openai.AuthenticationError (wrong API key)", t_err_401)]:
+    check(name, fn)
+sys.exit(1 if failed else 0)

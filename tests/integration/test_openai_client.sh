@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# test_openai_client.sh - ssmd against clients nobody on this team wrote:
+# the official `openai` Python package (openai_client.py next to this file:
+# completions and chat, streamed and not, errors as the client's exception
+# types) and, when installed, Prometheus' `promtool check metrics` on
+# /metrics.  Starts `ssmd serve --model tests/fixtures/mamba/text_tiny
+# --api-key ...` on a free loopback port and always kills it.  Prints TAP
+# "ok N - ..." lines; skips (ok 1 # SKIP) when /usr/bin/python3 cannot
+# import openai (`make test-clients` installs it).  Every wait is bounded.
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${BUILD:-build}/ssmd
+MODEL=tests/fixtures/mamba/text_tiny
+PY=${PYTHON:-/usr/bin/python3}
+KEY=ssmd-test-key
+pid=""
+tmp=$(mktemp -d /tmp/ssmd-openai-XXXXXX)
+cleanup() {
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if ! "$PY" -c 'import openai' 2>/dev/null; then
+    echo "ok 1 # SKIP python package openai is not installed (make test-clients installs it)"
+    exit 0
+fi
+if [ ! -x "$BIN" ]; then
+    echo "not ok 1 - $BIN is not built (run make first)"
+    exit 1
+fi
+if ! command -v curl >/dev/null; then
+    echo "ok 1 # SKIP curl is not installed"
+    exit 0
+fi
+
+port_in_use() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+ready=0
+for attempt in 1 2 3; do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port_in_use "$port" && continue
+    "$BIN" serve --model "$MODEL" --host 127.0.0.1 --port "$port" --threads 1 --api-key "$KEY" \
+        >"$tmp/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 300); do # 30 s
+        kill -0 "$pid" 2>/dev/null || break
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/ready")
+        if [ "$code" = 200 ]; then ready=1; break; fi
+        sleep 0.1
+    done
+    [ "$ready" = 1 ] && break
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    pid=""
+done
+if [ "$ready" != 1 ]; then
+    echo "not ok 1 - ssmd serve --model $MODEL did not become ready"
+    sed 's/^/# server: /' "$tmp/server.log" | tail -20
+    exit 1
+fi
+url="http://127.0.0.1:$port"
+
+failed=0
+timeout 120 "$PY" tests/integration/openai_client.py "$url" "$KEY" >"$tmp/py.out" 2>&1 || failed=1
+cat "$tmp/py.out"
+n=$(grep -cE '^(ok|not ok) ' "$tmp/py.out")
+if [ "$n" = 0 ]; then
+    n=1
+    echo "not ok 1 - openai_client.py printed no results"
+fi
+
+n=$((n + 1))
+if command -v promtool >/dev/null; then
+    curl -s --max-time 10 "$url/metrics" >"$tmp/metrics.txt"
+    if promtool check metrics <"$tmp/metrics.txt" >"$tmp/promtool.out" 2>&1; then
+        echo "ok $n - promtool check metrics accepts /metrics ($(grep -c '^[a-z]' "$tmp/metrics.txt") samples)"
+    else
+        echo "not ok $n - promtool check metrics rejects /metrics"
+        sed 's/^/# promtool: /' "$tmp/promtool.out" | head -20
+        failed=1
+    fi
+else
+    echo "ok $n # SKIP promtool is not installed (Debian package prometheus)"
+fi
+
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "not ok $((n + 1)) - the server died during the client tests"
+    sed 's/^/# server: /' "$tmp/server.log" | tail -20
+    failed=1
+fi
+exit $failed

@@ -24,6 +24,7 @@
 #include "kernels/emu/cuda_mock.h"
 #include "kernels/emu/emu.h"
 #include "models/mamba1.h"
+#include "tests/models/reference.h"
 
 static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
 /* runs: every fixture on "emu", then untied_bias (f32, biases) and bf16
@@ -33,34 +34,6 @@ static const struct { int fixture; const char *backend; } runs[] = {
 };
 enum { N_FIXTURES = 4, N_RUNS = 6 };
 
-/* Rows agree within rel of the reference row's largest magnitude (one
- * ck_assert per call: Check records every assertion it evaluates). */
-static void assert_rows_close(const float *got, const float *want, int rows, int V, double rel,
-                              const char *what)
-{
-    int bad_i = -1, bad_v = -1;
-    double bad_scale = 0;
-    for (int i = 0; i < rows && bad_i < 0; i++) {
-        double scale = 1e-6;
-        for (int v = 0; v < V; v++)
-            scale = fmax(scale, fabs(want[(size_t)i * V + v]));
-        for (int v = 0; v < V && bad_i < 0; v++)
-            if (!(fabs((double)got[(size_t)i * V + v] - want[(size_t)i * V + v]) <= rel * scale))
-                bad_i = i, bad_v = v, bad_scale = scale;
-    }
-    ck_assert_msg(bad_i < 0, "%s: row %d col %d: got %.7g want %.7g (scale %g)", what, bad_i, bad_v,
-                  bad_i < 0 ? 0.0 : got[(size_t)bad_i * V + bad_v],
-                  bad_i < 0 ? 0.0 : want[(size_t)bad_i * V + bad_v], bad_scale);
-}
-
-static int argmax(const float *row, int V)
-{
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (row[v] > row[best])
-            best = v;
-    return best;
-}
 
 static int32_t *ids_of(json_t *arr)
 {
@@ -162,8 +135,6 @@ static void direct_close(direct *d)
     d->bk->destroy(d->bk);
     eng_weights_close(d->w);
 }
-
-static unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
 
 /* B sequences prefilled then decoded together on bk (slots out of order;
  * batches of B, 1 and B - 2 in turn, so three traces; every fourth step

@@ -10,94 +10,10 @@
 
 #include "engine/model.h"
 #include "engine/state_pool.h"
+#include "tests/models/reference.h"
 
 static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
 enum { N_FIXTURES = 4 };
-
-typedef struct ref_case {
-    int32_t *seq; /* prompt then greedy */
-    int n_prompt, n_greedy;
-    float *logits; /* (n_prompt + n_greedy - 1, V) */
-} ref_case;
-
-typedef struct ref {
-    int V, n_cases;
-    ref_case cases[8];
-} ref;
-
-static int32_t *ids_of(json_t *arr, int32_t *dst)
-{
-    for (size_t i = 0; i < json_array_size(arr); i++)
-        dst[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-    return dst;
-}
-
-static void ref_load(const char *name, ref *r)
-{
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    ck_assert_msg(root, "%s: %s", path, jerr.text);
-    r->V = (int)json_integer_value(json_object_get(root, "n_vocab"));
-    json_t *cases = json_object_get(root, "cases");
-    r->n_cases = (int)json_array_size(cases);
-    ck_assert(r->n_cases > 0 && r->n_cases <= 8);
-    for (int c = 0; c < r->n_cases; c++) {
-        json_t *jc = json_array_get(cases, c);
-        json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
-        json_t *logits = json_object_get(jc, "logits");
-        ref_case *rc = &r->cases[c];
-        rc->n_prompt = (int)json_array_size(prompt);
-        rc->n_greedy = (int)json_array_size(greedy);
-        rc->seq = malloc(sizeof(int32_t) * (rc->n_prompt + rc->n_greedy));
-        ids_of(prompt, rc->seq);
-        ids_of(greedy, rc->seq + rc->n_prompt);
-        int rows = rc->n_prompt + rc->n_greedy - 1;
-        ck_assert_int_eq((int)json_array_size(logits), rows);
-        rc->logits = malloc(sizeof(float) * rows * r->V);
-        for (int i = 0; i < rows; i++) {
-            json_t *row = json_array_get(logits, i);
-            ck_assert_int_eq((int)json_array_size(row), r->V);
-            for (int v = 0; v < r->V; v++)
-                rc->logits[i * r->V + v] = (float)json_number_value(json_array_get(row, v));
-        }
-    }
-    json_decref(root);
-}
-
-static void ref_free(ref *r)
-{
-    for (int c = 0; c < r->n_cases; c++) {
-        free(r->cases[c].seq);
-        free(r->cases[c].logits);
-    }
-}
-
-/* Rows agree within rel of the reference row's largest magnitude. */
-static void assert_rows_close(const float *got, const float *want, int rows, int V, double rel,
-                              const char *what)
-{
-    for (int i = 0; i < rows; i++) {
-        double scale = 1e-6;
-        for (int v = 0; v < V; v++)
-            scale = fmax(scale, fabs(want[i * V + v]));
-        for (int v = 0; v < V; v++) {
-            double d = fabs((double)got[i * V + v] - want[i * V + v]);
-            ck_assert_msg(d <= rel * scale, "%s: row %d col %d: got %.7g want %.7g (scale %g)",
-                          what, i, v, got[i * V + v], want[i * V + v], scale);
-        }
-    }
-}
-
-static int argmax(const float *row, int V)
-{
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (row[v] > row[best])
-            best = v;
-    return best;
-}
 
 static eng_model *open_fixture(const char *name, int threads, int max_batch)
 {
@@ -121,7 +37,9 @@ START_TEST(test_matches_transformers)
     const char *name = fixtures[_i % N_FIXTURES];
     int threads = 1 + _i / N_FIXTURES;
     ref r;
-    ref_load(name, &r);
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
+    ref_load(path, &r);
     eng_model *m = open_fixture(name, threads, 4);
     ck_assert_int_eq(eng_model_n_vocab(m), r.V);
     eng_state_pool *pool;
@@ -154,23 +72,6 @@ START_TEST(test_matches_transformers)
     ref_free(&r);
 }
 END_TEST
-
-static unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
-
-static void assert_states_close(eng_state_pool *p, int a, int b, double rel)
-{
-    size_t n = eng_state_pool_slot_bytes(p) / sizeof(float);
-    float *sa = malloc(n * sizeof(float)), *sb = malloc(n * sizeof(float));
-    eng_state_slot_read(p, a, sa);
-    eng_state_slot_read(p, b, sb);
-    double scale = 1e-6;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(sb[i]));
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(fabs(sa[i] - sb[i]) <= rel * scale, "state[%zu]: %g vs %g", i, sa[i], sb[i]);
-    free(sa);
-    free(sb);
-}
 
 /* Long random sequence (crossing the 512-token prefill chunk): prefill at
  * once, in two uneven pieces, and token by token all agree. */

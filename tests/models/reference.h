@@ -1,0 +1,118 @@
+/* reference.h - test helpers shared by the model tests: load a fixture's
+ * expected.json (reference logits and greedy continuations written by
+ * tests/fixtures/gen_*.py) and compare rows and states within a tolerance
+ * relative to the reference's largest magnitude.  Header-only, static:
+ * included by one test file each. */
+#ifndef SSMD_TESTS_REFERENCE_H
+#define SSMD_TESTS_REFERENCE_H
+
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/state_pool.h"
+
+typedef struct ref_case {
+    int32_t *seq; /* prompt then greedy */
+    int n_prompt, n_greedy;
+    float *logits; /* (n_prompt + n_greedy - 1, V) */
+} ref_case;
+
+typedef struct ref {
+    int V, n_cases;
+    ref_case cases[8];
+} ref;
+
+static inline void ref_ids_of(json_t *arr, int32_t *dst)
+{
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        dst[i] = (int32_t)json_integer_value(json_array_get(arr, i));
+}
+
+/* Loads path (an expected.json) into r; fails the test when malformed. */
+static inline void ref_load(const char *path, ref *r)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    ck_assert_msg(root, "%s: %s", path, jerr.text);
+    r->V = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    json_t *cases = json_object_get(root, "cases");
+    r->n_cases = (int)json_array_size(cases);
+    ck_assert(r->n_cases > 0 && r->n_cases <= 8);
+    for (int c = 0; c < r->n_cases; c++) {
+        json_t *jc = json_array_get(cases, c);
+        json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
+        json_t *logits = json_object_get(jc, "logits");
+        ref_case *rc = &r->cases[c];
+        rc->n_prompt = (int)json_array_size(prompt);
+        rc->n_greedy = (int)json_array_size(greedy);
+        rc->seq = malloc(sizeof(int32_t) * (rc->n_prompt + rc->n_greedy));
+        ref_ids_of(prompt, rc->seq);
+        ref_ids_of(greedy, rc->seq + rc->n_prompt);
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        ck_assert_int_eq((int)json_array_size(logits), rows);
+        rc->logits = malloc(sizeof(float) * rows * r->V);
+        for (int i = 0; i < rows; i++) {
+            json_t *row = json_array_get(logits, i);
+            ck_assert_int_eq((int)json_array_size(row), r->V);
+            for (int v = 0; v < r->V; v++)
+                rc->logits[i * r->V + v] = (float)json_number_value(json_array_get(row, v));
+        }
+    }
+    json_decref(root);
+}
+
+static inline void ref_free(ref *r)
+{
+    for (int c = 0; c < r->n_cases; c++) {
+        free(r->cases[c].seq);
+        free(r->cases[c].logits);
+    }
+}
+
+/* Rows agree within rel of the reference row's largest magnitude (one
+ * ck_assert per call: Check records every assertion it evaluates). */
+static inline void assert_rows_close(const float *got, const float *want, int rows, int V,
+                                     double rel, const char *what)
+{
+    int bad_i = -1, bad_v = -1;
+    double bad_scale = 0;
+    for (int i = 0; i < rows && bad_i < 0; i++) {
+        double scale = 1e-6;
+        for (int v = 0; v < V; v++)
+            scale = fmax(scale, fabs(want[(size_t)i * V + v]));
+        for (int v = 0; v < V && bad_i < 0; v++)
+            if (!(fabs((double)got[(size_t)i * V + v] - want[(size_t)i * V + v]) <= rel * scale))
+                bad_i = i, bad_v = v, bad_scale = scale;
+    }
+    ck_assert_msg(bad_i < 0, "%s: row %d col %d: got %.7g want %.7g (scale %g)", what, bad_i, bad_v,
+                  bad_i < 0 ? 0.0 : got[(size_t)bad_i * V + bad_v],
+                  bad_i < 0 ? 0.0 : want[(size_t)bad_i * V + bad_v], bad_scale);
+}
+
+static inline int argmax(const float *row, int V)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (row[v] > row[best])
+            best = v;
+    return best;
+}
+
+/* Slots a and b of p hold the same state within rel of b's largest value. */
+static inline void assert_states_close(eng_state_pool *p, int a, int b, double rel)
+{
+    size_t n = eng_state_pool_slot_bytes(p) / sizeof(float);
+    float *sa = malloc(n * sizeof(float)), *sb = malloc(n * sizeof(float));
+    eng_state_slot_read(p, a, sa);
+    eng_state_slot_read(p, b, sb);
+    assert_rows_close(sa, sb, 1, (int)n, rel, "state");
+    free(sa);
+    free(sb);
+}
+
+static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
+
+#endif

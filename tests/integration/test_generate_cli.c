@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/models/reference.h"
+
 static const char *binary(void)
 {
     static char path[512];
@@ -65,57 +67,31 @@ START_TEST(test_greedy_and_dump_logits)
     const char *name = fixtures[_i];
     char path[256], args[2048], dump[] = "/tmp/ssmd-dump-XXXXXX";
     snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    ck_assert_msg(root, "%s", jerr.text);
-    int V = (int)json_integer_value(json_object_get(root, "n_vocab"));
-    json_t *cases = json_object_get(root, "cases");
+    ref r;
+    ref_load(path, &r);
     int fd = mkstemp(dump);
     ck_assert(fd >= 0);
     close(fd);
-    for (size_t c = 0; c < json_array_size(cases); c++) {
-        json_t *jc = json_array_get(cases, c);
-        json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
-        json_t *logits = json_object_get(jc, "logits");
-        char ids[1024] = "", want[1024] = "";
-        for (size_t i = 0; i < json_array_size(prompt); i++)
-            snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%lld", i ? "," : "",
-                     json_integer_value(json_array_get(prompt, i)));
-        for (size_t i = 0; i < json_array_size(greedy); i++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? " " : "",
-                     json_integer_value(json_array_get(greedy, i)));
+    for (int c = 0; c < r.n_cases; c++) {
+        const ref_case *rc = &r.cases[c];
+        char ids[1024], want[1024];
+        ref_join_ids(rc->seq, rc->n_prompt, ",", ids, sizeof ids);
+        ref_join_ids(rc->seq + rc->n_prompt, rc->n_greedy, " ", want, sizeof want);
         snprintf(args, sizeof args,
-                 "--model tests/fixtures/mamba/%s --prompt-ids %s --max-tokens %zu --temperature 0 "
+                 "--model tests/fixtures/mamba/%s --prompt-ids %s --max-tokens %d --temperature 0 "
                  "--print-ids --ignore-eos --threads 2 --dump-logits %s",
-                 name, ids, json_array_size(greedy), dump);
+                 name, ids, rc->n_greedy, dump);
         char *out, *errs;
-        int rc = run_generate(args, &out, &errs);
-        ck_assert_msg(rc == 0, "%s: exit %d: %s", name, rc, errs);
+        int rc_exit = run_generate(args, &out, &errs);
+        ck_assert_msg(rc_exit == 0, "%s: exit %d: %s", name, rc_exit, errs);
         out[strcspn(out, "\n")] = 0;
         ck_assert_str_eq(out, want);
-        FILE *f = fopen(dump, "rb");
-        ck_assert_ptr_nonnull(f);
-        size_t rows = json_array_size(logits);
-        float *got = malloc(sizeof(float) * rows * V);
-        ck_assert_uint_eq(fread(got, sizeof(float), rows * V + 1, f), rows * V);
-        fclose(f);
-        for (size_t r = 0; r < rows; r++) {
-            json_t *row = json_array_get(logits, r);
-            double scale = 1e-6;
-            for (int v = 0; v < V; v++)
-                scale = fmax(scale, fabs(json_number_value(json_array_get(row, v))));
-            for (int v = 0; v < V; v++) {
-                double w = json_number_value(json_array_get(row, v));
-                ck_assert_msg(fabs(got[r * V + v] - w) <= 1e-4 * scale, "%s row %zu col %d: %g vs %g",
-                              name, r, v, got[r * V + v], w);
-            }
-        }
-        free(got);
+        assert_dump_close(dump, rc->logits, rc->n_prompt + rc->n_greedy - 1, r.V, 1e-4, name);
         free(out);
         free(errs);
     }
     unlink(dump);
-    json_decref(root);
+    ref_free(&r);
 }
 END_TEST
 

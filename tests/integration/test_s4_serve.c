@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "tests/integration/itest.h"
+#include "tests/models/reference.h"
 
 static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
 #define SERVE_FIXTURE "tests/fixtures/s4/s4d_minimal"
@@ -27,59 +28,32 @@ static int run_cmd(const char *cmd, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static void join_ids(json_t *arr, const char *sep, char *dst, size_t cap)
-{
-    dst[0] = 0;
-    for (size_t i = 0; i < json_array_size(arr); i++)
-        snprintf(dst + strlen(dst), cap - strlen(dst), "%s%lld", i ? sep : "",
-                 json_integer_value(json_array_get(arr, i)));
-}
-
 START_TEST(test_generate_cli)
 {
     const char *name = fixtures[_i];
     char path[256], ids[1024], want[256], cmd[4096], dump[] = "/tmp/ssmd-s4-dump-XXXXXX";
     snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    ck_assert_msg(root, "%s", jerr.text);
-    int V = (int)json_integer_value(json_object_get(root, "n_vocab"));
-    json_t *jc = json_array_get(json_object_get(root, "cases"), 2);
-    json_t *greedy = json_object_get(jc, "greedy"), *logits = json_object_get(jc, "logits");
-    join_ids(json_object_get(jc, "prompt"), ",", ids, sizeof ids);
-    join_ids(greedy, " ", want, sizeof want);
+    ref r;
+    ref_load(path, &r);
+    ck_assert(r.n_cases > 2);
+    const ref_case *rc = &r.cases[2];
+    ref_join_ids(rc->seq, rc->n_prompt, ",", ids, sizeof ids);
+    ref_join_ids(rc->seq + rc->n_prompt, rc->n_greedy, " ", want, sizeof want);
     int fd = mkstemp(dump);
     ck_assert(fd >= 0);
     close(fd);
     snprintf(cmd, sizeof cmd,
-             "%s/ssmd-san generate --model tests/fixtures/s4/%s --prompt-ids %s --max-tokens %zu "
+             "%s/ssmd-san generate --model tests/fixtures/s4/%s --prompt-ids %s --max-tokens %d "
              "--temperature 0 --print-ids --ignore-eos --threads 2 --dump-logits %s",
-             it_build_dir(), name, ids, json_array_size(greedy), dump);
+             it_build_dir(), name, ids, rc->n_greedy, dump);
     char *out;
     ck_assert_int_eq(run_cmd(cmd, &out), 0);
     out[strcspn(out, "\n")] = 0;
     ck_assert_str_eq(out, want);
-    FILE *f = fopen(dump, "rb");
-    ck_assert_ptr_nonnull(f);
-    size_t rows = json_array_size(logits);
-    float *got = malloc(sizeof(float) * rows * V);
-    ck_assert_uint_eq(fread(got, sizeof(float), rows * V + 1, f), rows * V);
-    fclose(f);
-    for (size_t r = 0; r < rows; r++) {
-        json_t *row = json_array_get(logits, r);
-        double scale = 1e-6;
-        for (int v = 0; v < V; v++)
-            scale = fmax(scale, fabs(json_number_value(json_array_get(row, v))));
-        for (int v = 0; v < V; v++) {
-            double w = json_number_value(json_array_get(row, v));
-            ck_assert_msg(fabs(got[r * V + v] - w) <= 1e-4 * scale, "%s row %zu col %d: %g vs %g",
-                          name, r, v, got[r * V + v], w);
-        }
-    }
-    free(got);
+    assert_dump_close(dump, rc->logits, rc->n_prompt + rc->n_greedy - 1, r.V, 1e-4, name);
     free(out);
     unlink(dump);
-    json_decref(root);
+    ref_free(&r);
 }
 END_TEST
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/state_pool.h"
 
@@ -111,6 +112,30 @@ static inline void assert_states_close(eng_state_pool *p, int a, int b, double r
     assert_rows_close(sa, sb, 1, (int)n, rel, "state");
     free(sa);
     free(sb);
+}
+
+/* A --dump-logits file at path holds exactly rows x V floats that agree
+ * with want within rel (as assert_rows_close). */
+static inline void assert_dump_close(const char *path, const float *want, int rows, int V,
+                                     double rel, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s: cannot open %s", what, path);
+    size_t n = (size_t)rows * V;
+    float *got = malloc(sizeof(float) * (n + 1));
+    size_t read = fread(got, sizeof(float), n + 1, f);
+    fclose(f);
+    ck_assert_msg(read == n, "%s: %s holds %zu floats, want %zu", what, path, read, n);
+    assert_rows_close(got, want, rows, V, rel, what);
+    free(got);
+}
+
+/* Writes ids[0..n) joined by sep into dst (cap bytes). */
+static inline void ref_join_ids(const int32_t *ids, int n, const char *sep, char *dst, size_t cap)
+{
+    dst[0] = 0;
+    for (int i = 0; i < n; i++)
+        snprintf(dst + strlen(dst), cap - strlen(dst), "%s%d", i ? sep : "", (int)ids[i]);
 }
 
 static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }

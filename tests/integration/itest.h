@@ -268,6 +268,30 @@ static inline void it_dump_log(const it_server *s)
     fclose(f);
 }
 
+/* For unchecked fixtures (setup/teardown run outside any test, so a
+ * failure there ends the whole program): start the server or print its log
+ * and exit 1; stop it, insist on exit status 0 after SIGTERM (drain worked,
+ * no sanitizer report), and remove its log. */
+static inline void it_start_or_exit(it_server *s, const char *dir, const char *const *extra)
+{
+    if (it_start(s, dir, extra) != 0) {
+        fprintf(stderr, "server did not start:\n");
+        it_dump_log(s);
+        exit(1);
+    }
+}
+
+static inline void it_stop_or_exit(it_server *s)
+{
+    int st = it_stop(s, 20);
+    if (st != 0) {
+        fprintf(stderr, "FAIL: server exited with status %d after SIGTERM\n", st);
+        it_dump_log(s);
+        exit(1);
+    }
+    unlink(s->log);
+}
+
 /* Makes a temp model dir: the fixture model's files plus the fixture
  * tokenizer.json, as symlinks.  Returns 0 and fills out. */
 static inline int it_text_model_dir(const char *model_dir, char *out, size_t cap)

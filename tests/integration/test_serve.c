@@ -25,23 +25,13 @@ static void setup_api(void)
     }
     const char *extra[] = {"--max-batch", "4", "--max-sessions", "6", "--max-body", "4096", "--max-prompt", "64",
                            "--max-tokens", "100000000", NULL};
-    if (it_start(&srv, text_dir, extra) != 0) {
-        fprintf(stderr, "server did not start:\n");
-        it_dump_log(&srv);
-        exit(1);
-    }
+    it_start_or_exit(&srv, text_dir, extra);
 }
 
 static void teardown_api(void)
 {
-    int st = it_stop(&srv, 20);
+    it_stop_or_exit(&srv);
     it_rm_model_dir(text_dir);
-    if (st != 0) {
-        fprintf(stderr, "FAIL: server exited with status %d after SIGTERM\n", st);
-        it_dump_log(&srv);
-        exit(1);
-    }
-    unlink(srv.log);
     curl_global_cleanup();
 }
 

@@ -17,22 +17,12 @@ static void setup_limits(void)
     curl_global_init(CURL_GLOBAL_ALL);
     const char *extra[] = {"--api-key", KEY, "--max-batch", "1", "--max-queue", "0", "--max-tokens", "10000000",
                            "--session-ttl", "1", "--threads", "1", NULL};
-    if (it_start(&srv, FIXTURE, extra) != 0) {
-        fprintf(stderr, "server did not start:\n");
-        it_dump_log(&srv);
-        exit(1);
-    }
+    it_start_or_exit(&srv, FIXTURE, extra);
 }
 
 static void teardown_limits(void)
 {
-    int st = it_stop(&srv, 20);
-    if (st != 0) {
-        fprintf(stderr, "FAIL: server exited with status %d after SIGTERM\n", st);
-        it_dump_log(&srv);
-        exit(1);
-    }
-    unlink(srv.log);
+    it_stop_or_exit(&srv);
     curl_global_cleanup();
 }
 

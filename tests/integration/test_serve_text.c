@@ -25,23 +25,13 @@ static void setup_text(void)
         exit(1);
     }
     const char *extra[] = {"--max-batch", "4", "--threads", "1", NULL};
-    if (it_start(&srv, FIXTURE, extra) != 0) {
-        fprintf(stderr, "server did not start:\n");
-        it_dump_log(&srv);
-        exit(1);
-    }
+    it_start_or_exit(&srv, FIXTURE, extra);
 }
 
 static void teardown_text(void)
 {
-    int st = it_stop(&srv, 20);
+    it_stop_or_exit(&srv);
     json_decref(expected);
-    if (st != 0) {
-        fprintf(stderr, "FAIL: server exited with status %d after SIGTERM\n", st);
-        it_dump_log(&srv);
-        exit(1);
-    }
-    unlink(srv.log);
     curl_global_cleanup();
 }
 

@@ -11,12 +11,16 @@ PORT      ?= 8080
 MODEL     ?= models/default
 # Debian packages the build and tests need; `make deps` installs missing ones.
 DEB_PKGS  := build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
-             check libsubunit-dev libopenblas-dev libcurl4-openssl-dev
-# Only `make test` needs these (real load balancers in front of real
-# servers, tests/integration/test_deploy_configs.sh); `make`/`make run` do not.
-TEST_DEB_PKGS := nginx-light haproxy tini
+             check libsubunit-dev libopenblas-dev libcurl4-openssl-dev libhiredis-dev
+# Only `make test` needs these (real load balancers and Redis in front of and
+# behind real servers, promtool, a Python venv for the real-client and
+# OpenAPI checks); `make`/`make run` do not.
+TEST_DEB_PKGS := nginx-light haproxy tini redis-server prometheus python3-venv
+# pip packages for those checks, in $(TEST_VENV) (never the runtime).
+TEST_PIP_PKGS := openai schemathesis
+TEST_VENV     := $(BUILD)/venv
 
-PKG_MODS  := jansson libuv libmicrohttpd openblas
+PKG_MODS  := jansson libuv libmicrohttpd openblas hiredis
 # Recursive (=) so pkg-config runs after `deps` has installed the packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKG_MODS) 2>/dev/null)
@@ -65,6 +69,12 @@ TEST_DEPS_STAMP := $(BUILD)/.test-deps-ok
 $(TEST_DEPS_STAMP): | $(DEPS_STAMP)
 	$(call apt_install,$(TEST_DEB_PKGS))
 	@touch $@
+# A failed pip install is a warning: the checks that need the venv then
+# report themselves skipped instead of stopping every other test.
+$(TEST_VENV)/.ok: | $(TEST_DEPS_STAMP)
+	@$(PYTHON) -m venv $(TEST_VENV) && \
+	  $(TEST_VENV)/bin/python -m pip install -q --disable-pip-version-check $(TEST_PIP_PKGS) && touch $@ || \
+	  echo "make: WARNING: pip install $(TEST_PIP_PKGS) failed; the openai/schemathesis checks will be skipped"
 deps: $(DEPS_STAMP)
 
 $(BUILD)/rel/%.o: %.c | $(DEPS_STAMP)
@@ -100,8 +110,20 @@ run: $(BUILD)/ssmd
 
 # Unit tests (Check) then integration tests (real binary on loopback); the
 # runner prints each suite's Check summary and a final "N passed, N failed".
-test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
-	@BUILD=$(BUILD) bash tests/run.sh $(TEST_BIN)
+test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP) $(TEST_VENV)/.ok
+	@BUILD=$(BUILD) TEST_PYTHON=$(abspath $(TEST_VENV))/bin/python bash tests/run.sh $(TEST_BIN)
+
+# The multi-replica deployment test alone (3 replicas, nginx, HAProxy,
+# Redis on loopback); `make test` runs it too.
+.PHONY: test-deploy soak tsan
+test-deploy: $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
+	@BUILD=$(BUILD) bash tests/integration/test_deploy.sh
+
+# Mixed traffic against one server for SOAK_SECONDS; fails on RSS growth or
+# leaked slots (tests/soak/run.sh).
+SOAK_SECONDS ?= 1800
+soak: $(BUILD)/ssmd
+	@BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) bash tests/soak/run.sh
 
 bench: $(BENCH_BIN) $(BUILD)/ssmd
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash bench/run.sh

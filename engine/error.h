@@ -27,7 +27,8 @@
     X(SSMD_EFULL, -12, 503, "server_error", "no free session slot")                 \
     X(SSMD_ECANCELED, -13, 499, "canceled", "request canceled")                     \
     X(SSMD_ENOMETHOD, -14, 405, "invalid_request_error", "method not allowed")      \
-    X(SSMD_EINTERNAL, -15, 500, "server_error", "internal error")
+    X(SSMD_EINTERNAL, -15, 500, "server_error", "internal error")                  \
+    X(SSMD_ESTALE, -16, 409, "conflict_error", "session changed on another replica")
 
 enum ssmd_code {
 #define SSMD_ERR_ENUM(name, value, status, type, msg) name = value,

@@ -21,12 +21,12 @@
 
 typedef enum eng_op {
     ENG_OP_COMPLETE = 0,    /* generate tokens, in a session or a fresh state */
-    ENG_OP_SESSION_CREATE,  /* -> RESULT with info */
+    ENG_OP_SESSION_CREATE,  /* -> RESULT with info; `session` = a chosen id or "" */
     ENG_OP_SESSION_INFO,    /* -> RESULT with info */
     ENG_OP_SESSION_DELETE,  /* -> RESULT */
     ENG_OP_SESSION_FORK,    /* -> RESULT with the new session's info */
     ENG_OP_STATE_EXPORT,    /* -> RESULT with info and the slot bytes in blob */
-    ENG_OP_STATE_IMPORT,    /* blob -> the session's slot; RESULT with info */
+    ENG_OP_STATE_IMPORT,    /* blob -> the session's slot (created when missing); RESULT with info */
 } eng_op;
 
 typedef enum eng_finish {
@@ -55,6 +55,15 @@ typedef struct eng_request {
     size_t blob_bytes;
     int32_t blob_pending;
     int64_t blob_n_tokens;
+    uint64_t blob_gen;                   /* the version tag to keep; 0 = a new one */
+
+    /* Session store support (server/store.c): a nonzero expect_gen makes a
+     * request on a session fail with SSMD_ESTALE unless the session's
+     * version tag equals it (the copy held here is older than the store's);
+     * want_state makes the final event of a request that changed a session
+     * carry that session's info and state bytes, taken at that moment. */
+    uint64_t expect_gen;
+    int want_state;
 
     atomic_int canceled;  /* set by the loop: stop within one decode step */
     void *udata;          /* the loop's own pointer; the engine never reads it */
@@ -73,6 +82,7 @@ typedef struct eng_session_info {
     char id[ENG_SESSION_ID_HEX + 1];
     int64_t n_tokens;
     int32_t pending;
+    uint64_t gen;
     double created_s;
     double last_used_s;
 } eng_session_info;
@@ -92,9 +102,9 @@ typedef struct eng_event {
     eng_finish finish;
     int n_prompt_tokens;  /* tokens prefilled for this request */
     int n_gen_tokens;
-    /* RESULT */
+    /* RESULT (and any final event of a want_state request) */
     eng_session_info info;
-    unsigned char *blob;  /* STATE_EXPORT: slot bytes, malloc'ed, owned */
+    unsigned char *blob;  /* STATE_EXPORT, want_state: slot bytes, malloc'ed, owned */
     size_t blob_bytes;
     /* ERROR, LOAD_FAILED */
     ssmd_err err;

@@ -170,8 +170,40 @@ static void session_info(const eng_session *ss, eng_session_info *out)
     memcpy(out->id, ss->id, sizeof out->id);
     out->n_tokens = ss->n_tokens;
     out->pending = ss->pending;
+    out->gen = ss->gen;
     out->created_s = ss->created_s;
     out->last_used_s = ss->last_used_s;
+}
+
+/* Gives e session idx's info and a copy of its state bytes. */
+static void attach_state(eng_sched *s, eng_event *e, int idx)
+{
+    session_info(&s->sessions.entries[idx], &e->info);
+    e->blob_bytes = s->info.state_bytes;
+    e->blob = xcalloc(1, e->blob_bytes);
+    eng_state_slot_read(s->pool, idx, e->blob);
+}
+
+/* Finds r's session for an operation on it: its index, or -1 after posting
+ * the error (unknown, busy, or older than the store's copy). */
+static int find_session(eng_sched *s, eng_request *r, evlist *out)
+{
+    ssmd_err err = {0};
+    eng_session_table *t = &s->sessions;
+    int idx = eng_session_find(t, r->session, &err);
+    if (idx < 0) {
+        ev_error(out, r, &err);
+        return -1;
+    }
+    if (t->entries[idx].busy) {
+        ev_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
+        return -1;
+    }
+    if (r->expect_gen && t->entries[idx].gen != r->expect_gen) {
+        ev_error_code(out, r, SSMD_ESTALE, "session changed on another replica");
+        return -1;
+    }
+    return idx;
 }
 
 /* ---- session operations (run at once, never queued) ---- */
@@ -181,31 +213,45 @@ static void run_session_op(eng_sched *s, eng_request *r, evlist *out)
     ssmd_err err = {0};
     double now = eng_now_wall_s();
     eng_session_table *t = &s->sessions;
-    int idx = -1;
-    if (r->op != ENG_OP_SESSION_CREATE) {
-        idx = eng_session_find(t, r->session, &err);
+    int idx = -1, changed = -1; /* changed: the session whose state this op set */
+    if (r->op == ENG_OP_STATE_IMPORT) {
+        if (r->blob_bytes != s->info.state_bytes || !r->blob) {
+            ev_error_code(out, r, SSMD_EFORMAT, "state size does not match this model");
+            return;
+        }
+        if (r->blob_pending < -1 || r->blob_pending >= s->info.n_vocab || r->blob_n_tokens < 0) {
+            ev_error_code(out, r, SSMD_EFORMAT, "state header holds an invalid token");
+            return;
+        }
+    }
+    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0) {
+        /* Importing a session this replica does not hold creates it (a
+         * handoff from a draining peer, or the session store). */
+        idx = eng_session_create(t, r->session, now, NULL, &err);
         if (idx < 0) {
             ev_error(out, r, &err);
             return;
         }
-        if (t->entries[idx].busy) {
-            ev_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
+    } else if (r->op != ENG_OP_SESSION_CREATE) {
+        idx = find_session(s, r, out);
+        if (idx < 0)
             return;
-        }
     }
     eng_event *e;
     switch (r->op) {
-    case ENG_OP_SESSION_CREATE: {
-        int n = eng_session_create(t, now, NULL, &err);
-        if (n < 0) {
+    case ENG_OP_SESSION_CREATE:
+        if (r->expect_gen) { /* the chosen id lives in the session store */
+            ev_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
+            return;
+        }
+        idx = eng_session_create(t, r->session, now, NULL, &err);
+        if (idx < 0) {
             ev_error(out, r, &err);
             return;
         }
-        eng_state_slot_zero(s->pool, n);
-        e = ev_new(out, ENG_EV_RESULT, r);
-        session_info(&t->entries[n], &e->info);
-        return;
-    }
+        eng_state_slot_zero(s->pool, idx);
+        changed = idx;
+        break;
     case ENG_OP_SESSION_INFO:
         break;
     case ENG_OP_SESSION_DELETE:
@@ -216,7 +262,7 @@ static void run_session_op(eng_sched *s, eng_request *r, evlist *out)
     case ENG_OP_SESSION_FORK: {
         t->entries[idx].busy = 1; /* never the one evicted to make room */
         t->entries[idx].last_used_s = now;
-        int n = eng_session_create(t, now, NULL, &err);
+        int n = eng_session_create(t, NULL, now, NULL, &err);
         t->entries[idx].busy = 0;
         if (n < 0) {
             ev_error(out, r, &err);
@@ -225,38 +271,31 @@ static void run_session_op(eng_sched *s, eng_request *r, evlist *out)
         eng_state_slot_copy(s->pool, n, idx);
         t->entries[n].pending = t->entries[idx].pending;
         t->entries[n].n_tokens = t->entries[idx].n_tokens;
-        e = ev_new(out, ENG_EV_RESULT, r);
-        session_info(&t->entries[n], &e->info);
-        return;
+        idx = changed = n; /* the answer is about the new session */
+        break;
     }
     case ENG_OP_STATE_EXPORT:
         t->entries[idx].last_used_s = now;
         e = ev_new(out, ENG_EV_RESULT, r);
-        session_info(&t->entries[idx], &e->info);
-        e->blob_bytes = s->info.state_bytes;
-        e->blob = xcalloc(1, e->blob_bytes);
-        eng_state_slot_read(s->pool, idx, e->blob);
+        attach_state(s, e, idx);
         return;
     case ENG_OP_STATE_IMPORT:
-        if (r->blob_bytes != s->info.state_bytes || !r->blob) {
-            ev_error_code(out, r, SSMD_EFORMAT, "state size does not match this model");
-            return;
-        }
-        if (r->blob_pending < -1 || r->blob_pending >= s->info.n_vocab || r->blob_n_tokens < 0) {
-            ev_error_code(out, r, SSMD_EFORMAT, "state header holds an invalid token");
-            return;
-        }
         eng_state_slot_write(s->pool, idx, r->blob);
         t->entries[idx].pending = r->blob_pending;
         t->entries[idx].n_tokens = r->blob_n_tokens;
+        t->entries[idx].gen = r->blob_gen ? r->blob_gen : eng_session_new_gen();
         t->entries[idx].last_used_s = now;
+        changed = idx;
         break;
     default:
         ev_error_code(out, r, SSMD_EINTERNAL, "unknown engine operation");
         return;
     }
     e = ev_new(out, ENG_EV_RESULT, r);
-    session_info(&t->entries[idx], &e->info);
+    if (r->want_state && changed >= 0)
+        attach_state(s, e, changed);
+    else
+        session_info(&t->entries[idx], &e->info);
 }
 
 /* ---- completions ---- */
@@ -333,6 +372,9 @@ static void seq_end(eng_sched *s, int i, eng_finish finish, int code, evlist *ou
         ss->pending = q->n_gen > 0 ? q->last : -1;
         ss->n_tokens += q->n_gen;
         ss->last_used_s = eng_now_wall_s();
+        ss->gen = eng_session_new_gen();
+        if (r->want_state) /* a canceled request changed the state too */
+            attach_state(s, out->tail, q->session);
     }
     if (q->eph >= 0)
         s->eph_used[q->eph] = 0;
@@ -384,15 +426,9 @@ static void admit(eng_sched *s, eng_request *r, evlist *out)
     eng_session_table *t = &s->sessions;
     int sidx = -1;
     if (r->session[0]) {
-        sidx = eng_session_find(t, r->session, &err);
-        if (sidx < 0) {
-            ev_error(out, r, &err);
+        sidx = find_session(s, r, out);
+        if (sidx < 0)
             return;
-        }
-        if (t->entries[sidx].busy) {
-            ev_error_code(out, r, SSMD_ECONFLICT, "session is busy with another completion");
-            return;
-        }
     }
     int32_t pending = sidx >= 0 ? t->entries[sidx].pending : -1;
     int n_ids = r->n_prompt + (pending >= 0);
@@ -752,6 +788,27 @@ void eng_sched_stop(eng_sched *s)
     }
     end_all(s, SSMD_EDRAINING, &out);
     ev_post(s, &out);
+}
+
+int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
+{
+    if (!s->joined || !s->pool)
+        return 0;
+    unsigned char *state = xcalloc(1, s->info.state_bytes ? s->info.state_bytes : 1);
+    int n = 0;
+    for (int i = 0; i < s->sessions.capacity; i++) {
+        const eng_session *ss = &s->sessions.entries[i];
+        if (!ss->in_use)
+            continue;
+        eng_session_info info;
+        session_info(ss, &info);
+        eng_state_slot_read(s->pool, i, state);
+        n++;
+        if (fn(arg, &info, state, s->info.state_bytes))
+            break;
+    }
+    free(state);
+    return n;
 }
 
 void eng_sched_destroy(eng_sched *s)

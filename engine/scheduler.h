@@ -87,6 +87,13 @@ void eng_sched_get_stats(eng_sched *s, eng_sched_stats *out);
  * stay available to eng_sched_take_events.  Loop thread. */
 void eng_sched_stop(eng_sched *s);
 
+/* Calls fn(arg, info, state bytes) for every session, in table order, and
+ * returns how many were visited (fn returning nonzero stops the walk
+ * early).  Only after eng_sched_stop: the engine thread has ended, so the
+ * caller's thread reads the state pool itself (the drain handoff). */
+typedef int (*eng_session_visit_fn)(void *arg, const eng_session_info *info, const void *state, size_t bytes);
+int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg);
+
 /* Frees everything (stops first if needed), including events not taken and
  * the requests they point to. */
 void eng_sched_destroy(eng_sched *s);

@@ -29,20 +29,27 @@ void eng_session_table_free(eng_session_table *t)
     memset(t, 0, sizeof *t);
 }
 
+static int get_random(void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = getrandom((char *)buf + got, len - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
 int eng_session_new_id(char *id, ssmd_err *err)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char raw[ENG_SESSION_ID_BYTES];
-    size_t got = 0;
-    while (got < sizeof raw) {
-        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return ssmd_err_set(err, SSMD_EIO, "getrandom failed: %s", strerror(errno));
-        }
-        got += (size_t)n;
-    }
+    if (get_random(raw, sizeof raw) != 0)
+        return ssmd_err_set(err, SSMD_EIO, "getrandom failed: %s", strerror(errno));
     for (size_t i = 0; i < sizeof raw; i++) {
         id[2 * i] = hex[raw[i] >> 4];
         id[2 * i + 1] = hex[raw[i] & 15];
@@ -95,10 +102,25 @@ void eng_session_remove(eng_session_table *t, int idx)
     t->n_live--;
 }
 
-int eng_session_create(eng_session_table *t, double now_s, int *evicted, ssmd_err *err)
+uint64_t eng_session_new_gen(void)
+{
+    static _Atomic uint64_t fallback = 1;
+    uint64_t g = 0;
+    if (get_random(&g, sizeof g) != 0)
+        g = fallback++ * 0x9e3779b97f4a7c15ull; /* no randomness: still distinct here */
+    return g ? g : 1;
+}
+
+int eng_session_create(eng_session_table *t, const char *id, double now_s, int *evicted, ssmd_err *err)
 {
     if (evicted)
         *evicted = -1;
+    if (id && *id) {
+        if (!eng_session_id_valid(id))
+            return ssmd_err_set(err, SSMD_EINVAL, "a session id is %d lowercase hex characters", ENG_SESSION_ID_HEX);
+        if (eng_session_find(t, id, NULL) >= 0)
+            return ssmd_err_set(err, SSMD_ECONFLICT, "session '%s' already exists", id);
+    }
     int idx = -1;
     for (int i = 0; i < t->capacity && idx < 0; i++)
         if (!t->entries[i].in_use)
@@ -116,11 +138,16 @@ int eng_session_create(eng_session_table *t, double now_s, int *evicted, ssmd_er
             *evicted = idx;
     }
     eng_session *s = &t->entries[idx];
-    int rc = eng_session_new_id(s->id, err);
+    int rc = SSMD_OK;
+    if (id && *id)
+        memcpy(s->id, id, sizeof s->id);
+    else
+        rc = eng_session_new_id(s->id, err);
     if (rc != SSMD_OK) {
         memset(s, 0, sizeof *s);
         return rc;
     }
+    s->gen = eng_session_new_gen();
     s->in_use = 1;
     s->busy = 0;
     s->pending = -1;

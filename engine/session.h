@@ -23,6 +23,9 @@ typedef struct eng_session {
     int busy;             /* a completion runs on it right now */
     int32_t pending;      /* sampled, not yet consumed into the state; -1 none */
     int64_t n_tokens;     /* tokens consumed into the state + the pending one */
+    uint64_t gen;         /* random tag of this version of the state: a new one
+                           * at every change, so replicas sharing a session
+                           * store can tell a stale copy (never 0) */
     double created_s;     /* wall clock (unix seconds) */
     double last_used_s;
 } eng_session;
@@ -37,12 +40,17 @@ typedef struct eng_session_table {
 int eng_session_table_init(eng_session_table *t, int capacity, ssmd_err *err);
 void eng_session_table_free(eng_session_table *t);
 
-/* Creates a session with a fresh random id (getrandom).  When the table is
- * full the least-recently-used idle session is evicted first (its index is
- * stored in *evicted, else -1).  Returns the new index (its slot) or
+/* Creates a session with the given id (ENG_SESSION_ID_HEX lowercase hex, a
+ * client's choice), or a fresh random one when id is NULL or "".  When the
+ * table is full the least-recently-used idle session is evicted first (its
+ * index is stored in *evicted, else -1).  Returns the new index (its slot)
+ * or SSMD_ECONFLICT when the id is taken, SSMD_EINVAL for a malformed id,
  * SSMD_EFULL when every session is busy, SSMD_EIO when the OS has no
  * randomness.  The caller zeroes the slot. */
-int eng_session_create(eng_session_table *t, double now_s, int *evicted, ssmd_err *err);
+int eng_session_create(eng_session_table *t, const char *id, double now_s, int *evicted, ssmd_err *err);
+
+/* A new nonzero random generation tag.  Any thread. */
+uint64_t eng_session_new_gen(void);
 
 /* Index of the session with this id, or SSMD_ENOTFOUND.  Compares every
  * live id in full, so the time taken does not depend on where ids differ. */

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "server/state_fmt.h"
+#include "server/store.h"
 
 void srv_buf_add(srv_buf *b, const void *data, size_t n)
 {
@@ -215,7 +216,10 @@ void srv_submit(srv_conn *c, eng_request *r, int is_completion)
         MHD_suspend_connection(c->mc);
     }
     watch_start(c);
-    eng_sched_submit(c->srv->sched, r);
+    if (c->srv->store && (r->session[0] || r->op == ENG_OP_SESSION_CREATE))
+        srv_store_submit(c->srv->store, c, r);
+    else
+        eng_sched_submit(c->srv->sched, r);
 }
 
 /* ---- streaming ---- */

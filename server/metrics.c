@@ -114,6 +114,16 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     gauge(&b, "ssmd_completions_total", "counter", "completion requests finished", (double)m->completions_total);
     gauge(&b, "ssmd_completions_canceled_total", "counter", "completions canceled by a client disconnect",
           (double)m->canceled_total);
+    gauge(&b, "ssmd_store_writes_total", "counter", "session states written to the session store",
+          (double)m->store_writes_total);
+    gauge(&b, "ssmd_store_loads_total", "counter", "sessions loaded from the session store",
+          (double)m->store_loads_total);
+    gauge(&b, "ssmd_store_stale_total", "counter", "local session copies found older than the store's",
+          (double)m->store_stale_total);
+    gauge(&b, "ssmd_store_errors_total", "counter", "session store commands that failed or timed out",
+          (double)m->store_errors_total);
+    gauge(&b, "ssmd_drain_exported_sessions_total", "counter", "sessions handed to the store or a peer on drain",
+          (double)m->drain_exported_total);
     sb_printf(&b, "# HELP ssmd_http_requests_total HTTP responses by status class\n"
                   "# TYPE ssmd_http_requests_total counter\n");
     for (int k = 1; k < 6; k++)

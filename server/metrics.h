@@ -30,6 +30,12 @@ typedef struct srv_metrics {
     uint64_t requests_by_class[6];   /* 1xx..5xx by first digit */
     uint64_t completions_total;
     uint64_t canceled_total;
+    /* session store and drain handoff (store.c, handoff.c) */
+    uint64_t store_writes_total;     /* states written to the store */
+    uint64_t store_loads_total;      /* sessions loaded from the store */
+    uint64_t store_stale_total;      /* local copies found older than the store's */
+    uint64_t store_errors_total;     /* store commands that failed or timed out */
+    uint64_t drain_exported_total;   /* sessions handed off on drain */
 } srv_metrics;
 
 void srv_metrics_init(srv_metrics *m);

@@ -41,6 +41,8 @@ static const opt_row opt_rows[] = {
     {"default-max-tokens", OPT_LONG, "16", 0, 1e9, OFF(default_max_tokens), "max_tokens of a request that names none", 0},
     {"api-key", OPT_STR, "", 0, 0, OFF(api_key), "require 'Authorization: Bearer KEY'; empty = no auth", 1},
     {"drain-timeout", OPT_DOUBLE, "30", 0, 1e6, OFF(drain_timeout), "seconds running requests may finish after SIGTERM", 0},
+    {"session-store", OPT_STR, "", 0, 0, OFF(session_store), "redis://HOST:PORT[/DB]: keep every session's state there too, so any replica can continue it; empty = none", 0},
+    {"drain-peer", OPT_STR, "", 0, 0, OFF(drain_peer), "http://HOST:PORT (a peer or the load balancer): on SIGTERM, hand each session's state to it before exiting; empty = none", 0},
     {"max-connections", OPT_LONG, "1024", 1, 1000000, OFF(max_connections), "simultaneous client connections", 0},
     {"conn-timeout", OPT_DOUBLE, "120", 0, 1e6, OFF(conn_timeout), "seconds an idle connection stays open (0 = forever)", 0},
     {"log-format", OPT_STR, "text", 0, 0, OFF(log_format), "stderr log: text, or json (one object per line)", 0},

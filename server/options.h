@@ -31,6 +31,8 @@ typedef struct srv_config {
     long default_max_tokens; /* max_tokens when a request names none */
     char *api_key;         /* "" = no authentication */
     double drain_timeout;  /* seconds running requests may take after SIGTERM */
+    char *session_store;   /* "redis://host:port[/db]" or "" */
+    char *drain_peer;      /* base URL that receives session states on drain, or "" */
     long max_connections;
     double conn_timeout;   /* idle keep-alive seconds */
     char *log_format;      /* "text" | "json" */

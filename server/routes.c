@@ -168,16 +168,11 @@ static void on_session_event(srv_conn *c, const eng_event *e)
         return;
     }
     case ENG_OP_STATE_EXPORT: {
-        srv_state_meta m;
-        memset(&m, 0, sizeof m);
-        snprintf(m.fingerprint, sizeof m.fingerprint, "%s", s->info->fingerprint);
-        m.n_tokens = e->info.n_tokens;
-        m.pending = e->info.pending;
-        m.state_bytes = e->blob_bytes;
         unsigned char *buf;
         size_t len;
         ssmd_err err = {0};
-        if (srv_state_encode(&m, e->blob, &buf, &len, &err) != SSMD_OK) {
+        if (srv_state_pack(s->info->fingerprint, e->info.n_tokens, e->info.pending, e->blob, e->blob_bytes, &buf,
+                           &len, &err) != SSMD_OK) {
             srv_reply_error(c, err.code, err.msg);
             return;
         }
@@ -210,7 +205,19 @@ static void submit_op(srv_conn *c, eng_op op)
         srv_submit(c, r, 0);
 }
 
-static void start_session_create(srv_conn *c) { submit_op(c, ENG_OP_SESSION_CREATE); }
+/* POST /v1/sessions: a fresh id, or the client's own in X-Session-Id (so
+ * it can pick one that a hashing load balancer sends to a known replica). */
+static void start_session_create(srv_conn *c)
+{
+    if (c->hdr_session && !eng_session_id_valid(c->hdr_session)) {
+        srv_reply_error(c, SSMD_EINVAL, "X-Session-Id must be 32 lowercase hex characters");
+        return;
+    }
+    eng_request *r = eng_request_new(ENG_OP_SESSION_CREATE);
+    if (c->hdr_session)
+        memcpy(r->session, c->hdr_session, sizeof r->session);
+    srv_submit(c, r, 0);
+}
 static void start_session_get(srv_conn *c) { submit_op(c, ENG_OP_SESSION_INFO); }
 static void start_session_delete(srv_conn *c) { submit_op(c, ENG_OP_SESSION_DELETE); }
 static void start_session_fork(srv_conn *c) { submit_op(c, ENG_OP_SESSION_FORK); }

@@ -7,6 +7,7 @@
  * the queue operations of scheduler.h (and eng_sched_stop at shutdown).
  */
 #include "server/srv.h"
+#include "server/store.h"
 
 #include <arpa/inet.h>
 #include <signal.h>
@@ -135,6 +136,28 @@ static void on_load_timer(uv_timer_t *t)
                     (double)(eng_now_mono_ns() - s->t_load_ns) * 1e-9);
 }
 
+void srv_deliver_event(srv_server *s, eng_event *e)
+{
+    srv_conn *c = e->req->udata;
+    int final = e->kind == ENG_EV_DONE || e->kind == ENG_EV_RESULT || e->kind == ENG_EV_ERROR;
+    if (!c->closed && !c->abort)
+        c->route->on_event(c, e);
+    if (final) {
+        eng_request_free(e->req);
+        c->req = NULL;
+        if (c->is_completion) {
+            s->n_inflight--;
+            c->is_completion = 0;
+        }
+        srv_conn_watch_stop(c);
+    }
+    if (c->suspended && (c->resp || c->abort || (c->streaming && (c->out.len > c->out_off || c->out_done))))
+        srv_conn_resume(c);
+    if (final)
+        srv_conn_unref(c);
+    eng_event_free(e);
+}
+
 static void dispatch_events(srv_server *s)
 {
     if (!s->sched)
@@ -142,6 +165,7 @@ static void dispatch_events(srv_server *s)
     eng_event *e = eng_sched_take_events(s->sched);
     while (e) {
         eng_event *next = e->next;
+        e->next = NULL;
         if (!e->req) {
             if (e->kind == ENG_EV_LOADED) {
                 on_loaded(s);
@@ -152,27 +176,9 @@ static void dispatch_events(srv_server *s)
                     shutdown_now(s);
             }
             eng_event_free(e);
-            e = next;
-            continue;
+        } else if (!s->store || !srv_store_on_event(s->store, e->req->udata, e)) {
+            srv_deliver_event(s, e);
         }
-        srv_conn *c = e->req->udata;
-        int final = e->kind == ENG_EV_DONE || e->kind == ENG_EV_RESULT || e->kind == ENG_EV_ERROR;
-        if (!c->closed && !c->abort)
-            c->route->on_event(c, e);
-        if (final) {
-            eng_request_free(e->req);
-            c->req = NULL;
-            if (c->is_completion) {
-                s->n_inflight--;
-                c->is_completion = 0;
-            }
-            srv_conn_watch_stop(c);
-        }
-        if (c->suspended && (c->resp || c->abort || (c->streaming && (c->out.len > c->out_off || c->out_done))))
-            srv_conn_resume(c);
-        if (final)
-            srv_conn_unref(c);
-        eng_event_free(e);
         e = next;
     }
 }
@@ -186,13 +192,41 @@ static void on_async(uv_async_t *a)
 
 static void notify_loop(void *arg) { uv_async_send(&((srv_server *)arg)->async); }
 
+void srv_server_wake(srv_server *s)
+{
+    if (!s->stopping)
+        uv_async_send(&s->async);
+}
+
+/* Drain's last act, with the engine stopped: close the listening socket
+ * (so a balancer's next attempt is refused at once and goes elsewhere),
+ * then hand the sessions to the store and/or the peer. */
+static void hand_off_sessions(srv_server *s)
+{
+    if (!s->draining || !s->loaded || (!s->store && !*s->cfg->drain_peer))
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    if (s->store) {
+        int n = srv_store_drain(s->store, s->sched);
+        srv_log_msg(&s->log, "info", "drain_store", "wrote %d sessions missing from the session store", n);
+    }
+    if (*s->cfg->drain_peer)
+        srv_handoff_peer(s);
+}
+
 static void shutdown_now(srv_server *s)
 {
     if (s->stopping)
         return;
     if (s->sched)
         eng_sched_stop(s->sched); /* no notify after this */
+    s->engine_stopped = 1;
     dispatch_events(s);
+    hand_off_sessions(s);
+    srv_store_close(s->store); /* held events are answered now */
+    s->store = NULL;
     for (srv_conn *c = s->conns; c; c = c->next) {
         if (!c->queued && !c->closed)
             c->abort = 1;
@@ -335,6 +369,10 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     s->sig_int.data = s;
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
 
+    if (*cfg->session_store && srv_store_open(s, cfg->session_store, &s->store, err) != SSMD_OK) {
+        shutdown_now(s);
+        return err->code;
+    }
     eng_sched_opts o;
     memset(&o, 0, sizeof o);
     o.model_dir = cfg->model;

@@ -89,6 +89,12 @@ struct srv_conn {
     int is_completion;       /* counted in srv->n_inflight */
     uv_poll_t *watch;        /* client socket, while a request runs */
     srv_gen gen;
+    /* session store (store.c): while it works for this request, the engine
+     * request or its final event waits here instead of in the engine */
+    int store_tries;         /* loads from the store tried for this request */
+    eng_request *store_held; /* our request, back from the engine, waiting for a load */
+    eng_request *store_aux;  /* the store's own import request, in the engine */
+    eng_event *store_ev;     /* an event held until the store answers */
     /* streaming */
     int streaming;
     srv_buf out;
@@ -115,9 +121,11 @@ struct srv_server {
     int n_conns;
     int n_inflight;             /* completions given to the engine, not final yet */
     srv_log log;
+    struct srv_store *store;    /* --session-store, or NULL */
     int64_t t_load_ns;          /* when the engine thread began loading */
     uv_timer_t load_timer;      /* "still loading" progress lines */
     int loaded, draining, stopping, force;
+    int engine_stopped;         /* eng_sched_stop ran: nothing more goes to the engine */
     int exit_code;
 };
 
@@ -146,6 +154,18 @@ void srv_stream_end(srv_conn *c);
 void srv_conn_set_session(srv_conn *c, const char *id);
 /* Parses c's JSON body; on failure replies 400 and returns NULL. */
 json_t *srv_body_json(srv_conn *c);
+
+/* Runs e's delivery as it arrived from the engine (route callback, final
+ * bookkeeping, resume) and frees it; the store calls it for events it held. */
+void srv_deliver_event(srv_server *s, eng_event *e);
+
+/* Lets MHD run soon (from a callback outside the engine's events, so a
+ * connection resumed there is served).  Loop thread. */
+void srv_server_wake(srv_server *s);
+
+/* Drain: PUTs every session's state to --drain-peer (handoff.c).  Only
+ * after the engine stopped; blocks for at most a few seconds. */
+void srv_handoff_peer(srv_server *s);
 
 /* Route handlers (route_complete.c, routes.c). */
 void srv_completions_start(srv_conn *c);

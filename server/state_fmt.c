@@ -13,6 +13,7 @@
  */
 #include "server/state_fmt.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,4 +126,16 @@ int srv_state_decode(const unsigned char *buf, size_t len, const char *expect_fp
                             (unsigned long long)m->state_bytes, expect_bytes);
     *state = buf + SRV_STATE_HEADER_BYTES;
     return SSMD_OK;
+}
+
+int srv_state_pack(const char *fingerprint, int64_t n_tokens, int32_t pending, const void *state,
+                   size_t state_bytes, unsigned char **out, size_t *out_len, ssmd_err *err)
+{
+    srv_state_meta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.fingerprint, sizeof m.fingerprint, "%s", fingerprint);
+    m.n_tokens = n_tokens;
+    m.pending = pending;
+    m.state_bytes = state_bytes;
+    return srv_state_encode(&m, state, out, out_len, err);
 }

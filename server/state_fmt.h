@@ -35,6 +35,11 @@ size_t srv_state_encoded_bytes(size_t state_bytes);
 int srv_state_encode(const srv_state_meta *m, const void *state, unsigned char **out, size_t *out_len,
                      ssmd_err *err);
 
+/* srv_state_encode for a session's fields: the common case of routes,
+ * the session store and the drain handoff. */
+int srv_state_pack(const char *fingerprint, int64_t n_tokens, int32_t pending, const void *state,
+                   size_t state_bytes, unsigned char **out, size_t *out_len, ssmd_err *err);
+
 /* Checks buf and points *state into it (no copy).  Returns SSMD_OK;
  * SSMD_EFORMAT for a bad magic, version, size or checksum; SSMD_ECONFLICT
  * when the fingerprint or state size differ from the expected ones

@@ -33,8 +33,8 @@ START_TEST(test_create_find_remove)
     eng_session_table t;
     ck_assert_int_eq(eng_session_table_init(&t, 3, NULL), SSMD_OK);
     ssmd_err err = {0};
-    int a = eng_session_create(&t, 10, NULL, &err);
-    int b = eng_session_create(&t, 11, NULL, &err);
+    int a = eng_session_create(&t, NULL, 10, NULL, &err);
+    int b = eng_session_create(&t, NULL, 11, NULL, &err);
     ck_assert_int_ge(a, 0);
     ck_assert_int_ne(a, b);
     ck_assert_int_eq(t.n_live, 2);
@@ -55,24 +55,24 @@ START_TEST(test_lru_eviction_skips_busy)
 {
     eng_session_table t;
     eng_session_table_init(&t, 3, NULL);
-    int s0 = eng_session_create(&t, 1, NULL, NULL);
-    int s1 = eng_session_create(&t, 2, NULL, NULL);
-    int s2 = eng_session_create(&t, 3, NULL, NULL);
+    int s0 = eng_session_create(&t, NULL, 1, NULL, NULL);
+    int s1 = eng_session_create(&t, NULL, 2, NULL, NULL);
+    int s2 = eng_session_create(&t, NULL, 3, NULL, NULL);
     t.entries[s1].last_used_s = 0.5; /* s1 least recently used */
     int ev = -2;
-    int s3 = eng_session_create(&t, 4, &ev, NULL);
+    int s3 = eng_session_create(&t, NULL, 4, &ev, NULL);
     ck_assert_int_eq(ev, s1);
     ck_assert_int_eq(s3, s1);
     ck_assert_int_eq(t.n_live, 3);
     /* busy sessions are never evicted */
     t.entries[s0].busy = 1;
-    int s4 = eng_session_create(&t, 5, &ev, NULL);
+    int s4 = eng_session_create(&t, NULL, 5, &ev, NULL);
     ck_assert_int_eq(ev, s2);
     ck_assert_int_eq(s4, s2);
     t.entries[s3].busy = 1;
     t.entries[s4].busy = 1;
     ssmd_err err = {0};
-    ck_assert_int_eq(eng_session_create(&t, 6, &ev, &err), SSMD_EFULL);
+    ck_assert_int_eq(eng_session_create(&t, NULL, 6, &ev, &err), SSMD_EFULL);
     ck_assert_int_eq(ev, -1);
     eng_session_table_free(&t);
 }
@@ -82,9 +82,9 @@ START_TEST(test_ttl)
 {
     eng_session_table t;
     eng_session_table_init(&t, 4, NULL);
-    int a = eng_session_create(&t, 100, NULL, NULL);
-    int b = eng_session_create(&t, 105, NULL, NULL);
-    int c = eng_session_create(&t, 100, NULL, NULL);
+    int a = eng_session_create(&t, NULL, 100, NULL, NULL);
+    int b = eng_session_create(&t, NULL, 105, NULL, NULL);
+    int c = eng_session_create(&t, NULL, 100, NULL, NULL);
     t.entries[c].busy = 1;
     ck_assert_double_eq_tol(eng_session_next_expiry(&t, 101, 10), 9, 1e-9);
     ck_assert_int_eq(eng_session_expire(&t, 109, 10), 0);
@@ -97,6 +97,32 @@ START_TEST(test_ttl)
 }
 END_TEST
 
+START_TEST(test_chosen_id_and_gen)
+{
+    eng_session_table t;
+    eng_session_table_init(&t, 2, NULL);
+    ssmd_err err = {0};
+    const char *id = "0123456789abcdef0123456789abcdef";
+    int a = eng_session_create(&t, id, 1, NULL, &err);
+    ck_assert_int_ge(a, 0);
+    ck_assert_str_eq(t.entries[a].id, id);
+    ck_assert_int_eq(eng_session_find(&t, id, NULL), a);
+    ck_assert_int_eq(eng_session_create(&t, id, 2, NULL, &err), SSMD_ECONFLICT);
+    ck_assert_ptr_nonnull(strstr(err.msg, id));
+    ck_assert_int_eq(eng_session_create(&t, "0123ABCD", 2, NULL, &err), SSMD_EINVAL);
+    ck_assert_int_eq(t.n_live, 1);
+    int b = eng_session_create(&t, "", 3, NULL, &err); /* "" = a random id */
+    ck_assert_int_ge(b, 0);
+    ck_assert_str_ne(t.entries[b].id, id);
+    /* every version tag is nonzero and they differ */
+    ck_assert(t.entries[a].gen != 0 && t.entries[b].gen != 0);
+    ck_assert(t.entries[a].gen != t.entries[b].gen);
+    uint64_t g1 = eng_session_new_gen(), g2 = eng_session_new_gen();
+    ck_assert(g1 != 0 && g1 != g2);
+    eng_session_table_free(&t);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("session");
@@ -105,6 +131,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_create_find_remove);
     tcase_add_test(tc, test_lru_eviction_skips_busy);
     tcase_add_test(tc, test_ttl);
+    tcase_add_test(tc, test_chosen_id_and_gen);
     suite_add_tcase(s, tc);
     return s;
 }

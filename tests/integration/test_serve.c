@@ -340,9 +340,24 @@ START_TEST(test_state_export_import)
     it_resp_free(&r);
     int k = complete(c->greedy + 2, 1, c->n_greedy - 3, t, got, 32, NULL);
     assert_tokens(got, k, c->greedy + 3, c->n_greedy - 3, "imported session");
-    r = it_http_key(&srv, "PUT", "/v1/sessions/00000000000000000000000000000000/state", blob.body, (long)blob.len, NULL);
+    /* importing under an id this server does not hold creates that session
+     * (the drain handoff), and it continues like the original; a refused
+     * blob creates nothing */
+    const char *nid = "00000000000000000000000000000000";
+    char npath[128], ninfo[128];
+    snprintf(npath, sizeof npath, "/v1/sessions/%s/state", nid);
+    snprintf(ninfo, sizeof ninfo, "/v1/sessions/%s", nid);
+    r = it_http_key(&srv, "PUT", npath, blob.body, 100, NULL);
+    ck_assert_int_eq(r.status, 400);
+    it_resp_free(&r);
+    r = it_http(&srv, "GET", ninfo, NULL);
     ck_assert_int_eq(r.status, 404);
     it_resp_free(&r);
+    r = it_http_key(&srv, "PUT", npath, blob.body, (long)blob.len, NULL);
+    ck_assert_int_eq(r.status, 200);
+    it_resp_free(&r);
+    k = complete(c->greedy + 2, 1, c->n_greedy - 3, nid, got, 32, NULL);
+    assert_tokens(got, k, c->greedy + 3, c->n_greedy - 3, "session created by import");
     it_resp_free(&blob);
     free(s);
     free(t);

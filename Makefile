@@ -280,3 +280,4 @@ test-clients: $(BUILD)/ssmd
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/integration/test_openai_client.sh
+include tests/tsan/tsan.mk

@@ -193,14 +193,19 @@ static const char *it_build_dir(void)
     return b && *b ? b : "build";
 }
 
-/* Starts BUILD/ssmd-san serve --model dir extra... and waits for /ready.
+/* Starts BUILD/ssmd-san (or $SSMD_ITEST_SERVER when set) serve --model dir
+ * extra... and waits for /ready.
  * Returns 0, or -1 (the log file says why). */
 static inline int it_start(it_server *s, const char *dir, const char *const *extra)
 {
     memset(s, 0, sizeof *s);
     s->port = it_free_port();
     char bin[512], port[16];
-    snprintf(bin, sizeof bin, "%s/ssmd-san", it_build_dir());
+    const char *chosen = getenv("SSMD_ITEST_SERVER"); /* e.g. BUILD/ssmd-tsan (make tsan) */
+    if (chosen && *chosen)
+        snprintf(bin, sizeof bin, "%s", chosen);
+    else
+        snprintf(bin, sizeof bin, "%s/ssmd-san", it_build_dir());
     snprintf(port, sizeof port, "%d", s->port);
     snprintf(s->log, sizeof s->log, "/tmp/ssmd-itest-%d-%d.log", (int)getpid(), s->port);
     const char *argv[64] = {bin, "serve", "--model", dir, "--port", port, "--host", "127.0.0.1"};

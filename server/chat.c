@@ -160,8 +160,8 @@ static json_t *normalize(const json_t *messages, ssmd_err *err)
             size_t k;
             const json_t *part;
             json_array_foreach(content, k, part) {
-                const json_t *text = json_object_get(part, "text");
-                if (!json_is_string(text) || strlen(json_string_value(text)) != json_string_length(text)) {
+                const json_t *text = srv_chat_part_text(part);
+                if (!text) {
                     ssmd_err_set(err, SSMD_EINVAL,
                                  "'messages[%zu].content[%zu]' must be {\"type\":\"text\",\"text\":...}", i, k);
                     json_decref(joined);

@@ -282,6 +282,16 @@ static int buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n
     return 0;
 }
 
+const json_t *srv_chat_part_text(const json_t *part)
+{
+    const json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
+    if (type && !(json_is_string(type) && json_string_length(type) == 4 && !memcmp(json_string_value(type), "text", 4)))
+        return NULL;
+    if (!json_is_string(text) || strlen(json_string_value(text)) != json_string_length(text))
+        return NULL;
+    return text;
+}
+
 char *srv_chat_render(const json_t *messages, const char *eos, int add_generation_prompt, ssmd_err *err)
 {
     if (!json_is_array(messages) || json_array_size(messages) == 0) {
@@ -310,8 +320,8 @@ char *srv_chat_render(const json_t *messages, const char *eos, int add_generatio
             size_t k;
             const json_t *part;
             json_array_foreach(content, k, part) {
-                const json_t *t = json_object_get(part, "text");
-                if (!json_is_string(t)) {
+                const json_t *t = srv_chat_part_text(part);
+                if (!t) {
                     ssmd_err_set(err, SSMD_EINVAL, "'messages[%zu].content[%zu]' must be {\"type\":\"text\",\"text\":...}", i, k);
                     free(out);
                     return NULL;

@@ -69,6 +69,11 @@ eng_request *srv_completion_to_request(srv_completion *c);
  * string or NULL with err set. */
 char *srv_chat_render(const json_t *messages, const char *eos, int add_generation_prompt, ssmd_err *err);
 
+/* The "text" string of a chat content part {"type": "text", "text": "..."}
+ * ("type" may be left out), or NULL when part is anything else: another
+ * type (an image), no string "text", or a NUL inside the text. */
+const json_t *srv_chat_part_text(const json_t *part);
+
 /* Length of the longest prefix of s[0..len) that does not end inside a
  * UTF-8 sequence (the rest waits for more bytes). */
 size_t srv_utf8_complete_prefix(const char *s, size_t len);

@@ -44,6 +44,17 @@ static void mhd_run(srv_server *s)
 
 static void on_mhd_timer(uv_timer_t *t) { mhd_run(t->data); }
 
+/* MHD's unescape callback that leaves the path as the client sent it:
+ * percent-decoding would let "%00" end the path early and "%3F" add a '?'
+ * (so ".../{id}%00/state" reached GET /v1/sessions/{id}).  Routes and ids
+ * are plain ASCII, so an escaped path simply matches no route (404). */
+static size_t unescape_none(void *cls, struct MHD_Connection *mc, char *s)
+{
+    (void)cls;
+    (void)mc;
+    return strlen(s);
+}
+
 static void on_mhd_poll(uv_poll_t *p, int status, int events)
 {
     (void)status;
@@ -333,6 +344,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     }
     s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, srv_on_request, s,
                               MHD_OPTION_NOTIFY_COMPLETED, srv_on_completed, s,
+                              MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,

@@ -5,9 +5,9 @@ and chat, streamed and not, must come back as the client's parsed objects
 with usage and finish_reason, and our errors must surface as the client's
 own exception classes with our status codes.  Prints TAP "ok N - ..." lines.
 
-Usage: openai_client.py BASE_URL API_KEY MODEL_ID
-Test code only; never needed by the server or by `make test` (the shell
-script skips when the package is missing)."""
+Usage: openai_client.py BASE_URL API_KEY
+Test code only, run with make test's venv python ($TEST_PYTHON); never
+needed by the server (the shell script skips when the package is missing)."""
 import sys
 import traceback
 

@@ -5,13 +5,21 @@
 # types) and, when installed, Prometheus' `promtool check metrics` on
 # /metrics.  Starts `ssmd serve --model tests/fixtures/mamba/text_tiny
 # --api-key ...` on a free loopback port and always kills it.  Prints TAP
-# "ok N - ..." lines; skips (ok 1 # SKIP) when /usr/bin/python3 cannot
-# import openai (`make test-clients` installs it).  Every wait is bounded.
+# "ok N - ..." lines.  The client runs under $TEST_PYTHON (make test's venv,
+# ${BUILD}/venv, which has openai) when that can import openai, else under
+# $PYTHON (default /usr/bin/python3); skips (ok 1 # SKIP) when neither can.
+# Every wait is bounded.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${BUILD:-build}/ssmd
 MODEL=tests/fixtures/mamba/text_tiny
-PY=${PYTHON:-/usr/bin/python3}
+PY=""
+for cand in "${TEST_PYTHON:-}" "${PYTHON:-/usr/bin/python3}"; do
+    if [ -n "$cand" ] && "$cand" -c 'import openai' 2>/dev/null; then
+        PY=$cand
+        break
+    fi
+done
 KEY=ssmd-test-key
 pid=""
 tmp=$(mktemp -d /tmp/ssmd-openai-XXXXXX)
@@ -24,8 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! "$PY" -c 'import openai' 2>/dev/null; then
-    echo "ok 1 # SKIP python package openai is not installed (make test-clients installs it)"
+if [ -z "$PY" ]; then
+    echo "ok 1 # SKIP python package openai is not installed (make test installs it in \$(BUILD)/venv)"
     exit 0
 fi
 if [ ! -x "$BIN" ]; then

@@ -113,10 +113,12 @@ START_TEST(test_chat_template)
     free(t);
     json_decref(m);
     const char *bad[] = {"[]", "{}", "[{\"content\": \"x\"}]", "[{\"role\": \"user\", \"content\": 5}]",
-                         "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]"};
+                         "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}]}]",
+                         "[{\"role\": \"user\", \"content\": [{\"type\": \"image_url\", \"text\": \"x\"}]}]",
+                         "[{\"role\": \"user\", \"content\": [{\"type\": 5, \"text\": \"x\"}]}]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         m = json_loads(bad[i], JSON_DECODE_ANY, NULL);
-        ck_assert_ptr_null(srv_chat_render(m, "", 1, &err));
+        ck_assert_msg(srv_chat_render(m, "", 1, &err) == NULL, "%s", bad[i]);
         json_decref(m);
     }
     /* chat without a tokenizer: a clean error */

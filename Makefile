@@ -115,9 +115,14 @@ test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP) $(TEST_VE
 
 # The multi-replica deployment test alone (3 replicas, nginx, HAProxy,
 # Redis on loopback); `make test` runs it too.
-.PHONY: test-deploy soak tsan
+.PHONY: test-deploy test-container soak
 test-deploy: $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
 	@BUILD=$(BUILD) bash tests/integration/test_deploy.sh
+
+# Builds the CPU image and runs it end to end (needs a docker daemon; makes
+# its Debian base locally with debootstrap when the daemon lacks one).
+test-container: $(BUILD)/ssmd
+	@BUILD=$(BUILD) bash deploy/tests/container_e2e.sh
 
 # Mixed traffic against one server for SOAK_SECONDS; fails on RSS growth or
 # leaked slots (tests/soak/run.sh).
@@ -280,4 +285,5 @@ test-clients: $(BUILD)/ssmd
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash tests/integration/test_openai_client.sh
-include tests/tsan/tsan.mk
+# (-include: the Docker build context leaves tests/ out)
+-include tests/tsan/tsan.mk

@@ -35,6 +35,11 @@ typedef enum eng_finish {
     ENG_FINISH_LENGTH,  /* max_tokens reached */
 } eng_finish;
 
+/* expect_gen's value for "deleted on another replica": the session's copy
+ * here is removed and the request answered as for an unknown session.
+ * Version tags never take this value. */
+#define ENG_GEN_DELETED UINT64_MAX
+
 typedef struct eng_request {
     struct eng_request *next;            /* queue link (whoever queues it) */
     eng_op op;
@@ -62,7 +67,7 @@ typedef struct eng_request {
      * version tag equals it (the copy held here is older than the store's);
      * want_state makes the final event of a request that changed a session
      * carry that session's info and state bytes, taken at that moment. */
-    uint64_t expect_gen;
+    uint64_t expect_gen;                 /* or ENG_GEN_DELETED: drop the copy held here */
     int want_state;
 
     atomic_int canceled;  /* set by the loop: stop within one decode step */

@@ -199,6 +199,12 @@ static int find_session(eng_sched *s, eng_request *r, evlist *out)
         ev_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
         return -1;
     }
+    if (r->expect_gen == ENG_GEN_DELETED) { /* deleted on another replica */
+        eng_session_remove(t, idx);
+        ssmd_err_set(&err, SSMD_ENOTFOUND, "no session with id '%s'", r->session);
+        ev_error(out, r, &err);
+        return -1;
+    }
     if (r->expect_gen && t->entries[idx].gen != r->expect_gen) {
         ev_error_code(out, r, SSMD_ESTALE, "session changed on another replica");
         return -1;
@@ -240,7 +246,7 @@ static void run_session_op(eng_sched *s, eng_request *r, evlist *out)
     eng_event *e;
     switch (r->op) {
     case ENG_OP_SESSION_CREATE:
-        if (r->expect_gen) { /* the chosen id lives in the session store */
+        if (r->expect_gen && r->expect_gen != ENG_GEN_DELETED) { /* the chosen id lives in the store */
             ev_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
             return;
         }

@@ -108,7 +108,7 @@ uint64_t eng_session_new_gen(void)
     uint64_t g = 0;
     if (get_random(&g, sizeof g) != 0)
         g = fallback++ * 0x9e3779b97f4a7c15ull; /* no randomness: still distinct here */
-    return g ? g : 1;
+    return g && g != UINT64_MAX ? g : 1; /* 0 and all-ones mean "none" and "deleted" */
 }
 
 int eng_session_create(eng_session_table *t, const char *id, double now_s, int *evicted, ssmd_err *err)

@@ -3,8 +3,8 @@
  * is PUT to URL/v1/sessions/{id}/state, so the replica (or the load
  * balancer) at URL holds it when the session's next request arrives.
  *
- * Blocking libcurl calls on the loop thread: by then the server answers
- * nothing else (its listening socket is closed), and the whole handoff is
+ * Blocking libcurl calls on the loop thread: by then the server has closed
+ * its listening socket and every connection, and the whole handoff is
  * bounded by HANDOFF_BUDGET_MS.  Never touches the engine's live state: it
  * reads the stopped engine's pool through eng_sched_each_session.
  */
@@ -70,6 +70,7 @@ static int put_one(void *arg, const eng_session_info *info, const void *state, s
     curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(cu, CURLOPT_PROXY, ""); /* the peer is named directly: never via *_proxy */
     curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, (long)(left_ms < HANDOFF_EACH_MS ? left_ms : HANDOFF_EACH_MS));
     CURLcode rc = curl_easy_perform(cu);
     long status = 0;

@@ -216,9 +216,13 @@ static void hand_off_sessions(srv_server *s)
 {
     if (!s->draining || !s->loaded || (!s->store && !*s->cfg->drain_peer))
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    /* Stop HTTP altogether: the listening socket and every idle keep-alive
+     * connection (a balancer would send the handoff's own PUT back here
+     * over one of those, to a loop that cannot answer while it hands off). */
+    uv_poll_stop(&s->mhd_poll);
+    uv_timer_stop(&s->mhd_timer);
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
     if (s->store) {
         int n = srv_store_drain(s->store, s->sched);
         srv_log_msg(&s->log, "info", "drain_store", "wrote %d sessions missing from the session store", n);

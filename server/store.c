@@ -181,6 +181,16 @@ static uint64_t parse_gen(const redisReply *r)
     return *end ? 0 : g;
 }
 
+/* DELETE leaves this in "gen" for a while, so replicas holding a copy of
+ * the session drop it instead of serving (and rewriting) it. */
+#define STORE_TOMBSTONE "deleted"
+
+static int is_tombstone(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING && r->len == strlen(STORE_TOMBSTONE) &&
+           !memcmp(r->str, STORE_TOMBSTONE, r->len);
+}
+
 /* A final ERROR event for c's request, delivered now. */
 static void fail_request(srv_conn *c, int code, const char *msg)
 {
@@ -279,6 +289,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     switch (kind) {
     case OP_CHECK:
         c->req->expect_gen = ok ? parse_gen(r) : 0;
+        if (ok && is_tombstone(r)) {
+            c->req->expect_gen = ENG_GEN_DELETED;
+            c->store_tries = 1; /* nothing to load */
+        }
         submit_now(c, c->req);
         break;
     case OP_LOAD:
@@ -305,9 +319,14 @@ static int write_first(srv_store *st, srv_conn *c, eng_event *e)
     eng_request *r = e->req;
     if (r->op == ENG_OP_SESSION_DELETE) {
         key_of(key, sizeof key, r->session);
-        const char *argv[] = {"DEL", key};
-        if (store_send(st, c, OP_DELETE, 2, argv, NULL) != 0)
+        redisAsyncContext *ac = store_conn(st);
+        if (!ac)
             return 0;
+        redisAsyncCommand(ac, NULL, NULL, "HDEL %s state", key);
+        const char *tomb[] = {"HSET", key, "gen", STORE_TOMBSTONE};
+        if (store_send(st, c, OP_DELETE, 4, tomb, NULL) != 0)
+            return 0;
+        store_touch(st, key);
         c->store_ev = e;
         return 1;
     }

@@ -188,16 +188,25 @@ START_TEST(test_session_moves_between_replicas)
     redisReply *rep = redisCommand(c, "HGET ssmd:session:%s state", id);
     ck_assert(rep && rep->type == REDIS_REPLY_STRING && rep->len > 8 && !memcmp(rep->str, "SSMDSTAT", 8));
     freeReplyObject(rep);
-    /* DELETE removes it from the store too */
+    /* DELETE removes the state from the store and leaves a tombstone, so a
+     * replica that still holds a copy (a) drops it instead of serving it */
     char path[96];
     snprintf(path, sizeof path, "/v1/sessions/%s", id);
     it_resp r = it_http(&b, "DELETE", path, NULL);
     ck_assert_int_eq(r.status, 200);
     it_resp_free(&r);
-    rep = redisCommand(c, "EXISTS ssmd:session:%s", id);
+    rep = redisCommand(c, "HEXISTS ssmd:session:%s state", id);
     ck_assert(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0);
     freeReplyObject(rep);
     redisFree(c);
+    for (int k = 0; k < 2; k++) {
+        r = it_http(k ? &b : &a, "GET", path, NULL);
+        ck_assert_int_eq(r.status, 404);
+        it_resp_free(&r);
+    }
+    long st404;
+    free(turn(&a, id, prompts[0], &st404));
+    ck_assert_int_eq(st404, 404);
     /* an id chosen by the client is taken on every replica sharing the store */
     const char *chosen = "c0ffee00c0ffee00c0ffee00c0ffee00";
     const char *hdr = "X-Session-Id: c0ffee00c0ffee00c0ffee00c0ffee00";

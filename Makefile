@@ -127,7 +127,7 @@ test-container: $(BUILD)/ssmd
 # Mixed traffic against one server for SOAK_SECONDS; fails on RSS growth or
 # leaked slots (tests/soak/run.sh).
 SOAK_SECONDS ?= 1800
-soak: $(BUILD)/ssmd
+soak: $(BUILD)/ssmd $(BUILD)/rel/bench/soak
 	@BUILD=$(BUILD) SOAK_SECONDS=$(SOAK_SECONDS) bash tests/soak/run.sh
 
 bench: $(BENCH_BIN) $(BUILD)/ssmd

@@ -155,8 +155,16 @@ static int write_rows(FILE *f, const float *rows, size_t n_floats, const char *p
     return 0;
 }
 
-/* Emits one generated token to stdout as text or id. */
-static void emit(const gen_args *a, eng_detok *detok, int32_t id, int first)
+/* Says why stdout cannot be written (a full disk, a closed pipe); returns -1. */
+static int stdout_failed(void)
+{
+    fprintf(stderr, "ssmd generate: cannot write standard output: %s\n", strerror(errno));
+    return -1;
+}
+
+/* Emits one generated token to stdout as text or id; returns 0, or -1 after
+ * saying why stdout cannot be written. */
+static int emit(const gen_args *a, eng_detok *detok, int32_t id, int first)
 {
     if (a->print_ids) {
         printf(first ? "%d" : " %d", (int)id);
@@ -166,7 +174,7 @@ static void emit(const gen_args *a, eng_detok *detok, int32_t id, int first)
         if (len > 0)
             fwrite(piece, 1, (size_t)len, stdout);
     }
-    fflush(stdout);
+    return fflush(stdout) != 0 || ferror(stdout) ? stdout_failed() : 0;
 }
 
 static int run(const gen_args *a)
@@ -256,7 +264,8 @@ static int run(const gen_args *a)
         history[n_hist++] = next;
         if (next == eos)
             break;
-        emit(a, &detok, next, k == 0);
+        if (emit(a, &detok, next, k == 0))
+            goto out;
         if (k + 1 == N)
             break;
         if (eng_model_decode(model, pool, &(int32_t){0}, &next, 1, row, &err)) {
@@ -273,6 +282,10 @@ static int run(const gen_args *a)
         int len = eng_detok_flush(&detok, piece, sizeof piece);
         fwrite(piece, 1, (size_t)(len > 0 ? len : 0), stdout);
         printf("\n");
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        stdout_failed();
+        goto out;
     }
     rc = 0;
 out:

@@ -663,6 +663,9 @@ static void *thread_main(void *arg)
             r->next = NULL;
             if (r->op != ENG_OP_COMPLETE) {
                 run_session_op(s, r, &out);
+            } else if (r->session[0] && find_session(s, r, &out) < 0) {
+                /* unknown, busy or stale: answered now, not after waiting
+                 * for a batch slot (admit checks again) */
             } else {
                 if (s->wait_tail)
                     s->wait_tail->next = r;

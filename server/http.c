@@ -262,7 +262,21 @@ void srv_stream_start(srv_conn *c)
         MHD_add_response_header(c->resp, "X-Session-Id", c->session);
 }
 
-void srv_stream_write(srv_conn *c, const char *data, size_t len) { srv_buf_add(&c->out, data, len); }
+/* A client that stops reading is canceled once --max-stream-backlog bytes
+ * wait for it, instead of buffering its whole output until --conn-timeout
+ * (a slow but reading client of a long stream stays far below it). */
+void srv_stream_write(srv_conn *c, const char *data, size_t len)
+{
+    if (c->abort)
+        return;
+    if (c->out.len - c->out_off + len > (size_t)c->srv->cfg->max_stream_backlog) {
+        srv_log_msg(&c->srv->log, "warn", "slow_client", "%s %s: client reads too slowly (%zu bytes unsent); canceled",
+                    c->method, c->path, c->out.len - c->out_off);
+        conn_cancel(c);
+        return;
+    }
+    srv_buf_add(&c->out, data, len);
+}
 
 void srv_stream_end(srv_conn *c) { c->out_done = 1; }
 

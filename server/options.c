@@ -44,6 +44,7 @@ static const opt_row opt_rows[] = {
     {"session-store", OPT_STR, "", 0, 0, OFF(session_store), "redis://HOST:PORT[/DB]: keep every session's state there too, so any replica can continue it; empty = none", 0},
     {"drain-peer", OPT_STR, "", 0, 0, OFF(drain_peer), "http://HOST:PORT (a peer or the load balancer): on SIGTERM, hand each session's state to it before exiting; empty = none", 0},
     {"max-connections", OPT_LONG, "1024", 1, 1000000, OFF(max_connections), "simultaneous client connections", 0},
+    {"max-stream-backlog", OPT_LONG, "33554432", 4096, 1e12, OFF(max_stream_backlog), "unsent bytes a streaming client may fall behind before it is canceled", 0},
     {"conn-timeout", OPT_DOUBLE, "120", 0, 1e6, OFF(conn_timeout), "seconds an idle connection stays open (0 = forever)", 0},
     {"log-format", OPT_STR, "text", 0, 0, OFF(log_format), "stderr log: text, or json (one object per line)", 0},
     {"quiet", OPT_FLAG, "0", 0, 1, OFF(quiet), "no request log lines (start-up and errors only)", 0},

@@ -35,6 +35,7 @@ typedef struct srv_config {
     char *drain_peer;      /* base URL that receives session states on drain, or "" */
     long max_connections;
     double conn_timeout;   /* idle keep-alive seconds */
+    long max_stream_backlog; /* unsent stream bytes before a slow client is canceled */
     char *log_format;      /* "text" | "json" */
     long quiet;            /* no request log */
     long verbose;          /* also log probe requests (/health, /ready, /metrics) */

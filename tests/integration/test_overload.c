@@ -27,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -353,9 +354,9 @@ END_TEST
 
 typedef struct slow_reader {
     int fd;
-    volatile int stop;
-    size_t got;
-    char first[64];
+    atomic_int stop;      /* set by the test thread */
+    atomic_size_t got;    /* bytes read so far (the test polls it) */
+    char first[64];       /* read by the test thread only after the join */
 } slow_reader;
 
 /* Reads one byte at a time, pausing 100 us between reads, until stopped. */
@@ -370,9 +371,10 @@ static void *slow_read_main(void *arg)
         ssize_t n = recv(sr->fd, &b, 1, 0);
         if (n <= 0)
             break;
-        if (sr->got < sizeof sr->first - 1)
-            sr->first[sr->got] = b;
-        sr->got++;
+        size_t got = atomic_load(&sr->got);
+        if (got < sizeof sr->first - 1)
+            sr->first[got] = b;
+        atomic_store(&sr->got, got + 1);
         it_sleep(100e-6);
     }
     return NULL;
@@ -479,7 +481,7 @@ START_TEST(test_slow_clients)
     it_sleep(0.3);
     double gen1 = metric(&s, "ssmd_generation_tokens_total");
     fprintf(stderr, "slow clients: %ld tokens, pair alone-ish %.2f s, beside slow/never readers %.2f s; "
-            "slow reader got %zu bytes\n", n_tok, t_base, t_load, sr.got);
+            "slow reader got %zu bytes\n", n_tok, t_base, t_load, atomic_load(&sr.got));
     for (int i = 0; i < 2; i++) {
         ck_assert_ptr_nonnull(tok[i]);
         ck_assert_str_eq(tok[i], ref);
@@ -487,8 +489,7 @@ START_TEST(test_slow_clients)
     }
     ck_assert_double_lt(t_load, 2.0 * t_base + 1.0);
     ck_assert_double_gt(gen1, gen0); /* the decode loop still runs */
-    ck_assert_int_gt(sr.got, 0);
-    ck_assert(!strncmp(sr.first, "HTTP/1.1 200", 12));
+    ck_assert_int_gt(atomic_load(&sr.got), 0);
     /* the never-reading client is dropped by --conn-timeout 2 while the
      * slow reader (which makes progress) stays */
     double t_drop = wait_gauges(&s, 1, 0, 30);
@@ -496,8 +497,9 @@ START_TEST(test_slow_clients)
     ck_assert_double_ge(t_drop, 0);
     ck_assert_double_ge(wait_closed(never, 10), 0);
     close(never);
-    sr.stop = 1;
+    atomic_store(&sr.stop, 1);
     pthread_join(th, NULL);
+    ck_assert(!strncmp(sr.first, "HTTP/1.1 200", 12));
     close(sr.fd);
     ck_assert_double_ge(wait_gauges(&s, 0, 0, 10), 0);
     free(ref);
@@ -507,6 +509,39 @@ START_TEST(test_slow_clients)
 END_TEST
 
 /* ---- half-open connections ---- */
+
+/* A client that never reads is canceled once its unsent output passes
+ * --max-stream-backlog, long before --conn-timeout would drop it. */
+START_TEST(test_stream_backlog_cap)
+{
+    it_server s;
+    const char *extra[] = {"--threads", "1", "--max-tokens", "10000000", "--conn-timeout", "60",
+                           "--max-stream-backlog", "65536", NULL};
+    ck_assert_int_eq(it_start(&s, TINY, extra), 0);
+    double canceled0 = metric(&s, "ssmd_completions_canceled_total");
+    int never = raw_connect(&s, 4096);
+    ck_assert_int_ge(never, 0);
+    ck_assert_int_eq(raw_post(never, "{\"prompt\": \"" PROMPT "\", \"max_tokens\": 10000000, "
+                                     "\"ignore_eos\": true, \"stream\": true, \"logprobs\": 20}"),
+                     0);
+    double t_closed = wait_closed(never, 30);
+    close(never);
+    fprintf(stderr, "backlog cap: a non-reading client was dropped after %.2f s\n", t_closed);
+    ck_assert_double_ge(t_closed, 0);
+    ck_assert_double_lt(t_closed, 30);
+    ck_assert_double_ge(wait_gauges(&s, 0, 0, 10), 0);
+    ck_assert_double_gt(metric(&s, "ssmd_completions_canceled_total"), canceled0);
+    /* and the server goes on serving */
+    char *t = lone_tokens(&s, 8, 0, NULL);
+    ck_assert_ptr_nonnull(t);
+    free(t);
+    ck_assert_int_eq(it_stop(&s, 20), 0);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "grep -q 'client reads too slowly' %s", s.log);
+    ck_assert_int_eq(system(cmd), 0);
+    unlink(s.log);
+}
+END_TEST
 
 START_TEST(test_half_open)
 {
@@ -789,6 +824,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_flood_429);
     tcase_add_test(tc, test_slow_clients);
+    tcase_add_test(tc, test_stream_backlog_cap);
     tcase_add_test(tc, test_half_open);
     tcase_add_test(tc, test_vanish_mid_stream);
     tcase_add_test(tc, test_model_dir_gone);

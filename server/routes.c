@@ -242,15 +242,21 @@ static void start_state_import(srv_conn *c)
         srv_reply_error(c, SSMD_EFORMAT, "state export holds a token outside this model's vocabulary");
         return;
     }
-    eng_request *r = session_request(c, ENG_OP_STATE_IMPORT);
-    r->blob = malloc(m.state_bytes ? m.state_bytes : 1);
+    srv_submit(c, srv_import_request(c->path_id, &m, state), 0);
+}
+
+eng_request *srv_import_request(const char *id, const srv_state_meta *m, const unsigned char *state)
+{
+    eng_request *r = eng_request_new(ENG_OP_STATE_IMPORT);
+    snprintf(r->session, sizeof r->session, "%s", id);
+    r->blob = malloc(m->state_bytes ? m->state_bytes : 1);
     if (!r->blob)
         abort();
-    memcpy(r->blob, state, m.state_bytes);
-    r->blob_bytes = m.state_bytes;
-    r->blob_pending = m.pending;
-    r->blob_n_tokens = m.n_tokens;
-    srv_submit(c, r, 0);
+    memcpy(r->blob, state, m->state_bytes);
+    r->blob_bytes = m->state_bytes;
+    r->blob_pending = m->pending;
+    r->blob_n_tokens = m->n_tokens;
+    return r;
 }
 
 /* ---- the table ---- */

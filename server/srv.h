@@ -167,6 +167,11 @@ void srv_server_wake(srv_server *s);
  * after the engine stopped; blocks for at most a few seconds. */
 void srv_handoff_peer(srv_server *s);
 
+/* A STATE_IMPORT request of session id holding a copy of a decoded
+ * export (routes.c; the session store's loads use it too). */
+struct srv_state_meta;
+eng_request *srv_import_request(const char *id, const struct srv_state_meta *m, const unsigned char *state);
+
 /* Route handlers (route_complete.c, routes.c). */
 void srv_completions_start(srv_conn *c);
 void srv_chat_start(srv_conn *c);

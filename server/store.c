@@ -255,15 +255,7 @@ static void load_done(srv_store *st, srv_conn *c, const redisReply *reply)
         srv_deliver_event(s, e);
         return;
     }
-    eng_request *imp = eng_request_new(ENG_OP_STATE_IMPORT);
-    memcpy(imp->session, held->session, sizeof imp->session);
-    imp->blob = malloc(m.state_bytes ? m.state_bytes : 1);
-    if (!imp->blob)
-        abort();
-    memcpy(imp->blob, state, m.state_bytes);
-    imp->blob_bytes = m.state_bytes;
-    imp->blob_pending = m.pending;
-    imp->blob_n_tokens = m.n_tokens;
+    eng_request *imp = srv_import_request(held->session, &m, state);
     imp->blob_gen = parse_gen(gen);
     imp->udata = c;
     c->store_aux = imp;

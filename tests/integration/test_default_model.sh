@@ -11,22 +11,7 @@ set -u
 cd "$(dirname "$0")/../.."
 BIN=${BUILD:-build}/ssmd
 MODEL=models/default
-n=0
-failed=0
-pid=""
-tmp=$(mktemp -d /tmp/ssmd-default-XXXXXX)
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; failed=1; }
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-show_log() { sed 's/^/# server: /' "$tmp/server.log" | tail -20; }
+. tests/integration/lib.sh
 
 if [ ! -f "$MODEL/config.json" ] || [ ! -f "$MODEL/model.safetensors" ]; then
     echo "ok 1 - # SKIP no models/default"
@@ -41,32 +26,9 @@ if ! command -v curl >/dev/null; then
     exit 0
 fi
 
-port_in_use() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-
-# A random free port; a bind race with another process is retried.
 ready=0
-for attempt in 1 2 3; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_in_use "$port" && continue
-    "$BIN" serve --model "$MODEL" --host 127.0.0.1 --port "$port" --threads 1 \
-        >"$tmp/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 300); do # 30 s
-        kill -0 "$pid" 2>/dev/null || break
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/ready")
-        if [ "$code" = 200 ]; then ready=1; break; fi
-        sleep 0.1
-    done
-    [ "$ready" = 1 ] && break
-    if kill -0 "$pid" 2>/dev/null; then
-        why="did not answer /ready with 200 within 30 s"
-        kill -KILL "$pid" 2>/dev/null
-    else
-        why="exited before it was ready"
-    fi
-    wait "$pid" 2>/dev/null
-    pid=""
-done
+start_server "$BIN" --model "$MODEL" --threads 1 && ready=1
+why=$start_error
 if [ "$ready" = 1 ]; then
     ok "serve --model $MODEL answers /ready with 200 (port $port)"
 else

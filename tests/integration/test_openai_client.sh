@@ -21,16 +21,7 @@ for cand in "${TEST_PYTHON:-}" "${PYTHON:-/usr/bin/python3}"; do
     fi
 done
 KEY=ssmd-test-key
-pid=""
-tmp=$(mktemp -d /tmp/ssmd-openai-XXXXXX)
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+. tests/integration/lib.sh
 
 if [ -z "$PY" ]; then
     echo "ok 1 # SKIP python package openai is not installed (make test installs it in \$(BUILD)/venv)"
@@ -45,33 +36,14 @@ if ! command -v curl >/dev/null; then
     exit 0
 fi
 
-port_in_use() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 ready=0
-for attempt in 1 2 3; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_in_use "$port" && continue
-    "$BIN" serve --model "$MODEL" --host 127.0.0.1 --port "$port" --threads 1 --api-key "$KEY" \
-        >"$tmp/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 300); do # 30 s
-        kill -0 "$pid" 2>/dev/null || break
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/ready")
-        if [ "$code" = 200 ]; then ready=1; break; fi
-        sleep 0.1
-    done
-    [ "$ready" = 1 ] && break
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    pid=""
-done
+start_server "$BIN" --model "$MODEL" --threads 1 --api-key "$KEY" && ready=1
 if [ "$ready" != 1 ]; then
     echo "not ok 1 - ssmd serve --model $MODEL did not become ready"
     sed 's/^/# server: /' "$tmp/server.log" | tail -20
     exit 1
 fi
-url="http://127.0.0.1:$port"
 
-failed=0
 timeout 120 "$PY" tests/integration/openai_client.py "$url" "$KEY" >"$tmp/py.out" 2>&1 || failed=1
 cat "$tmp/py.out"
 n=$(grep -cE '^(ok|not ok) ' "$tmp/py.out")

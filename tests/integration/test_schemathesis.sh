@@ -37,22 +37,7 @@ CHECKS=$CHECKS,unsupported_method,allow_header_conformance,ignored_auth,use_afte
 CHECKS=$CHECKS,ensure_resource_availability
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-n=0
-failed=0
-pid=""
-tmp=$(mktemp -d /tmp/ssmd-schemathesis-XXXXXX)
-
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; failed=1; }
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-show_log() { sed 's/^/# server: /' "$tmp/server.log" | tail -"${1:-20}"; }
+. tests/integration/lib.sh
 
 if [ -z "$PY" ] || ! "$PY" -c 'import schemathesis' 2>/dev/null; then
     echo "ok 1 - schemathesis # SKIP not installed (make test installs it in \$(BUILD)/venv)"
@@ -73,26 +58,10 @@ if [ ! -f "$MODEL/tokenizer.json" ]; then
     exit 0
 fi
 
-port_in_use() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 ready=0
-for _ in 1 2 3; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_in_use "$port" && continue
-    "$BIN" serve --model "$MODEL" --host 127.0.0.1 --port "$port" --threads 1 --api-key "$KEY" \
-        --max-tokens 8 --default-max-tokens 4 --max-prompt 512 --max-sessions 256 --max-body 65536 \
-        --drain-timeout 5 --conn-timeout 30 --quiet >"$tmp/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 300); do # 30 s
-        kill -0 "$pid" 2>/dev/null || break
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/ready")
-        if [ "$code" = 200 ]; then ready=1; break; fi
-        sleep 0.1
-    done
-    [ "$ready" = 1 ] && break
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    pid=""
-done
+start_server "$BIN" --model "$MODEL" --threads 1 --api-key "$KEY" \
+    --max-tokens 8 --default-max-tokens 4 --max-prompt 512 --max-sessions 256 --max-body 65536 \
+    --drain-timeout 5 --conn-timeout 30 --quiet && ready=1
 if [ "$ready" != 1 ]; then
     not_ok "ssmd-san serve --model $MODEL did not become ready"
     show_log

@@ -70,7 +70,9 @@ kinds = {}
 for f, d in docs:
     kinds.setdefault(d["kind"], []).append(d)
 errs = []
-deps = kinds.get("Deployment", [])
+def is_ssmd(d):
+    return d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == "ssmd"
+deps = [d for d in kinds.get("Deployment", []) if is_ssmd(d)]
 if not any("cuda" in d["metadata"]["name"] for d in deps): errs.append("no CUDA Deployment")
 for d in deps:
     name = d["metadata"]["name"]
@@ -111,7 +113,8 @@ errs = []
 pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deps]
 def selects(sel):
     return all(not (sel.items() - l.items()) for l in pod_labels)
-for s in kinds.get("Service", []):
+ssmd_services = [s for s in kinds.get("Service", []) if s["spec"]["selector"].get("app.kubernetes.io/name") == "ssmd"]
+for s in ssmd_services:
     if not selects(s["spec"]["selector"]): errs.append(f"Service {s['metadata']['name']} misses some pods")
     for p in s["spec"]["ports"]:
         if p["targetPort"] not in ("http", 8080): errs.append(f"Service {s['metadata']['name']} targets {p['targetPort']}")
@@ -129,3 +132,52 @@ ing = kinds.get("Ingress", [])
 if ing and ing[0]["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/upstream-hash-by") != "$http_x_session_id":
     errs.append("Ingress does not hash on $http_x_session_id")
 report(not errs, "k8s Services, PodDisruptionBudget, HorizontalPodAutoscaler, Ingress select the ssmd pods and ports", "; ".join(errs))
+
+# The session store: every replica/pod names a Redis that exists.
+def store_of(args):
+    """(host, port) of --session-store redis://host:port, else None."""
+    if "--session-store" not in args: return None
+    m = re.fullmatch(r"redis://([a-z0-9.-]+):(\d+)(/\d+)?", args[args.index("--session-store") + 1])
+    return (m.group(1), int(m.group(2))) if m else ("?", 0)
+
+def redis_args_ok(argv, where):
+    a = " ".join(argv)
+    if "redis-server" not in a: errs.append(f"{where}: does not run redis-server")
+    if "--maxmemory-policy" not in argv or not argv[argv.index("--maxmemory-policy") + 1].startswith(("volatile-", "allkeys-")):
+        errs.append(f"{where}: no eviction policy (a full store would refuse writes)")
+
+errs = []
+try:
+    for r in reps:
+        st = store_of(sv[r].get("command", []))
+        if st is None: errs.append(f"{r}: no --session-store"); continue
+        host, port = st
+        rs = sv.get(host)
+        if rs is None: errs.append(f"{r}: --session-store names {host}, not a service"); continue
+        redis_args_ok(rs.get("command", []), f"compose {host}")
+        if str(port) not in [str(p) for p in rs.get("expose", [])] or rs.get("ports"):
+            errs.append(f"compose {host}: does not expose {port} (only) inside the network")
+        if sv[r].get("depends_on", {}).get(host, {}).get("condition") != "service_healthy":
+            errs.append(f"{r}: does not wait for {host} to be healthy")
+except Exception as e:
+    errs.append(repr(e))
+report(not errs, "docker-compose.yml: every replica runs --session-store redis://redis:6379, a healthy, unpublished Redis service with an eviction policy", "; ".join(errs))
+
+errs = []
+svcs = {s["metadata"]["name"]: s for s in kinds.get("Service", [])}
+all_deps = kinds.get("Deployment", [])
+for d in deps:
+    name = d["metadata"]["name"]
+    st = store_of(d["spec"]["template"]["spec"]["containers"][0].get("args", []))
+    if st is None: errs.append(f"{name}: no --session-store"); continue
+    host, port = st
+    svc = svcs.get(host)
+    if svc is None: errs.append(f"{name}: --session-store names {host}, not a Service"); continue
+    if port not in [p["port"] for p in svc["spec"]["ports"]]: errs.append(f"Service {host} has no port {port}")
+    sel = svc["spec"]["selector"]
+    backing = [x for x in all_deps if not (sel.items() - x["spec"]["template"]["metadata"]["labels"].items())]
+    if len(backing) != 1: errs.append(f"Service {host} selects {len(backing)} Deployments"); continue
+    (ctr,) = backing[0]["spec"]["template"]["spec"]["containers"]
+    redis_args_ok(ctr.get("command", []) + ctr.get("args", []), f"Deployment {backing[0]['metadata']['name']}")
+    if svc["spec"].get("type", "ClusterIP") != "ClusterIP": errs.append(f"Service {host} is not cluster-internal")
+report(not errs, "k8s: every ssmd Deployment runs --session-store redis://ssmd-redis:6379, a ClusterIP Service over one Redis Deployment with an eviction policy", "; ".join(errs))

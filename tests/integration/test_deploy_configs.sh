@@ -10,20 +10,17 @@
 #   - compose and Kubernetes YAML parsed (python3-yaml) with structural
 #     checks: probe paths/ports against the server's flags, preStop +
 #     --drain-timeout against terminationGracePeriodSeconds and
-#     stop_grace_period, labels/selectors, GPU resources; kubectl kustomize;
-#   - nginx and HAProxy (the shipped configs, upstream lines pointed at
-#     loopback) in front of three real `ssmd serve` replicas: one session
-#     created and continued 12 times through each balancer lands on the one
-#     replica that holds it, and an X-Session-Id always hashes to the same
-#     replica, in the header or in a /v1/sessions/{id} path.
+#     stop_grace_period, labels/selectors, GPU resources, the Redis store
+#     wiring; kubectl kustomize.
+# The live test of the balancer configs in front of three replicas and
+# Redis (affinity, failover, drain) is tests/integration/test_deploy.sh.
 # Each check whose tool is missing prints "ok N # SKIP ...".  Prints TAP
 # "ok N"/"not ok N" lines.  Never builds anything, talks only to 127.0.0.1,
-# and stops every process it started (trap).  Runs in ~5-10 s.
+# and stops every process it started (trap).  Runs in ~5 s.
 set -u
 PATH=$PATH:/usr/sbin:/sbin # nginx and haproxy live there
 cd "$(dirname "$0")/../.." || exit 1
 BIN=${BUILD:-build}/ssmd
-FIX=tests/fixtures/mamba/text_tiny
 PY=${PYTHON:-/usr/bin/python3}
 [ -x "$PY" ] || PY=$(command -v python3 || true)
 n=0
@@ -218,18 +215,10 @@ fi
 nginx_conf() {
     awk -v servers="$1" -v listen="$2" '
         /^[[:space:]]*server ssmd[0-9]+:8080/ {
-            if (!done) { n = split(servers, s, "\n"); for (i = 1; i <= n; i++) print "        server " s[i] " max_fails=3 fail_timeout=10s;"; done = 1 }
+            if (!done) { n = split(servers, s, "\n"); for (i = 1; i <= n; i++) { l = $0; sub(/ssmd[0-9]+:8080/, s[i], l); print l }; done = 1 }
             next }
         /^[[:space:]]*listen 8080;/ { print "        listen " listen ";"; next }
         { print }' deploy/nginx/nginx.conf
-}
-haproxy_conf() {
-    awk -v servers="$1" -v bind="$2" '
-        /^[[:space:]]*server ssmd[0-9]+ ssmd[0-9]+:8080/ {
-            if (!done) { n = split(servers, s, "\n"); for (i = 1; i <= n; i++) print "    server ssmd" i " " s[i]; done = 1 }
-            next }
-        /^[[:space:]]*bind :8080/ { print "    bind " bind; next }
-        { sub(/ resolvers docker/, ""); print }' deploy/haproxy/haproxy.cfg
 }
 mkdir -p "$tmp/nginx"
 if have nginx; then
@@ -260,156 +249,32 @@ if [ -n "$PY" ] && "$PY" -c 'import yaml' 2>/dev/null; then
 else
     skip "python3-yaml is not installed (compose and k8s YAML not checked)"
 fi
+# Every ssmd flag the Dockerfile, compose and the k8s manifests pass exists
+# in this build's `ssmd serve --help` (a renamed flag would stop every pod).
+known_flags() {
+    local used f err=0 help
+    help=$("$BIN" serve --help 2>&1)
+    # command:/args: lists (over several lines) that are ssmd flags, i.e.
+    # start with "--" (not redis-server's).
+    used=$({ stage cpu; stage cuda
+        awk '/^[[:space:]]*(command|args): \[/ { l = ""; on = 1 } on { l = l $0 } on && /\]/ { on = 0; if (l ~ /: \["--/) print l }' \
+            deploy/docker-compose.yml deploy/k8s/deployment*.yaml; } | grep -o -- '"--[a-z][a-z-]*"' | tr -d '"' | sort -u)
+    [ -n "$used" ] || { echo "no flags found"; return 1; }
+    for f in $used; do
+        grep -q -- "^  $f " <<<"$help" || { echo "$f is not an ssmd serve flag"; err=1; }
+    done
+    echo "flags:" $used
+    return $err
+}
+if [ -x "$BIN" ]; then
+    check "every flag in the Dockerfile, compose and k8s args is an ssmd serve flag of this build" known_flags
+else
+    skip "$BIN is not built"
+fi
 if have kubectl; then
     check "kubectl kustomize deploy/k8s builds (offline)" kubectl kustomize deploy/k8s
 else
     skip "kubectl is not installed"
 fi
 
-# ---- live: balancers in front of three replicas ------------------------------
-if ! have nginx && ! have haproxy; then
-    skip "neither nginx nor haproxy is installed (no live affinity test)"
-    exit $failed
-fi
-if [ ! -x "$BIN" ] || ! have curl || [ ! -f "$FIX/config.json" ]; then
-    skip "$BIN, curl or $FIX missing (no live affinity test)"
-    exit $failed
-fi
-replica() { exec "$BIN" serve --model "$FIX" --host 127.0.0.1 --port "$1" --threads 1 --drain-timeout 2; }
-bports=()
-up=1
-for i in 1 2 3; do
-    if launch /ready "$tmp/ssmd$i.log" replica; then bports+=("$lport"); else up=0; fi
-done
-if [ "$up" != 1 ]; then
-    not_ok "three ssmd replicas did not become ready (ports ${bports[*]})"
-    for i in 1 2 3; do tail -n 5 "$tmp/ssmd$i.log" | sed "s/^/# ssmd$i: /"; done
-    exit 1
-fi
-servers=$(printf '127.0.0.1:%s\n' "${bports[@]}")
-
-hex32() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
-# upstream URL METHOD [HEADER...]: prints "status upstream" (the replica
-# that answered: the last one nginx tried, or HAProxy's server name).
-upstream() {
-    local url=$1 m=$2; shift 2
-    local h=() x
-    for x in "$@"; do h+=(-H "$x"); done
-    local code
-    code=$("${CURL[@]}" -X "$m" -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' "${h[@]}" "$url")
-    x=$(tr -d '\r' <"$tmp/h" | sed -n 's/^[Xx]-[Uu]pstream: *//p' | tail -1)
-    echo "$code ${x##* }"
-}
-# The replicas' 4xx responses so far (from their /metrics).
-sum_4xx() {
-    local p t=0 v
-    for p in "${bports[@]}"; do
-        v=$("${CURL[@]}" "http://127.0.0.1:$p/metrics" | sed -n 's/^ssmd_http_requests_total{code="4xx"} \([0-9]*\).*/\1/p')
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
-# affinity LBURL NAME: one session created and continued through the balancer.
-affinity() {
-    local lb=$1 name=$2 id code where first="" i echoed
-    code=$("${CURL[@]}" -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' -H 'Content-Type: application/json' -d '{}' "$lb/v1/sessions")
-    id=$(grep -o '"id": *"[0-9a-f]*"' "$tmp/b" | grep -o '[0-9a-f]\{32\}')
-    if [ "$code" != 200 ] || [ -z "$id" ]; then not_ok "$name: POST /v1/sessions gave $code $(head -c 200 "$tmp/b")"; return; fi
-    echoed=$(tr -d '\r' <"$tmp/h" | sed -n 's/^[Xx]-[Ss]ession-[Ii]d: *//p')
-    if [ "$name" = haproxy ] && [ "$echoed" != "$id" ]; then
-        skip "$name: ssmd does not send X-Session-Id on POST /v1/sessions, which HAProxy learns the holder from"
-        return
-    fi
-    local bad="" e0
-    e0=$(sum_4xx)
-    for i in $(seq 1 12); do
-        code=$("${CURL[@]}" -D "$tmp/h" -o "$tmp/b" -w '%{http_code}' -H 'Content-Type: application/json' \
-            -H "X-Session-Id: $id" -d '{"prompt":"ab","max_tokens":2,"temperature":0,"ignore_eos":true,"session":"'"$id"'"}' "$lb/v1/completions")
-        where=$(tr -d '\r' <"$tmp/h" | sed -n 's/^[Xx]-[Uu]pstream: *//p' | tail -1)
-        where=${where##* }
-        [ -z "$first" ] && first=$where
-        [ "$code" = 200 ] && [ "$where" = "$first" ] || bad="$bad request $i: $code at '$where' (first '$first');"
-    done
-    # The session's own route (id in the path) through the balancer, and the
-    # replicas themselves: exactly one holds it, with all 12 requests' tokens.
-    read -r code where < <(upstream "$lb/v1/sessions/$id" GET)
-    local tokens holders=0 extra=$(($(sum_4xx) - e0))
-    tokens=$(grep -o '"n_tokens": *[0-9]*' "$tmp/b" | grep -o '[0-9]*$')
-    [ "$code" = 200 ] && [ "${tokens:-0}" -ge 36 ] || bad="$bad GET /v1/sessions/{id}: $code, n_tokens '${tokens:-}';"
-    for p in "${bports[@]}"; do
-        [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/v1/sessions/$id")" = 200 ] && holders=$((holders + 1))
-    done
-    [ "$holders" = 1 ] || bad="$bad $holders replicas hold the session;"
-    # 404s from replicas without the session (the walk / retry), over the 12
-    # continuations and the GET.  HAProxy learns the holder from the create
-    # response's X-Session-Id, so it must need none once ssmd sends it.
-    if [ "$name" = haproxy ] && [ "$echoed" = "$id" ] && [ "$extra" != 0 ]; then
-        bad="$bad $extra requests went to a replica without the session (stick table not learnt);"
-    fi
-    if [ -z "$bad" ]; then ok "$name: a session created and continued 12 times stays on one replica ($first), n_tokens $tokens, $extra 404 hops over 13 requests${echoed:+ (X-Session-Id echoed)}"
-    else not_ok "$name:$bad"; fi
-}
-# hashing LBURL NAME: random ids always go to the same replica, in the
-# header (GET /v1/models) or in a session path, and spread over replicas.
-hashing() {
-    local lb=$1 name=$2 id a b c d bad="" used=""
-    for _ in $(seq 1 16); do
-        id=$(hex32)
-        read -r a b < <(upstream "$lb/v1/models" GET "X-Session-Id: $id")
-        read -r c d < <(upstream "$lb/v1/models" GET "X-Session-Id: $id")
-        [ "$a$c" = 200200 ] && [ -n "$b" ] && [ "$b" = "$d" ] || bad="$bad $id: $a@$b then $c@$d;"
-        used="$used $b"
-    done
-    local distinct
-    distinct=$(tr ' ' '\n' <<<"$used" | sort -u | grep -c .)
-    [ "$distinct" -ge 2 ] || bad="$bad 16 ids all went to$used;"
-    if [ -z "$bad" ]; then ok "$name: the same X-Session-Id always reaches the same replica (16 ids over $distinct replicas)"
-    else not_ok "$name:$bad"; fi
-}
-
-if have nginx; then
-    run_nginx() {
-        nginx_conf "$servers" "127.0.0.1:$1" >"$tmp/nginx/nginx.conf"
-        exec nginx -e stderr -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g "daemon off; pid $tmp/nginx/nginx.pid;"
-    }
-    if launch /health "$tmp/nginx.log" run_nginx; then
-        lp=$lport
-        hashing "http://127.0.0.1:$lp" nginx
-        # The map: a path id hashes like the same id in the header (first
-        # replica nginx tries; the unknown id then walks on to the others).
-        bad=""
-        for _ in 1 2 3 4 5 6; do
-            id=$(hex32)
-            read -r a b < <(upstream "http://127.0.0.1:$lp/v1/models" GET "X-Session-Id: $id")
-            "${CURL[@]}" -D "$tmp/h" -o /dev/null "http://127.0.0.1:$lp/v1/sessions/$id/state"
-            c=$(tr -d '\r' <"$tmp/h" | sed -n 's/^[Xx]-[Uu]pstream: *//p' | tail -1 | cut -d, -f1)
-            [ "$b" = "$c" ] || bad="$bad $id: header to $b, path to $c;"
-        done
-        if [ -z "$bad" ]; then ok "nginx: an id in /v1/sessions/{id}/... hashes to the replica its X-Session-Id does"
-        else not_ok "nginx:$bad"; fi
-        affinity "http://127.0.0.1:$lp" nginx
-    else
-        not_ok "nginx in front of the replicas did not start"
-        sed 's/^/# /' "$tmp/nginx.log" | tail -10
-    fi
-else
-    skip "nginx is not installed"
-fi
-
-if have haproxy; then
-    run_haproxy() {
-        haproxy_conf "$servers" "127.0.0.1:$1" >"$tmp/haproxy.cfg"
-        exec haproxy -db -f "$tmp/haproxy.cfg"
-    }
-    if launch /health "$tmp/haproxy.log" run_haproxy; then
-        hp=$lport
-        hashing "http://127.0.0.1:$hp" haproxy
-        affinity "http://127.0.0.1:$hp" haproxy
-    else
-        not_ok "haproxy in front of the replicas did not start"
-        sed 's/^/# /' "$tmp/haproxy.log" | tail -10
-    fi
-else
-    skip "haproxy is not installed"
-fi
 exit $failed

@@ -37,6 +37,7 @@ static const char *const kind_names[K_N] = {"complete", "stream", "chat", "sessi
 
 typedef struct soak_opts {
     const char *server, *model;
+    const char *session_store; /* --session-store for the server, or NULL */
     double seconds, sample_s, rss_tol, rss_mb;
     int clients, max_sessions, port;
 } soak_opts;
@@ -399,7 +400,11 @@ static int start_server(soak *S, const char *log)
     snprintf(ms, sizeof ms, "%d", S->o->max_sessions);
     const char *argv[] = {S->o->server, "serve", "--model", S->o->model, "--host", "127.0.0.1", "--port", port,
                           "--max-sessions", ms, "--max-batch", "4", "--max-queue", "64", "--threads", "1",
-                          "--session-ttl", "20", "--conn-timeout", "10", "--quiet", NULL};
+                          "--session-ttl", "20", "--conn-timeout", "10", "--quiet", NULL, NULL, NULL};
+    if (S->o->session_store) { /* the two spare slots before the final NULL */
+        argv[sizeof argv / sizeof *argv - 3] = "--session-store";
+        argv[sizeof argv / sizeof *argv - 2] = S->o->session_store;
+    }
     fflush(NULL);
     S->pid = fork();
     if (S->pid == 0) {
@@ -505,12 +510,13 @@ static int verdict(soak *S, double duration, int idle_ok, int exit_code)
 static void usage(void)
 {
     fprintf(stderr, "usage: soak --server BIN [--model DIR] [--seconds S] [--clients N] [--max-sessions N]\n"
+                    "            [--session-store redis://HOST:PORT]\n"
                     "            [--sample S] [--rss-tol FRACTION] [--rss-mb MB]\n");
 }
 
 int main(int argc, char **argv)
 {
-    soak_opts o = {NULL, "models/default", 60, 2, 0.10, 8, 6, 6, 0};
+    soak_opts o = {NULL, "models/default", NULL, 60, 2, 0.10, 8, 6, 6, 0};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--server"))
@@ -523,6 +529,8 @@ int main(int argc, char **argv)
             o.clients = atoi(v);
         else if (!strcmp(k, "--max-sessions"))
             o.max_sessions = atoi(v);
+        else if (!strcmp(k, "--session-store"))
+            o.session_store = v;
         else if (!strcmp(k, "--sample"))
             o.sample_s = atof(v);
         else if (!strcmp(k, "--rss-tol"))

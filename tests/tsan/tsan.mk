@@ -20,7 +20,7 @@ TSAN_OBJ   := $(LIB_SRC:%.c=$(TSAN_DIR)/%.o)
 # thread, the engine thread and the compute pool under concurrent clients,
 # cancellation, session TTL expiry and the SIGTERM drain, and test_store
 # (two replicas sharing Redis, the drain handoff).  About 70 s on 2
-# busy cores from an empty $(BUILD)/tsan (build ~12 s, runs ~35 s).
+# busy cores from an empty $(BUILD)/tsan (build ~12 s, runs ~60 s).
 TSAN_TESTS ?= $(wildcard tests/engine/test_threadpool*.c) tests/engine/test_cpu_kernels.c \
               tests/models/test_mamba1.c tests/models/test_s4.c \
               tests/integration/test_serve.c tests/integration/test_serve_limits.c \

@@ -115,7 +115,7 @@ test: $(TEST_BIN) $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP) $(TEST_VE
 
 # The multi-replica deployment test alone (3 replicas, nginx, HAProxy,
 # Redis on loopback); `make test` runs it too.
-.PHONY: test-deploy test-container soak
+.PHONY: test-deploy test-container test-compose soak
 test-deploy: $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
 	@BUILD=$(BUILD) bash tests/integration/test_deploy.sh
 
@@ -123,6 +123,11 @@ test-deploy: $(BUILD)/ssmd $(BUILD)/ssmd-san | $(TEST_DEPS_STAMP)
 # its Debian base locally with debootstrap when the daemon lacks one).
 test-container: $(BUILD)/ssmd
 	@BUILD=$(BUILD) bash deploy/tests/container_e2e.sh
+
+# Brings up deploy/docker-compose.yml (3 replicas, Redis, nginx) and follows
+# one session across stopped and killed replicas (same needs as above).
+test-compose: $(BUILD)/ssmd
+	@BUILD=$(BUILD) bash deploy/tests/compose_e2e.sh
 
 # Mixed traffic against one server for SOAK_SECONDS; fails on RSS growth or
 # leaked slots (tests/soak/run.sh).

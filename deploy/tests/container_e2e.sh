@@ -36,6 +36,7 @@ work=$(mktemp -d /tmp/ssmd-container-XXXXXX)
 native_pid=""
 cleanup() {
     $DOCKER rm -f "$NAME" >/dev/null 2>&1
+    $DOCKER image rm "$IMAGE" >/dev/null 2>&1
     [ -n "$native_pid" ] && kill "$native_pid" 2>/dev/null && wait "$native_pid" 2>/dev/null
     rm -rf "$work"
 }
@@ -105,6 +106,5 @@ code=$($DOCKER inspect -f '{{.State.ExitCode}}' "$NAME")
 check "docker stop: exit code 0 after draining (${stop_ms} ms)" test "$code" = 0
 check "the running stream was finished, not cut" grep -q 'data: \[DONE\]' "$work/stream.txt"
 check "the log shows the drain" bash -c "$DOCKER logs $NAME 2>&1 | grep -q draining && $DOCKER logs $NAME 2>&1 | grep -q stopped"
-$DOCKER image rm "$IMAGE" >/dev/null 2>&1
 echo "# $n checks, $failed failed"
 [ $failed = 0 ]

@@ -2,12 +2,13 @@
 # compose_e2e.sh - runs deploy/docker-compose.yml as shipped (3 ssmd
 # replicas with the Redis session store behind nginx) and checks that one
 # session continues exactly while the replica serving it is stopped
-# (SIGTERM) and then another is killed (SIGKILL): `make test-compose`.
+# (SIGTERM) and then another is killed (SIGKILL), through nginx and through
+# HAProxy (the haproxy profile): `make test-compose`.
 #
 # Needs a docker daemon and docker-compose; prints one "ok ... # SKIP" line
 # without them.  No registry is reachable here, so the images the compose
 # file names are made locally first: ssmd:cpu from the Dockerfile (BuildKit),
-# and stand-ins for nginx:1.22 and redis:7.0-bookworm built from Debian's
+# and stand-ins for nginx:1.22, haproxy:2.6 and redis:7.0-bookworm built from Debian's
 # own packages on the local base (see container_e2e.sh).  Publishes :8080 on
 # the host while it runs; takes everything down at the end.
 set -u
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 BASE=${DEBIAN_BASE:-ssmd-local/debian:bookworm-slim}
 PROJECT=ssmde2e$$
-DC=(docker-compose -p "$PROJECT" -f deploy/docker-compose.yml)
+DC=(docker-compose -p "$PROJECT" -f deploy/docker-compose.yml --profile haproxy)
 n=0; failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
@@ -25,8 +26,8 @@ if ! $DOCKER info >/dev/null 2>&1 || ! command -v docker-compose >/dev/null; the
     echo "ok 1 - compose end-to-end # SKIP no docker daemon or docker-compose"
     exit 0
 fi
-if ss -ltn 2>/dev/null | grep -q ':8080 '; then
-    echo "ok 1 - compose end-to-end # SKIP port 8080 is taken on this host"
+if ss -ltn 2>/dev/null | grep -qE ':808[01] '; then
+    echo "ok 1 - compose end-to-end # SKIP port 8080 or 8081 is taken on this host"
     exit 0
 fi
 work=$(mktemp -d /tmp/ssmd-compose-XXXXXX)
@@ -49,10 +50,11 @@ stand_in() { # stand_in TAG PACKAGE CMD-JSON [EXTRA-RUN]
     DOCKER_BUILDKIT=1 $DOCKER build --network host -t "$1" "$work/$2" >"$work/$2.log" 2>&1
 }
 stand_in nginx:1.22 nginx-light '["nginx", "-g", "daemon off;"]' &&
+    stand_in haproxy:2.6 haproxy '["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]' &&
     stand_in redis:7.0-bookworm redis-server '["redis-server"]' ' && mkdir -p /data' &&
     DOCKER_BUILDKIT=1 $DOCKER build --network host --build-arg DEBIAN_BASE="$BASE" --target cpu -t ssmd:cpu . \
         >"$work/ssmd.log" 2>&1
-if [ $? = 0 ]; then ok "images: ssmd:cpu from the Dockerfile, nginx and redis stand-ins from Debian packages"
+if [ $? = 0 ]; then ok "images: ssmd:cpu from the Dockerfile, nginx, HAProxy and redis stand-ins from Debian packages"
 else not_ok "images"; tail -n 20 "$work"/*.log | sed 's/^/# /'; exit 1; fi
 
 # ---- up ----
@@ -64,7 +66,11 @@ for _ in $(seq 1 600); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/ready)" = 200 ] && { up=1; break; }
     sleep 0.1
 done
-if [ $up = 1 ]; then ok "docker-compose up: redis, 3 replicas healthy, nginx answers /ready"
+for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8081/ready)" = 200 ] || { up=0; sleep 0.1; continue; }
+    up=$((up + 1)); break
+done
+if [ $up = 2 ]; then ok "docker-compose --profile haproxy up: redis, 3 replicas healthy, nginx and HAProxy answer /ready"
 else not_ok "the stack did not become ready"; "${DC[@]}" ps | sed 's/^/# /'; exit 1; fi
 
 # ---- the reference: the same four turns on the binary built here ----
@@ -140,6 +146,31 @@ h3=$(holder "$id")
 if [ "$got3" = "${ref[3]}" ] && [ -n "$h3" ] && [ "$h3" != "$h2" ]; then
     ok "$h0 and $h1 restarted, $h2 stopped: the fourth turn continues exactly on $h3"
 else not_ok "fourth turn: tokens '$got3' want '${ref[3]}' on '$h3'"; fi
+
+# Through HAProxy (profile haproxy, :8081): a fresh session while every
+# replica in turn is stopped or killed before a turn, so whichever held it
+# was taken away at least once; each turn equals the native one.
+"${DC[@]}" start ssmd1 ssmd2 ssmd3 >/dev/null 2>&1
+for _ in $(seq 1 300); do
+    healthy=$($DOCKER inspect -f '{{.State.Health.Status}}' $("${DC[@]}" ps -q ssmd1 ssmd2 ssmd3) | grep -c healthy)
+    [ "$healthy" = 3 ] && break
+    sleep 0.2
+done
+HP=http://127.0.0.1:8081
+hid=$(printf '%032x' $RANDOM$RANDOM$RANDOM$RANDOM)
+curl -s -o /dev/null -X POST -H "X-Session-Id: $hid" "$HP/v1/sessions"
+bad=""
+for k in 0 1 2 3; do
+    case $k in
+    1) "${DC[@]}" stop -t 35 ssmd1 >/dev/null 2>&1 ;;
+    2) "${DC[@]}" start ssmd1 >/dev/null 2>&1; "${DC[@]}" stop -t 35 ssmd2 >/dev/null 2>&1 ;;
+    3) "${DC[@]}" start ssmd2 >/dev/null 2>&1; "${DC[@]}" kill -s SIGKILL ssmd3 >/dev/null 2>&1 ;;
+    esac
+    got=$(turn "$HP" "$hid" $k)
+    [ -n "$got" ] && [ "$got" = "${ref[k]}" ] || bad="$bad turn $k: '$got' want '${ref[k]}';"
+done
+if [ -z "$bad" ]; then ok "HAProxy: a session continues exactly while ssmd1, ssmd2 (stopped) and ssmd3 (killed) go away in turn"
+else not_ok "HAProxy:$bad"; fi
 
 keys=$("${DC[@]}" exec -T redis redis-cli --scan --pattern 'ssmd:session:*' 2>/dev/null | wc -l)
 if [ "$keys" -ge 1 ]; then ok "Redis holds the session states ($keys keys)"

@@ -7,10 +7,11 @@
 #
 # Needs a docker daemon and docker-compose; prints one "ok ... # SKIP" line
 # without them.  No registry is reachable here, so the images the compose
-# file names are made locally first: ssmd:cpu from the Dockerfile (BuildKit),
-# and stand-ins for nginx:1.22, haproxy:2.6 and redis:7.0-bookworm built from Debian's
-# own packages on the local base (see container_e2e.sh).  Publishes :8080 on
-# the host while it runs; takes everything down at the end.
+# file names are made locally first: ssmd:cpu from the Dockerfile
+# (BuildKit), and stand-ins for nginx:1.22, haproxy:2.6 and
+# redis:7.0-bookworm built from Debian's own packages on the local base (see
+# container_e2e.sh).  Publishes :8080 and :8081 on the host while it runs;
+# takes everything down at the end.
 set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}

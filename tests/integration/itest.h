@@ -136,6 +136,18 @@ static inline it_resp it_http_key(const it_server *s, const char *method, const 
     return r;
 }
 
+/* Drives m until r has its first bytes (a stream has begun) or timeout_s
+ * pass; returns whether the transfer is still running. */
+static inline int it_multi_first_bytes(CURLM *m, const it_resp *r, double timeout_s)
+{
+    int running = 1;
+    for (double t0 = it_now(); running && r->len == 0 && it_now() - t0 < timeout_s;) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+    }
+    return running;
+}
+
 static inline it_resp it_http(const it_server *s, const char *method, const char *path, const char *body)
 {
     return it_http_key(s, method, path, body, -1, NULL);

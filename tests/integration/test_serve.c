@@ -505,11 +505,7 @@ START_TEST(test_session_busy_conflict)
     CURL *e1 = it_easy(&srv, "POST", "/v1/completions", body, -1, NULL, &r1, &h1);
     CURLM *m = curl_multi_init();
     curl_multi_add_handle(m, e1);
-    int running = 1;
-    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 30;) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 20, NULL);
-    }
+    it_multi_first_bytes(m, &r1, 30);
     ck_assert_int_gt(r1.len, 0);
     snprintf(body, sizeof body, "{\"prompt\": [6], \"max_tokens\": 1, \"session\": \"%s\"}", s);
     expect_error("POST", "/v1/completions", body, 409, NULL);

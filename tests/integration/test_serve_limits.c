@@ -79,11 +79,7 @@ START_TEST(test_queue_full_and_cancel)
     CURL *e1 = it_easy(&srv, "POST", "/v1/completions", lng, -1, KEY, &r1, &h1);
     CURLM *m = curl_multi_init();
     curl_multi_add_handle(m, e1);
-    int running = 1;
-    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 30;) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 20, NULL);
-    }
+    it_multi_first_bytes(m, &r1, 30);
     ck_assert_int_gt(r1.len, 0);
     double t0 = it_now();
     it_resp r = it_http_key(&srv, "POST", "/v1/completions", "{\"prompt\": [4], \"max_tokens\": 1}", -1, KEY);
@@ -213,11 +209,7 @@ START_TEST(test_drain_finishes_running)
     curl_easy_setopt(e1, CURLOPT_TIMEOUT, 0L); /* the tcase timeout bounds it */
     CURLM *m = curl_multi_init();
     curl_multi_add_handle(m, e1);
-    int running = 1;
-    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 30;) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 20, NULL);
-    }
+    int running = it_multi_first_bytes(m, &r1, 30);
     ck_assert_int_gt(r1.len, 0);
     /* the client now reads nothing until the checks below are done */
     kill(d.pid, SIGTERM);
@@ -281,11 +273,7 @@ START_TEST(test_drain_timeout)
     curl_easy_setopt(e1, CURLOPT_TIMEOUT, 0L);
     CURLM *m = curl_multi_init();
     curl_multi_add_handle(m, e1);
-    int running = 1;
-    for (double t0 = it_now(); running && r1.len == 0 && it_now() - t0 < 30;) {
-        curl_multi_perform(m, &running);
-        curl_multi_poll(m, NULL, 0, 20, NULL);
-    }
+    int running = it_multi_first_bytes(m, &r1, 30);
     ck_assert_int_gt(r1.len, 0);
     double t0 = it_now();
     kill(d.pid, SIGTERM);

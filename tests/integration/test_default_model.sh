@@ -38,28 +38,8 @@ else
 fi
 url="http://127.0.0.1:$port"
 
-body='{"prompt":"And God said","max_tokens":24,"temperature":0}'
-code=$(curl -s -o "$tmp/completion.json" -w '%{http_code}' --max-time 30 \
-    -H 'Content-Type: application/json' -d "$body" "$url/v1/completions")
-text=$(grep -o '"text": *"[^"]*' "$tmp/completion.json" | head -1 | sed 's/^"text": *"//')
-if [ "$code" = 200 ] && [ -n "$text" ] && grep -q '[A-Za-z]' <<<"$text"; then
-    ok "completion: 200 with text \"$text\""
-else
-    not_ok "completion: status $code, body $(head -c 300 "$tmp/completion.json")"
-fi
-
-body='{"prompt":"In the beginning","max_tokens":16,"temperature":0,"stream":true}'
-code=$(curl -s -N -o "$tmp/stream.txt" -w '%{http_code}' --max-time 30 \
-    -H 'Content-Type: application/json' -d "$body" "$url/v1/completions")
-chunks=$(grep -c '^data: {' "$tmp/stream.txt")
-last=$(grep -v '^[[:space:]]*$' "$tmp/stream.txt" | tail -1 | tr -d '\r')
-stext=$(grep '^data: {' "$tmp/stream.txt" | grep -o '"text": *"[^"]*' | sed 's/^"text": *"//' | tr -d '\n')
-if [ "$code" = 200 ] && [ "$chunks" -ge 1 ] && [ "$last" = "data: [DONE]" ] && [ -n "$stext" ]; then
-    ok "streamed completion: $chunks chunks ending with data: [DONE], text \"$stext\""
-else
-    not_ok "streamed completion: status $code, $chunks chunks, last line '$last'"
-    head -c 600 "$tmp/stream.txt" | sed 's/^/# stream: /'
-fi
+check_completion "$url" 30
+check_stream "$url" 30
 
 kill -TERM "$pid"
 rc=""

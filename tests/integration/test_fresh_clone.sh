@@ -13,13 +13,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
-n=0
-failed=0
+. tests/integration/lib.sh   # ok, not_ok, $tmp, free_port, check_*
 make_pid=""
-tmp=""
 
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-not_ok() { n=$((n + 1)); echo "not ok $n - $*"; failed=1; }
 skip() { echo "ok $((n + 1)) - # SKIP $*"; exit 0; }
 
 # The ssmd process `make run` started: the one whose binary is the clone's.
@@ -54,7 +50,6 @@ command -v git >/dev/null || skip "git is not installed"
 command -v curl >/dev/null || skip "curl is not installed"
 git -C "$repo" rev-parse --verify -q HEAD >/dev/null 2>&1 || skip "not a git checkout with a commit"
 
-tmp=$(mktemp -d /tmp/ssmd-fresh-clone-XXXXXX)
 if git clone -q "$repo" "$tmp/ssmd" 2>"$tmp/clone.log"; then
     ok "git clone $repo ($(git -C "$tmp/ssmd" rev-parse --short HEAD))"
 else
@@ -66,13 +61,7 @@ if [ ! -f "$tmp/ssmd/models/default/config.json" ]; then
     skip "no models/default in the committed tree"
 fi
 
-port_in_use() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-port=""
-for _ in 1 2 3 4 5; do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_in_use "$p" || { port=$p; break; }
-done
-[ -n "$port" ] || { not_ok "found no free port"; exit 1; }
+free_port || { not_ok "found no free port"; exit 1; }
 
 # A clean make: nothing of the make that runs this test leaks in (its BUILD,
 # its jobserver, its MODEL).
@@ -104,28 +93,8 @@ else
 fi
 url="http://127.0.0.1:$port"
 
-body='{"prompt":"And God said","max_tokens":24,"temperature":0}'
-code=$(curl -s -o "$tmp/completion.json" -w '%{http_code}' --max-time 60 \
-    -H 'Content-Type: application/json' -d "$body" "$url/v1/completions")
-text=$(grep -o '"text": *"[^"]*' "$tmp/completion.json" | head -1 | sed 's/^"text": *"//')
-if [ "$code" = 200 ] && grep -q '[A-Za-z]' <<<"$text"; then
-    ok "completion: 200 with text \"$text\""
-else
-    not_ok "completion: status $code, body $(head -c 300 "$tmp/completion.json")"
-fi
-
-body='{"prompt":"In the beginning","max_tokens":16,"temperature":0,"stream":true}'
-code=$(curl -s -N -o "$tmp/stream.txt" -w '%{http_code}' --max-time 60 \
-    -H 'Content-Type: application/json' -d "$body" "$url/v1/completions")
-chunks=$(grep -c '^data: {' "$tmp/stream.txt")
-last=$(grep -v '^[[:space:]]*$' "$tmp/stream.txt" | tail -1 | tr -d '\r')
-stext=$(grep '^data: {' "$tmp/stream.txt" | grep -o '"text": *"[^"]*' | sed 's/^"text": *"//' | tr -d '\n')
-if [ "$code" = 200 ] && [ "$chunks" -ge 1 ] && [ "$last" = "data: [DONE]" ] && grep -q '[A-Za-z]' <<<"$stext"; then
-    ok "streamed completion: $chunks chunks ending with data: [DONE], text \"$stext\""
-else
-    not_ok "streamed completion: status $code, $chunks chunks, last line '$last'"
-    head -c 600 "$tmp/stream.txt" | sed 's/^/# stream: /'
-fi
+check_completion "$url" 60
+check_stream "$url" 60
 
 # SIGTERM the server (not make): make then exits with the server's status.
 if ! spid=$(server_pid); then

@@ -34,7 +34,9 @@ SANFLAGS  := -O1 $(ARCH_FLAGS) -fno-math-errno -g -fsanitize=address,undefined \
              -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDLIBS     = $(PKG_LIBS) -lcurl -lm -pthread
 
-LIB_SRC   := $(sort $(wildcard engine/*.c models/*.c server/*.c))
+# Every room's C sources; the CUDA sources (kernels/cuda/*.cu) build only
+# with `make cuda`.
+LIB_SRC   := $(sort $(wildcard engine/*.c engine/*/*.c kernels/*.c kernels/cpu/*.c models/*.c server/*.c))
 LIB_SRC   := $(filter-out server/main.c,$(LIB_SRC))
 TEST_SRC  := $(sort $(wildcard tests/*/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
@@ -176,13 +178,13 @@ CUDA_LIBS   = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcuda
 CXXWARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow
 EMU_FLAGS   = -std=c++17 -I. $(CXXWARN) -fno-strict-aliasing -pthread -MMD -MP
 
-KC_CU      := $(sort $(wildcard kernels/*.cu))
-KC_EMU_CU  := $(filter-out kernels/backend_cuda.cu,$(KC_CU)) $(sort $(wildcard kernels/emu/*.cu))
+KC_CU      := $(sort $(wildcard kernels/cuda/*.cu))
+KC_EMU_CU  := $(filter-out kernels/cuda/backend_cuda.cu,$(KC_CU)) $(sort $(wildcard kernels/emu/*.cu))
 KC_EMU_CPP := $(sort $(wildcard kernels/emu/*.cpp))
 CUDA_OBJ   := $(KC_CU:%.cu=$(BUILD)/cuda/%.o)
 CUDA_CHECK_OBJ := $(CUDA_OBJ) $(patsubst %.cu,$(BUILD)/cuda/%.o,$(wildcard kernels/emu/*.cu))
 EMU_OBJ    := $(KC_EMU_CU:%.cu=$(BUILD)/san/%.cu.o) $(KC_EMU_CPP:%.cpp=$(BUILD)/san/%.o) \
-              $(if $(wildcard kernels/backend_cuda.cu),$(BUILD)/san/kernels/backend_cuda.mock.o)
+              $(if $(wildcard kernels/cuda/backend_cuda.cu),$(BUILD)/san/kernels/cuda/backend_cuda.mock.o)
 
 .PHONY: cuda cuda-check bench-cuda
 .SECONDARY: $(EMU_OBJ)

@@ -16,7 +16,7 @@
 
 #include "engine/model.h"
 #include "engine/state_pool.h"
-#include "engine/threadpool.h"
+#include "kernels/cpu/threadpool.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     }
     eng_model_opts o;
     eng_model_opts_defaults(&o);
-    o.threads = threads;
+    o.backend_opts.threads = threads;
     o.max_batch = max_batch;
     eng_model *m;
     ssmd_err err;

@@ -13,7 +13,7 @@
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/model_config.h"
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 
 typedef struct eng_arch {
     const char *model_type; /* config.json's model_type */

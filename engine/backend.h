@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "engine/error.h"
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 
 typedef struct bk_matrix {
     const void *data; /* (rows, cols) in backend memory */
@@ -140,8 +140,26 @@ struct bk_backend {
                     float *y);
 };
 
-/* Creates the named backend ("cpu"; "cuda" when built with it).  threads:
- * compute threads, 0 = all cores.  Returns SSMD_OK or SSMD_EUNSUPPORTED. */
-int bk_backend_create(const char *name, int threads, bk_backend **out, ssmd_err *err);
+/* How a backend may compute.  exact: f32 activations and f32 accumulation
+ * everywhere (what the exactness tests pin; the default).  fast: the
+ * backend may use its fast units (TF32/bf16 tensor cores) where they change
+ * results only by rounding; each backend documents what it does. */
+typedef enum bk_numerics { BK_NUMERICS_EXACT = 0, BK_NUMERICS_FAST } bk_numerics;
+
+typedef struct bk_options {
+    int threads;          /* compute threads, 0 = all cores (cpu) */
+    bk_numerics numerics; /* exact (default) or fast */
+    int device;           /* accelerator index (cuda), 0 = the first */
+} bk_options;
+
+void bk_options_defaults(bk_options *o);
+/* "exact" / "fast" -> *out; SSMD_EINVAL for anything else. */
+int bk_numerics_parse(const char *name, bk_numerics *out);
+const char *bk_numerics_name(bk_numerics n);
+
+/* Creates the named backend ("cpu"; "cuda" when built with it) from the
+ * registry (kernels/registry.c).  opts NULL = defaults.  Returns SSMD_OK,
+ * or SSMD_EUNSUPPORTED naming the backends this binary has. */
+int bk_backend_create(const char *name, const bk_options *opts, bk_backend **out, ssmd_err *err);
 
 #endif

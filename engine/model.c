@@ -13,7 +13,7 @@
 
 #include "engine/arch.h"
 #include "engine/backend.h"
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 #include "engine/state_pool.h"
 #include "models/mamba1.h"
 #include "models/s4.h"
@@ -33,7 +33,8 @@ struct eng_model {
 
 void eng_model_opts_defaults(eng_model_opts *o)
 {
-    *o = (eng_model_opts){.backend = "cpu", .threads = 0, .max_batch = 64};
+    *o = (eng_model_opts){.backend = "cpu", .max_batch = 64};
+    bk_options_defaults(&o->backend_opts);
 }
 
 /* FNV-1a, 64 bit; two differently seeded lanes make the 128-bit digest. */
@@ -103,7 +104,7 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
     }
     if ((rc = eng_weights_open(dir, &m->weights, err)))
         goto fail;
-    if ((rc = bk_backend_create(m->opts.backend, m->opts.threads, &m->bk, err)))
+    if ((rc = bk_backend_create(m->opts.backend, &m->opts.backend_opts, &m->bk, err)))
         goto fail;
     if ((rc = m->arch->load(&m->cfg, m->weights, m->bk, m->opts.max_batch, &m->arch_state, err)))
         goto fail;

@@ -12,16 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/model_config.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 typedef struct eng_model eng_model;           /* opaque */
 typedef struct eng_state_pool eng_state_pool; /* see state_pool.h */
 
 typedef struct eng_model_opts {
     const char *backend; /* "cpu" (default) or "cuda" */
-    int threads;         /* compute threads, 0 = all cores */
+    bk_options backend_opts; /* threads, numerics, device */
     int max_batch;       /* largest decode batch (default 64) */
 } eng_model_opts;
 

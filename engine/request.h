@@ -17,7 +17,7 @@
 #include "engine/error.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
-#include "engine/stop.h"
+#include "engine/text/stop.h"
 
 typedef enum eng_op {
     ENG_OP_COMPLETE = 0,    /* generate tokens, in a session or a fresh state */

@@ -18,7 +18,7 @@
 #include "engine/sampler.h"
 #include "engine/session.h"
 #include "engine/state_pool.h"
-#include "engine/stop.h"
+#include "engine/text/stop.h"
 
 typedef struct seq {          /* one active completion */
     eng_request *req;

@@ -16,7 +16,7 @@
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/request.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 typedef struct eng_sched eng_sched; /* opaque */
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/cpu_ssm.h"
+#include "kernels/cpu/cpu_ssm.h"
 #include "models/common.h"
 
 /* Prefill processes prompts in chunks of this many tokens (bounds scratch). */

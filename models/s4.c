@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/cpu_s4.h"
+#include "kernels/cpu/cpu_s4.h"
 #include "models/common.h"
 
 enum { PREFILL_CHUNK = 512, LOGITS_ROWS = 16 };

@@ -17,7 +17,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/state_pool.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 #include "server/options.h"
 
 typedef struct gen_args {
@@ -183,7 +183,7 @@ static int run(const gen_args *a)
     eng_model_opts mo;
     eng_model_opts_defaults(&mo);
     mo.backend = a->backend;
-    mo.threads = (int)a->threads;
+    mo.backend_opts.threads = (int)a->threads;
     mo.max_batch = 1;
     eng_model *model = NULL;
     eng_state_pool *pool = NULL;

@@ -13,7 +13,7 @@
 
 #include "engine/error.h"
 #include "engine/request.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 struct srv_chat;
 

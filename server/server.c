@@ -394,7 +394,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     o.model_dir = cfg->model;
     eng_model_opts_defaults(&o.model);
     o.model.backend = cfg->backend;
-    o.model.threads = (int)cfg->threads;
+    o.model.backend_opts.threads = (int)cfg->threads;
     o.max_batch = (int)cfg->max_batch;
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/backend_core.h"
+#include "kernels/cuda/backend_core.h"
 #include "kernels/emu/emu.h"
 
-extern "C" int kc_emu_backend_create(int threads, bk_backend **out, ssmd_err *err);
+extern "C" int kc_emu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err);
 
 enum { ARENA_INTS = 1 << 16 };
 
@@ -225,7 +225,7 @@ extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **o
     return SSMD_OK;
 }
 
-extern "C" int kc_emu_backend_create(int threads, bk_backend **out, ssmd_err *err)
+extern "C" int kc_emu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
 {
     return kc_emu_backend_create_tuned(NULL, out, err);
 }

@@ -1,5 +1,5 @@
 /* cuda_mock.cpp - a strict host implementation of the CUDA runtime and
- * cuBLAS calls that kernels/backend_cuda.cu makes, so that the real backend
+ * cuBLAS calls that kernels/cuda/backend_cuda.cu makes, so that the real backend
  * runs in tests without a GPU (kernels launch through the emulation harness).
  *
  * Strict where a GPU would forgive a bug only by luck:

@@ -1,5 +1,5 @@
 /* cuda_mock.h - control surface of the CUDA runtime/cuBLAS mock
- * (cuda_mock.cpp) that lets tests run the real kernels/backend_cuda.cu on
+ * (cuda_mock.cpp) that lets tests run the real kernels/cuda/backend_cuda.cu on
  * the host: device count and compute capability, a device-memory budget
  * (out-of-memory paths), failing graph captures, leak and activity
  * counters.  C API for the Check tests; never part of ssmd. */

@@ -3,7 +3,7 @@
  * on a GPU, and that the harness's strictness checks fire.  Compiled by nvcc
  * too (cuda-check), so it stays valid CUDA.  Never part of ssmd. */
 #include "kernels/emu/selftest.h"
-#include "kernels/kc_device.cuh"
+#include "kernels/cuda/kc_device.cuh"
 
 __global__ void k_shift(float *io, int with_barrier)
 {

@@ -1,6 +1,6 @@
 /* st_writer.h - test-only helpers: a scratch directory tree under /tmp and
  * safetensors files written byte by byte (header text built here, not by
- * engine/safetensors.c, so that the reader is checked against an independent
+ * engine/weights/safetensors.c, so that the reader is checked against an independent
  * writer).  Header-only, every helper static; never linked into ssmd.
  * Failures abort the test process: these are fixtures, not code under test.
  */

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 
 #include "engine/backend.h"
-#include "engine/cpu_math.h"
-#include "engine/cpu_matmul.h"
-#include "engine/safetensors.h"
-#include "engine/threadpool.h"
+#include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/cpu_matmul.h"
+#include "engine/weights/safetensors.h"
+#include "kernels/cpu/threadpool.h"
 
 static float frand(unsigned *s)
 {

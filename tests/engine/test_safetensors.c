@@ -1,4 +1,4 @@
-/* test_safetensors.c - engine/safetensors.c: reading real and hand-built
+/* test_safetensors.c - engine/weights/safetensors.c: reading real and hand-built
  * files (single and sharded), every dtype, the scalar conversions against
  * independent references, and each kind of malformed input, where both the
  * return code and the message (file, tensor, problem) are checked.
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 #include "tests/engine/st_writer.h"
 
 /* Scratch root of this test case, made and removed by the unchecked fixture

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/stop.h"
+#include "engine/text/stop.h"
 
 /* Reference: scans text end by end; returns the emitted length and sets
  * *stopped.  Independent of eng_stop: no holding, no buffers. */

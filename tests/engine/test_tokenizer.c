@@ -1,4 +1,4 @@
-/* test_tokenizer.c - engine/tokenizer.c against Hugging Face `tokenizers`.
+/* test_tokenizer.c - engine/text/tokenizer.c against Hugging Face `tokenizers`.
  *
  * tests/fixtures/gen_tokenizer.py trained tests/fixtures/tokenizer/
  * tokenizer.json (GPT-NeoX-shaped) and recorded in cases.json what
@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/pretok.h"
-#include "engine/tokenizer.h"
-#include "engine/unicode.h"
+#include "engine/text/pretok.h"
+#include "engine/text/tokenizer.h"
+#include "engine/text/unicode.h"
 
 #define TOK_PATH "tests/fixtures/tokenizer/tokenizer.json"
 #define CASES_PATH "tests/fixtures/tokenizer/cases.json"

@@ -1,4 +1,4 @@
-/* test_unicode.c - engine/unicode.c: UTF-8 coding and validation against the
+/* test_unicode.c - engine/text/unicode.c: UTF-8 coding and validation against the
  * Unicode standard's own examples, character classes at known code points,
  * and NFC against Python's unicodedata (tests/fixtures/tokenizer/nfc.json,
  * written by tests/fixtures/gen_tokenizer.py) and UAX #15's examples.
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/unicode.h"
+#include "engine/text/unicode.h"
 
 #define NFC_FIXTURE "tests/fixtures/tokenizer/nfc.json"
 

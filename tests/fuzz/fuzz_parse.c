@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "engine/request.h"
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 #include "server/chat.h"
 #include "server/parse.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 #define FUZZ_TOKENIZER "tests/fixtures/tokenizer/tokenizer.json"
 

@@ -1,4 +1,4 @@
-/* test_cuda_mock.c - the real CUDA backend (kernels/backend_cuda.cu) on the
+/* test_cuda_mock.c - the real CUDA backend (kernels/cuda/backend_cuda.cu) on the
  * strict CUDA runtime/cuBLAS mock (kernels/emu/cuda_mock.cpp), for what the
  * fixture runs in test_emu_model.c do not reach: refusing machines without
  * a usable GPU, out-of-device-memory at creation, at load and for the state
@@ -13,9 +13,9 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 #include "engine/state_pool.h"
-#include "kernels/backend_core.h"
+#include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
 #include "kernels/emu/emu.h"
 
@@ -37,10 +37,10 @@ START_TEST(test_refuses_without_usable_gpu)
     ssmd_err err = {0};
     kc_mock_reset();
     kc_mock_set_device(0, 9, 0);
-    ck_assert_int_eq(bk_backend_create("cuda", 0, &bk, &err), SSMD_EUNSUPPORTED);
+    ck_assert_int_eq(bk_backend_create("cuda", NULL, &bk, &err), SSMD_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(err.msg, "no usable GPU"));
     kc_mock_set_device(1, 7, 5);
-    ck_assert_int_eq(bk_backend_create("cuda", 0, &bk, &err), SSMD_EUNSUPPORTED);
+    ck_assert_int_eq(bk_backend_create("cuda", NULL, &bk, &err), SSMD_EUNSUPPORTED);
     ck_assert_msg(strstr(err.msg, "7.5") && strstr(err.msg, "8.0"), "%s", err.msg);
     kc_mock_reset();
     ck_assert_uint_eq(kc_mock_live_allocations(), 0);
@@ -53,7 +53,7 @@ static void measure(size_t *backend_bytes, size_t *model_bytes)
     bk_backend *bk;
     ssmd_err err;
     kc_mock_reset();
-    ck_assert_int_eq(bk_backend_create("cuda", 0, &bk, &err), SSMD_OK);
+    ck_assert_int_eq(bk_backend_create("cuda", NULL, &bk, &err), SSMD_OK);
     kc_mock_stats st;
     kc_mock_stats_get(&st);
     *backend_bytes = st.peak_bytes;
@@ -138,7 +138,7 @@ START_TEST(test_graph_fallbacks)
     eng_model_opts o;
     eng_model_opts_defaults(&o);
     o.max_batch = 4;
-    o.threads = 1;
+    o.backend_opts.threads = 1;
     ck_assert_int_eq(eng_model_open(FIXTURE, &o, &m, &err), SSMD_OK); /* cpu reference */
     const int V = eng_model_n_vocab(m);
     float *ref = malloc(sizeof(float) * STEPS * 3 * V), *got = malloc(sizeof(float) * STEPS * 3 * V);
@@ -244,7 +244,7 @@ START_TEST(test_matmul_paths)
     bk_backend *bk;
     ssmd_err err;
     kc_mock_reset();
-    ck_assert_int_eq(bk_backend_create("cuda", 0, &bk, &err), SSMD_OK);
+    ck_assert_int_eq(bk_backend_create("cuda", NULL, &bk, &err), SSMD_OK);
     static const int ms[] = {1, 5, 16, 17, 40};
     for (int dt = 0; dt < 3; dt++)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)

@@ -1,7 +1,7 @@
 /* test_emu_model.c - whole Mamba-1 models through the CUDA backend with
- * emulated kernels, in two builds: "emu" (kernels/backend_core.cu + the
+ * emulated kernels, in two builds: "emu" (kernels/cuda/backend_core.cu + the
  * kernels run by kernels/emu, a host GEMM for cuBLAS, small tuning so tiny
- * models take every path) and "cuda" (the real kernels/backend_cuda.cu on
+ * models take every path) and "cuda" (the real kernels/cuda/backend_cuda.cu on
  * the CUDA runtime/cuBLAS mock, kernels/emu/cuda_mock.cpp, default tuning):
  *  - prefill + greedy decode of every fixture model reproduce transformers'
  *    logits (tests/fixtures/mamba/NAME/expected.json) within 1e-4 of each
@@ -18,9 +18,9 @@
 #include "engine/arch.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
-#include "engine/safetensors.h"
+#include "engine/weights/safetensors.h"
 #include "engine/state_pool.h"
-#include "kernels/backend_core.h"
+#include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
 #include "kernels/emu/emu.h"
 #include "models/mamba1.h"
@@ -145,7 +145,10 @@ static void batched_vs_cpu(const char *name, bk_backend *bk_gpu, int B, unsigned
     const int SLOTS = 2 * B + 1;
     bk_backend *bk_cpu;
     ssmd_err err;
-    ck_assert_int_eq(bk_backend_create("cpu", 1, &bk_cpu, &err), SSMD_OK);
+    bk_options one_thread;
+    bk_options_defaults(&one_thread);
+    one_thread.threads = 1;
+    ck_assert_int_eq(bk_backend_create("cpu", &one_thread, &bk_cpu, &err), SSMD_OK);
     direct gpu, cpu;
     direct_open(&gpu, name, bk_gpu, B, SLOTS);
     direct_open(&cpu, name, bk_cpu, B, SLOTS);
@@ -223,7 +226,7 @@ START_TEST(test_cuda_mock_batched_decode_matches_cpu)
     bk_backend *bk;
     ssmd_err err;
     kc_mock_reset();
-    ck_assert_msg(bk_backend_create("cuda", 0, &bk, &err) == SSMD_OK, "%s", err.msg);
+    ck_assert_msg(bk_backend_create("cuda", NULL, &bk, &err) == SSMD_OK, "%s", err.msg);
     batched_vs_cpu(name, bk, 20, 5u + (unsigned)_i);
     kc_core_stats st;
     kc_core_stats_get(bk, &st);

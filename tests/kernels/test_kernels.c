@@ -1,5 +1,5 @@
 /* test_kernels.c - every CUDA kernel (kernels/NAME.cu), run by the CPU
- * emulation harness, against the CPU backend's ops (engine/cpu_ssm.c,
+ * emulation harness, against the CPU backend's ops (kernels/cpu/cpu_ssm.c,
  * the RMSNorm/embedding of backend_cpu.c) or double-precision references,
  * on tiny and awkward shapes: lengths that are not multiples of the chunk or
  * tile, one token, multi-pass carries, d_state 16 (the register path) and
@@ -12,11 +12,11 @@
 #include <string.h>
 
 #include "engine/backend.h"
-#include "engine/cpu_ssm.h"
-#include "engine/safetensors.h"
-#include "engine/threadpool.h"
+#include "kernels/cpu/cpu_ssm.h"
+#include "engine/weights/safetensors.h"
+#include "kernels/cpu/threadpool.h"
 #include "kernels/emu/emu.h"
-#include "kernels/kc_kernels.h"
+#include "kernels/cuda/kc_kernels.h"
 
 static float frand(unsigned *s)
 {

@@ -21,7 +21,7 @@ static eng_model *open_fixture(const char *name, int threads, int max_batch)
     snprintf(dir, sizeof dir, "tests/fixtures/mamba/%s", name);
     eng_model_opts o;
     eng_model_opts_defaults(&o);
-    o.threads = threads;
+    o.backend_opts.threads = threads;
     o.max_batch = max_batch;
     eng_model *m = NULL;
     ssmd_err err = {0};

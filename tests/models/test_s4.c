@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/cpu_s4.h"
+#include "kernels/cpu/cpu_s4.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/state_pool.h"
-#include "engine/threadpool.h"
+#include "kernels/cpu/threadpool.h"
 #include "tests/models/reference.h"
 
 static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
@@ -28,7 +28,7 @@ static eng_model *open_dir(const char *dir, int threads, int max_batch)
 {
     eng_model_opts o;
     eng_model_opts_defaults(&o);
-    o.threads = threads;
+    o.backend_opts.threads = threads;
     o.max_batch = max_batch;
     eng_model *m = NULL;
     ssmd_err err = {0};

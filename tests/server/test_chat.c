@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/tokenizer.h"
+#include "engine/text/tokenizer.h"
 #include "server/chat.h"
 #include "server/parse.h"
 

@@ -1,4 +1,4 @@
-/* cublas_v2.h (mock) - the subset of cuBLAS that kernels/backend_cuda.cu
+/* cublas_v2.h (mock) - the subset of cuBLAS that kernels/cuda/backend_cuda.cu
  * uses, implemented by kernels/emu/cuda_mock.cpp with cuBLAS's documented
  * column-major semantics and argument checks.  Mock build only. */
 #ifndef SSMD_MOCK_CUBLAS_V2_H

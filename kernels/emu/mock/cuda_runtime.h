@@ -1,5 +1,5 @@
 /* cuda_runtime.h (mock) - the subset of the CUDA runtime API that
- * kernels/backend_cuda.cu uses, so that the real backend can be compiled on
+ * kernels/cuda/backend_cuda.cu uses, so that the real backend can be compiled on
  * the host against kernels/emu/cuda_mock.cpp and tested without a GPU.  On
  * the include path of that one build only; never shadows the real header. */
 #ifndef SSMD_MOCK_CUDA_RUNTIME_H

@@ -1,0 +1,82 @@
+/* bpe.h - the byte-level BPE model of a `tokenizer.json` (model.type "BPE"):
+ * vocab (token string <-> id), merge ranks, and the merge loop that turns one
+ * pre-tokenized word (raw bytes) into ids the way Hugging Face `tokenizers`
+ * does.  Used by engine/text/tokenizer.c; knows nothing about added tokens,
+ * normalizers or pre-tokenizers.
+ *
+ * A loaded eng_bpe is read-only; any number of threads may encode with it at
+ * once, each with its own eng_bpe_scratch.
+ */
+#ifndef SSMD_BPE_H
+#define SSMD_BPE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+
+/* A growable array of ids. */
+typedef struct eng_idvec {
+    int32_t *v;
+    size_t n, cap;
+} eng_idvec;
+
+void eng_idvec_push(eng_idvec *vec, int32_t id); /* aborts when out of memory */
+
+typedef struct eng_bpe {
+    int n_ids;          /* max vocab id + 1 */
+    char *pool;         /* every token string, NUL-separated */
+    size_t pool_len;
+    uint32_t *tok_off;  /* (n_ids) offset into pool, UINT32_MAX for an unused id */
+    uint32_t *tok_len;  /* (n_ids) bytes */
+    uint32_t *str_slot; /* (str_mask + 1) open addressing: id + 1, 0 = empty */
+    size_t str_mask;
+    uint64_t *merge_key; /* (merge_mask + 1) left id << 32 | right id; UINT64_MAX = empty */
+    uint32_t *merge_rank; /* (merge_mask + 1) */
+    int32_t *merge_new;  /* (merge_mask + 1) id of the merged token */
+    size_t merge_mask;
+    size_t n_merges;
+    int32_t byte_id[256]; /* id of the one-byte token of each byte, -1 if none */
+    int32_t unk_id;       /* -1 when the model has no unk_token */
+    int fuse_unk;
+    int ignore_merges;    /* a word that is itself in the vocab is one token */
+} eng_bpe;
+
+/* Per-call working memory of eng_bpe_encode_word; zero-initialize, reuse for
+ * any number of words, release with eng_bpe_scratch_free. */
+typedef struct eng_bpe_scratch {
+    void *sym;
+    size_t sym_cap;
+    void *heap;
+    size_t heap_cap;
+    char *mapped;
+    size_t mapped_cap;
+} eng_bpe_scratch;
+
+void eng_bpe_scratch_free(eng_bpe_scratch *s);
+
+/* Reads the "model" object of tokenizer.json (path is only used in
+ * messages).  Returns SSMD_OK, or SSMD_EFORMAT / SSMD_EUNSUPPORTED with
+ * err->msg naming the file and field; on error b holds nothing to free. */
+int eng_bpe_load(eng_bpe *b, const json_t *model, const char *path, ssmd_err *err);
+void eng_bpe_free(eng_bpe *b);
+
+/* Id of the exact token string s (n bytes), or -1. */
+int32_t eng_bpe_token_id(const eng_bpe *b, const char *s, size_t n);
+
+/* The token string of id (NUL-terminated, owned by b) and its length, or
+ * NULL for an id the vocab does not use. */
+const char *eng_bpe_token_str(const eng_bpe *b, int32_t id, size_t *len);
+
+/* Appends the ids of one word given as raw bytes (before the byte-to-unicode
+ * mapping) to out. */
+void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,
+                         eng_bpe_scratch *s, eng_idvec *out);
+
+/* GPT-2's bytes_to_unicode: the code point that stands for byte x in token
+ * strings, and the inverse (-1 for a code point that stands for no byte). */
+uint32_t eng_bpe_byte_to_cp(unsigned x);
+int eng_bpe_cp_to_byte(uint32_t cp);
+
+#endif

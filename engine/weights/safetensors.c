@@ -1,0 +1,586 @@
+/* safetensors.c - opens, validates and memory-maps the safetensors weights of
+ * a model directory (one file, or shards listed by an index).
+ *
+ * Layout of a file: u64 little-endian header length N, N bytes of JSON
+ * {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__"},
+ * then the data section; offsets are relative to its start (byte 8 + N).
+ *
+ * Tensor bytes are used in place; only a tensor that the file leaves
+ * misaligned for its element type is copied once (to keep typed reads legal).
+ * Everything a header claims is checked at open, so that nothing handed out
+ * afterwards can point outside its file.  This file must never trust a
+ * number read from a file before checking it, never write through the map
+ * (it is PROT_READ), and never know about any model architecture.
+ * (A file truncated by someone else while mapped still raises SIGBUS: no
+ * loader can prevent that.)
+ */
+#include "engine/weights/safetensors.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Tensor bytes are used in place as host floats: safetensors is little-endian. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; a big-endian host needs byte swapping here"
+#endif
+
+#define ST_HEADER_MAX_BYTES (100u << 20) /* a sane header is a few hundred KB */
+#define ST_SINGLE_NAME "model.safetensors"
+#define ST_INDEX_NAME "model.safetensors.index.json"
+
+typedef struct st_file {
+    char *path;         /* owned; named in every message about this file */
+    const uint8_t *map; /* PROT_READ mapping of the whole file, size bytes */
+    size_t size;
+} st_file;
+
+struct eng_weights {
+    char *origin;        /* owned: the single file, or the index (messages) */
+    st_file *files;      /* (n_files) */
+    int n_files;
+    eng_tensor *tensors; /* (n_tensors) sorted by name once open succeeds */
+    int n_tensors, cap_tensors;
+    void **copies;       /* (n_copies) aligned copies of misaligned tensors */
+    int n_copies;
+};
+
+/* ---- small helpers --------------------------------------------------------- */
+
+/* A small host allocation failing is not a recoverable model error. */
+static void *st_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fprintf(stderr, "ssmd: out of memory (%zu bytes) while loading weights\n", n);
+        abort();
+    }
+    return q;
+}
+
+static char *st_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(st_xrealloc(NULL, n), s, n);
+}
+
+static char *st_path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = st_xrealloc(NULL, a + b + 2);
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+/* "[3, 4]" into buf (truncated if it does not fit). */
+static const char *st_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
+{
+    size_t len = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (len < n)
+        snprintf(buf + len, n - len, "]");
+    return buf;
+}
+
+typedef struct st_dtype_row {
+    const char *name;
+    eng_dtype dtype;
+    unsigned size; /* bytes per element */
+} st_dtype_row;
+
+static const st_dtype_row st_dtypes[] = {
+    {"F32", ENG_DTYPE_F32, 4},    {"F16", ENG_DTYPE_F16, 2},      {"BF16", ENG_DTYPE_BF16, 2},
+    {"F64", ENG_DTYPE_OTHER, 8},  {"I64", ENG_DTYPE_OTHER, 8},    {"I32", ENG_DTYPE_OTHER, 4},
+    {"I16", ENG_DTYPE_OTHER, 2},  {"I8", ENG_DTYPE_OTHER, 1},     {"U64", ENG_DTYPE_OTHER, 8},
+    {"U32", ENG_DTYPE_OTHER, 4},  {"U16", ENG_DTYPE_OTHER, 2},    {"U8", ENG_DTYPE_OTHER, 1},
+    {"BOOL", ENG_DTYPE_OTHER, 1}, {"F8_E4M3", ENG_DTYPE_OTHER, 1}, {"F8_E5M2", ENG_DTYPE_OTHER, 1},
+};
+
+/* The row for a dtype name, or NULL for one we do not know (size unchecked). */
+static const st_dtype_row *st_dtype_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (strcmp(st_dtypes[i].name, name) == 0)
+            return &st_dtypes[i];
+    return NULL;
+}
+
+static unsigned st_dtype_size(eng_dtype d)
+{
+    return d == ENG_DTYPE_F32 ? 4 : d == ENG_DTYPE_OTHER ? 0 : 2;
+}
+
+/* ---- one file ----------------------------------------------------------------- */
+
+/* Maps `path` read-only into f.  SSMD_EIO when it cannot be opened or mapped,
+ * SSMD_EFORMAT when it is not a regular file of at least 8 bytes. */
+static int st_file_map(st_file *f, const char *path, const char *listed_in, ssmd_err *err)
+{
+    char why[160] = "";
+    if (listed_in)
+        snprintf(why, sizeof why, " (shard listed in %s)", listed_in);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ssmd_err_set(err, SSMD_EIO, "%s: cannot open: %s%s", path, strerror(errno), why);
+    struct stat sb;
+    int rc = SSMD_OK;
+    if (fstat(fd, &sb) != 0) {
+        rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: not a regular file", path);
+    } else if (sb.st_size < 8) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT,
+                          "%s: file is %lld bytes, too short for a safetensors header (8 bytes)",
+                          path, (long long)sb.st_size);
+    } else if ((uint64_t)sb.st_size > SIZE_MAX) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: file too large to map", path);
+    } else {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot mmap: %s", path, strerror(errno));
+        } else {
+            f->map = m;
+            f->size = (size_t)sb.st_size;
+            f->path = st_xstrdup(path);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static void st_file_unmap(st_file *f)
+{
+    if (f->map)
+        munmap((void *)f->map, f->size);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+}
+
+/* A JSON integer >= 0, into *out; 0 when v is anything else. */
+static int st_json_uint(const json_t *v, uint64_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return 0;
+    *out = (uint64_t)json_integer_value(v);
+    return 1;
+}
+
+/* Validates one header entry and fills t (name and file are set by caller).
+ * data: start of the data section, data_size bytes long. */
+static int st_entry_parse(const char *path, const char *name, json_t *v, const uint8_t *data,
+                          uint64_t data_size, eng_tensor *t, ssmd_err *err)
+{
+    if (!json_is_object(v))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': entry is not a JSON object",
+                            path, name);
+    json_t *jd = json_object_get(v, "dtype");
+    json_t *js = json_object_get(v, "shape");
+    json_t *jo = json_object_get(v, "data_offsets");
+    if (!jd || !js || !jo)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': entry has no '%s'", path, name,
+                            !jd ? "dtype" : !js ? "shape" : "data_offsets");
+    if (!json_is_string(jd))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': 'dtype' is not a string", path,
+                            name);
+    if (!json_is_array(js))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': 'shape' is not an array", path,
+                            name);
+    uint64_t begin, end;
+    if (!json_is_array(jo) || json_array_size(jo) != 2 ||
+        !st_json_uint(json_array_get(jo, 0), &begin) || !st_json_uint(json_array_get(jo, 1), &end))
+        return ssmd_err_set(err, SSMD_EFORMAT,
+                            "%s: tensor '%s': 'data_offsets' must be [begin, end], two "
+                            "non-negative integers", path, name);
+
+    const char *dname = json_string_value(jd);
+    const st_dtype_row *row = st_dtype_find(dname);
+    t->dtype = row ? row->dtype : ENG_DTYPE_OTHER;
+    snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dname); /* unknown ones may truncate */
+
+    size_t ndim = json_array_size(js);
+    if (ndim > ENG_TENSOR_MAX_DIMS)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': %zu dimensions, at most %d supported",
+                            path, name, ndim, ENG_TENSOR_MAX_DIMS);
+    t->ndim = (int)ndim;
+    t->numel = 1;
+    int overflow = 0;
+    for (size_t i = 0; i < ndim; i++) {
+        uint64_t d;
+        if (!st_json_uint(json_array_get(js, i), &d))
+            return ssmd_err_set(err, SSMD_EFORMAT,
+                                "%s: tensor '%s': shape dimension %zu is not a non-negative integer",
+                                path, name, i);
+        t->shape[i] = (int64_t)d; /* json_int_t is 64-bit and was >= 0 */
+        if (d != 0 && (uint64_t)t->numel > (uint64_t)INT64_MAX / d)
+            overflow = 1;
+        else
+            t->numel *= (int64_t)d;
+    }
+    char sh[160];
+    st_shape_str(sh, sizeof sh, t->ndim, t->shape);
+    if (overflow) {
+        /* A zero dimension after an overflowing prefix still means 0 elements,
+         * but no real file does that: reject it as corrupt. */
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': shape %s overflows 64-bit size",
+                            path, name, sh);
+    }
+    if (begin > end)
+        return ssmd_err_set(err, SSMD_EFORMAT,
+                            "%s: tensor '%s': data_offsets [%llu, %llu] begin after end", path,
+                            name, (unsigned long long)begin, (unsigned long long)end);
+    if (end > data_size)
+        return ssmd_err_set(err, SSMD_EFORMAT,
+                            "%s: tensor '%s': data_offsets [%llu, %llu] outside the data section "
+                            "(%llu bytes)", path, name, (unsigned long long)begin,
+                            (unsigned long long)end, (unsigned long long)data_size);
+    t->nbytes = end - begin;
+    if (row) {
+        /* numel * size in 128-bit-free form: compare through a division. */
+        uint64_t n = (uint64_t)t->numel;
+        if (n > t->nbytes / row->size || n * row->size != t->nbytes)
+            return ssmd_err_set(err, SSMD_EFORMAT,
+                                "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but "
+                                "shape %s of %s needs %llu", path, name,
+                                (unsigned long long)begin, (unsigned long long)end,
+                                (unsigned long long)t->nbytes, sh, row->name,
+                                n > UINT64_MAX / row->size ? (unsigned long long)UINT64_MAX
+                                                           : (unsigned long long)(n * row->size));
+    }
+    t->data = data + begin;
+    return SSMD_OK;
+}
+
+/* Maps file `path` and appends its tensors to w.  listed_in: the index that
+ * named this shard, or NULL. */
+static int st_file_load(eng_weights *w, const char *path, const char *listed_in, ssmd_err *err)
+{
+    w->files = st_xrealloc(w->files, (size_t)(w->n_files + 1) * sizeof *w->files);
+    st_file *f = &w->files[w->n_files];
+    memset(f, 0, sizeof *f);
+    int rc = st_file_map(f, path, listed_in, err);
+    if (rc != SSMD_OK)
+        return rc;
+    w->n_files++; /* mapped: closed with w from now on */
+
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | f->map[i];
+    uint64_t avail = (uint64_t)f->size - 8;
+    if (n > avail)
+        return ssmd_err_set(err, SSMD_EFORMAT,
+                            "%s: header length %llu beyond end of file (%zu bytes)", path,
+                            (unsigned long long)n, f->size);
+    if (n > ST_HEADER_MAX_BYTES)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: header length %llu exceeds the %u MB limit",
+                            path, (unsigned long long)n, ST_HEADER_MAX_BYTES >> 20);
+
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)f->map + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON header at line %d, column %d: %s",
+                            path, jerr.line, jerr.column, jerr.text);
+    rc = SSMD_OK;
+    if (!json_is_object(root)) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: header is not a JSON object", path);
+        goto out;
+    }
+    const uint8_t *data = f->map + 8 + n;
+    uint64_t data_size = avail - n;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "__metadata__") == 0) {
+            if (!json_is_object(v)) {
+                rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: '__metadata__' is not a JSON object",
+                                  path);
+                goto out;
+            }
+            continue;
+        }
+        if (w->n_tensors == w->cap_tensors) {
+            w->cap_tensors = w->cap_tensors ? 2 * w->cap_tensors : 64;
+            w->tensors = st_xrealloc(w->tensors, (size_t)w->cap_tensors * sizeof *w->tensors);
+        }
+        eng_tensor *t = &w->tensors[w->n_tensors];
+        memset(t, 0, sizeof *t);
+        rc = st_entry_parse(path, key, v, data, data_size, t, err);
+        if (rc != SSMD_OK)
+            goto out;
+        t->name = st_xstrdup(key);
+        t->file = f->path;
+        w->n_tensors++;
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* ---- the set of files ------------------------------------------------------------ */
+
+static int st_tensor_cmp(const void *a, const void *b)
+{
+    return strcmp(((const eng_tensor *)a)->name, ((const eng_tensor *)b)->name);
+}
+
+static int st_name_cmp(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, ((const eng_tensor *)elem)->name);
+}
+
+static int st_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorts for lookup, rejects duplicate names (across shards) and gives any
+ * tensor whose data is not aligned to its element size an aligned copy, so
+ * that callers may read it as float/uint16_t arrays without UB. */
+static int st_finish(eng_weights *w, ssmd_err *err)
+{
+    if (w->n_tensors > 1)
+        qsort(w->tensors, (size_t)w->n_tensors, sizeof *w->tensors, st_tensor_cmp);
+    for (int i = 1; i < w->n_tensors; i++)
+        if (strcmp(w->tensors[i - 1].name, w->tensors[i].name) == 0)
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s' appears twice (in %s and %s)",
+                                w->origin, w->tensors[i].name, w->tensors[i - 1].file,
+                                w->tensors[i].file);
+    for (int i = 0; i < w->n_tensors; i++) {
+        eng_tensor *t = &w->tensors[i];
+        unsigned sz = st_dtype_size(t->dtype);
+        if (sz == 0 || t->nbytes == 0 || (uintptr_t)t->data % sz == 0)
+            continue;
+        void *copy = st_xrealloc(NULL, (size_t)t->nbytes); /* malloc: max-aligned */
+        memcpy(copy, t->data, (size_t)t->nbytes);
+        w->copies = st_xrealloc(w->copies, (size_t)(w->n_copies + 1) * sizeof *w->copies);
+        w->copies[w->n_copies++] = copy;
+        t->data = copy;
+    }
+    return SSMD_OK;
+}
+
+/* A shard name from an index: a plain file name in the same directory. */
+static int st_shard_name_ok(const char *s)
+{
+    return s[0] != '\0' && !strchr(s, '/') && !strchr(s, '\\') && !strstr(s, "..");
+}
+
+static int st_open_index(eng_weights *w, const char *dir, ssmd_err *err)
+{
+    const char *ipath = w->origin;
+    json_error_t jerr;
+    json_t *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (json_error_code(&jerr) == json_error_cannot_open_file)
+            return ssmd_err_set(err, SSMD_EIO, "%s: %s", ipath, jerr.text);
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON at line %d, column %d: %s", ipath,
+                            jerr.line, jerr.column, jerr.text);
+    }
+    int rc = SSMD_OK;
+    const char **names = NULL;
+    json_t *map = json_is_object(root) ? json_object_get(root, "weight_map") : NULL;
+    if (!json_is_object(map) || json_object_size(map) == 0) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: no 'weight_map' object listing the tensors",
+                          ipath);
+        goto out;
+    }
+    size_t n = json_object_size(map), k = 0;
+    names = st_xrealloc(NULL, n * sizeof *names);
+    const char *key;
+    json_t *v;
+    json_object_foreach(map, key, v) {
+        if (!json_is_string(v) || !st_shard_name_ok(json_string_value(v))) {
+            rc = ssmd_err_set(err, SSMD_EFORMAT,
+                              "%s: tensor '%s': shard must be a file name in the model directory "
+                              "(no '/' or '..')", ipath, key);
+            goto out;
+        }
+        names[k++] = json_string_value(v);
+    }
+    qsort(names, n, sizeof *names, st_str_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0)
+            continue;
+        char *path = st_path_join(dir, names[i]);
+        rc = st_file_load(w, path, ipath, err);
+        free(path);
+        if (rc != SSMD_OK)
+            goto out;
+    }
+    rc = st_finish(w, err);
+    if (rc != SSMD_OK)
+        goto out;
+    json_object_foreach(map, key, v) {
+        const eng_tensor *t = eng_weights_find(w, key);
+        const char *shard = json_string_value(v);
+        const char *base = t ? strrchr(t->file, '/') + 1 : NULL; /* file = dir + '/' + shard */
+        if (!t || strcmp(base, shard) != 0) {
+            rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': missing from shard %s%s%s",
+                              ipath, key, shard, t ? ", found in " : "", t ? base : "");
+            goto out;
+        }
+    }
+out:
+    free(names);
+    json_decref(root);
+    return rc;
+}
+
+int eng_weights_open(const char *dir, eng_weights **out, ssmd_err *err)
+{
+    assert(dir && out);
+    *out = NULL;
+    eng_weights *w = st_xrealloc(NULL, sizeof *w);
+    memset(w, 0, sizeof *w);
+    int rc;
+    struct stat sb;
+    char *single = st_path_join(dir, ST_SINGLE_NAME);
+    if (stat(single, &sb) == 0 || errno != ENOENT) {
+        w->origin = single; /* exists (or fails otherwise): open reports why */
+        rc = st_file_load(w, single, NULL, err);
+        if (rc == SSMD_OK)
+            rc = st_finish(w, err);
+    } else {
+        free(single);
+        w->origin = st_path_join(dir, ST_INDEX_NAME);
+        if (stat(w->origin, &sb) != 0 && errno == ENOENT)
+            rc = ssmd_err_set(err, SSMD_EIO, "%s: no %s or %s in the model directory", dir,
+                              ST_SINGLE_NAME, ST_INDEX_NAME);
+        else
+            rc = st_open_index(w, dir, err);
+    }
+    if (rc != SSMD_OK) {
+        eng_weights_close(w);
+        return rc;
+    }
+    *out = w;
+    return SSMD_OK;
+}
+
+void eng_weights_close(eng_weights *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < w->n_tensors; i++)
+        free((char *)w->tensors[i].name);
+    for (int i = 0; i < w->n_copies; i++)
+        free(w->copies[i]);
+    for (int i = 0; i < w->n_files; i++)
+        st_file_unmap(&w->files[i]);
+    free(w->copies);
+    free(w->tensors);
+    free(w->files);
+    free(w->origin);
+    free(w);
+}
+
+const eng_tensor *eng_weights_find(const eng_weights *w, const char *name)
+{
+    if (w->n_tensors == 0)
+        return NULL;
+    return bsearch(name, w->tensors, (size_t)w->n_tensors, sizeof *w->tensors, st_name_cmp);
+}
+
+int eng_weights_get(const eng_weights *w, const char *name, int ndim, const int64_t *shape,
+                    const eng_tensor **out, ssmd_err *err)
+{
+    assert(ndim >= 0 && ndim <= ENG_TENSOR_MAX_DIMS && (ndim == 0 || shape));
+    *out = NULL;
+    const eng_tensor *t = eng_weights_find(w, name);
+    if (!t)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: missing tensor '%s'", w->origin, name);
+    if (t->dtype == ENG_DTYPE_OTHER)
+        return ssmd_err_set(err, SSMD_EFORMAT,
+                            "%s: tensor '%s': unsupported dtype %s (expected F32, F16 or BF16)",
+                            t->file, name, t->dtype_name);
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        char have[160], want[160];
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': shape %s but expected %s",
+                            t->file, name, st_shape_str(have, sizeof have, t->ndim, t->shape),
+                            st_shape_str(want, sizeof want, ndim, shape));
+    }
+    *out = t;
+    return SSMD_OK;
+}
+
+int eng_weights_count(const eng_weights *w) { return w->n_tensors; }
+
+const eng_tensor *eng_weights_at(const eng_weights *w, int i)
+{
+    assert(i >= 0 && i < w->n_tensors);
+    return &w->tensors[i];
+}
+
+/* ---- conversions ------------------------------------------------------------------ */
+
+static float st_bits_to_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float eng_bf16_to_f32(uint16_t v) { return st_bits_to_f32((uint32_t)v << 16); }
+
+float eng_f16_to_f32(uint16_t v)
+{
+    uint32_t sign = (uint32_t)(v >> 15) << 31;
+    uint32_t exp = (v >> 10) & 0x1f, mant = v & 0x3ff;
+    if (exp == 0x1f) /* inf, or NaN keeping its payload */
+        return st_bits_to_f32(sign | 0x7f800000u | (mant << 13));
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact in f32 */
+        float m = ldexpf((float)mant, -24);
+        return sign ? -m : m;
+    }
+    return st_bits_to_f32(sign | ((exp + 127 - 15) << 23) | (mant << 13));
+}
+
+uint16_t eng_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep sign, force quiet */
+        return (uint16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    return (uint16_t)(u >> 16);
+}
+
+void eng_tensor_to_f32(const eng_tensor *t, float *dst)
+{
+    const uint8_t *src = t->data;
+    size_t n = (size_t)t->numel;
+    uint16_t h;
+    switch (t->dtype) {
+    case ENG_DTYPE_F32:
+        if (n)
+            memcpy(dst, src, n * sizeof *dst);
+        break;
+    case ENG_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = eng_f16_to_f32(h);
+        }
+        break;
+    case ENG_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            memcpy(&h, src + 2 * i, 2);
+            dst[i] = eng_bf16_to_f32(h);
+        }
+        break;
+    default:
+        assert(!"eng_tensor_to_f32: dtype is not F32/F16/BF16 (use eng_weights_get)");
+    }
+}

@@ -1,0 +1,191 @@
+/* backend_cpu.c - the reference backend: host memory, OpenBLAS + our own
+ * AVX-512 kernels, one fork-join thread pool for every op.
+ *
+ * Weights stay in the mmap (a view, zero-copy) in whatever dtype the file
+ * has; kernels convert bf16/f16 on the fly.  OpenBLAS is told to use one
+ * thread: parallelism comes from our pool, which calls sgemm on disjoint
+ * slices, so the two never fight over the cores.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/backend.h"
+#include "kernels/cpu/cpu_matmul.h"
+#include "kernels/cpu/cpu_norm.h"
+#include "kernels/cpu/cpu_s4.h"
+#include "kernels/cpu/cpu_ssm.h"
+#include "kernels/cpu/threadpool.h"
+
+void openblas_set_num_threads(int n); /* not declared by every cblas.h */
+
+typedef struct cpu_backend {
+    bk_backend base;
+    eng_threadpool *pool;
+    cpu_matmul_ctx mm;
+} cpu_backend;
+
+static cpu_backend *cpu_of(bk_backend *bk) { return (cpu_backend *)bk; }
+
+static void *cpu_alloc(bk_backend *bk, size_t bytes)
+{
+    /* 64-byte alignment for full-cache-line vector loads. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p)
+        memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+static void cpu_release(bk_backend *bk, void *ptr) { free(ptr); }
+static void cpu_copy(bk_backend *bk, void *dst, const void *src, size_t bytes)
+{
+    memmove(dst, src, bytes);
+}
+static void cpu_zero(bk_backend *bk, void *dst, size_t bytes) { memset(dst, 0, bytes); }
+
+static int cpu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
+                           ssmd_err *err)
+{
+    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s",
+                            t->file, t->name, t->dtype_name);
+    *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols, .owned = 0};
+    return SSMD_OK;
+}
+
+static void cpu_matrix_release(bk_backend *bk, bk_matrix *m)
+{
+    if (m->owned)
+        free((void *)m->data);
+    memset(m, 0, sizeof *m);
+}
+
+static void cpu_matmul_op(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m,
+                          float *y, int ldy, const float *bias)
+{
+    cpu_matmul(&cpu_of(bk)->mm, w, x, ldx, m, y, ldy, bias);
+}
+
+static void cpu_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
+{
+    size_t esize = w->dtype == ENG_DTYPE_F32 ? 4 : 2;
+    for (int i = 0; i < n; i++)
+        cpu_row_to_f32((const char *)w->data + (size_t)ids[i] * w->cols * esize, w->dtype,
+                       w->cols, out + (size_t)i * w->cols);
+}
+
+static void cpu_add_rmsnorm(bk_backend *bk, float *resid, const float *add, const float *weight,
+                            float eps, int n, int dim, float *out)
+{
+    cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_RMS, resid, add, weight, NULL, eps, n, dim, out);
+}
+
+static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
+                                const float *xz, int T, float *xc)
+{
+    cpu_conv_prefill(cpu_of(bk)->pool, l, window, xz, T, xc);
+}
+
+static void cpu_scan_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *state,
+                                const float *xc, const float *dt, const float *dbc,
+                                const float *xz, int T, float *y)
+{
+    cpu_scan_prefill(cpu_of(bk)->pool, l, state, xc, dt, dbc, xz, T, y);
+}
+
+static void cpu_conv_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const float *xz, float *xc)
+{
+    cpu_conv_step(cpu_of(bk)->pool, l, st, xz, xc);
+}
+
+static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const float *xc, const float *dt, const float *dbc, const float *xz,
+                             float *y)
+{
+    cpu_scan_step(cpu_of(bk)->pool, l, st, xc, dt, dbc, xz, y);
+}
+
+static void cpu_add_layernorm_op(bk_backend *bk, float *resid, const float *add,
+                                 const float *weight, const float *bias, float eps, int n, int dim,
+                                 float *out)
+{
+    cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_LAYER, resid, add, weight, bias, eps, n, dim, out);
+}
+
+static void cpu_glu_op(bk_backend *bk, const float *x, int n, int dim, float *out)
+{
+    cpu_glu(cpu_of(bk)->pool, x, n, dim, out);
+}
+
+static void cpu_s4_prefill_op(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
+                              int T, float *y)
+{
+    cpu_s4_prefill(cpu_of(bk)->pool, l, state, u, T, y);
+}
+
+static void cpu_s4_step_op(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
+                           const float *u, float *y)
+{
+    cpu_s4_step(cpu_of(bk)->pool, l, st, u, y);
+}
+
+static void cpu_destroy(bk_backend *bk)
+{
+    cpu_backend *c = cpu_of(bk);
+    cpu_matmul_ctx_close(&c->mm);
+    eng_threadpool_destroy(c->pool);
+    free(c);
+}
+
+/* The cpu backend's constructor, for the registry.  numerics has no
+ * effect yet: the cpu kernels always run the exact path. */
+int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
+{
+    int threads = o->threads;
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads > CPU_MAX_THREADS)
+        threads = CPU_MAX_THREADS;
+    cpu_backend *c = calloc(1, sizeof *c);
+    if (!c)
+        return ssmd_err_set(err, SSMD_ENOMEM, "cpu backend: out of memory");
+    c->pool = eng_threadpool_create(threads);
+    if (!c->pool) {
+        free(c);
+        return ssmd_err_set(err, SSMD_ENOMEM, "cpu backend: cannot start %d threads", threads);
+    }
+    openblas_set_num_threads(1);
+    c->mm.pool = c->pool;
+    c->base = (bk_backend){
+        .name = "cpu",
+        .impl = c,
+        .destroy = cpu_destroy,
+        .alloc = cpu_alloc,
+        .release = cpu_release,
+        .write = cpu_copy,
+        .read = cpu_copy,
+        .copy = cpu_copy,
+        .zero = cpu_zero,
+        .matrix_load = cpu_matrix_load,
+        .matrix_release = cpu_matrix_release,
+        .matmul = cpu_matmul_op,
+        .embed = cpu_embed,
+        .add_rmsnorm = cpu_add_rmsnorm,
+        .conv_prefill = cpu_conv_prefill_op,
+        .scan_prefill = cpu_scan_prefill_op,
+        .conv_step = cpu_conv_step_op,
+        .scan_step = cpu_scan_step_op,
+        .add_layernorm = cpu_add_layernorm_op,
+        .glu = cpu_glu_op,
+        .s4_prefill = cpu_s4_prefill_op,
+        .s4_step = cpu_s4_step_op,
+    };
+    *out = &c->base;
+    return SSMD_OK;
+}

@@ -1,0 +1,36 @@
+/* cpu_matmul.h - the CPU backend's matrix multiply (see cpu_matmul.c). */
+#ifndef SSMD_CPU_MATMUL_H
+#define SSMD_CPU_MATMUL_H
+
+#include <stddef.h>
+
+#include "engine/backend.h"
+#include "kernels/cpu/threadpool.h"
+
+#define CPU_MAX_THREADS 256
+/* From this many rows of x on, OpenBLAS sgemm on converted panels beats
+ * the streaming kernel for bf16/f16 weights (measured at 16 and 64 rows). */
+#define CPU_MATMUL_BLAS_MIN_ROWS 48
+/* The same for f32 weights, which sgemm reads without conversion
+ * (measured: at 16 rows sgemm takes ~20% less time than the streaming
+ * kernel on Zen 4). */
+#define CPU_MATMUL_BLAS_MIN_ROWS_F32 8
+
+typedef struct cpu_matmul_ctx {
+    eng_threadpool *pool;                 /* borrowed */
+    float *panels[CPU_MAX_THREADS];       /* per-thread f32 conversion panel */
+    size_t panel_floats[CPU_MAX_THREADS];
+} cpu_matmul_ctx;
+
+/* y (m, w->rows; stride ldy) = x (m, w->cols; stride ldx) W^T (+ bias). */
+void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
+                int ldy, const float *bias);
+/* Frees the panels. */
+void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx);
+
+/* Converts n weights of one row (dtype dt) to f32. */
+void cpu_row_to_f32(const void *row, eng_dtype dt, long n, float *dst);
+/* Thread tid's conversion panel of at least `floats` floats. */
+float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats);
+
+#endif

@@ -1,0 +1,442 @@
+/* backend_core.cu - the compute ops of the CUDA backend (and of its emulated
+ * twin): each bk_backend op either runs at once (kernel launches and GEMMs on
+ * the stream) or is recorded into the current trace; flushing a trace runs it
+ * eagerly, captures it as a graph or replays its graph (see backend_core.h).
+ *
+ * Matmul dispatch: up to tune.gemv_max_rows rows of x go to kc_gemv (reads
+ * the weights once, any dtype, f32 accumulation: the decode path); more rows
+ * go to the device GEMM in f32, 16-bit weights first widened to f32 panel by
+ * panel (a panel stays in L2), so that results do not depend on the batch
+ * size beyond f32 rounding.  Never allocates device memory itself.
+ */
+#include "kernels/cuda/backend_core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    OP_EMBED,
+    OP_NORM,
+    OP_MATMUL,
+    OP_CONV_PREFILL,
+    OP_SCAN_PREFILL,
+    OP_CONV_STEP,
+    OP_SCAN_STEP,
+};
+
+static const char *const op_names[] = {"embed", "add_rmsnorm", "matmul", "conv_prefill",
+                                       "scan_prefill", "conv_step", "scan_step"};
+
+static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
+                  (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16, "kc dtype codes follow eng_dtype");
+
+static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
+
+static size_t dtype_bytes(int dt) { return dt == KC_DT_F32 ? 4 : 2; }
+
+/* ---- running one op ------------------------------------------------------ */
+
+static void run_matmul(kc_core *c, const kc_op *o)
+{
+    const bk_matrix *w = &o->w;
+    const float *x = o->in[0], *bias = o->in[1];
+    float *y = o->out[0];
+    const int m = o->m;
+    int small = c->tune.gemv_max_rows < KC_GEMV_MAX ? c->tune.gemv_max_rows : KC_GEMV_MAX;
+    float *panel = NULL;
+    int panel_rows = 0;
+    if (m > small && w->dtype != ENG_DTYPE_F32) {
+        size_t fit = c->tune.panel_floats / (size_t)w->cols;
+        panel_rows = fit < 1 ? 1 : fit > (size_t)w->rows ? w->rows : (int)fit;
+        panel = c->dev->scratch(c, KC_SCRATCH_PANEL, (size_t)panel_rows * w->cols);
+    }
+    if (m <= small || (w->dtype != ENG_DTYPE_F32 && !panel)) {
+        /* the GEMV path, also the fallback when no panel fits in memory */
+        for (int i0 = 0; i0 < m; i0 += KC_GEMV_MAX) {
+            int mi = m - i0 < KC_GEMV_MAX ? m - i0 : KC_GEMV_MAX;
+            kc_gemv(w->data, w->dtype, w->rows, w->cols, x + (size_t)i0 * o->ldx, o->ldx, mi,
+                    y + (size_t)i0 * o->ldy, o->ldy, bias, c->stream);
+        }
+        return;
+    }
+    if (w->dtype == ENG_DTYPE_F32) {
+        c->dev->gemm(c, m, w->rows, w->cols, x, o->ldx, (const float *)w->data, w->cols, y, o->ldy);
+    } else {
+        const size_t row_bytes = (size_t)w->cols * dtype_bytes(w->dtype);
+        for (int r0 = 0; r0 < w->rows; r0 += panel_rows) {
+            int nr = w->rows - r0 < panel_rows ? w->rows - r0 : panel_rows;
+            kc_widen((const char *)w->data + (size_t)r0 * row_bytes, w->dtype, (size_t)nr * w->cols,
+                     panel, c->stream);
+            c->dev->gemm(c, m, nr, w->cols, x, o->ldx, panel, w->cols, y + r0, o->ldy);
+        }
+    }
+    if (bias)
+        kc_add_bias(y, o->ldy, m, w->rows, bias, c->stream);
+}
+
+static kc_conv_args conv_args(const kc_op *o)
+{
+    const bk_ssm_layer *l = &o->l;
+    kc_conv_args a;
+    memset(&a, 0, sizeof a);
+    a.w = l->conv_w, a.b = l->conv_b, a.E = l->d_inner, a.K = l->d_conv;
+    a.x = o->in[0], a.ldx = 2 * l->d_inner, a.out = o->out[0];
+    return a;
+}
+
+static kc_scan_args scan_args(const kc_op *o)
+{
+    const bk_ssm_layer *l = &o->l;
+    kc_scan_args a;
+    memset(&a, 0, sizeof a);
+    a.dt_bias = l->dt_bias, a.A = l->A, a.D = l->D;
+    a.E = l->d_inner, a.N = l->d_state, a.R = l->dt_rank;
+    a.x = o->in[0], a.dt = o->in[1], a.dbc = o->in[2];
+    a.z = o->in[3] + l->d_inner, a.ldz = 2 * l->d_inner;
+    a.y = o->out[0];
+    return a;
+}
+
+/* idx: the op's ids or slots in device memory (or NULL). */
+static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
+{
+    switch (o->kind) {
+    case OP_EMBED:
+        kc_embed(o->w.data, o->w.dtype, o->w.cols, idx, o->n, o->out[0], c->stream);
+        break;
+    case OP_NORM:
+        kc_add_rmsnorm(o->out[0], o->in[0], o->in[1], o->eps, o->n, o->dim, o->out[1], c->stream);
+        break;
+    case OP_MATMUL:
+        run_matmul(c, o);
+        break;
+    case OP_CONV_PREFILL: {
+        kc_conv_args a = conv_args(o);
+        a.window = o->out[1], a.T = o->T;
+        kc_conv_prefill(&a, c->stream);
+        break;
+    }
+    case OP_SCAN_PREFILL: {
+        kc_scan_args a = scan_args(o);
+        a.state = o->out[1], a.T = o->T;
+        size_t need = kc_scan_prefill_scratch(a.E, a.N, a.T, &c->tune);
+        float *scratch = need ? c->dev->scratch(c, KC_SCRATCH_SCAN, need) : NULL;
+        kc_scan_prefill(&a, scratch, &c->tune, c->stream);
+        break;
+    }
+    case OP_CONV_STEP: {
+        kc_conv_args a = conv_args(o);
+        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->conv_offset;
+        a.slots = idx, a.batch = o->n;
+        kc_conv_step(&a, c->stream);
+        break;
+    }
+    case OP_SCAN_STEP: {
+        kc_scan_args a = scan_args(o);
+        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
+        a.slots = idx, a.batch = o->n;
+        kc_scan_step(&a, c->stream);
+        break;
+    }
+    default:
+        fprintf(stderr, "ssmd: cuda backend: unknown recorded op %d\n", o->kind);
+        abort();
+    }
+    c->dev->after_op(c, op_names[o->kind]);
+}
+
+static void run_ops(kc_core *c, const kc_op *ops, int n)
+{
+    for (int i = 0; i < n; i++)
+        run_op(c, &ops[i], ops[i].arena_off == SIZE_MAX ? NULL : c->arena_dev + ops[i].arena_off);
+}
+
+static void run_graph_ops(kc_core *c, void *arg)
+{
+    const kc_graph *g = (const kc_graph *)arg;
+    run_ops(c, g->ops, g->n_ops);
+}
+
+/* ---- traces ---------------------------------------------------------------- */
+
+static int trace_is_decode(const kc_core *c)
+{
+    for (int i = 0; i < c->n_ops; i++)
+        if (c->ops[i].kind == OP_CONV_STEP || c->ops[i].kind == OP_SCAN_STEP)
+            return 1;
+    return 0;
+}
+
+static kc_graph *graph_find(kc_core *c)
+{
+    for (int i = 0; i < c->n_graphs; i++) {
+        kc_graph *g = &c->graphs[i];
+        if (g->n_ops == c->n_ops && !memcmp(g->ops, c->ops, sizeof(kc_op) * (size_t)c->n_ops))
+            return g;
+    }
+    return NULL;
+}
+
+/* A cache slot for a new trace: a free one, else the least recently used
+ * (its graph destroyed). */
+static kc_graph *graph_slot(kc_core *c)
+{
+    int cap = c->tune.graph_cache < 1 ? 1 : c->tune.graph_cache > KC_MAX_GRAPHS ? KC_MAX_GRAPHS
+                                                                                 : c->tune.graph_cache;
+    if (c->n_graphs < cap)
+        return &c->graphs[c->n_graphs++];
+    kc_graph *g = &c->graphs[0];
+    for (int i = 1; i < c->n_graphs; i++)
+        if (c->graphs[i].last_use < g->last_use)
+            g = &c->graphs[i];
+    if (g->exec)
+        c->dev->graph_destroy(c, g->exec);
+    free(g->ops);
+    memset(g, 0, sizeof *g);
+    c->stats.evictions++;
+    return g;
+}
+
+static void flush_decode(kc_core *c)
+{
+    kc_graph *g = graph_find(c);
+    if (!g) {
+        g = graph_slot(c);
+        g->ops = (kc_op *)malloc(sizeof(kc_op) * (size_t)c->n_ops);
+        if (!g->ops) {
+            fprintf(stderr, "ssmd: cuda backend: out of host memory for a trace\n");
+            abort();
+        }
+        memcpy(g->ops, c->ops, sizeof(kc_op) * (size_t)c->n_ops);
+        g->n_ops = c->n_ops, g->seen = 1, g->failed = 0, g->exec = NULL, g->last_use = c->clock;
+        c->stats.eager_traces++;
+        run_ops(c, c->ops, c->n_ops);
+        return;
+    }
+    g->seen++;
+    g->last_use = c->clock;
+    if (!g->exec && !g->failed) {
+        g->exec = c->dev->graph_capture(c, run_graph_ops, g);
+        if (g->exec)
+            c->stats.graph_captures++;
+        else
+            g->failed = 1, c->stats.capture_failures++;
+    }
+    if (g->exec) {
+        c->dev->graph_launch(c, g->exec);
+        c->stats.graph_launches++;
+    } else {
+        c->stats.eager_traces++;
+        run_ops(c, c->ops, c->n_ops);
+    }
+}
+
+void kc_core_flush(kc_core *c)
+{
+    if (!c->tracing)
+        return;
+    c->tracing = 0;
+    if (!c->n_ops)
+        return;
+    c->stats.traces++;
+    c->clock++;
+    c->dev->arena_upload(c, c->arena_used);
+    if (trace_is_decode(c)) {
+        flush_decode(c);
+    } else {
+        c->stats.eager_traces++;
+        run_ops(c, c->ops, c->n_ops);
+    }
+    c->n_ops = 0;
+}
+
+static void trace_start(kc_core *c)
+{
+    kc_core_flush(c);
+    c->dev->arena_wait(c);
+    c->tracing = 1;
+    c->n_ops = 0;
+    c->arena_used = 0;
+    c->last_slots_n = -1;
+}
+
+/* A zeroed record appended to the trace, or NULL when not tracing. */
+static kc_op *record(kc_core *c, int kind)
+{
+    if (!c->tracing)
+        return NULL;
+    if (c->n_ops == c->cap_ops) {
+        int cap = c->cap_ops ? 2 * c->cap_ops : 256;
+        kc_op *ops = (kc_op *)realloc(c->ops, sizeof(kc_op) * (size_t)cap);
+        if (!ops) {
+            fprintf(stderr, "ssmd: cuda backend: out of host memory for a trace\n");
+            abort();
+        }
+        c->ops = ops, c->cap_ops = cap;
+    }
+    kc_op *o = &c->ops[c->n_ops++];
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->arena_off = SIZE_MAX;
+    return o;
+}
+
+/* Copies n ints into the arena; returns the offset, or SIZE_MAX when they
+ * do not fit (the caller then flushes and runs eagerly). */
+static size_t arena_put(kc_core *c, const int32_t *v, int n, int dedup)
+{
+    if (dedup && c->last_slots_n == n &&
+        !memcmp(c->arena_host + c->last_slots_off, v, sizeof(int32_t) * (size_t)n))
+        return c->last_slots_off;
+    size_t off = (c->arena_used + 3) & ~(size_t)3; /* 16-byte aligned starts */
+    if (off + (size_t)n > c->arena_cap)
+        return SIZE_MAX;
+    memcpy(c->arena_host + off, v, sizeof(int32_t) * (size_t)n);
+    c->arena_used = off + (size_t)n;
+    if (dedup)
+        c->last_slots_off = off, c->last_slots_n = n;
+    return off;
+}
+
+/* The op being issued: a record in the trace, or *tmp when it runs now. */
+static kc_op *op_begin(kc_core *c, int kind, kc_op *tmp)
+{
+    kc_op *o = record(c, kind);
+    if (!o) {
+        o = tmp;
+        memset(o, 0, sizeof *o);
+        o->kind = kind;
+        o->arena_off = SIZE_MAX;
+    }
+    return o;
+}
+
+/* Finishes an op from op_begin: a recorded op gets its index array (ids or
+ * slots) in the arena; an op that is not recorded, or whose index array no
+ * longer fits the arena (the trace is flushed first), runs now. */
+static void op_end(kc_core *c, kc_op *o, const kc_op *tmp, const int32_t *idx, int n_idx, int dedup)
+{
+    if (o != tmp) {
+        if (!idx)
+            return;
+        size_t off = arena_put(c, idx, n_idx, dedup);
+        if (off != SIZE_MAX) {
+            o->arena_off = off;
+            return;
+        }
+        kc_op copy = *o;
+        c->n_ops--;
+        kc_core_flush(c);
+        run_op(c, &copy, c->dev->stage(c, idx, n_idx));
+        return;
+    }
+    run_op(c, o, idx ? c->dev->stage(c, idx, n_idx) : NULL);
+}
+
+/* ---- the bk_backend compute ops ----------------------------------------------- */
+
+static void core_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
+{
+    kc_core *c = core_of(bk);
+    if (n <= 0)
+        return;
+    trace_start(c);
+    kc_op tmp, *o = op_begin(c, OP_EMBED, &tmp);
+    o->w = *w, o->n = n, o->out[0] = out;
+    op_end(c, o, &tmp, ids, n, 0);
+}
+
+static void core_add_rmsnorm(bk_backend *bk, float *resid, const float *add, const float *weight,
+                             float eps, int n, int dim, float *out)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_NORM, &tmp);
+    o->in[0] = add, o->in[1] = weight, o->eps = eps, o->n = n, o->dim = dim;
+    o->out[0] = resid, o->out[1] = out;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_matmul(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m, float *y,
+                        int ldy, const float *bias)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_MATMUL, &tmp);
+    o->w = *w, o->in[0] = x, o->ldx = ldx, o->m = m, o->out[0] = y, o->ldy = ldy, o->in[1] = bias;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+/* Prefill ops end a trace: what was recorded runs now, and so does this. */
+static void core_conv_prefill(bk_backend *bk, const bk_ssm_layer *l, float *window, const float *xz,
+                              int T, float *xc)
+{
+    kc_core *c = core_of(bk);
+    kc_core_flush(c);
+    kc_op tmp, *o = op_begin(c, OP_CONV_PREFILL, &tmp);
+    o->l = *l, o->in[0] = xz, o->T = T, o->out[0] = xc, o->out[1] = window;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_scan_prefill(bk_backend *bk, const bk_ssm_layer *l, float *state, const float *xc,
+                              const float *dt, const float *dbc, const float *xz, int T, float *y)
+{
+    kc_core *c = core_of(bk);
+    kc_core_flush(c);
+    kc_op tmp, *o = op_begin(c, OP_SCAN_PREFILL, &tmp);
+    o->l = *l, o->in[0] = xc, o->in[1] = dt, o->in[2] = dbc, o->in[3] = xz, o->T = T;
+    o->out[0] = y, o->out[1] = state;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void step_op(kc_core *c, int kind, const bk_ssm_layer *l, const bk_state_ref *st,
+                    const float *in0, const float *dt, const float *dbc, const float *xz, float *out)
+{
+    if (st->batch <= 0)
+        return;
+    kc_op tmp, *o = op_begin(c, kind, &tmp);
+    o->l = *l, o->in[0] = in0, o->in[1] = dt, o->in[2] = dbc, o->in[3] = xz, o->out[0] = out;
+    o->pool = st->pool, o->slot_stride = st->slot_stride;
+    o->conv_offset = st->conv_offset, o->ssm_offset = st->ssm_offset, o->n = st->batch;
+    op_end(c, o, &tmp, st->slots, st->batch, 1);
+}
+
+static void core_conv_step(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                           const float *xz, float *xc)
+{
+    step_op(core_of(bk), OP_CONV_STEP, l, st, xz, NULL, NULL, NULL, xc);
+}
+
+static void core_scan_step(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                           const float *xc, const float *dt, const float *dbc, const float *xz,
+                           float *y)
+{
+    step_op(core_of(bk), OP_SCAN_STEP, l, st, xc, dt, dbc, xz, y);
+}
+
+void kc_core_init(kc_core *c)
+{
+    c->base.embed = core_embed;
+    c->base.add_rmsnorm = core_add_rmsnorm;
+    c->base.matmul = core_matmul;
+    c->base.conv_prefill = core_conv_prefill;
+    c->base.scan_prefill = core_scan_prefill;
+    c->base.conv_step = core_conv_step;
+    c->base.scan_step = core_scan_step;
+    c->last_slots_n = -1;
+}
+
+void kc_core_stats_get(bk_backend *bk, kc_core_stats *out) { *out = core_of(bk)->stats; }
+
+void kc_core_close(kc_core *c)
+{
+    for (int i = 0; i < c->n_graphs; i++) {
+        if (c->graphs[i].exec)
+            c->dev->graph_destroy(c, c->graphs[i].exec);
+        free(c->graphs[i].ops);
+    }
+    c->n_graphs = 0;
+    free(c->ops);
+    c->ops = NULL;
+    c->n_ops = c->cap_ops = 0;
+    c->tracing = 0;
+}

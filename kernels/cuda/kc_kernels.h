@@ -1,0 +1,116 @@
+/* kc_kernels.h - launchers of the CUDA kernels in kernels/NAME.cu, one per op;
+ * the same functions launch on a GPU (nvcc build) or in the CPU emulation
+ * harness (kernels/emu).  C API: the CUDA backend, the emulated backend and
+ * the Check tests call it.
+ *
+ * Every pointer argument is device memory (host memory in the emulation),
+ * including index arrays (ids, slots).  Shapes follow engine/backend.h:
+ * activations f32 row-major, conv window (d_conv-1, d_inner), SSM state
+ * (d_state, d_inner).  Launchers only enqueue work on the stream; they never
+ * allocate, synchronise or check errors (the backend does).
+ */
+#ifndef SSMD_KC_KERNELS_H
+#define SSMD_KC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *kc_stream; /* = cudaStream_t */
+
+/* Weight dtypes; the values are engine/weights/safetensors.h's eng_dtype. */
+enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2 };
+
+/* The generic scan keeps up to this many state values per thread; the same
+ * bound as the CPU backend's (models above it are rejected at load). */
+#define KC_MAX_STATE 256
+/* kc_gemv handles at most this many rows of x per launch. */
+#define KC_GEMV_MAX 16
+
+/* Knobs the backend chooses; the emulated tests shrink them so that small
+ * shapes still cover multi-chunk and multi-pass paths. */
+typedef struct kc_tuning {
+    int scan_chunk;       /* time steps per chunk of the prefill scan */
+    int carry_rows;       /* chunks per pass of the carry prefix, 1..32 */
+    int gemv_max_rows;    /* matmuls with <= this many rows use kc_gemv (<= KC_GEMV_MAX) */
+    size_t panel_floats;  /* f32 panel for widening 16-bit weights before a GEMM */
+    int graph_cache;      /* decode-step graphs kept (least recently used go) */
+} kc_tuning;
+
+void kc_tuning_default(kc_tuning *t);
+
+/* Causal depthwise conv1d + SiLU.  Prefill: T rows of x (stride ldx), from
+ * window, which is left holding the last d_conv-1 inputs.  Step: row b of x
+ * belongs to the sequence in slot slots[b]; its window is at pool +
+ * slots[b] * slot_stride + offset and is updated in place; a negative slot is
+ * padding: its output row is zeroed and no state is touched. */
+typedef struct kc_conv_args {
+    const float *w;            /* (K, E): tap k of channel e at [k][e] */
+    const float *b;            /* (E) or NULL */
+    int E, K;
+    const float *x;            /* (rows, E), row stride ldx */
+    int ldx;
+    float *out;                /* (rows, E) */
+    float *window;             /* prefill: (K-1, E) */
+    int T;                     /* prefill: rows */
+    float *pool;               /* step: state pool */
+    size_t slot_stride, offset; /* step: in floats */
+    const int32_t *slots;      /* step: (batch) */
+    int batch;
+} kc_conv_args;
+
+void kc_conv_prefill(const kc_conv_args *a, kc_stream s);
+void kc_conv_step(const kc_conv_args *a, kc_stream s);
+
+/* Selective scan (softplus(dt + dt_bias), ZOH, D skip, SiLU(z) gate), see
+ * backend.h.  Prefill runs from state (N, E) and leaves it final; it splits
+ * T into chunks scanned in parallel, joined by a parallel prefix over the
+ * chunks' (decay, offset) pairs; scratch holds kc_scan_prefill_scratch()
+ * floats (NULL: one chunk, no parallelism in time).  Step: as conv step,
+ * state at pool + slots[b] * slot_stride + offset. */
+typedef struct kc_scan_args {
+    const float *dt_bias, *A, *D; /* (E), (N, E), (E) */
+    int E, N, R;
+    const float *x, *dt;          /* (rows, E) */
+    const float *dbc;             /* (rows, R + 2N): [dt_low | B | C] */
+    const float *z;               /* (rows, E), row stride ldz */
+    int ldz;
+    float *y;                     /* (rows, E) */
+    float *state;                 /* prefill */
+    int T;
+    float *pool;                  /* step */
+    size_t slot_stride, offset;
+    const int32_t *slots;
+    int batch;
+} kc_scan_args;
+
+size_t kc_scan_prefill_scratch(int E, int N, int T, const kc_tuning *t);
+void kc_scan_prefill(const kc_scan_args *a, float *scratch, const kc_tuning *t, kc_stream s);
+void kc_scan_step(const kc_scan_args *a, kc_stream s);
+
+/* resid (n, dim) += add (if not NULL); out = rmsnorm(resid) * weight. */
+void kc_add_rmsnorm(float *resid, const float *add, const float *weight, float eps, int n, int dim,
+                    float *out, kc_stream s);
+/* out (n, cols) = rows ids[i] of w (dtype dt), as f32. */
+void kc_embed(const void *w, int dt, int cols, const int32_t *ids, int n, float *out, kc_stream s);
+/* out[i] = index of the largest of logits row i (row stride ld); ties go
+ * to the lowest index; NaNs are never chosen. */
+void kc_argmax(const float *logits, int n, int V, int ld, int32_t *out, kc_stream s);
+
+/* y (m, rows; stride ldy) = x (m, cols; stride ldx) W^T (+ bias), W (rows,
+ * cols) of dtype dt, f32 accumulation; m <= KC_GEMV_MAX.  Reads W once. */
+void kc_gemv(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
+             int ldy, const float *bias, kc_stream s);
+/* out[i] = w[i] as f32 for i < n (w of dtype dt). */
+void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s);
+/* y[i][j] += bias[j] for i < m, j < n (row stride ldy). */
+void kc_add_bias(float *y, int ldy, int m, int n, const float *bias, kc_stream s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -20,7 +20,7 @@
 #include <time.h>
 
 #include "engine/model.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "engine/state_pool.h"
 
 /* The few CUDA runtime calls of the bandwidth probe (C ABI; NULL when the

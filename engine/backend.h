@@ -1,16 +1,31 @@
 /* backend.h - the one interface between model code and the hardware.
  *
- * A backend is a struct of function pointers over "backend memory": plain
- * host memory for the cpu backend, device memory for cuda.  Model code
- * (models/) allocates its activations and weights through it and calls the
- * ops below; it never dereferences backend memory itself.  The cpu backend
- * is the reference every other backend is compared with.
+ * A backend is a core table of function pointers over "backend memory"
+ * (plain host memory for the cpu backend, device memory for cuda) plus one
+ * op table per model family (Mamba-1's selective scan, the S4 family;
+ * Mamba-2's SSD next).  A NULL family table, or a NULL optional core op,
+ * means the backend does not have it: the model that needs it is refused
+ * at load with a message (models/common.c, mdl_require).  Model code
+ * (models/) allocates its activations and weights through the core and
+ * calls the ops; it never dereferences backend memory itself.  The cpu
+ * backend (kernels/cpu/) is the reference every other backend is compared
+ * with; the registry (kernels/registry.c) creates them by name.
  *
- * Conventions: activations are f32 row-major (rows = tokens or sequences);
- * a weight matrix W has shape (rows, cols) and matmul computes y = x W^T.
- * Recurrent state is fp32 and time/state-major so that kernels vectorise
- * across channels:  conv window (d_conv-1, d_inner), oldest input first;
- * SSM state (d_state, d_inner).
+ * Conventions: activations are f32 row-major (rows = tokens or sequences)
+ * and every row stride is either an explicit ld* argument or stated as
+ * "contiguous" (stride = width).  A weight matrix W has shape (rows, cols)
+ * and matmul computes y = x W^T.  Recurrent state is f32 and
+ * time/state-major so that kernels vectorise across channels.
+ *
+ * The step protocol: a forward pass (one prefill chunk or one decode step)
+ * is bracketed by step_begin and step_end.  Between the two a backend may
+ * record compute ops instead of running them (cuda records a decode step
+ * and replays it as a captured graph); any memory op (read, write, copy,
+ * zero, alloc, release) inside a step first runs what was recorded, so it
+ * sees every earlier op's result.  After step_end everything issued has
+ * run, or is queued in order before any later memory op.
+ *
+ * Engine thread only: a backend is not thread-safe.
  */
 #ifndef SSMD_BACKEND_H
 #define SSMD_BACKEND_H
@@ -19,24 +34,30 @@
 #include <stdint.h>
 
 #include "engine/error.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 
+typedef struct bk_backend bk_backend;
+
+/* A weight matrix as a backend holds it (made by matrix_load). */
 typedef struct bk_matrix {
-    const void *data; /* (rows, cols) in backend memory */
-    eng_dtype dtype;  /* F32, F16 or BF16 */
+    /* (Fields ordered so the struct has no padding: the cuda backend
+     * compares recorded ops bytewise.) */
+    const void *data;      /* (rows, cols) in backend memory */
+    uint64_t row_bytes;    /* bytes from one row to the next */
+    const float *row_scale; /* (rows) backend memory, or NULL: output column r
+                              is multiplied by row_scale[r] (per-row quantized
+                              formats; no backend's matrix_load makes one yet) */
+    eng_dtype dtype;       /* a float type or, where the backend reads it, a
+                              block-quantized one (scales inside the blocks) */
     int rows, cols;
-    int owned;        /* data was allocated by the backend (else a view) */
+    int owned;             /* data was allocated by the backend (else a view) */
 } bk_matrix;
 
-/* One Mamba-1 mixer's small tensors, all f32 in backend memory. */
-typedef struct bk_ssm_layer {
-    const float *conv_w;  /* (d_conv, d_inner): tap k of channel e at [k][e] */
-    const float *conv_b;  /* (d_inner) or NULL */
-    const float *dt_bias; /* (d_inner) */
-    const float *A;       /* (d_state, d_inner): -exp(A_log), transposed */
-    const float *D;       /* (d_inner) */
-    int d_inner, d_state, d_conv, dt_rank;
-} bk_ssm_layer;
+/* What matmul may trade for speed.  DEFAULT follows the backend's numerics
+ * option; EXACT asks for f32 accumulation of f32-rounded inputs even when
+ * the backend runs "fast" (for products whose errors the model amplifies,
+ * such as dt before exp()). */
+typedef enum bk_precision { BK_PRECISION_DEFAULT = 0, BK_PRECISION_EXACT } bk_precision;
 
 /* Where the decode ops find each sequence's state: slot s's conv window
  * of this layer is at pool + s * slot_stride + conv_offset, its SSM state at
@@ -48,11 +69,60 @@ typedef struct bk_state_ref {
     int batch;
 } bk_state_ref;
 
-/* One S4 / S4D layer's SSM (models/s4.c), discretised at load, f32 in
- * backend memory.  A complex vector is two planes, real then imaginary,
- * each (N2, H): pair n of channel h at [n * H + h] (and the imaginary part
- * N2 * H further), so kernels vectorise across channels.  Only one of each
- * conjugate pair is kept; outputs take twice the real part.
+/* ---- Mamba-1 (models/mamba1.c) ----------------------------------------- */
+
+/* One Mamba-1 mixer's small tensors, all f32 in backend memory.  Its state
+ * per slot: conv window (d_conv-1, d_inner), oldest input first, then SSM
+ * state (d_state, d_inner). */
+typedef struct bk_ssm_layer {
+    const float *conv_w;  /* (d_conv, d_inner): tap k of channel e at [k][e] */
+    const float *conv_b;  /* (d_inner) or NULL */
+    const float *dt_bias; /* (d_inner) */
+    const float *A;       /* (d_state, d_inner): -exp(A_log), transposed */
+    const float *D;       /* (d_inner) */
+    int d_inner, d_state, d_conv, dt_rank;
+} bk_ssm_layer;
+
+/* The activations one Mamba-1 sequence op reads and writes.  rows: the
+ * tokens of one sequence (prefill) or one row per sequence (decode, where
+ * rows = st->batch).  x and z are views into in_proj's output, x then z
+ * side by side, so their strides are explicit. */
+typedef struct bk_mamba1_io {
+    const float *x;   /* (rows, d_inner), row stride ldx: conv input */
+    int ldx;
+    float *xc;        /* (rows, d_inner) contiguous: silu(conv(x)), the scan input */
+    const float *dt;  /* (rows, d_inner) contiguous: dt_proj(dt_low), no bias yet */
+    const float *dbc; /* (rows, dt_rank + 2*d_state) contiguous: [dt_low | B | C] */
+    const float *z;   /* (rows, d_inner), row stride ldz: the gate */
+    int ldz;
+    float *y;         /* (rows, d_inner) contiguous: (C.h + D*xc) * silu(z) */
+    int rows;
+} bk_mamba1_io;
+
+typedef struct bk_mamba1_ops {
+    int max_state; /* largest d_state the scan takes; bigger models are refused */
+    /* Prefill of one sequence of io->rows tokens.  conv: xc = silu(causal
+     * depthwise conv of x continuing from window); window is left holding
+     * the last inputs.  scan: continues from state, leaves it final; y. */
+    void (*conv_prefill)(bk_backend *bk, const bk_ssm_layer *l, float *window,
+                         const bk_mamba1_io *io);
+    void (*scan_prefill)(bk_backend *bk, const bk_ssm_layer *l, float *state,
+                         const bk_mamba1_io *io);
+    /* Decode: row b belongs to the sequence in slot st->slots[b]; its
+     * window / state are updated in place. */
+    void (*conv_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                      const bk_mamba1_io *io);
+    void (*scan_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                      const bk_mamba1_io *io);
+} bk_mamba1_ops;
+
+/* ---- The S4 / S4D family (models/s4.c) --------------------------------- */
+
+/* One S4 / S4D layer's SSM, discretised at load, f32 in backend memory.
+ * A complex vector is two planes, real then imaginary, each (N2, H): pair
+ * n of channel h at [n * H + h] (and the imaginary part N2 * H further),
+ * so kernels vectorise across channels.  Only one of each conjugate pair
+ * is kept; outputs take twice the real part.  State per slot: (2, N2, H).
  *   diagonal (rank 0):  x' = dA x + dB u
  *   DPLR (rank > 0), the bilinear step of A = Lambda - P P^*:
  *     v  = E x - P s + dB u,      s_r = 2 Re sum_n conj(P_rn) x_n
@@ -70,10 +140,23 @@ typedef struct bk_s4_layer {
     const float *R;       /* (rank, 2, N2, H) DPLR: (I + P^* Dinv P)^-1 P^* Dinv */
 } bk_s4_layer;
 
-typedef struct bk_backend bk_backend;
+typedef struct bk_s4_ops {
+    int max_rank; /* largest DPLR rank the step takes; bigger models are refused */
+    /* Prefill of one sequence: u (T, H) contiguous; state (2, N2, H) is
+     * continued and left final (the same as T step calls); y (T, H)
+     * contiguous as in bk_s4_layer. */
+    void (*prefill)(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u, int T,
+                    float *y);
+    /* Decode: row b of u/y (batch, H) contiguous belongs to slot
+     * st->slots[b], whose state of this layer is at st->ssm_offset. */
+    void (*step)(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st, const float *u,
+                 float *y);
+} bk_s4_ops;
+
+/* ---- the backend ---------------------------------------------------------- */
+
 struct bk_backend {
     const char *name;
-    void *impl;
     void (*destroy)(bk_backend *bk);
 
     /* Memory.  alloc returns zeroed memory or NULL when out of memory. */
@@ -84,60 +167,44 @@ struct bk_backend {
     void (*copy)(bk_backend *bk, void *dst, const void *src, size_t bytes);
     void (*zero)(bk_backend *bk, void *dst, size_t bytes);
 
-    /* Makes a weight matrix usable by matmul: a view of the mmap (cpu) or an
-     * upload.  Returns SSMD_OK or SSMD_ENOMEM/SSMD_EUNSUPPORTED. */
+    /* The step protocol (see the top of this file). */
+    void (*step_begin)(bk_backend *bk);
+    void (*step_end)(bk_backend *bk);
+
+    /* Makes a weight matrix usable by matmul and embed: a view of the mmap
+     * (cpu) or an upload.  Returns SSMD_OK or SSMD_ENOMEM/SSMD_EUNSUPPORTED
+     * (a dtype this backend cannot read, named in the message). */
     int (*matrix_load)(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
                        ssmd_err *err);
     void (*matrix_release)(bk_backend *bk, bk_matrix *m);
 
-    /* y (m, w->rows, row stride ldy) = x (m, w->cols, row stride ldx) W^T
-     * (+ bias (w->rows) when not NULL). */
+    /* y (m, w->rows, row stride ldy) = x (m, w->cols, row stride ldx) W^T,
+     * times w->row_scale per column when set, plus bias (w->rows) when not
+     * NULL. */
     void (*matmul)(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m, float *y,
-                   int ldy, const float *bias);
+                   int ldy, const float *bias, bk_precision precision);
 
-    /* out (n, w->cols) = rows ids[i] of w.  ids are host memory and valid. */
+    /* out (n, w->cols) contiguous = rows ids[i] of w.  ids are host memory
+     * and valid. */
     void (*embed)(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out);
 
-    /* resid (n, dim) += add (when not NULL); out = rmsnorm(resid) * weight. */
+    /* resid (n, dim) += add (when not NULL); out = rmsnorm(resid) * weight.
+     * All (n, dim) contiguous. */
     void (*add_rmsnorm)(bk_backend *bk, float *resid, const float *add, const float *weight,
                         float eps, int n, int dim, float *out);
 
-    /* Prefill of one sequence of T tokens.  xz (T, 2*d_inner): x then z.
-     * conv: xc (T, d_inner) = silu(causal depthwise conv of x, continuing
-     * from window (d_conv-1, d_inner)); window is left holding the last inputs.
-     * scan: from state (d_state, d_inner); dbc (T, dt_rank + 2*d_state) holds
-     * [dt_low | B | C]; dt (T, d_inner) is dt_proj(dt_low) without bias;
-     * y (T, d_inner) = (C.h + D*x) * silu(z); state is left final. */
-    void (*conv_prefill)(bk_backend *bk, const bk_ssm_layer *l, float *window, const float *xz,
-                         int T, float *xc);
-    void (*scan_prefill)(bk_backend *bk, const bk_ssm_layer *l, float *state, const float *xc,
-                         const float *dt, const float *dbc, const float *xz, int T, float *y);
-
-    /* Decode: row b of xz/xc/dt/dbc/y belongs to sequence b whose state is in
-     * slot st->slots[b]; states are updated in place. */
-    void (*conv_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                      const float *xz, float *xc);
-    void (*scan_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                      const float *xc, const float *dt, const float *dbc, const float *xz,
-                      float *y);
-
-    /* ---- Optional: the S4 / S4D family.  A backend may leave these NULL;
-     * models/s4.c then refuses to load with SSMD_EUNSUPPORTED. ---- */
-
-    /* resid (n, dim) += add (when not NULL); out = layernorm(resid) * weight
-     * + bias (biased variance, eps inside the square root, as torch). */
+    /* Optional (NULL: absent).  resid (n, dim) += add (when not NULL);
+     * out = layernorm(resid) * weight + bias (biased variance, eps inside
+     * the square root, as torch).  All contiguous. */
     void (*add_layernorm)(bk_backend *bk, float *resid, const float *add, const float *weight,
                           const float *bias, float eps, int n, int dim, float *out);
-    /* out (n, dim) = x[:, :dim] * sigmoid(x[:, dim:]) for x (n, 2*dim). */
+    /* Optional.  out (n, dim) = x[:, :dim] * sigmoid(x[:, dim:]) for x
+     * (n, 2*dim); both contiguous. */
     void (*glu)(bk_backend *bk, const float *x, int n, int dim, float *out);
-    /* Prefill of one sequence: u (T, H); state (2, N2, H) is continued and
-     * left final (the same as T s4_step calls); y (T, H) as in bk_s4_layer. */
-    void (*s4_prefill)(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u, int T,
-                       float *y);
-    /* Decode: row b of u/y (batch, H) belongs to slot st->slots[b], whose
-     * state of this layer is at st->ssm_offset; updated in place. */
-    void (*s4_step)(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st, const float *u,
-                    float *y);
+
+    /* Per-family op tables; NULL: the family is not supported. */
+    const bk_mamba1_ops *mamba1;
+    const bk_s4_ops *s4;
 };
 
 /* How a backend may compute.  exact: f32 activations and f32 accumulation

@@ -2,7 +2,7 @@
  * tokenizer; validates forward inputs and hands them to the architecture.
  *
  * Owns every allocation of model memory (through the backend).  The
- * architecture is chosen by config.json's model_type from the table below.
+ * architecture is the family that read config.json (engine/arch.h).
  */
 #include "engine/model.h"
 
@@ -13,12 +13,8 @@
 
 #include "engine/arch.h"
 #include "engine/backend.h"
-#include "engine/weights/safetensors.h"
 #include "engine/state_pool.h"
-#include "models/mamba1.h"
-#include "models/s4.h"
-
-static const eng_arch *const archs[] = {&mamba1_arch, &s4d_arch, &s4_arch};
+#include "engine/tensor.h"
 
 struct eng_model {
     eng_model_config cfg;
@@ -47,22 +43,18 @@ static void fnv(uint64_t *h, const void *data, size_t n)
     }
 }
 
-/* Over model_type, config numbers and every tensor's name, dtype, shape and
- * first/last bytes: equal for copies of one checkpoint on any replica,
- * different for another model of the same shape. */
+/* Over model_type, the family's config numbers and every tensor's name,
+ * dtype, shape and first/last bytes: equal for copies of one checkpoint on
+ * any replica, different for another model of the same shape. */
 static void make_fingerprint(eng_model *m)
 {
     uint64_t h[2] = {14695981039346656037ULL, 0x9e3779b97f4a7c15ULL};
+    int32_t nums[ENG_ARCH_MAX_FP_FIELDS];
+    int n_nums = m->arch->fingerprint_fields(&m->cfg, nums);
     for (int lane = 0; lane < 2; lane++) {
         const eng_model_config *c = &m->cfg;
-        int nums[] = {c->d_model, c->n_layer, c->vocab_size, c->d_state, c->d_inner, c->d_conv,
-                      c->dt_rank, c->use_bias, c->use_conv_bias};
         fnv(&h[lane], c->model_type, strlen(c->model_type));
-        fnv(&h[lane], nums, sizeof nums);
-        if (c->s4_rank || c->s4_bilinear) { /* S4 only: Mamba digests stay as they were */
-            int s4_nums[] = {c->s4_rank, c->s4_bilinear};
-            fnv(&h[lane], s4_nums, sizeof s4_nums);
-        }
+        fnv(&h[lane], nums, sizeof(int32_t) * (size_t)n_nums);
         for (int i = 0; i < eng_weights_count(m->weights); i++) {
             const eng_tensor *t = eng_weights_at(m->weights, i);
             fnv(&h[lane], t->name, strlen(t->name));
@@ -93,15 +85,7 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
     snprintf(path, sizeof path, "%s/config.json", dir);
     if ((rc = eng_model_config_load(path, &m->cfg, err)))
         goto fail;
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (!strcmp(archs[i]->model_type, m->cfg.model_type))
-            m->arch = archs[i];
-    if (!m->arch) {
-        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                          "%s: model_type '%s' is not supported (have: mamba, s4d, s4)", path,
-                          m->cfg.model_type);
-        goto fail;
-    }
+    m->arch = m->cfg.arch;
     if ((rc = eng_weights_open(dir, &m->weights, err)))
         goto fail;
     if ((rc = bk_backend_create(m->opts.backend, &m->opts.backend_opts, &m->bk, err)))

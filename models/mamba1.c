@@ -1,4 +1,6 @@
-/* mamba1.c - Mamba-1 forward on top of the backend interface.
+/* mamba1.c - the Mamba-1 family: its config.json, its tensors and one
+ * mixer layer on top of the backend interface (the model skeleton around
+ * the layers is models/common.c).
  *
  * Semantics are transformers' MambaForCausalLM in fp32: per layer
  * RMSNorm -> in_proj -> causal depthwise conv + SiLU -> x_proj -> dt_proj ->
@@ -14,16 +16,172 @@
  */
 #include "models/mamba1.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu_ssm.h"
 #include "models/common.h"
 
-/* Prefill processes prompts in chunks of this many tokens (bounds scratch). */
-enum { PREFILL_CHUNK = 512, LOGITS_ROWS = 16 };
+/* ---- config.json -------------------------------------------------------- */
+
+/* time_step_rank / dt_rank: "auto" = ceil(d_model / 16), or an integer. */
+static int cfg_rank(const eng_cfg_reader *r, const json_t *obj, const char *key, int d_model, int *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)) {
+        *out = (d_model + 15) / 16;
+        return SSMD_OK;
+    }
+    if (!json_is_number(v))
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: '%s%s' must be \"auto\" or an integer",
+                            r->path, r->prefix, key);
+    return eng_cfg_int(r, obj, key, 0, 1, ENG_CFG_DIM_MAX, out);
+}
+
+/* int(expand * d_model), as Python computes it. */
+static int cfg_inner(const eng_cfg_reader *r, double expand, int d_model, const char *key, int *out)
+{
+    double d = floor(expand * (double)d_model);
+    if (d < 1 || d > ENG_CFG_DIM_MAX)
+        return ssmd_err_set(r->err, SSMD_EFORMAT,
+                            "%s: '%s%s' %g times the model width %d gives an inner width of %.0f, "
+                            "must be between 1 and %d", r->path, r->prefix, key, expand, d_model, d,
+                            ENG_CFG_DIM_MAX);
+    *out = (int)d;
+    return SSMD_OK;
+}
+
+static int cfg_load_hf(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
+                       mamba1_config *f)
+{
+    const char *act = NULL;
+    int rc, fp32;
+    double expand, eps;
+    if ((rc = eng_cfg_str(r, root, "hidden_act", "silu", &act)) != SSMD_OK)
+        return rc;
+    if (strcmp(act, "silu") != 0 && strcmp(act, "swish") != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'hidden_act' \"%.64s\" is not supported (only \"silu\")", r->path,
+                            act);
+    f->layout = MAMBA1_LAYOUT_HF;
+    if ((rc = eng_cfg_int(r, root, "vocab_size", 50280, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
+        (rc = eng_cfg_int(r, root, "hidden_size", 768, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
+        (rc = eng_cfg_int(r, root, "state_size", 16, 1, ENG_CFG_DIM_MAX, &f->d_state)) ||
+        (rc = eng_cfg_int(r, root, "num_hidden_layers", 32, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
+        (rc = eng_cfg_int(r, root, "conv_kernel", 4, 1, ENG_CFG_DIM_MAX, &f->d_conv)) ||
+        (rc = eng_cfg_num(r, root, "expand", 2.0, 0.0, ENG_CFG_DIM_MAX, &expand)) ||
+        (rc = cfg_inner(r, expand, c->d_model, "expand", &f->d_inner)) ||
+        /* a saved intermediate_size overrides expand, as in transformers */
+        (rc = eng_cfg_int(r, root, "intermediate_size", f->d_inner, 1, ENG_CFG_DIM_MAX,
+                         &f->d_inner)) ||
+        (rc = cfg_rank(r, root, "time_step_rank", c->d_model, &f->dt_rank)) ||
+        (rc = eng_cfg_bool(r, root, "use_bias", 0, &f->use_bias)) ||
+        (rc = eng_cfg_bool(r, root, "use_conv_bias", 1, &f->use_conv_bias)) ||
+        (rc = eng_cfg_bool(r, root, "tie_word_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = eng_cfg_bool(r, root, "residual_in_fp32", 1, &fp32)) ||
+        (rc = eng_cfg_num(r, root, "layer_norm_epsilon", 1e-5, 0.0, 1.0, &eps)) ||
+        (rc = eng_cfg_token(r, root, "bos_token_id", 0, &c->bos_token_id)) ||
+        (rc = eng_cfg_token(r, root, "eos_token_id", 0, &c->eos_token_id)))
+        return rc;
+    c->norm_eps = (float)eps;
+    return SSMD_OK;
+}
+
+/* state-spaces/mamba `MambaConfig` (mamba_ssm.models.config_mamba). */
+static int cfg_load_original(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
+                             mamba1_config *f)
+{
+    int rc, rms = 1, fp32 = 1, pad = 8, d_inter = 0;
+    double expand;
+    const char *layer = NULL;
+    f->layout = MAMBA1_LAYOUT_ORIGINAL;
+    if ((rc = eng_cfg_int(r, root, "d_model", 2560, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
+        (rc = eng_cfg_int(r, root, "n_layer", 64, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
+        (rc = eng_cfg_int(r, root, "vocab_size", 50277, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
+        (rc = eng_cfg_int(r, root, "pad_vocab_size_multiple", 8, 1, ENG_CFG_DIM_MAX, &pad)) ||
+        (rc = eng_cfg_int(r, root, "d_intermediate", 0, 0, ENG_CFG_DIM_MAX, &d_inter)) ||
+        (rc = eng_cfg_bool(r, root, "rms_norm", 1, &rms)) ||
+        (rc = eng_cfg_bool(r, root, "residual_in_fp32", 1, &fp32)) ||
+        (rc = eng_cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = eng_cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
+        (rc = eng_cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
+        return rc;
+    if (d_inter != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'd_intermediate' %d (MLP blocks between mixers) is not supported",
+                            r->path, d_inter);
+    if (!rms)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'rms_norm' false (LayerNorm) is not supported", r->path);
+    const json_t *attn = json_object_get(root, "attn_layer_idx");
+    if (attn && !(json_is_array(attn) && json_array_size(attn) == 0))
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'attn_layer_idx' (hybrid attention layers) is not supported",
+                            r->path);
+    const json_t *ssm = json_object_get(root, "ssm_cfg");
+    json_t *empty = NULL;
+    if (!ssm || json_is_null(ssm))
+        ssm = empty = json_object();
+    else if (!json_is_object(ssm))
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: 'ssm_cfg' must be an object", r->path);
+    eng_cfg_reader sub = *r; /* messages name the nested keys */
+    sub.prefix = "ssm_cfg.";
+    if (!(rc = eng_cfg_str(&sub, ssm, "layer", "Mamba1", &layer)) && strcmp(layer, "Mamba1") != 0)
+        rc = ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                          "%s: 'ssm_cfg.layer' \"%.64s\" is not supported (only \"Mamba1\")",
+                          r->path, layer);
+    if (rc || (rc = eng_cfg_int(&sub, ssm, "d_state", 16, 1, ENG_CFG_DIM_MAX, &f->d_state)) ||
+        (rc = eng_cfg_int(&sub, ssm, "d_conv", 4, 1, ENG_CFG_DIM_MAX, &f->d_conv)) ||
+        (rc = eng_cfg_num(&sub, ssm, "expand", 2.0, 0.0, ENG_CFG_DIM_MAX, &expand)) ||
+        (rc = cfg_inner(&sub, expand, c->d_model, "expand", &f->d_inner)) ||
+        (rc = cfg_rank(&sub, ssm, "dt_rank", c->d_model, &f->dt_rank)) ||
+        (rc = eng_cfg_bool(&sub, ssm, "bias", 0, &f->use_bias)) ||
+        (rc = eng_cfg_bool(&sub, ssm, "conv_bias", 1, &f->use_conv_bias))) {
+        json_decref(empty);
+        return rc;
+    }
+    json_decref(empty);
+    c->norm_eps = 1e-5f; /* mamba_ssm's MixerModel default; not in the config */
+    return SSMD_OK;
+}
+
+
+/* The original layout has no model_type; its d_model says what it is. */
+static int m1_claims_untyped(const json_t *root) { return json_object_get(root, "d_model") != NULL; }
+
+static int m1_parse_config(const eng_cfg_reader *r, const json_t *root, eng_model_config *c)
+{
+    mamba1_config *f = (mamba1_config *)c->family;
+    int rc = json_object_get(root, "d_model") ? cfg_load_original(r, root, c, f)
+                                              : cfg_load_hf(r, root, c, f);
+    if (rc)
+        return rc;
+    /* The recurrent state (d_inner x d_state, d_inner x d_conv) is indexed
+     * with int by the backends. */
+    int hf = f->layout == MAMBA1_LAYOUT_HF, by_state = (int64_t)f->d_inner * f->d_state > INT_MAX;
+    if (by_state || (int64_t)f->d_inner * f->d_conv > INT_MAX)
+        return ssmd_err_set(r->err, SSMD_EFORMAT,
+                            "%s: inner width %d ('%s') times '%s' %d overflows a 32-bit int",
+                            r->path, f->d_inner, hf ? "intermediate_size" : "ssm_cfg.expand",
+                            by_state ? (hf ? "state_size" : "ssm_cfg.d_state")
+                                     : (hf ? "conv_kernel" : "ssm_cfg.d_conv"),
+                            by_state ? f->d_state : f->d_conv);
+    return SSMD_OK;
+}
+
+static int m1_fingerprint_fields(const eng_model_config *c, int32_t *out)
+{
+    const mamba1_config *f = mamba1_cfg(c);
+    const int32_t nums[] = {c->d_model,  c->n_layer,  c->vocab_size, f->d_state,      f->d_inner,
+                            f->d_conv,   f->dt_rank,  f->use_bias,   f->use_conv_bias};
+    memcpy(out, nums, sizeof nums);
+    return (int)(sizeof nums / sizeof nums[0]);
+}
+
+/* ---- the model ------------------------------------------------------------ */
 
 typedef struct m1_layer {
     float *norm_w;       /* (d_model) */
@@ -37,154 +195,100 @@ typedef struct m1_layer {
 } m1_layer;
 
 typedef struct mamba1 {
-    eng_model_config cfg;
-    bk_backend *bk;        /* borrowed */
-    bk_matrix embed;       /* (embedding rows, d_model) */
-    bk_matrix lm_head;     /* (vocab_size, d_model): own tensor or embed's rows */
-    float *norm_f;         /* (d_model) */
-    m1_layer *layers;      /* (n_layer) */
-    int max_rows;          /* rows of scratch: max(PREFILL_CHUNK, max_batch) */
-    /* scratch, backend memory, max_rows rows each */
-    float *resid;          /* (rows, d_model) residual stream */
-    float *xn;             /* (rows, d_model) normed input */
-    float *xz;             /* (rows, 2*d_inner) */
+    mdl_lm lm;             /* first: the shared skeleton */
+    /* scratch, backend memory, lm.max_rows rows each */
+    float *xz;             /* (rows, 2*d_inner): in_proj's x then z */
     float *xc;             /* (rows, d_inner) conv output */
     float *dbc;            /* (rows, dt_rank + 2*d_state) */
     float *dt;             /* (rows, d_inner) */
     float *y;              /* (rows, d_inner) */
-    float *out;            /* (rows, d_model) mixer output */
-    float *logits;         /* (max(LOGITS_ROWS, max_batch), vocab) */
-    int logits_rows;
-    int64_t n_params;
-    size_t weight_bytes;
 } mamba1;
 
-static size_t layer_floats(const eng_model_config *c)
+static int m1_check(const eng_model_config *c, const bk_backend *bk, ssmd_err *err)
 {
-    return (size_t)(c->d_conv - 1 + c->d_state) * (size_t)c->d_inner;
+    int rc = mdl_require(bk->mamba1 != NULL, bk, c, "Mamba-1 ops", err);
+    if (!rc && mamba1_cfg(c)->d_state > bk->mamba1->max_state)
+        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                          "mamba1: state_size %d is above the %d the %s backend supports",
+                          mamba1_cfg(c)->d_state, bk->mamba1->max_state, bk->name);
+    return rc;
 }
 
-static size_t m1_state_floats(const void *arch)
+static size_t m1_layer_floats(const eng_model_config *c)
 {
-    const mamba1 *m = arch;
-    return layer_floats(&m->cfg) * (size_t)m->cfg.n_layer;
+    const mamba1_config *f = mamba1_cfg(c);
+    return (size_t)(f->d_conv - 1 + f->d_state) * (size_t)f->d_inner;
 }
 
-static int64_t m1_n_params(const void *arch) { return ((const mamba1 *)arch)->n_params; }
-static size_t m1_weight_bytes(const void *arch) { return ((const mamba1 *)arch)->weight_bytes; }
-static eng_dtype m1_weight_dtype(const void *arch) { return ((const mamba1 *)arch)->embed.dtype; }
-
-/* ---- loading ---------------------------------------------------------- */
-
-typedef struct loader {
-    mamba1 *m;
-    const eng_weights *w;
-    const char *prefix; /* "backbone." */
-    ssmd_err *err;
-} loader;
-
-static const eng_tensor *get(loader *ld, const char *name, int ndim, int64_t d0, int64_t d1,
-                             int64_t d2)
+static void m1_end_names(const eng_model_config *c, mdl_end_names *out)
 {
-    int64_t shape[3] = {d0, d1, d2};
-    const eng_tensor *t = NULL;
-    if (eng_weights_get(ld->w, name, ndim, shape, &t, ld->err) != SSMD_OK)
-        return NULL;
-    ld->m->n_params += t->numel;
-    ld->m->weight_bytes += t->nbytes;
-    return t;
+    *out = (mdl_end_names){
+        .embed = mamba1_cfg(c)->layout == MAMBA1_LAYOUT_ORIGINAL ? "backbone.embedding.weight"
+                                                                 : "backbone.embeddings.weight",
+        .lm_head = "lm_head.weight",
+        .norm_w = "backbone.norm_f.weight",
+    };
 }
 
-/* Converts a small tensor to f32 and puts it in backend memory; transpose
- * (rows, cols) -> (cols, rows) when asked, negating exp() for A_log. */
-enum { AS_IS = 0, TRANSPOSE = 1, NEG_EXP_TRANSPOSE = 2 };
-
-static float *to_backend(loader *ld, const eng_tensor *t, int rows, int cols, int how)
+/* A small tensor (rows, cols) read as f32, transposed to (cols, rows) --
+ * the layout the kernels walk -- optionally through A = -exp(A_log), and
+ * uploaded to *dst. */
+static int transposed(mdl_loader *ld, float **dst, const char *name, int ndim, const int64_t *shape,
+                      int rows, int cols, int neg_exp)
 {
-    size_t n = (size_t)rows * (size_t)cols;
-    float *host = malloc(n * sizeof(float));
-    float *tmp = malloc(n * sizeof(float));
-    float *dev = ld->m->bk->alloc(ld->m->bk, n * sizeof(float));
-    if (!host || !tmp || !dev) {
-        free(host);
-        free(tmp);
-        if (dev)
-            ld->m->bk->release(ld->m->bk, dev);
-        ssmd_err_set(ld->err, SSMD_ENOMEM, "%s: out of memory converting '%s'", t->file, t->name);
-        return NULL;
-    }
-    eng_tensor_to_f32(t, tmp);
-    for (int r = 0; r < rows; r++)
+    float *host = mdl_host_f32(ld, name, ndim, shape);
+    float *t = host ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
+    if (host && !t)
+        ssmd_err_set(ld->err, SSMD_ENOMEM, "mamba1: out of memory converting '%s'", name);
+    for (int r = 0; t && r < rows; r++)
         for (int c = 0; c < cols; c++) {
-            float v = tmp[(size_t)r * cols + c];
-            if (how == AS_IS)
-                host[(size_t)r * cols + c] = v;
-            else
-                host[(size_t)c * rows + r] = how == NEG_EXP_TRANSPOSE ? -expf(v) : v;
+            float v = host[(size_t)r * cols + c];
+            t[(size_t)c * rows + r] = neg_exp ? -expf(v) : v;
         }
-    ld->m->bk->write(ld->m->bk, dev, host, n * sizeof(float));
+    *dst = t ? mdl_upload(ld, t, (size_t)rows * cols, name) : NULL;
     free(host);
-    free(tmp);
-    return dev;
-}
-
-static int small(loader *ld, float **dst, const char *name, int ndim, int64_t d0, int64_t d1,
-                 int64_t d2, int rows, int cols, int how)
-{
-    const eng_tensor *t = get(ld, name, ndim, d0, d1, d2);
-    if (!t)
-        return ld->err->code;
-    *dst = to_backend(ld, t, rows, cols, how);
+    free(t);
     return *dst ? SSMD_OK : ld->err->code;
 }
 
-static int matrix(loader *ld, bk_matrix *dst, const char *name, int64_t rows, int64_t cols)
+static int m1_load_layer(mdl_loader *ld, int i, void *layer)
 {
-    const eng_tensor *t = get(ld, name, 2, rows, cols, 0);
-    if (!t)
-        return ld->err->code;
-    return ld->m->bk->matrix_load(ld->m->bk, t, (int)rows, (int)cols, dst, ld->err);
-}
-
-static int load_layer(loader *ld, int i, m1_layer *L)
-{
+    m1_layer *L = layer;
     const eng_model_config *c = &ld->m->cfg;
-    const int D = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank;
-    char name[256];
+    const mamba1_config *f = mamba1_cfg(c);
+    const int D = c->d_model, E = f->d_inner, N = f->d_state, K = f->d_conv, R = f->dt_rank;
+    char n[256];
+    const size_t nn = sizeof n;
     int rc;
-#define NAME(suffix) (snprintf(name, sizeof name, "%slayers.%d.%s", ld->prefix, i, suffix), name)
-    if ((rc = small(ld, &L->norm_w, NAME("norm.weight"), 1, D, 0, 0, 1, D, AS_IS)))
+    if ((rc = mdl_vector(ld, &L->norm_w, mdl_layer_name(n, nn, "backbone.", i, "norm.weight"), D)) ||
+        (rc = mdl_matrix(ld, &L->in_proj, mdl_layer_name(n, nn, "backbone.", i, "mixer.in_proj.weight"),
+                         2L * E, D)) ||
+        (f->use_bias &&
+         (rc = mdl_vector(ld, &L->in_proj_b,
+                          mdl_layer_name(n, nn, "backbone.", i, "mixer.in_proj.bias"), 2L * E))) ||
+        /* conv1d.weight (E, 1, K) -> (K, E) so the kernel walks channels */
+        (rc = transposed(ld, (float **)&L->ssm.conv_w,
+                         mdl_layer_name(n, nn, "backbone.", i, "mixer.conv1d.weight"), 3,
+                         (int64_t[]){E, 1, K}, E, K, 0)) ||
+        (f->use_conv_bias &&
+         (rc = mdl_vector(ld, (float **)&L->ssm.conv_b,
+                          mdl_layer_name(n, nn, "backbone.", i, "mixer.conv1d.bias"), E))) ||
+        (rc = mdl_matrix(ld, &L->x_proj, mdl_layer_name(n, nn, "backbone.", i, "mixer.x_proj.weight"),
+                         (int64_t)R + 2L * N, E)) ||
+        (rc = mdl_matrix(ld, &L->dt_proj,
+                         mdl_layer_name(n, nn, "backbone.", i, "mixer.dt_proj.weight"), E, R)) ||
+        (rc = mdl_vector(ld, (float **)&L->ssm.dt_bias,
+                         mdl_layer_name(n, nn, "backbone.", i, "mixer.dt_proj.bias"), E)) ||
+        /* A_log (E, N) -> A = -exp(A_log) as (N, E) */
+        (rc = transposed(ld, (float **)&L->ssm.A, mdl_layer_name(n, nn, "backbone.", i, "mixer.A_log"),
+                         2, (int64_t[]){E, N}, E, N, 1)) ||
+        (rc = mdl_vector(ld, (float **)&L->ssm.D, mdl_layer_name(n, nn, "backbone.", i, "mixer.D"), E)) ||
+        (rc = mdl_matrix(ld, &L->out_proj,
+                         mdl_layer_name(n, nn, "backbone.", i, "mixer.out_proj.weight"), D, E)) ||
+        (f->use_bias &&
+         (rc = mdl_vector(ld, &L->out_proj_b,
+                          mdl_layer_name(n, nn, "backbone.", i, "mixer.out_proj.bias"), D))))
         return rc;
-    if ((rc = matrix(ld, &L->in_proj, NAME("mixer.in_proj.weight"), 2L * E, D)))
-        return rc;
-    if (c->use_bias &&
-        (rc = small(ld, &L->in_proj_b, NAME("mixer.in_proj.bias"), 1, 2L * E, 0, 0, 1, 2 * E, AS_IS)))
-        return rc;
-    /* conv1d.weight (E, 1, K) -> (K, E) so the kernel walks channels. */
-    if ((rc = small(ld, (float **)&L->ssm.conv_w, NAME("mixer.conv1d.weight"), 3, E, 1, K, E, K,
-                    TRANSPOSE)))
-        return rc;
-    if (c->use_conv_bias &&
-        (rc = small(ld, (float **)&L->ssm.conv_b, NAME("mixer.conv1d.bias"), 1, E, 0, 0, 1, E, AS_IS)))
-        return rc;
-    if ((rc = matrix(ld, &L->x_proj, NAME("mixer.x_proj.weight"), (int64_t)R + 2L * N, E)))
-        return rc;
-    if ((rc = matrix(ld, &L->dt_proj, NAME("mixer.dt_proj.weight"), E, R)))
-        return rc;
-    if ((rc = small(ld, (float **)&L->ssm.dt_bias, NAME("mixer.dt_proj.bias"), 1, E, 0, 0, 1, E,
-                    AS_IS)))
-        return rc;
-    if ((rc = small(ld, (float **)&L->ssm.A, NAME("mixer.A_log"), 2, E, N, 0, E, N,
-                    NEG_EXP_TRANSPOSE)))
-        return rc;
-    if ((rc = small(ld, (float **)&L->ssm.D, NAME("mixer.D"), 1, E, 0, 0, 1, E, AS_IS)))
-        return rc;
-    if ((rc = matrix(ld, &L->out_proj, NAME("mixer.out_proj.weight"), D, E)))
-        return rc;
-    if (c->use_bias &&
-        (rc = small(ld, &L->out_proj_b, NAME("mixer.out_proj.bias"), 1, D, 0, 0, 1, D, AS_IS)))
-        return rc;
-#undef NAME
     L->ssm.d_inner = E;
     L->ssm.d_state = N;
     L->ssm.d_conv = K;
@@ -192,214 +296,133 @@ static int load_layer(loader *ld, int i, m1_layer *L)
     return SSMD_OK;
 }
 
-/* The embedding may have more rows than vocab_size (padded); any count
- * >= vocab_size is accepted, the extra rows are never used. */
-static int load_embeddings(loader *ld)
+static void m1_free_layer(mdl_lm *m, void *layer)
 {
-    mamba1 *m = ld->m;
-    const eng_model_config *c = &m->cfg;
-    const char *emb_name = c->layout == ENG_LAYOUT_ORIGINAL ? "backbone.embedding.weight"
-                                                             : "backbone.embeddings.weight";
-    const eng_tensor *e = eng_weights_find(ld->w, emb_name);
-    int64_t rows = e && e->ndim == 2 && e->shape[0] >= c->vocab_size ? e->shape[0] : c->vocab_size;
-    int rc = matrix(ld, &m->embed, emb_name, rows, c->d_model);
-    if (rc)
-        return rc;
-    const eng_tensor *h = eng_weights_find(ld->w, "lm_head.weight");
-    if (h && !c->tie_embeddings) {
-        int64_t hrows = h->ndim == 2 && h->shape[0] >= c->vocab_size ? h->shape[0] : c->vocab_size;
-        if ((rc = matrix(ld, &m->lm_head, "lm_head.weight", hrows, c->d_model)))
-            return rc;
-    } else {
-        m->lm_head = m->embed;
-        m->lm_head.owned = 0;
-    }
-    m->lm_head.rows = c->vocab_size; /* padded rows produce no logits */
-    return small(ld, &m->norm_f, "backbone.norm_f.weight", 1, c->d_model, 0, 0, 1, c->d_model,
-                 AS_IS);
+    m1_layer *L = layer;
+    void *smalls[] = {L->norm_w, L->in_proj_b, (void *)L->ssm.conv_w, (void *)L->ssm.conv_b,
+                      (void *)L->ssm.dt_bias, (void *)L->ssm.A, (void *)L->ssm.D, L->out_proj_b};
+    mdl_release_all(m->bk, smalls, sizeof smalls / sizeof smalls[0]);
+    bk_matrix *mats[] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj};
+    mdl_release_matrices(m->bk, mats, sizeof mats / sizeof mats[0]);
 }
 
-static void m1_free(void *arch);
-
-static int alloc_scratch(mamba1 *m, ssmd_err *err)
+static int m1_alloc_scratch(mdl_lm *lm, ssmd_err *err)
 {
-    const eng_model_config *c = &m->cfg;
-    bk_backend *bk = m->bk;
-    size_t rows = (size_t)m->max_rows;
-    struct { float **p; size_t floats; } bufs[] = {
-        {&m->resid, rows * c->d_model},
-        {&m->xn, rows * c->d_model},
-        {&m->xz, rows * 2 * (size_t)c->d_inner},
-        {&m->xc, rows * c->d_inner},
-        {&m->dbc, rows * ((size_t)c->dt_rank + 2 * (size_t)c->d_state)},
-        {&m->dt, rows * c->d_inner},
-        {&m->y, rows * c->d_inner},
-        {&m->out, rows * c->d_model},
-        {&m->logits, (size_t)m->logits_rows * c->vocab_size},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = bk->alloc(bk, bufs[i].floats * sizeof(float));
-        if (!*bufs[i].p)
-            return ssmd_err_set(err, SSMD_ENOMEM, "mamba1: out of memory for %zu scratch bytes",
-                                bufs[i].floats * sizeof(float));
-    }
-    return SSMD_OK;
+    mamba1 *m = (mamba1 *)lm;
+    const mamba1_config *f = mamba1_cfg(&lm->cfg);
+    const size_t rows = (size_t)lm->max_rows, E = (size_t)f->d_inner;
+    return mdl_alloc_all(lm, (float **const[]){&m->xz, &m->xc, &m->dbc, &m->dt, &m->y},
+                         (size_t[]){rows * 2 * E, rows * E,
+                                    rows * ((size_t)f->dt_rank + 2 * (size_t)f->d_state), rows * E,
+                                    rows * E},
+                         5, err);
 }
 
-static int m1_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,
-                   void **out, ssmd_err *err)
+static void m1_free_scratch(mdl_lm *lm)
 {
-    if (cfg->d_state > CPU_SSM_MAX_STATE)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "mamba1: state_size %d is above the %d supported",
-                            cfg->d_state, CPU_SSM_MAX_STATE);
-    mamba1 *m = calloc(1, sizeof *m);
-    if (!m)
-        return ssmd_err_set(err, SSMD_ENOMEM, "mamba1: out of memory");
-    m->cfg = *cfg;
-    m->bk = bk;
-    m->max_rows = max_batch > PREFILL_CHUNK ? max_batch : PREFILL_CHUNK;
-    m->logits_rows = max_batch > LOGITS_ROWS ? max_batch : LOGITS_ROWS;
-    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
-    loader ld = {m, w, "backbone.", err};
-    int rc = m->layers ? SSMD_OK : ssmd_err_set(err, SSMD_ENOMEM, "mamba1: out of memory");
-    if (!rc)
-        rc = load_embeddings(&ld);
-    for (int i = 0; !rc && i < cfg->n_layer; i++)
-        rc = load_layer(&ld, i, &m->layers[i]);
-    if (!rc)
-        rc = alloc_scratch(m, err);
-    if (rc) {
-        m1_free(m);
-        return rc;
-    }
-    *out = m;
-    return SSMD_OK;
-}
-
-static void m1_free(void *arch)
-{
-    mamba1 *m = arch;
-    if (!m)
-        return;
-    bk_backend *bk = m->bk;
-    if (m->layers) {
-        for (int i = 0; i < m->cfg.n_layer; i++) {
-            m1_layer *L = &m->layers[i];
-            void *smalls[] = {L->norm_w, L->in_proj_b, (void *)L->ssm.conv_w, (void *)L->ssm.conv_b,
-                              (void *)L->ssm.dt_bias, (void *)L->ssm.A, (void *)L->ssm.D,
-                              L->out_proj_b};
-            mdl_release_all(bk, smalls, sizeof smalls / sizeof smalls[0]);
-            bk_matrix *mats[] = {&L->in_proj, &L->x_proj, &L->dt_proj, &L->out_proj};
-            for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++)
-                if (mats[k]->data)
-                    bk->matrix_release(bk, mats[k]);
-        }
-        free(m->layers);
-    }
-    mdl_release_embed_head(bk, &m->embed, &m->lm_head);
-    void *bufs[] = {m->norm_f, m->resid, m->xn, m->xz, m->xc, m->dbc, m->dt, m->y, m->out, m->logits};
-    mdl_release_all(bk, bufs, sizeof bufs / sizeof bufs[0]);
-    free(m);
+    mamba1 *m = (mamba1 *)lm;
+    void *bufs[] = {m->xz, m->xc, m->dbc, m->dt, m->y};
+    mdl_release_all(lm->bk, bufs, sizeof bufs / sizeof bufs[0]);
 }
 
 /* ---- forward ---------------------------------------------------------- */
 
-/* The part of a layer before and after the sequence ops, shared by prefill
- * and decode: rows = tokens (prefill) or sequences (decode). */
-static void mixer_in(mamba1 *m, const m1_layer *L, int rows)
+/* The activations of one layer's sequence ops over `rows` rows: x and z
+ * are the two halves of in_proj's output rows. */
+static bk_mamba1_io m1_io(const mamba1 *m, int rows)
 {
-    bk_backend *bk = m->bk;
-    bk->matmul(bk, &L->in_proj, m->xn, m->cfg.d_model, rows, m->xz, 2 * m->cfg.d_inner, L->in_proj_b);
+    const int E = mamba1_cfg(&m->lm.cfg)->d_inner;
+    return (bk_mamba1_io){.x = m->xz, .ldx = 2 * E, .xc = m->xc, .dt = m->dt, .dbc = m->dbc,
+                          .z = m->xz + E, .ldz = 2 * E, .y = m->y, .rows = rows};
+}
+
+/* The parts of a layer before and after the sequence ops, shared by
+ * prefill and decode: rows = tokens (prefill) or sequences (decode). */
+static void mixer_in(mamba1 *m, int i, const m1_layer *L, int rows)
+{
+    bk_backend *bk = m->lm.bk;
+    const int E = mamba1_cfg(&m->lm.cfg)->d_inner;
+    mdl_prenorm(&m->lm, i, L->norm_w, NULL, rows);
+    bk->matmul(bk, &L->in_proj, m->lm.xn, m->lm.cfg.d_model, rows, m->xz, 2 * E, L->in_proj_b,
+               BK_PRECISION_DEFAULT);
 }
 
 static void mixer_mid(mamba1 *m, const m1_layer *L, int rows)
 {
-    bk_backend *bk = m->bk;
-    const int E = m->cfg.d_inner, ldd = m->cfg.dt_rank + 2 * m->cfg.d_state;
-    bk->matmul(bk, &L->x_proj, m->xc, E, rows, m->dbc, ldd, NULL);
-    bk->matmul(bk, &L->dt_proj, m->dbc, ldd, rows, m->dt, E, NULL);
+    bk_backend *bk = m->lm.bk;
+    const mamba1_config *f = mamba1_cfg(&m->lm.cfg);
+    const int E = f->d_inner, ldd = f->dt_rank + 2 * f->d_state;
+    bk->matmul(bk, &L->x_proj, m->xc, E, rows, m->dbc, ldd, NULL, BK_PRECISION_DEFAULT);
+    /* dt goes through softplus and exp(dt A): keep it f32 in fast mode */
+    bk->matmul(bk, &L->dt_proj, m->dbc, ldd, rows, m->dt, E, NULL, BK_PRECISION_EXACT);
 }
 
 static void mixer_out(mamba1 *m, const m1_layer *L, int rows)
 {
-    bk_backend *bk = m->bk;
-    bk->matmul(bk, &L->out_proj, m->y, m->cfg.d_inner, rows, m->out, m->cfg.d_model, L->out_proj_b);
+    bk_backend *bk = m->lm.bk;
+    bk->matmul(bk, &L->out_proj, m->y, mamba1_cfg(&m->lm.cfg)->d_inner, rows, m->lm.out,
+               m->lm.cfg.d_model, L->out_proj_b, BK_PRECISION_DEFAULT);
 }
 
-/* Final norm of `rows` rows of the residual stream (adding the last
- * layer's output) and logits of rows [first, rows) into host dst. */
-static void head(mamba1 *m, int rows, int first, float *dst)
+static void m1_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state, int rows)
 {
-    bk_backend *bk = m->bk;
-    const int Dm = m->cfg.d_model;
-    bk->add_rmsnorm(bk, m->resid, m->out, m->norm_f, m->cfg.norm_eps, rows, Dm, m->xn);
-    if (dst)
-        mdl_logits(bk, &m->lm_head, NULL, m->xn, Dm, rows, first, m->logits, m->logits_rows, dst);
+    mamba1 *m = (mamba1 *)lm;
+    const m1_layer *L = layer;
+    const mamba1_config *f = mamba1_cfg(&lm->cfg);
+    const bk_mamba1_ops *ops = lm->bk->mamba1;
+    bk_mamba1_io io = m1_io(m, rows);
+    mixer_in(m, i, L, rows);
+    ops->conv_prefill(lm->bk, &L->ssm, state, &io);
+    mixer_mid(m, L, rows);
+    ops->scan_prefill(lm->bk, &L->ssm, state + (size_t)(f->d_conv - 1) * f->d_inner, &io);
+    mixer_out(m, L, rows);
 }
 
-static void m1_prefill(void *arch, float *state, const int32_t *ids, int n, float *logits,
-                       int all_logits)
+static void m1_decode_layer(mdl_lm *lm, int i, const void *layer, const bk_state_ref *base)
 {
-    mamba1 *m = arch;
-    bk_backend *bk = m->bk;
-    const eng_model_config *c = &m->cfg;
-    const size_t per_layer = layer_floats(c);
-    const size_t conv_floats = (size_t)(c->d_conv - 1) * c->d_inner;
-    for (int pos = 0; pos < n; pos += m->max_rows) {
-        int T = n - pos < m->max_rows ? n - pos : m->max_rows;
-        int last_chunk = pos + T == n;
-        bk->embed(bk, &m->embed, ids + pos, T, m->resid);
-        for (int i = 0; i < c->n_layer; i++) {
-            const m1_layer *L = &m->layers[i];
-            float *window = state + i * per_layer, *ssm = window + conv_floats;
-            bk->add_rmsnorm(bk, m->resid, i ? m->out : NULL, L->norm_w, c->norm_eps, T, c->d_model,
-                            m->xn);
-            mixer_in(m, L, T);
-            bk->conv_prefill(bk, &L->ssm, window, m->xz, T, m->xc);
-            mixer_mid(m, L, T);
-            bk->scan_prefill(bk, &L->ssm, ssm, m->xc, m->dt, m->dbc, m->xz, T, m->y);
-            mixer_out(m, L, T);
-        }
-        if (all_logits && logits)
-            head(m, T, 0, logits + (size_t)pos * c->vocab_size);
-        else if (last_chunk && logits)
-            head(m, T, T - 1, logits);
-    }
+    mamba1 *m = (mamba1 *)lm;
+    const m1_layer *L = layer;
+    const mamba1_config *f = mamba1_cfg(&lm->cfg);
+    const bk_mamba1_ops *ops = lm->bk->mamba1;
+    bk_state_ref st = *base; /* the conv window first, then the SSM state */
+    st.ssm_offset = st.conv_offset + (size_t)(f->d_conv - 1) * f->d_inner;
+    bk_mamba1_io io = m1_io(m, st.batch);
+    mixer_in(m, i, L, st.batch);
+    ops->conv_step(lm->bk, &L->ssm, &st, &io);
+    mixer_mid(m, L, st.batch);
+    ops->scan_step(lm->bk, &L->ssm, &st, &io);
+    mixer_out(m, L, st.batch);
 }
 
-static void m1_decode(void *arch, float *pool, const int32_t *slots, const int32_t *ids, int batch,
-                      float *logits)
+static const mdl_family m1_family = {
+    .model_bytes = sizeof(mamba1),
+    .layer_bytes = sizeof(m1_layer),
+    .layer_norm = 0,
+    .check = m1_check,
+    .layer_floats = m1_layer_floats,
+    .end_names = m1_end_names,
+    .load_layer = m1_load_layer,
+    .free_layer = m1_free_layer,
+    .alloc_scratch = m1_alloc_scratch,
+    .free_scratch = m1_free_scratch,
+    .prefill_layer = m1_prefill_layer,
+    .decode_layer = m1_decode_layer,
+};
+
+static int m1_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,
+                   void **out, ssmd_err *err)
 {
-    mamba1 *m = arch;
-    bk_backend *bk = m->bk;
-    const eng_model_config *c = &m->cfg;
-    const size_t per_layer = layer_floats(c);
-    bk_state_ref st = {.pool = pool, .slot_stride = per_layer * c->n_layer, .slots = slots,
-                       .batch = batch};
-    bk->embed(bk, &m->embed, ids, batch, m->resid);
-    for (int i = 0; i < c->n_layer; i++) {
-        const m1_layer *L = &m->layers[i];
-        st.conv_offset = i * per_layer;
-        st.ssm_offset = st.conv_offset + (size_t)(c->d_conv - 1) * c->d_inner;
-        bk->add_rmsnorm(bk, m->resid, i ? m->out : NULL, L->norm_w, c->norm_eps, batch, c->d_model,
-                        m->xn);
-        mixer_in(m, L, batch);
-        bk->conv_step(bk, &L->ssm, &st, m->xz, m->xc);
-        mixer_mid(m, L, batch);
-        bk->scan_step(bk, &L->ssm, &st, m->xc, m->dt, m->dbc, m->xz, m->y);
-        mixer_out(m, L, batch);
-    }
-    head(m, batch, 0, logits);
+    return mdl_lm_load(&m1_family, cfg, w, bk, max_batch, out, err);
 }
+
+static const char *const m1_types[] = {"mamba", NULL};
 
 const eng_arch mamba1_arch = {
-    .model_type = "mamba",
+    .name = "mamba1",
+    .model_types = m1_types,
+    .claims_untyped = m1_claims_untyped,
+    .parse_config = m1_parse_config,
+    .fingerprint_fields = m1_fingerprint_fields,
     .load = m1_load,
-    .free = m1_free,
-    .state_floats = m1_state_floats,
-    .n_params = m1_n_params,
-    .weight_bytes = m1_weight_bytes,
-    .weight_dtype = m1_weight_dtype,
-    .prefill = m1_prefill,
-    .decode = m1_decode,
+    MDL_LM_ARCH_OPS,
 };

@@ -25,10 +25,83 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/cpu_s4.h"
 #include "models/common.h"
 
-enum { PREFILL_CHUNK = 512, LOGITS_ROWS = 16 };
+/* ---- config.json -------------------------------------------------------- */
+
+/* Our S4 / S4D layout (proto/s4-format.md).  Sizes are required; the
+ * options that change the math have the reference implementation's
+ * defaults and anything we cannot honour is refused. */
+static int s4_parse_config(const eng_cfg_reader *r, const json_t *root, eng_model_config *c)
+{
+    s4_config *f = (s4_config *)c->family;
+    const char *type = c->model_type;
+    const char *act = NULL, *disc = NULL, *final_act = NULL;
+    int rc, prenorm = 1, s4 = strcmp(type, "s4") == 0;
+    double eps;
+    static const char *const required[] = {"d_model", "n_layer", "vocab_size", NULL};
+    char what[64];
+    snprintf(what, sizeof what, "model_type \"%s\"", type);
+    if ((rc = eng_cfg_require(r, root, required, what)))
+        return rc;
+    if ((rc = eng_cfg_int(r, root, "d_model", 0, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
+        (rc = eng_cfg_int(r, root, "n_layer", 0, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
+        (rc = eng_cfg_int(r, root, "vocab_size", 0, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
+        (rc = eng_cfg_int(r, root, "d_state", 64, 2, 65536, &f->d_state)) ||
+        (rc = eng_cfg_int(r, root, "rank", 1, 1, 64, &f->rank)) ||
+        (rc = eng_cfg_str(r, root, "discretization", s4 ? "bilinear" : "zoh", &disc)) ||
+        (rc = eng_cfg_str(r, root, "activation", "gelu", &act)) ||
+        (rc = eng_cfg_str(r, root, "final_act", "glu", &final_act)) ||
+        (rc = eng_cfg_bool(r, root, "prenorm", 1, &prenorm)) ||
+        (rc = eng_cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = eng_cfg_num(r, root, "layer_norm_epsilon", 1e-5, 0.0, 1.0, &eps)) ||
+        (rc = eng_cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
+        (rc = eng_cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
+        return rc;
+    if (f->d_state % 2)
+        return ssmd_err_set(r->err, SSMD_EFORMAT,
+                            "%s: 'd_state' %d must be even (N/2 complex conjugate pairs)", r->path,
+                            f->d_state);
+    if (strcmp(disc, "bilinear") == 0)
+        f->bilinear = 1;
+    else if (strcmp(disc, "zoh") != 0 || s4)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'discretization' \"%.64s\" is not supported (%s)", r->path, disc,
+                            s4 ? "s4 has only \"bilinear\"" : "\"zoh\" or \"bilinear\"");
+    if (strcmp(act, "gelu") != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'activation' \"%.64s\" is not supported (only \"gelu\")", r->path,
+                            act);
+    if (strcmp(final_act, "glu") != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'final_act' \"%.64s\" is not supported (only \"glu\")", r->path,
+                            final_act);
+    if (!prenorm)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'prenorm' false (post-norm blocks) is not supported", r->path);
+    if (!s4)
+        f->rank = 0;
+    c->norm_eps = (float)eps;
+    return SSMD_OK;
+}
+
+
+static int s4_fingerprint_fields(const eng_model_config *c, int32_t *out)
+{
+    const s4_config *f = s4_cfg(c);
+    /* The Mamba-shaped prefix (d_inner = H; no conv, dt rank or biases)
+     * keeps the digests of models made before the families split. */
+    const int32_t nums[] = {c->d_model, c->n_layer, c->vocab_size, f->d_state, c->d_model, 0, 0, 0, 0};
+    int n = (int)(sizeof nums / sizeof nums[0]);
+    memcpy(out, nums, sizeof nums);
+    if (f->rank || f->bilinear) {
+        out[n++] = f->rank;
+        out[n++] = f->bilinear;
+    }
+    return n;
+}
+
+/* ---- the model ------------------------------------------------------------ */
 
 typedef struct s4_block {
     float *norm_w, *norm_b; /* (H) */
@@ -38,106 +111,18 @@ typedef struct s4_block {
 } s4_block;
 
 typedef struct s4_model {
-    eng_model_config cfg;
-    bk_backend *bk;          /* borrowed */
-    bk_matrix embed;         /* (embedding rows, H) */
-    bk_matrix lm_head;       /* (vocab_size, H): own tensor or embed's rows */
-    float *lm_head_b;        /* (vocab_size) or NULL */
-    float *norm_f_w, *norm_f_b; /* (H) */
-    s4_block *blocks;        /* (n_layer) */
-    int max_rows, logits_rows;
-    /* scratch, backend memory */
-    float *resid;            /* (rows, H) residual stream */
-    float *xn;               /* (rows, H) normed */
+    mdl_lm lm;               /* first: the shared skeleton */
+    /* scratch, backend memory, lm.max_rows rows */
     float *y;                /* (rows, H) SSM + skip + gelu */
     float *o2;               /* (rows, 2H) output linear */
-    float *out;              /* (rows, H) block output (GLU) */
-    float *logits;           /* (logits_rows, vocab) */
-    int64_t n_params;
-    size_t weight_bytes;
 } s4_model;
 
-static size_t layer_floats(const eng_model_config *c)
+static size_t s4_layer_floats(const eng_model_config *c)
 {
-    return (size_t)c->d_state * (size_t)c->d_model; /* 2 planes x N2 x H */
+    return (size_t)s4_cfg(c)->d_state * (size_t)c->d_model; /* 2 planes x N2 x H */
 }
-
-static size_t s4_state_floats(const void *arch)
-{
-    const s4_model *m = arch;
-    return layer_floats(&m->cfg) * (size_t)m->cfg.n_layer;
-}
-
-static int64_t s4_n_params(const void *arch) { return ((const s4_model *)arch)->n_params; }
-static size_t s4_weight_bytes(const void *arch) { return ((const s4_model *)arch)->weight_bytes; }
-static eng_dtype s4_weight_dtype(const void *arch) { return ((const s4_model *)arch)->embed.dtype; }
 
 /* ---- loading ---------------------------------------------------------- */
-
-typedef struct loader {
-    s4_model *m;
-    const eng_weights *w;
-    ssmd_err *err;
-    char name[256];
-} loader;
-
-static const eng_tensor *get(loader *ld, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
-{
-    int64_t shape[4] = {d0, d1, d2, d3};
-    const eng_tensor *t = NULL;
-    if (eng_weights_get(ld->w, ld->name, ndim, shape, &t, ld->err) != SSMD_OK)
-        return NULL;
-    ld->m->n_params += t->numel;
-    ld->m->weight_bytes += t->nbytes;
-    return t;
-}
-
-/* The tensor as f32 host memory (malloc'd), or NULL with err set. */
-static float *host_f32(loader *ld, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
-{
-    const eng_tensor *t = get(ld, ndim, d0, d1, d2, d3);
-    if (!t)
-        return NULL;
-    float *h = malloc((size_t)t->numel * sizeof(float));
-    if (!h) {
-        ssmd_err_set(ld->err, SSMD_ENOMEM, "%s: out of memory converting '%s'", t->file, t->name);
-        return NULL;
-    }
-    eng_tensor_to_f32(t, h);
-    return h;
-}
-
-static float *upload(loader *ld, const float *host, size_t n)
-{
-    bk_backend *bk = ld->m->bk;
-    float *dev = bk->alloc(bk, n * sizeof(float));
-    if (!dev) {
-        ssmd_err_set(ld->err, SSMD_ENOMEM, "s4: out of backend memory for '%s'", ld->name);
-        return NULL;
-    }
-    bk->write(bk, dev, host, n * sizeof(float));
-    return dev;
-}
-
-static int small(loader *ld, float **dst, int64_t n)
-{
-    float *h = host_f32(ld, 1, n, 0, 0, 0);
-    if (!h)
-        return ld->err->code;
-    *dst = upload(ld, h, (size_t)n);
-    free(h);
-    return *dst ? SSMD_OK : ld->err->code;
-}
-
-static int matrix(loader *ld, bk_matrix *dst, int64_t rows, int64_t cols)
-{
-    const eng_tensor *t = get(ld, 2, rows, cols, 0, 0);
-    if (!t)
-        return ld->err->code;
-    return ld->m->bk->matrix_load(ld->m->bk, t, (int)rows, (int)cols, dst, ld->err);
-}
-
-#define NAME(...) snprintf(ld->name, sizeof ld->name, __VA_ARGS__)
 
 /* Solves in place: inv = M^-1 for a small real R x R matrix (Gauss-Jordan
  * with partial pivoting).  Returns 0, or -1 when M is singular. */
@@ -183,6 +168,7 @@ typedef struct ssm_host {
     int dt_per_state;                  /* log_dt is (H, N2), not (H) */
     /* discretised planes, (2, N2, H) each; P and R (rank, 2, N2, H) */
     float *dA, *dB, *dC, *Dinv, *Pp, *Rp;
+    double *M, *Minv;                  /* (rank, rank) Woodbury scratch */
 } ssm_host;
 
 static void ssm_host_free(ssm_host *s)
@@ -191,6 +177,8 @@ static void ssm_host_free(ssm_host *s)
                     s->Rp};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
+    free(s->M);
+    free(s->Minv);
 }
 
 static void put(float *plane, size_t pl, size_t o, double complex z)
@@ -203,10 +191,11 @@ static double complex cget(const float *t, size_t f) { return t[2 * f] + I * t[2
 
 /* Continuous (file) parameters -> the planes of bk_s4_layer.  File tensors
  * are (H, N2, 2) (P: (R, H, N2, 2)); planes are (2, N2, H). */
-static int discretise(loader *ld, int layer, ssm_host *s)
+static int discretise(mdl_loader *ld, int layer, ssm_host *s)
 {
     const eng_model_config *c = &ld->m->cfg;
-    const int H = c->d_model, N2 = c->d_state / 2, R = c->s4_rank;
+    const s4_config *f4 = s4_cfg(c);
+    const int H = c->d_model, N2 = f4->d_state / 2, R = f4->rank;
     const size_t pl = (size_t)N2 * H;
     for (int h = 0; h < H; h++) {
         for (int n = 0; n < N2; n++) {
@@ -218,7 +207,7 @@ static int discretise(loader *ld, int layer, ssm_host *s)
                 put(s->dA, pl, o, 2.0 / dt + lam);
                 put(s->dB, pl, o, 2.0 * b);
                 put(s->Dinv, pl, o, 1.0 / (2.0 / dt - lam));
-            } else if (c->s4_bilinear) {
+            } else if (f4->bilinear) {
                 put(s->dA, pl, o, (1.0 + z / 2) / (1.0 - z / 2));
                 put(s->dB, pl, o, b * dt / (1.0 - z / 2));
             } else {
@@ -233,7 +222,7 @@ static int discretise(loader *ld, int layer, ssm_host *s)
             continue;
         /* Woodbury: M = I + P^* Dinv P (real: conjugate pairs summed),
          * R = M^-1 P^* Dinv, with Dinv = (2/dt - Lambda)^-1. */
-        double M[CPU_S4_MAX_RANK * CPU_S4_MAX_RANK], Minv[CPU_S4_MAX_RANK * CPU_S4_MAX_RANK];
+        double *M = s->M, *Minv = s->Minv;
         const double dt = exp(s->log_dt[h]);
         const size_t rs = (size_t)H * N2; /* stride of P's rank index */
         for (int r = 0; r < R; r++)
@@ -265,34 +254,26 @@ static int discretise(loader *ld, int layer, ssm_host *s)
     return SSMD_OK;
 }
 
-static int load_ssm(loader *ld, int i, bk_s4_layer *l)
+/* One layer's SSM tensors "layers.<i>.ssm.*" (file layouts in
+ * proto/s4-format.md), discretised and uploaded into l. */
+static int load_ssm(mdl_loader *ld, int i, bk_s4_layer *l)
 {
     const eng_model_config *c = &ld->m->cfg;
-    const int H = c->d_model, N2 = c->d_state / 2, R = c->s4_rank;
+    const int H = c->d_model, N2 = s4_cfg(c)->d_state / 2, R = s4_cfg(c)->rank;
     const size_t pl = (size_t)N2 * H;
+    char n[256];
+    const size_t nn = sizeof n;
     ssm_host s = {0};
     int rc = SSMD_OK;
-    NAME("layers.%d.ssm.log_dt", i);
-    const eng_tensor *t = eng_weights_find(ld->w, ld->name);
+    const eng_tensor *t = eng_weights_find(ld->w, mdl_layer_name(n, nn, "", i, "ssm.log_dt"));
     s.dt_per_state = t && t->ndim == 2 && R == 0;
-    if (!(s.log_dt = host_f32(ld, s.dt_per_state ? 2 : 1, H, N2, 0, 0)))
-        goto fail;
-    NAME("layers.%d.ssm.A", i);
-    if (!(s.A = host_f32(ld, 3, H, N2, 2, 0)))
-        goto fail;
-    NAME("layers.%d.ssm.B", i);
-    if (!(s.B = host_f32(ld, 3, H, N2, 2, 0)))
-        goto fail;
-    NAME("layers.%d.ssm.C", i);
-    if (!(s.C = host_f32(ld, 3, H, N2, 2, 0)))
-        goto fail;
-    if (R > 0) {
-        NAME("layers.%d.ssm.P", i);
-        if (!(s.P = host_f32(ld, 4, R, H, N2, 2)))
-            goto fail;
-    }
-    NAME("layers.%d.ssm.D", i);
-    if (!(s.D = host_f32(ld, 1, H, 0, 0, 0)))
+    int64_t cplx_shape[] = {H, N2, 2}, p_shape[] = {R, H, N2, 2};
+    if (!(s.log_dt = mdl_host_f32(ld, n, s.dt_per_state ? 2 : 1, (int64_t[]){H, N2})) ||
+        !(s.A = mdl_host_f32(ld, mdl_layer_name(n, nn, "", i, "ssm.A"), 3, cplx_shape)) ||
+        !(s.B = mdl_host_f32(ld, mdl_layer_name(n, nn, "", i, "ssm.B"), 3, cplx_shape)) ||
+        !(s.C = mdl_host_f32(ld, mdl_layer_name(n, nn, "", i, "ssm.C"), 3, cplx_shape)) ||
+        (R > 0 && !(s.P = mdl_host_f32(ld, mdl_layer_name(n, nn, "", i, "ssm.P"), 4, p_shape))) ||
+        !(s.D = mdl_host_f32(ld, mdl_layer_name(n, nn, "", i, "ssm.D"), 1, (int64_t[]){H})))
         goto fail;
     size_t cplx = 2 * pl, rk = R > 0 ? (size_t)R : 1;
     s.dA = calloc(cplx, sizeof(float));
@@ -301,19 +282,22 @@ static int load_ssm(loader *ld, int i, bk_s4_layer *l)
     s.Dinv = calloc(cplx, sizeof(float));
     s.Pp = calloc(rk * cplx, sizeof(float));
     s.Rp = calloc(rk * cplx, sizeof(float));
-    if (!s.dA || !s.dB || !s.dC || !s.Dinv || !s.Pp || !s.Rp) {
+    s.M = calloc(rk * rk, sizeof(double));
+    s.Minv = calloc(rk * rk, sizeof(double));
+    if (!s.dA || !s.dB || !s.dC || !s.Dinv || !s.Pp || !s.Rp || !s.M || !s.Minv) {
         rc = ssmd_err_set(ld->err, SSMD_ENOMEM, "s4: out of memory discretising layer %d", i);
         goto out;
     }
     if ((rc = discretise(ld, i, &s)))
         goto out;
     *l = (bk_s4_layer){.H = H, .N2 = N2, .rank = R};
-    NAME("layers.%d.ssm (discretised)", i);
-    if (!(l->dA = upload(ld, s.dA, cplx)) || !(l->dB = upload(ld, s.dB, cplx)) ||
-        !(l->dC = upload(ld, s.dC, cplx)) || !(l->D = upload(ld, s.D, (size_t)H)))
+    mdl_layer_name(n, nn, "", i, "ssm (discretised)");
+    if (!(l->dA = mdl_upload(ld, s.dA, cplx, n)) || !(l->dB = mdl_upload(ld, s.dB, cplx, n)) ||
+        !(l->dC = mdl_upload(ld, s.dC, cplx, n)) || !(l->D = mdl_upload(ld, s.D, (size_t)H, n)))
         goto fail;
-    if (R > 0 && (!(l->Dinv = upload(ld, s.Dinv, cplx)) || !(l->P = upload(ld, s.Pp, R * cplx)) ||
-                  !(l->R = upload(ld, s.Rp, R * cplx))))
+    if (R > 0 && (!(l->Dinv = mdl_upload(ld, s.Dinv, cplx, n)) ||
+                  !(l->P = mdl_upload(ld, s.Pp, R * cplx, n)) ||
+                  !(l->R = mdl_upload(ld, s.Rp, R * cplx, n))))
         goto fail;
     goto out;
 fail:
@@ -323,228 +307,120 @@ out:
     return rc;
 }
 
-static int load_block(loader *ld, int i, s4_block *b)
+static int s4_load_layer(mdl_loader *ld, int i, void *layer)
 {
+    s4_block *b = layer;
     const int H = ld->m->cfg.d_model;
+    char n[256];
+    const size_t nn = sizeof n;
     int rc;
-    NAME("layers.%d.norm.weight", i);
-    if ((rc = small(ld, &b->norm_w, H)))
+    if ((rc = mdl_vector(ld, &b->norm_w, mdl_layer_name(n, nn, "", i, "norm.weight"), H)) ||
+        (rc = mdl_vector(ld, &b->norm_b, mdl_layer_name(n, nn, "", i, "norm.bias"), H)) ||
+        (rc = load_ssm(ld, i, &b->ssm)) ||
+        (rc = mdl_matrix(ld, &b->out, mdl_layer_name(n, nn, "", i, "out.weight"), 2L * H, H)))
         return rc;
-    NAME("layers.%d.norm.bias", i);
-    if ((rc = small(ld, &b->norm_b, H)))
-        return rc;
-    if ((rc = load_ssm(ld, i, &b->ssm)))
-        return rc;
-    NAME("layers.%d.out.weight", i);
-    if ((rc = matrix(ld, &b->out, 2L * H, H)))
-        return rc;
-    NAME("layers.%d.out.bias", i);
-    return small(ld, &b->out_b, 2L * H);
+    return mdl_vector(ld, &b->out_b, mdl_layer_name(n, nn, "", i, "out.bias"), 2L * H);
 }
 
-/* Embedding rows >= vocab_size are accepted (padded vocabularies). */
-static int load_ends(loader *ld)
+static void s4_free_layer(mdl_lm *m, void *layer)
 {
-    s4_model *m = ld->m;
-    const eng_model_config *c = &m->cfg;
-    const int H = c->d_model;
-    int rc;
-    const eng_tensor *e = eng_weights_find(ld->w, "embedding.weight");
-    int64_t rows = e && e->ndim == 2 && e->shape[0] >= c->vocab_size ? e->shape[0] : c->vocab_size;
-    NAME("embedding.weight");
-    if ((rc = matrix(ld, &m->embed, rows, H)))
-        return rc;
-    const eng_tensor *h = eng_weights_find(ld->w, "lm_head.weight");
-    if (h && !c->tie_embeddings) {
-        int64_t hrows = h->ndim == 2 && h->shape[0] >= c->vocab_size ? h->shape[0] : c->vocab_size;
-        NAME("lm_head.weight");
-        if ((rc = matrix(ld, &m->lm_head, hrows, H)))
-            return rc;
-        if (eng_weights_find(ld->w, "lm_head.bias")) {
-            NAME("lm_head.bias");
-            if ((rc = small(ld, &m->lm_head_b, c->vocab_size)))
-                return rc;
-        }
-    } else {
-        m->lm_head = m->embed;
-        m->lm_head.owned = 0;
-    }
-    m->lm_head.rows = c->vocab_size;
-    NAME("norm_f.weight");
-    if ((rc = small(ld, &m->norm_f_w, H)))
-        return rc;
-    NAME("norm_f.bias");
-    return small(ld, &m->norm_f_b, H);
+    s4_block *b = layer;
+    void *smalls[] = {b->norm_w, b->norm_b, b->out_b, (void *)b->ssm.dA, (void *)b->ssm.dB,
+                      (void *)b->ssm.dC, (void *)b->ssm.D, (void *)b->ssm.Dinv, (void *)b->ssm.P,
+                      (void *)b->ssm.R};
+    mdl_release_all(m->bk, smalls, sizeof smalls / sizeof smalls[0]);
+    bk_matrix *mats[] = {&b->out};
+    mdl_release_matrices(m->bk, mats, 1);
 }
 
-#undef NAME
-
-static void s4_free(void *arch);
-
-static int alloc_scratch(s4_model *m, ssmd_err *err)
+static void s4_end_names(const eng_model_config *c, mdl_end_names *out)
 {
-    bk_backend *bk = m->bk;
-    size_t rows = (size_t)m->max_rows, H = (size_t)m->cfg.d_model;
-    struct { float **p; size_t floats; } bufs[] = {
-        {&m->resid, rows * H}, {&m->xn, rows * H}, {&m->y, rows * H},
-        {&m->o2, rows * 2 * H}, {&m->out, rows * H},
-        {&m->logits, (size_t)m->logits_rows * m->cfg.vocab_size},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (!(*bufs[i].p = bk->alloc(bk, bufs[i].floats * sizeof(float))))
-            return ssmd_err_set(err, SSMD_ENOMEM, "s4: out of memory for %zu scratch bytes",
-                                bufs[i].floats * sizeof(float));
-    return SSMD_OK;
+    *out = (mdl_end_names){.embed = "embedding.weight", .lm_head = "lm_head.weight",
+                           .lm_head_bias = "lm_head.bias", .norm_w = "norm_f.weight",
+                           .norm_b = "norm_f.bias"};
 }
 
-static int s4_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,
-                   void **out, ssmd_err *err)
+static int s4_check(const eng_model_config *c, const bk_backend *bk, ssmd_err *err)
 {
-    if (!bk->add_layernorm || !bk->glu || !bk->s4_prefill || !bk->s4_step)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                            "%s backend has no S4 ops (model_type '%s'); use --backend cpu",
-                            bk->name, cfg->model_type);
-    if (cfg->s4_rank > CPU_S4_MAX_RANK)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "s4: rank %d is above the %d supported",
-                            cfg->s4_rank, CPU_S4_MAX_RANK);
-    s4_model *m = calloc(1, sizeof *m);
-    if (!m)
-        return ssmd_err_set(err, SSMD_ENOMEM, "s4: out of memory");
-    m->cfg = *cfg;
-    m->bk = bk;
-    m->max_rows = max_batch > PREFILL_CHUNK ? max_batch : PREFILL_CHUNK;
-    m->logits_rows = max_batch > LOGITS_ROWS ? max_batch : LOGITS_ROWS;
-    m->blocks = calloc((size_t)cfg->n_layer, sizeof *m->blocks);
-    loader ld = {.m = m, .w = w, .err = err};
-    int rc = m->blocks ? SSMD_OK : ssmd_err_set(err, SSMD_ENOMEM, "s4: out of memory");
-    if (!rc)
-        rc = load_ends(&ld);
-    for (int i = 0; !rc && i < cfg->n_layer; i++)
-        rc = load_block(&ld, i, &m->blocks[i]);
-    if (!rc)
-        rc = alloc_scratch(m, err);
-    if (rc) {
-        s4_free(m);
-        return rc;
-    }
-    *out = m;
-    return SSMD_OK;
+    int rc = mdl_require(bk->s4 && bk->add_layernorm && bk->glu, bk, c, "S4 ops", err);
+    if (!rc && s4_cfg(c)->rank > bk->s4->max_rank)
+        rc = ssmd_err_set(err, SSMD_EUNSUPPORTED, "s4: rank %d is above the %d supported",
+                          s4_cfg(c)->rank, bk->s4->max_rank);
+    return rc;
 }
 
-static void s4_free(void *arch)
+static int s4_alloc_scratch(mdl_lm *lm, ssmd_err *err)
 {
-    s4_model *m = arch;
-    if (!m)
-        return;
-    bk_backend *bk = m->bk;
-    if (m->blocks) {
-        for (int i = 0; i < m->cfg.n_layer; i++) {
-            s4_block *b = &m->blocks[i];
-            void *smalls[] = {b->norm_w, b->norm_b, b->out_b, (void *)b->ssm.dA,
-                              (void *)b->ssm.dB, (void *)b->ssm.dC, (void *)b->ssm.D,
-                              (void *)b->ssm.Dinv, (void *)b->ssm.P, (void *)b->ssm.R};
-            mdl_release_all(bk, smalls, sizeof smalls / sizeof smalls[0]);
-            if (b->out.data)
-                bk->matrix_release(bk, &b->out);
-        }
-        free(m->blocks);
-    }
-    mdl_release_embed_head(bk, &m->embed, &m->lm_head);
-    void *bufs[] = {m->lm_head_b, m->norm_f_w, m->norm_f_b, m->resid, m->xn,
-                    m->y,         m->o2,       m->out,      m->logits};
-    mdl_release_all(bk, bufs, sizeof bufs / sizeof bufs[0]);
-    free(m);
+    s4_model *m = (s4_model *)lm;
+    const size_t rows = (size_t)lm->max_rows, H = (size_t)lm->cfg.d_model;
+    return mdl_alloc_all(lm, (float **const[]){&m->y, &m->o2}, (size_t[]){rows * H, rows * 2 * H},
+                         2, err);
+}
+
+static void s4_free_scratch(mdl_lm *lm)
+{
+    s4_model *m = (s4_model *)lm;
+    void *bufs[] = {m->y, m->o2};
+    mdl_release_all(lm->bk, bufs, 2);
 }
 
 /* ---- forward ---------------------------------------------------------- */
 
-/* After the sequence op: output linear + GLU into m->out. */
+/* After the sequence op: output linear + GLU into the block output. */
 static void block_out(s4_model *m, const s4_block *b, int rows)
 {
-    bk_backend *bk = m->bk;
-    const int H = m->cfg.d_model;
-    bk->matmul(bk, &b->out, m->y, H, rows, m->o2, 2 * H, b->out_b);
-    bk->glu(bk, m->o2, rows, H, m->out);
+    bk_backend *bk = m->lm.bk;
+    const int H = m->lm.cfg.d_model;
+    bk->matmul(bk, &b->out, m->y, H, rows, m->o2, 2 * H, b->out_b, BK_PRECISION_DEFAULT);
+    bk->glu(bk, m->o2, rows, H, m->lm.out);
 }
 
-/* Final norm of `rows` rows (adding the last block's output) and logits of
- * rows [first, rows) into host dst. */
-static void head(s4_model *m, int rows, int first, float *dst)
+static void s4_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state, int rows)
 {
-    bk_backend *bk = m->bk;
-    const int H = m->cfg.d_model;
-    bk->add_layernorm(bk, m->resid, m->out, m->norm_f_w, m->norm_f_b, m->cfg.norm_eps, rows, H,
-                      m->xn);
-    if (dst)
-        mdl_logits(bk, &m->lm_head, m->lm_head_b, m->xn, H, rows, first, m->logits,
-                   m->logits_rows, dst);
+    s4_model *m = (s4_model *)lm;
+    const s4_block *b = layer;
+    mdl_prenorm(lm, i, b->norm_w, b->norm_b, rows);
+    lm->bk->s4->prefill(lm->bk, &b->ssm, state, lm->xn, rows, m->y);
+    block_out(m, b, rows);
 }
 
-static void s4_prefill(void *arch, float *state, const int32_t *ids, int n, float *logits,
-                       int all_logits)
+static void s4_decode_layer(mdl_lm *lm, int i, const void *layer, const bk_state_ref *st)
 {
-    s4_model *m = arch;
-    bk_backend *bk = m->bk;
-    const eng_model_config *c = &m->cfg;
-    const size_t per_layer = layer_floats(c);
-    for (int pos = 0; pos < n; pos += m->max_rows) {
-        int T = n - pos < m->max_rows ? n - pos : m->max_rows;
-        bk->embed(bk, &m->embed, ids + pos, T, m->resid);
-        for (int i = 0; i < c->n_layer; i++) {
-            const s4_block *b = &m->blocks[i];
-            bk->add_layernorm(bk, m->resid, i ? m->out : NULL, b->norm_w, b->norm_b, c->norm_eps, T,
-                              c->d_model, m->xn);
-            bk->s4_prefill(bk, &b->ssm, state + i * per_layer, m->xn, T, m->y);
-            block_out(m, b, T);
-        }
-        if (all_logits && logits)
-            head(m, T, 0, logits + (size_t)pos * c->vocab_size);
-        else if (pos + T == n && logits)
-            head(m, T, T - 1, logits);
-    }
+    s4_model *m = (s4_model *)lm;
+    const s4_block *b = layer;
+    mdl_prenorm(lm, i, b->norm_w, b->norm_b, st->batch);
+    lm->bk->s4->step(lm->bk, &b->ssm, st, lm->xn, m->y);
+    block_out(m, b, st->batch);
 }
 
-static void s4_decode(void *arch, float *pool, const int32_t *slots, const int32_t *ids, int batch,
-                      float *logits)
-{
-    s4_model *m = arch;
-    bk_backend *bk = m->bk;
-    const eng_model_config *c = &m->cfg;
-    const size_t per_layer = layer_floats(c);
-    bk_state_ref st = {.pool = pool, .slot_stride = per_layer * c->n_layer, .slots = slots,
-                       .batch = batch};
-    bk->embed(bk, &m->embed, ids, batch, m->resid);
-    for (int i = 0; i < c->n_layer; i++) {
-        const s4_block *b = &m->blocks[i];
-        st.ssm_offset = i * per_layer;
-        bk->add_layernorm(bk, m->resid, i ? m->out : NULL, b->norm_w, b->norm_b, c->norm_eps, batch,
-                          c->d_model, m->xn);
-        bk->s4_step(bk, &b->ssm, &st, m->xn, m->y);
-        block_out(m, b, batch);
-    }
-    head(m, batch, 0, logits);
-}
-
-const eng_arch s4d_arch = {
-    .model_type = "s4d",
-    .load = s4_load,
-    .free = s4_free,
-    .state_floats = s4_state_floats,
-    .n_params = s4_n_params,
-    .weight_bytes = s4_weight_bytes,
-    .weight_dtype = s4_weight_dtype,
-    .prefill = s4_prefill,
-    .decode = s4_decode,
+static const mdl_family s4_family = {
+    .model_bytes = sizeof(s4_model),
+    .layer_bytes = sizeof(s4_block),
+    .layer_norm = 1,
+    .check = s4_check,
+    .layer_floats = s4_layer_floats,
+    .end_names = s4_end_names,
+    .load_layer = s4_load_layer,
+    .free_layer = s4_free_layer,
+    .alloc_scratch = s4_alloc_scratch,
+    .free_scratch = s4_free_scratch,
+    .prefill_layer = s4_prefill_layer,
+    .decode_layer = s4_decode_layer,
 };
 
+static int s4_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,
+                   void **out, ssmd_err *err)
+{
+    return mdl_lm_load(&s4_family, cfg, w, bk, max_batch, out, err);
+}
+
+static const char *const s4_types[] = {"s4d", "s4", NULL};
+
 const eng_arch s4_arch = {
-    .model_type = "s4",
+    .name = "s4",
+    .model_types = s4_types,
+    .parse_config = s4_parse_config,
+    .fingerprint_fields = s4_fingerprint_fields,
     .load = s4_load,
-    .free = s4_free,
-    .state_floats = s4_state_floats,
-    .n_params = s4_n_params,
-    .weight_bytes = s4_weight_bytes,
-    .weight_dtype = s4_weight_dtype,
-    .prefill = s4_prefill,
-    .decode = s4_decode,
+    MDL_LM_ARCH_OPS,
 };

@@ -116,9 +116,11 @@ static const st_dtype_row *st_dtype_find(const char *name)
     return NULL;
 }
 
+/* Bytes per element of a plain dtype; 0 for OTHER (never aligned). */
 static unsigned st_dtype_size(eng_dtype d)
 {
-    return d == ENG_DTYPE_F32 ? 4 : d == ENG_DTYPE_OTHER ? 0 : 2;
+    const eng_dtype_info *info = eng_dtype_info_of(d);
+    return info->block_elems == 1 ? (unsigned)info->block_bytes : 0;
 }
 
 /* ---- one file ----------------------------------------------------------------- */
@@ -522,65 +524,4 @@ const eng_tensor *eng_weights_at(const eng_weights *w, int i)
 {
     assert(i >= 0 && i < w->n_tensors);
     return &w->tensors[i];
-}
-
-/* ---- conversions ------------------------------------------------------------------ */
-
-static float st_bits_to_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-float eng_bf16_to_f32(uint16_t v) { return st_bits_to_f32((uint32_t)v << 16); }
-
-float eng_f16_to_f32(uint16_t v)
-{
-    uint32_t sign = (uint32_t)(v >> 15) << 31;
-    uint32_t exp = (v >> 10) & 0x1f, mant = v & 0x3ff;
-    if (exp == 0x1f) /* inf, or NaN keeping its payload */
-        return st_bits_to_f32(sign | 0x7f800000u | (mant << 13));
-    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact in f32 */
-        float m = ldexpf((float)mant, -24);
-        return sign ? -m : m;
-    }
-    return st_bits_to_f32(sign | ((exp + 127 - 15) << 23) | (mant << 13));
-}
-
-uint16_t eng_f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep sign, force quiet */
-        return (uint16_t)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-    return (uint16_t)(u >> 16);
-}
-
-void eng_tensor_to_f32(const eng_tensor *t, float *dst)
-{
-    const uint8_t *src = t->data;
-    size_t n = (size_t)t->numel;
-    uint16_t h;
-    switch (t->dtype) {
-    case ENG_DTYPE_F32:
-        if (n)
-            memcpy(dst, src, n * sizeof *dst);
-        break;
-    case ENG_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) {
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = eng_f16_to_f32(h);
-        }
-        break;
-    case ENG_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) {
-            memcpy(&h, src + 2 * i, 2);
-            dst[i] = eng_bf16_to_f32(h);
-        }
-        break;
-    default:
-        assert(!"eng_tensor_to_f32: dtype is not F32/F16/BF16 (use eng_weights_get)");
-    }
 }

@@ -49,10 +49,13 @@ static void cpu_zero(bk_backend *bk, void *dst, size_t bytes) { memset(dst, 0, b
 static int cpu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
                            ssmd_err *err)
 {
+    /* The kernels read f32/f16/bf16; quantized formats come with issue 21. */
     if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s",
-                            t->file, t->name, t->dtype_name);
-    *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols, .owned = 0};
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                            "%s: tensor '%s': unsupported dtype %s (the cpu backend reads F32, "
+                            "F16, BF16)", t->file, t->name, t->dtype_name);
+    *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols,
+                       .row_bytes = eng_dtype_row_bytes(t->dtype, cols), .owned = 0};
     return SSMD_OK;
 }
 
@@ -64,49 +67,32 @@ static void cpu_matrix_release(bk_backend *bk, bk_matrix *m)
 }
 
 static void cpu_matmul_op(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m,
-                          float *y, int ldy, const float *bias)
+                          float *y, int ldy, const float *bias, bk_precision precision)
 {
-    cpu_matmul(&cpu_of(bk)->mm, w, x, ldx, m, y, ldy, bias);
+    /* every cpu path accumulates in f32: the precision hint changes nothing */
+    if (!w->row_scale) {
+        cpu_matmul(&cpu_of(bk)->mm, w, x, ldx, m, y, ldy, bias);
+        return;
+    }
+    cpu_matmul(&cpu_of(bk)->mm, w, x, ldx, m, y, ldy, NULL);
+    for (int i = 0; i < m; i++)
+        for (int r = 0; r < w->rows; r++) {
+            float *yr = &y[(size_t)i * ldy + r];
+            *yr = *yr * w->row_scale[r] + (bias ? bias[r] : 0.0f);
+        }
 }
 
 static void cpu_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
 {
-    size_t esize = w->dtype == ENG_DTYPE_F32 ? 4 : 2;
     for (int i = 0; i < n; i++)
-        cpu_row_to_f32((const char *)w->data + (size_t)ids[i] * w->cols * esize, w->dtype,
-                       w->cols, out + (size_t)i * w->cols);
+        cpu_row_to_f32((const char *)w->data + (size_t)ids[i] * w->row_bytes, w->dtype, w->cols,
+                       out + (size_t)i * w->cols);
 }
 
 static void cpu_add_rmsnorm(bk_backend *bk, float *resid, const float *add, const float *weight,
                             float eps, int n, int dim, float *out)
 {
     cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_RMS, resid, add, weight, NULL, eps, n, dim, out);
-}
-
-static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
-                                const float *xz, int T, float *xc)
-{
-    cpu_conv_prefill(cpu_of(bk)->pool, l, window, xz, T, xc);
-}
-
-static void cpu_scan_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *state,
-                                const float *xc, const float *dt, const float *dbc,
-                                const float *xz, int T, float *y)
-{
-    cpu_scan_prefill(cpu_of(bk)->pool, l, state, xc, dt, dbc, xz, T, y);
-}
-
-static void cpu_conv_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                             const float *xz, float *xc)
-{
-    cpu_conv_step(cpu_of(bk)->pool, l, st, xz, xc);
-}
-
-static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                             const float *xc, const float *dt, const float *dbc, const float *xz,
-                             float *y)
-{
-    cpu_scan_step(cpu_of(bk)->pool, l, st, xc, dt, dbc, xz, y);
 }
 
 static void cpu_add_layernorm_op(bk_backend *bk, float *resid, const float *add,
@@ -121,6 +107,45 @@ static void cpu_glu_op(bk_backend *bk, const float *x, int n, int dim, float *ou
     cpu_glu(cpu_of(bk)->pool, x, n, dim, out);
 }
 
+/* Every op runs when called: a step has nothing to record or flush. */
+static void cpu_step_mark(bk_backend *bk) {}
+
+/* ---- Mamba-1 ---- */
+
+static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
+                                const bk_mamba1_io *io)
+{
+    cpu_conv_prefill(cpu_of(bk)->pool, l, window, io);
+}
+
+static void cpu_scan_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *state,
+                                const bk_mamba1_io *io)
+{
+    cpu_scan_prefill(cpu_of(bk)->pool, l, state, io);
+}
+
+static void cpu_conv_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const bk_mamba1_io *io)
+{
+    cpu_conv_step(cpu_of(bk)->pool, l, st, io);
+}
+
+static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
+                             const bk_mamba1_io *io)
+{
+    cpu_scan_step(cpu_of(bk)->pool, l, st, io);
+}
+
+static const bk_mamba1_ops cpu_mamba1 = {
+    .max_state = CPU_SSM_MAX_STATE,
+    .conv_prefill = cpu_conv_prefill_op,
+    .scan_prefill = cpu_scan_prefill_op,
+    .conv_step = cpu_conv_step_op,
+    .scan_step = cpu_scan_step_op,
+};
+
+/* ---- the S4 family ---- */
+
 static void cpu_s4_prefill_op(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
                               int T, float *y)
 {
@@ -132,6 +157,12 @@ static void cpu_s4_step_op(bk_backend *bk, const bk_s4_layer *l, const bk_state_
 {
     cpu_s4_step(cpu_of(bk)->pool, l, st, u, y);
 }
+
+static const bk_s4_ops cpu_s4 = {
+    .max_rank = CPU_S4_MAX_RANK,
+    .prefill = cpu_s4_prefill_op,
+    .step = cpu_s4_step_op,
+};
 
 static void cpu_destroy(bk_backend *bk)
 {
@@ -164,7 +195,6 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
     c->mm.pool = c->pool;
     c->base = (bk_backend){
         .name = "cpu",
-        .impl = c,
         .destroy = cpu_destroy,
         .alloc = cpu_alloc,
         .release = cpu_release,
@@ -172,19 +202,17 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
         .read = cpu_copy,
         .copy = cpu_copy,
         .zero = cpu_zero,
+        .step_begin = cpu_step_mark,
+        .step_end = cpu_step_mark,
         .matrix_load = cpu_matrix_load,
         .matrix_release = cpu_matrix_release,
         .matmul = cpu_matmul_op,
         .embed = cpu_embed,
         .add_rmsnorm = cpu_add_rmsnorm,
-        .conv_prefill = cpu_conv_prefill_op,
-        .scan_prefill = cpu_scan_prefill_op,
-        .conv_step = cpu_conv_step_op,
-        .scan_step = cpu_scan_step_op,
         .add_layernorm = cpu_add_layernorm_op,
         .glu = cpu_glu_op,
-        .s4_prefill = cpu_s4_prefill_op,
-        .s4_step = cpu_s4_step_op,
+        .mamba1 = &cpu_mamba1,
+        .s4 = &cpu_s4,
     };
     *out = &c->base;
     return SSMD_OK;

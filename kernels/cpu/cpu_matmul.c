@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -51,11 +51,9 @@ static inline float load_w1(const void *row, eng_dtype dt, long k)
     }
 }
 
-static inline size_t dtype_bytes(eng_dtype dt) { return dt == ENG_DTYPE_F32 ? 4 : 2; }
-
 static inline const void *w_row(const bk_matrix *w, long r)
 {
-    return (const char *)w->data + (size_t)r * (size_t)w->cols * dtype_bytes(w->dtype);
+    return (const char *)w->data + (size_t)r * w->row_bytes;
 }
 
 #if defined(__AVX512F__)

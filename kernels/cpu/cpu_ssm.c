@@ -118,9 +118,8 @@ typedef struct ssm_job {
     const bk_ssm_layer *l;
     const bk_state_ref *st; /* decode: where the slots are; NULL for prefill */
     float *window, *state;  /* prefill */
-    const float *xz, *xc, *dt, *dbc;
-    float *out;             /* xc for conv, y for scan */
-    int T;
+    const bk_mamba1_io *io;
+    int T;                  /* prefill: io->rows; decode: 1 per slot */
 } ssm_job;
 
 static float *slot_ptr(const bk_state_ref *st, int b, size_t offset)
@@ -131,23 +130,25 @@ static float *slot_ptr(const bk_state_ref *st, int b, size_t offset)
 static void conv_worker(void *arg, int tid, int n_threads)
 {
     ssm_job *j = arg;
+    const bk_mamba1_io *io = j->io;
     const long E = j->l->d_inner;
     long e0, e1;
     eng_split_range(E, CHANNEL_ALIGN, tid, n_threads, &e0, &e1);
     if (e0 >= e1)
         return;
     if (!j->st) {
-        conv_channels(j->l, j->window, j->xz, 2 * E, j->T, j->out, E, e0, e1);
+        conv_channels(j->l, j->window, io->x, io->ldx, j->T, io->xc, E, e0, e1);
         return;
     }
     for (int b = 0; b < j->st->batch; b++)
-        conv_channels(j->l, slot_ptr(j->st, b, j->st->conv_offset), j->xz + (size_t)b * 2 * E,
-                      2 * E, 1, j->out + (size_t)b * E, E, e0, e1);
+        conv_channels(j->l, slot_ptr(j->st, b, j->st->conv_offset), io->x + (size_t)b * io->ldx,
+                      io->ldx, 1, io->xc + (size_t)b * E, E, e0, e1);
 }
 
 static void scan_worker(void *arg, int tid, int n_threads)
 {
     ssm_job *j = arg;
+    const bk_mamba1_io *io = j->io;
     const long E = j->l->d_inner;
     const long ldd = j->l->dt_rank + 2L * j->l->d_state;
     long e0, e1;
@@ -155,14 +156,14 @@ static void scan_worker(void *arg, int tid, int n_threads)
     if (e0 >= e1)
         return;
     if (!j->st) {
-        scan_channels(j->l, j->state, j->xc, j->dt, j->xz + E, E, 2 * E, j->dbc, ldd, j->T,
-                      j->out, e0, e1);
+        scan_channels(j->l, j->state, io->xc, io->dt, io->z, E, io->ldz, io->dbc, ldd, j->T, io->y,
+                      e0, e1);
         return;
     }
     for (int b = 0; b < j->st->batch; b++)
-        scan_channels(j->l, slot_ptr(j->st, b, j->st->ssm_offset), j->xc + (size_t)b * E,
-                      j->dt + (size_t)b * E, j->xz + (size_t)b * 2 * E + E, E, 2 * E,
-                      j->dbc + (size_t)b * ldd, ldd, 1, j->out + (size_t)b * E, e0, e1);
+        scan_channels(j->l, slot_ptr(j->st, b, j->st->ssm_offset), io->xc + (size_t)b * E,
+                      io->dt + (size_t)b * E, io->z + (size_t)b * io->ldz, E, io->ldz,
+                      io->dbc + (size_t)b * ldd, ldd, 1, io->y + (size_t)b * E, e0, e1);
 }
 
 /* Rough multiply-adds of an op over `rows` token rows, for the pool. */
@@ -172,30 +173,30 @@ static double scan_work(const bk_ssm_layer *l, int rows)
     return 8.0 * rows * l->d_inner * l->d_state; /* exp + 3 FMAs per state */
 }
 
-void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window, const float *xz,
-                      int T, float *xc)
+void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window,
+                      const bk_mamba1_io *io)
 {
-    ssm_job j = {.l = l, .window = window, .xz = xz, .out = xc, .T = T};
-    eng_threadpool_run_sized(pool, conv_worker, &j, conv_work(l, T));
+    ssm_job j = {.l = l, .window = window, .io = io, .T = io->rows};
+    eng_threadpool_run_sized(pool, conv_worker, &j, conv_work(l, io->rows));
 }
 
-void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state, const float *xc,
-                      const float *dt, const float *dbc, const float *xz, int T, float *y)
+void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state,
+                      const bk_mamba1_io *io)
 {
-    ssm_job j = {.l = l, .state = state, .xc = xc, .dt = dt, .dbc = dbc, .xz = xz, .out = y, .T = T};
-    eng_threadpool_run_sized(pool, scan_worker, &j, scan_work(l, T));
+    ssm_job j = {.l = l, .state = state, .io = io, .T = io->rows};
+    eng_threadpool_run_sized(pool, scan_worker, &j, scan_work(l, io->rows));
 }
 
 void cpu_conv_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const float *xz, float *xc)
+                   const bk_mamba1_io *io)
 {
-    ssm_job j = {.l = l, .st = st, .xz = xz, .out = xc, .T = 1};
+    ssm_job j = {.l = l, .st = st, .io = io, .T = 1};
     eng_threadpool_run_sized(pool, conv_worker, &j, conv_work(l, st->batch));
 }
 
 void cpu_scan_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const float *xc, const float *dt, const float *dbc, const float *xz, float *y)
+                   const bk_mamba1_io *io)
 {
-    ssm_job j = {.l = l, .st = st, .xc = xc, .dt = dt, .dbc = dbc, .xz = xz, .out = y, .T = 1};
+    ssm_job j = {.l = l, .st = st, .io = io, .T = 1};
     eng_threadpool_run_sized(pool, scan_worker, &j, scan_work(l, st->batch));
 }

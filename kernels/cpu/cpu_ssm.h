@@ -1,5 +1,6 @@
 /* cpu_ssm.h - CPU conv1d and selective scan for Mamba-1 (see cpu_ssm.c);
- * the semantics of each op are those of the same-named slot in backend.h. */
+ * the semantics of each op are those of the same-named slot of bk_mamba1_ops in
+ * backend.h. */
 #ifndef SSMD_CPU_SSM_H
 #define SSMD_CPU_SSM_H
 
@@ -10,14 +11,14 @@
  * rejected at load. */
 #define CPU_SSM_MAX_STATE 256
 
-void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window, const float *xz,
-                      int T, float *xc);
-void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state, const float *xc,
-                      const float *dt, const float *dbc, const float *xz, int T, float *y);
+void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window,
+                      const bk_mamba1_io *io);
+void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state,
+                      const bk_mamba1_io *io);
 void cpu_conv_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const float *xz, float *xc);
+                   const bk_mamba1_io *io);
 void cpu_scan_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const float *xc, const float *dt, const float *dbc, const float *xz, float *y);
+                   const bk_mamba1_io *io);
 /* v[i] = silu(v[i]). */
 void cpu_silu_inplace(float *v, long n);
 

@@ -33,7 +33,26 @@ static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG
 
 static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
 
-static size_t dtype_bytes(int dt) { return dt == KC_DT_F32 ? 4 : 2; }
+/* One recorded op must compare equal to its replay bytewise. */
+static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56, "no padding in recorded ops");
+
+int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err)
+{
+    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", t->file,
+                            t->name, t->dtype_name);
+    *bytes = (size_t)rows * eng_dtype_row_bytes(t->dtype, cols);
+    return SSMD_OK;
+}
+
+bk_matrix kc_matrix_owned(void *data, const eng_tensor *t, int rows, int cols)
+{
+    bk_matrix m;
+    memset(&m, 0, sizeof m);
+    m.data = data, m.row_bytes = eng_dtype_row_bytes(t->dtype, cols), m.dtype = t->dtype;
+    m.rows = rows, m.cols = cols, m.owned = 1;
+    return m;
+}
 
 /* ---- running one op ------------------------------------------------------ */
 
@@ -61,14 +80,15 @@ static void run_matmul(kc_core *c, const kc_op *o)
         return;
     }
     if (w->dtype == ENG_DTYPE_F32) {
-        c->dev->gemm(c, m, w->rows, w->cols, x, o->ldx, (const float *)w->data, w->cols, y, o->ldy);
+        c->dev->gemm(c, m, w->rows, w->cols, x, o->ldx, (const float *)w->data, w->cols, y, o->ldy,
+                     o->fast);
     } else {
-        const size_t row_bytes = (size_t)w->cols * dtype_bytes(w->dtype);
+        const size_t row_bytes = (size_t)w->row_bytes;
         for (int r0 = 0; r0 < w->rows; r0 += panel_rows) {
             int nr = w->rows - r0 < panel_rows ? w->rows - r0 : panel_rows;
             kc_widen((const char *)w->data + (size_t)r0 * row_bytes, w->dtype, (size_t)nr * w->cols,
                      panel, c->stream);
-            c->dev->gemm(c, m, nr, w->cols, x, o->ldx, panel, w->cols, y + r0, o->ldy);
+            c->dev->gemm(c, m, nr, w->cols, x, o->ldx, panel, w->cols, y + r0, o->ldy, o->fast);
         }
     }
     if (bias)
@@ -81,7 +101,7 @@ static kc_conv_args conv_args(const kc_op *o)
     kc_conv_args a;
     memset(&a, 0, sizeof a);
     a.w = l->conv_w, a.b = l->conv_b, a.E = l->d_inner, a.K = l->d_conv;
-    a.x = o->in[0], a.ldx = 2 * l->d_inner, a.out = o->out[0];
+    a.x = o->in[0], a.ldx = o->ldx, a.out = o->out[0];
     return a;
 }
 
@@ -93,7 +113,7 @@ static kc_scan_args scan_args(const kc_op *o)
     a.dt_bias = l->dt_bias, a.A = l->A, a.D = l->D;
     a.E = l->d_inner, a.N = l->d_state, a.R = l->dt_rank;
     a.x = o->in[0], a.dt = o->in[1], a.dbc = o->in[2];
-    a.z = o->in[3] + l->d_inner, a.ldz = 2 * l->d_inner;
+    a.z = o->in[3], a.ldz = o->ldz;
     a.y = o->out[0];
     return a;
 }
@@ -336,12 +356,14 @@ static void op_end(kc_core *c, kc_op *o, const kc_op *tmp, const int32_t *idx, i
 
 /* ---- the bk_backend compute ops ----------------------------------------------- */
 
+static void core_step_begin(bk_backend *bk) { trace_start(core_of(bk)); }
+static void core_step_end(bk_backend *bk) { kc_core_flush(core_of(bk)); }
+
 static void core_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
 {
     kc_core *c = core_of(bk);
     if (n <= 0)
         return;
-    trace_start(c);
     kc_op tmp, *o = op_begin(c, OP_EMBED, &tmp);
     o->w = *w, o->n = n, o->out[0] = out;
     op_end(c, o, &tmp, ids, n, 0);
@@ -358,70 +380,89 @@ static void core_add_rmsnorm(bk_backend *bk, float *resid, const float *add, con
 }
 
 static void core_matmul(bk_backend *bk, const bk_matrix *w, const float *x, int ldx, int m, float *y,
-                        int ldy, const float *bias)
+                        int ldy, const float *bias, bk_precision precision)
 {
     kc_core *c = core_of(bk);
+    if (w->row_scale) { /* kc_matrix_owned never makes one: a caller's bug */
+        fprintf(stderr, "ssmd: cuda backend: matmul of a matrix with row scales\n");
+        abort();
+    }
     kc_op tmp, *o = op_begin(c, OP_MATMUL, &tmp);
     o->w = *w, o->in[0] = x, o->ldx = ldx, o->m = m, o->out[0] = y, o->ldy = ldy, o->in[1] = bias;
+    o->fast = c->fast_numerics && precision == BK_PRECISION_DEFAULT;
     op_end(c, o, &tmp, NULL, 0, 0);
 }
 
-/* Prefill ops end a trace: what was recorded runs now, and so does this. */
-static void core_conv_prefill(bk_backend *bk, const bk_ssm_layer *l, float *window, const float *xz,
-                              int T, float *xc)
+/* ---- the Mamba-1 ops ---- */
+
+/* The io fields of a Mamba-1 op into a record: in = x, dt, dbc, z; out =
+ * xc or y. */
+static void m1_io(kc_op *o, const bk_ssm_layer *l, const bk_mamba1_io *io, const float *in0, float *out0)
 {
-    kc_core *c = core_of(bk);
+    o->l = *l, o->in[0] = in0, o->in[1] = io->dt, o->in[2] = io->dbc, o->in[3] = io->z;
+    o->ldx = io->ldx, o->ldz = io->ldz, o->out[0] = out0;
+}
+
+/* Prefill ops end a trace: what was recorded runs now, and so does this.
+ * carried: the window (conv) or state (scan) continued and left final. */
+static void prefill_op(kc_core *c, int kind, const bk_ssm_layer *l, const bk_mamba1_io *io,
+                       const float *in0, float *out0, float *carried)
+{
     kc_core_flush(c);
-    kc_op tmp, *o = op_begin(c, OP_CONV_PREFILL, &tmp);
-    o->l = *l, o->in[0] = xz, o->T = T, o->out[0] = xc, o->out[1] = window;
+    kc_op tmp, *o = op_begin(c, kind, &tmp);
+    m1_io(o, l, io, in0, out0);
+    o->T = io->rows, o->out[1] = carried;
     op_end(c, o, &tmp, NULL, 0, 0);
 }
 
-static void core_scan_prefill(bk_backend *bk, const bk_ssm_layer *l, float *state, const float *xc,
-                              const float *dt, const float *dbc, const float *xz, int T, float *y)
+static void core_conv_prefill(bk_backend *bk, const bk_ssm_layer *l, float *window,
+                              const bk_mamba1_io *io)
 {
-    kc_core *c = core_of(bk);
-    kc_core_flush(c);
-    kc_op tmp, *o = op_begin(c, OP_SCAN_PREFILL, &tmp);
-    o->l = *l, o->in[0] = xc, o->in[1] = dt, o->in[2] = dbc, o->in[3] = xz, o->T = T;
-    o->out[0] = y, o->out[1] = state;
-    op_end(c, o, &tmp, NULL, 0, 0);
+    prefill_op(core_of(bk), OP_CONV_PREFILL, l, io, io->x, io->xc, window);
+}
+
+static void core_scan_prefill(bk_backend *bk, const bk_ssm_layer *l, float *state,
+                              const bk_mamba1_io *io)
+{
+    prefill_op(core_of(bk), OP_SCAN_PREFILL, l, io, io->xc, io->y, state);
 }
 
 static void step_op(kc_core *c, int kind, const bk_ssm_layer *l, const bk_state_ref *st,
-                    const float *in0, const float *dt, const float *dbc, const float *xz, float *out)
+                    const bk_mamba1_io *io, const float *in0, float *out0)
 {
     if (st->batch <= 0)
         return;
     kc_op tmp, *o = op_begin(c, kind, &tmp);
-    o->l = *l, o->in[0] = in0, o->in[1] = dt, o->in[2] = dbc, o->in[3] = xz, o->out[0] = out;
+    m1_io(o, l, io, in0, out0);
     o->pool = st->pool, o->slot_stride = st->slot_stride;
     o->conv_offset = st->conv_offset, o->ssm_offset = st->ssm_offset, o->n = st->batch;
     op_end(c, o, &tmp, st->slots, st->batch, 1);
 }
 
 static void core_conv_step(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                           const float *xz, float *xc)
+                           const bk_mamba1_io *io)
 {
-    step_op(core_of(bk), OP_CONV_STEP, l, st, xz, NULL, NULL, NULL, xc);
+    step_op(core_of(bk), OP_CONV_STEP, l, st, io, io->x, io->xc);
 }
 
 static void core_scan_step(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
-                           const float *xc, const float *dt, const float *dbc, const float *xz,
-                           float *y)
+                           const bk_mamba1_io *io)
 {
-    step_op(core_of(bk), OP_SCAN_STEP, l, st, xc, dt, dbc, xz, y);
+    step_op(core_of(bk), OP_SCAN_STEP, l, st, io, io->xc, io->y);
 }
+
+static const bk_mamba1_ops core_mamba1 = {
+    KC_MAX_STATE, core_conv_prefill, core_scan_prefill, core_conv_step, core_scan_step,
+};
 
 void kc_core_init(kc_core *c)
 {
+    c->base.step_begin = core_step_begin;
+    c->base.step_end = core_step_end;
     c->base.embed = core_embed;
     c->base.add_rmsnorm = core_add_rmsnorm;
     c->base.matmul = core_matmul;
-    c->base.conv_prefill = core_conv_prefill;
-    c->base.scan_prefill = core_scan_prefill;
-    c->base.conv_step = core_conv_step;
-    c->base.scan_step = core_scan_step;
+    c->base.mamba1 = &core_mamba1;
     c->last_slots_n = -1;
 }
 

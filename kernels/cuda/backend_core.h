@@ -5,10 +5,10 @@
  * a decode step into a trace, and the cache of captured graphs that replays
  * a recorded step when the same step (same batch, same buffers) comes again.
  *
- * How a step becomes a graph: `embed` starts a trace; compute ops are then
- * recorded instead of run, their host index arrays (token ids, slots) copied
- * into a pinned arena; any other backend call (read, write, copy, alloc...)
- * flushes the trace.  A trace with decode ops is looked up by its exact op
+ * How a step becomes a graph: step_begin starts a trace; compute ops are
+ * then recorded instead of run, their host index arrays (token ids, slots)
+ * copied into a pinned arena; step_end, and any memory op (read, write,
+ * copy, alloc...) before it, flushes the trace.  A trace with decode ops is looked up by its exact op
  * list: the first time it runs eagerly, the second time it is captured into
  * a graph, and from then on the graph is launched after uploading the arena.
  * A trace with prefill ops flushes at once and runs eagerly.
@@ -48,9 +48,10 @@ typedef struct kc_dev_ops {
     /* Device scratch of at least `floats` floats for one purpose
      * (KC_SCRATCH_*), kept between calls; NULL when out of memory. */
     float *(*scratch)(kc_core *c, int which, size_t floats);
-    /* y (m, n; ldy) = x (m, k; ldx) w^T with w (n, k; ldw), all f32. */
+    /* y (m, n; ldy) = x (m, k; ldx) w^T with w (n, k; ldw), all f32;
+     * fast: the inputs may be rounded to TF32 (tensor cores). */
     void (*gemm)(kc_core *c, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
-                 float *y, int ldy);
+                 float *y, int ldy, int fast);
     /* Copies arena_host[0, n) to arena_dev, in stream order. */
     void (*arena_upload)(kc_core *c, size_t n);
     /* Returns once the last upload no longer reads arena_host. */
@@ -68,8 +69,9 @@ typedef struct kc_dev_ops {
 /* One recorded compute op; compared bytewise, so it is zeroed before its
  * fields are set one by one. */
 typedef struct kc_op {
-    int kind, n, dim, T, m, ldx, ldy, pad_;
-    float eps, pad2_;
+    int kind, n, dim, T, m, ldx, ldy, ldz;
+    float eps;
+    int fast;          /* matmul: TF32 allowed (numerics fast, precision default) */
     bk_matrix w;
     bk_ssm_layer l;
     const float *in[4];
@@ -95,6 +97,7 @@ struct kc_core {
     const kc_dev_ops *dev;
     kc_stream stream;
     kc_tuning tune;
+    int fast_numerics;         /* bk_options numerics "fast" */
     int tracing;
     kc_op *ops;                /* (cap_ops) the trace being recorded */
     int n_ops, cap_ops;
@@ -109,9 +112,18 @@ struct kc_core {
     kc_core_stats stats;
 };
 
-/* Sets the compute ops of c->base; the caller sets the memory ops, name,
- * destroy, and c->dev/stream/tune/arena_* before any op runs. */
+/* Sets the compute ops and the family tables of c->base (Mamba-1; the S4
+ * family and the optional core ops are not on the GPU yet: NULL); the
+ * caller sets the memory ops, name, destroy, and c->dev/stream/tune/arena_*
+ * before any op runs. */
 void kc_core_init(kc_core *c);
+
+/* What matrix_load needs of a weight tensor on this backend: f32/f16/bf16
+ * (SSMD_EUNSUPPORTED naming the tensor otherwise); *bytes of the whole
+ * matrix. */
+int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err);
+/* The matrix for t's copy at data (owned by the backend). */
+bk_matrix kc_matrix_owned(void *data, const eng_tensor *t, int rows, int cols);
 /* Runs whatever is recorded.  Every memory op of a backend calls it first. */
 void kc_core_flush(kc_core *c);
 /* Destroys the graphs and the trace (not the arena: the backend owns it). */

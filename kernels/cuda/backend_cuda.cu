@@ -41,7 +41,6 @@ typedef struct cuda_backend {
     float *scratch[KC_SCRATCH_KINDS];
     size_t scratch_floats[KC_SCRATCH_KINDS];
     int capturing, capture_error, sync_each_op, graphs_off;
-    int tf32; /* numerics "fast": f32 GEMMs may round inputs to TF32 */
 } cuda_backend;
 
 static cuda_backend *cu_of(void *p) { return (cuda_backend *)p; }
@@ -127,14 +126,14 @@ static float *cu_scratch(kc_core *c, int which, size_t floats)
 }
 
 static void cu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
-                    float *y, int ldy)
+                    float *y, int ldy, int fast)
 {
     /* Row-major y = x w^T is column-major y^T = w x^T: A = w (k x n col-major,
      * transposed), B = x (k x m col-major). */
     const float one = 1.0f, zero = 0.0f;
     CKB(cublasGemmEx(cu_of(c)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_32F, ldw, x,
                      CUDA_R_32F, ldx, &zero, y, CUDA_R_32F, ldy,
-                     cu_of(c)->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                     fast ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
                      CUBLAS_GEMM_DEFAULT));
 }
 
@@ -265,10 +264,10 @@ static int cu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int col
 {
     cuda_backend *b = cu_of(bk);
     kc_core_flush(&b->core);
-    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", t->file,
-                            t->name, t->dtype_name);
-    size_t bytes = (size_t)rows * (size_t)cols * (t->dtype == ENG_DTYPE_F32 ? 4 : 2);
+    size_t bytes = 0;
+    int rc = kc_matrix_bytes(t, rows, cols, &bytes, err);
+    if (rc)
+        return rc;
     void *p = dev_malloc(bytes);
     if (!p) {
         char mem[96];
@@ -278,7 +277,7 @@ static int cu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int col
     }
     CK(cudaMemcpyAsync(p, t->data, bytes, cudaMemcpyHostToDevice, b->stream));
     CK(cudaStreamSynchronize(b->stream));
-    *out = (bk_matrix){p, t->dtype, rows, cols, 1};
+    *out = kc_matrix_owned(p, t, rows, cols);
     return SSMD_OK;
 }
 
@@ -357,8 +356,9 @@ static int cu_setup(cuda_backend *b, ssmd_err *err)
     }
     CKB(cublasSetStream(b->blas, b->stream));
     CKB(cublasSetWorkspace(b->blas, b->workspace, WORKSPACE_BYTES));
-    /* exact: no TF32, f32 results as the CPU; fast: TF32 tensor cores. */
-    CKB(cublasSetMathMode(b->blas, b->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    /* No TF32 by default (f32 results as the CPU); each GEMM asks for it by
+     * its compute type when numerics is "fast" (kc_op.fast). */
+    CKB(cublasSetMathMode(b->blas, CUBLAS_DEFAULT_MATH));
     return SSMD_OK;
 }
 
@@ -392,7 +392,7 @@ extern "C" int kc_cuda_backend_create(const bk_options *o, bk_backend **out, ssm
     b->sync_each_op = env_flag("SSMD_CUDA_SYNC", 0);
     b->graphs_off = !env_flag("SSMD_CUDA_GRAPHS", 1);
     b->device = o->device;
-    b->tf32 = o->numerics == BK_NUMERICS_FAST;
+    c->fast_numerics = o->numerics == BK_NUMERICS_FAST;
     int rc = cu_setup(b, err);
     if (rc) {
         cu_free_all(b);
@@ -401,7 +401,6 @@ extern "C" int kc_cuda_backend_create(const bk_options *o, bk_backend **out, ssm
     c->stream = (kc_stream)b->stream;
     bk_backend *k = &c->base;
     k->name = "cuda";
-    k->impl = b;
     k->destroy = cu_destroy;
     k->alloc = cu_alloc;
     k->release = cu_release;

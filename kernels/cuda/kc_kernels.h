@@ -21,7 +21,7 @@ extern "C" {
 
 typedef struct CUstream_st *kc_stream; /* = cudaStream_t */
 
-/* Weight dtypes; the values are engine/weights/safetensors.h's eng_dtype. */
+/* Weight dtypes; the values are engine/tensor.h's eng_dtype. */
 enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2 };
 
 /* The generic scan keeps up to this many state values per thread; the same

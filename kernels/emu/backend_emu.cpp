@@ -71,8 +71,10 @@ static float *emu_scratch(kc_core *c, int which, size_t floats)
     return e->scratch[which];
 }
 
+/* In double whatever `fast` says: the emulation checks the kernels' logic,
+ * not tensor-core rounding. */
 static void emu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
-                     float *y, int ldy)
+                     float *y, int ldy, int fast)
 {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -153,15 +155,15 @@ static void emu_zero(bk_backend *bk, void *dst, size_t bytes)
 static int emu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
                            ssmd_err *err)
 {
-    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", t->file,
-                            t->name, t->dtype_name);
-    size_t bytes = (size_t)rows * (size_t)cols * (t->dtype == ENG_DTYPE_F32 ? 4 : 2);
+    size_t bytes = 0;
+    int rc = kc_matrix_bytes(t, rows, cols, &bytes, err);
+    if (rc)
+        return rc;
     void *p = emu_alloc(bk, bytes);
     if (!p)
         return ssmd_err_set(err, SSMD_ENOMEM, "%s: out of memory for tensor '%s'", t->file, t->name);
     memcpy(p, t->data, bytes);
-    *out = (bk_matrix){p, t->dtype, rows, cols, 1};
+    *out = kc_matrix_owned(p, t, rows, cols);
     return SSMD_OK;
 }
 
@@ -211,7 +213,6 @@ extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **o
     memset(c->arena_dev, 0xff, sizeof(int32_t) * ARENA_INTS);
     bk_backend *b = &c->base;
     b->name = "emu";
-    b->impl = e;
     b->destroy = emu_destroy;
     b->alloc = emu_alloc;
     b->release = emu_release;
@@ -227,5 +228,8 @@ extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **o
 
 extern "C" int kc_emu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
 {
-    return kc_emu_backend_create_tuned(NULL, out, err);
+    int rc = kc_emu_backend_create_tuned(NULL, out, err);
+    if (rc == SSMD_OK)
+        ((kc_core *)*out)->fast_numerics = o && o->numerics == BK_NUMERICS_FAST;
+    return rc;
 }

@@ -8,7 +8,7 @@
 #include "engine/backend.h"
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_matmul.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "kernels/cpu/threadpool.h"
 
 static float frand(unsigned *s)
@@ -93,6 +93,7 @@ START_TEST(test_matmul_all_paths)
                         for (int i = 0; i < N; i++)
                             bias[i] = frand(&seed);
                         bk_matrix w = {.data = dt == ENG_DTYPE_F32 ? (void *)wf : (void *)wh,
+                                       .row_bytes = eng_dtype_row_bytes(dt, K),
                                        .dtype = dt, .rows = N, .cols = K};
                         cpu_matmul(&ctx, &w, x, K, m, y, N + 3, (mi & 1) ? bias : NULL);
                         for (int i = 0; i < m; i++)
@@ -112,6 +113,48 @@ START_TEST(test_matmul_all_paths)
         cpu_matmul_ctx_close(&ctx);
         eng_threadpool_destroy(pool);
     }
+}
+END_TEST
+
+/* The cpu backend's matmul through its table: a matrix with row scales
+ * gives y = (x W^T) * scale + bias, whatever precision is asked. */
+START_TEST(test_backend_matmul_row_scale)
+{
+    enum { N = 5, K = 16, M = 3 };
+    bk_options o;
+    bk_options_defaults(&o);
+    o.threads = 1;
+    bk_backend *bk;
+    ssmd_err err;
+    ck_assert_int_eq(bk_backend_create("cpu", &o, &bk, &err), SSMD_OK);
+    unsigned seed = 7;
+    float w[N * K], x[M * K], scale[N], bias[N], y[M * N];
+    for (int i = 0; i < N * K; i++)
+        w[i] = frand(&seed);
+    for (int i = 0; i < M * K; i++)
+        x[i] = frand(&seed);
+    for (int i = 0; i < N; i++)
+        scale[i] = 0.5f + (float)i, bias[i] = frand(&seed);
+    eng_tensor t = {.name = "w", .file = "mem", .dtype = ENG_DTYPE_F32, .ndim = 2, .shape = {N, K},
+                    .numel = N * K, .data = w, .nbytes = sizeof w};
+    bk_matrix m;
+    ck_assert_int_eq(bk->matrix_load(bk, &t, N, K, &m, &err), SSMD_OK);
+    ck_assert_uint_eq(m.row_bytes, K * sizeof(float));
+    m.row_scale = scale;
+    for (int prec = 0; prec < 2; prec++) {
+        bk->matmul(bk, &m, x, K, M, y, N, bias, (bk_precision)prec);
+        for (int i = 0; i < M; i++)
+            for (int n = 0; n < N; n++) {
+                double ref = 0.0;
+                for (int k = 0; k < K; k++)
+                    ref += (double)w[n * K + k] * x[i * K + k];
+                ref = ref * scale[n] + bias[n];
+                ck_assert_msg(fabs(y[i * N + n] - ref) <= 1e-5 * (1 + fabs(ref)), "y[%d][%d] %g, want %g",
+                              i, n, y[i * N + n], ref);
+            }
+    }
+    bk->matrix_release(bk, &m);
+    bk->destroy(bk);
 }
 END_TEST
 
@@ -166,6 +209,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_vector_math_accuracy);
     tcase_add_test(tc, test_matmul_all_paths);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
+    tcase_add_test(tc, test_backend_matmul_row_scale);
     suite_add_tcase(s, tc);
     return s;
 }

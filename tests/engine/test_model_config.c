@@ -1,5 +1,6 @@
 /* test_model_config.c - engine/model_config.c: Hugging Face and original
- * state-spaces configs, defaults, derived values (d_inner, dt_rank), and
+ * state-spaces configs read by the Mamba-1 family (models/mamba1.c), the
+ * family registry, defaults, derived values (d_inner, dt_rank), and
  * rejection of bad JSON, wrong types and absurd values with a message that
  * names the file and the key.  Expected values of the HF cases were computed
  * with transformers 4.44.2 `MambaConfig(**kwargs)`, the reference.
@@ -9,7 +10,11 @@
 #include <string.h>
 
 #include "engine/model_config.h"
+#include "models/mamba1.h"
 #include "tests/engine/st_writer.h"
+
+/* Mamba-1's own numbers of a loaded config. */
+#define M1(c) (*mamba1_cfg(&(c)))
 
 static char g_root[64]; /* scratch dir of this test case (unchecked fixture) */
 
@@ -75,16 +80,16 @@ START_TEST(test_hf_130m)
 {
     eng_model_config c = load_ok(k_hf_130m);
     ck_assert_str_eq(c.model_type, "mamba");
-    ck_assert_int_eq(c.layout, ENG_LAYOUT_HF);
+    ck_assert_int_eq(M1(c).layout, MAMBA1_LAYOUT_HF);
     ck_assert_int_eq(c.d_model, 768);
     ck_assert_int_eq(c.n_layer, 24);
     ck_assert_int_eq(c.vocab_size, 50280);
-    ck_assert_int_eq(c.d_state, 16);
-    ck_assert_int_eq(c.d_inner, 1536);
-    ck_assert_int_eq(c.d_conv, 4);
-    ck_assert_int_eq(c.dt_rank, 48);
-    ck_assert_int_eq(c.use_bias, 0);
-    ck_assert_int_eq(c.use_conv_bias, 1);
+    ck_assert_int_eq(M1(c).d_state, 16);
+    ck_assert_int_eq(M1(c).d_inner, 1536);
+    ck_assert_int_eq(M1(c).d_conv, 4);
+    ck_assert_int_eq(M1(c).dt_rank, 48);
+    ck_assert_int_eq(M1(c).use_bias, 0);
+    ck_assert_int_eq(M1(c).use_conv_bias, 1);
     ck_assert_int_eq(c.tie_embeddings, 1);
     ck_assert(c.norm_eps == 1e-5f);
     ck_assert_int_eq(c.bos_token_id, 0);
@@ -99,12 +104,12 @@ START_TEST(test_hf_defaults)
     ck_assert_int_eq(c.vocab_size, 50280);
     ck_assert_int_eq(c.d_model, 768);
     ck_assert_int_eq(c.n_layer, 32);
-    ck_assert_int_eq(c.d_state, 16);
-    ck_assert_int_eq(c.d_inner, 1536);
-    ck_assert_int_eq(c.d_conv, 4);
-    ck_assert_int_eq(c.dt_rank, 48);
-    ck_assert_int_eq(c.use_bias, 0);
-    ck_assert_int_eq(c.use_conv_bias, 1);
+    ck_assert_int_eq(M1(c).d_state, 16);
+    ck_assert_int_eq(M1(c).d_inner, 1536);
+    ck_assert_int_eq(M1(c).d_conv, 4);
+    ck_assert_int_eq(M1(c).dt_rank, 48);
+    ck_assert_int_eq(M1(c).use_bias, 0);
+    ck_assert_int_eq(M1(c).use_conv_bias, 1);
     ck_assert_int_eq(c.tie_embeddings, 1);
     ck_assert(c.norm_eps == 1e-5f);
     ck_assert_int_eq(c.bos_token_id, 0);
@@ -121,31 +126,31 @@ START_TEST(test_hf_derived)
     ck_assert_int_eq(c.d_model, 65);
     ck_assert_int_eq(c.n_layer, 3);
     ck_assert_int_eq(c.vocab_size, 100);
-    ck_assert_int_eq(c.d_inner, 130);
-    ck_assert_int_eq(c.dt_rank, 5);
+    ck_assert_int_eq(M1(c).d_inner, 130);
+    ck_assert_int_eq(M1(c).dt_rank, 5);
     /* expand=1.5 -> int(96.0); explicit rank 7; every flag flipped */
     c = load_ok("{\"model_type\": \"mamba\", \"hidden_size\": 64, \"expand\": 1.5, "
                 "\"time_step_rank\": 7, \"state_size\": 8, \"conv_kernel\": 3, "
                 "\"use_bias\": true, \"use_conv_bias\": false, \"tie_word_embeddings\": false, "
                 "\"layer_norm_epsilon\": 1e-6, \"eos_token_id\": 5, \"bos_token_id\": 4}");
-    ck_assert_int_eq(c.d_inner, 96);
-    ck_assert_int_eq(c.dt_rank, 7);
-    ck_assert_int_eq(c.d_state, 8);
-    ck_assert_int_eq(c.d_conv, 3);
-    ck_assert_int_eq(c.use_bias, 1);
-    ck_assert_int_eq(c.use_conv_bias, 0);
+    ck_assert_int_eq(M1(c).d_inner, 96);
+    ck_assert_int_eq(M1(c).dt_rank, 7);
+    ck_assert_int_eq(M1(c).d_state, 8);
+    ck_assert_int_eq(M1(c).d_conv, 3);
+    ck_assert_int_eq(M1(c).use_bias, 1);
+    ck_assert_int_eq(M1(c).use_conv_bias, 0);
     ck_assert_int_eq(c.tie_embeddings, 0);
     ck_assert(c.norm_eps == 1e-6f);
     ck_assert_int_eq(c.bos_token_id, 4);
     ck_assert_int_eq(c.eos_token_id, 5);
     /* int(1.5 * 65) = int(97.5) = 97: truncation, as Python's int() */
     c = load_ok("{\"model_type\": \"mamba\", \"hidden_size\": 65, \"expand\": 1.5}");
-    ck_assert_int_eq(c.d_inner, 97);
+    ck_assert_int_eq(M1(c).d_inner, 97);
     /* a saved intermediate_size wins over expand: 100, not 128 */
     c = load_ok("{\"model_type\": \"mamba\", \"hidden_size\": 64, \"expand\": 2, "
                 "\"intermediate_size\": 100}");
-    ck_assert_int_eq(c.d_inner, 100);
-    ck_assert_int_eq(c.dt_rank, 4);
+    ck_assert_int_eq(M1(c).d_inner, 100);
+    ck_assert_int_eq(M1(c).dt_rank, 4);
     /* token ids: a list (first counts), or null (unknown) */
     c = load_ok("{\"model_type\": \"mamba\", \"eos_token_id\": [2, 3], \"bos_token_id\": null}");
     ck_assert_int_eq(c.eos_token_id, 2);
@@ -153,7 +158,7 @@ START_TEST(test_hf_derived)
     /* integral reals are integers, as in Python */
     c = load_ok("{\"model_type\": \"mamba\", \"hidden_size\": 32.0}");
     ck_assert_int_eq(c.d_model, 32);
-    ck_assert_int_eq(c.dt_rank, 2);
+    ck_assert_int_eq(M1(c).dt_rank, 2);
 }
 END_TEST
 
@@ -165,16 +170,16 @@ START_TEST(test_original)
         " \"rms_norm\": true, \"residual_in_fp32\": true, \"fused_add_norm\": true,\n"
         " \"pad_vocab_size_multiple\": 8}");
     ck_assert_str_eq(c.model_type, "mamba");
-    ck_assert_int_eq(c.layout, ENG_LAYOUT_ORIGINAL);
+    ck_assert_int_eq(M1(c).layout, MAMBA1_LAYOUT_ORIGINAL);
     ck_assert_int_eq(c.d_model, 768);
     ck_assert_int_eq(c.n_layer, 24);
     ck_assert_int_eq(c.vocab_size, 50277); /* as given; embedding rows are padded to 50280 */
-    ck_assert_int_eq(c.d_state, 16);
-    ck_assert_int_eq(c.d_inner, 1536);
-    ck_assert_int_eq(c.d_conv, 4);
-    ck_assert_int_eq(c.dt_rank, 48);
-    ck_assert_int_eq(c.use_bias, 0);
-    ck_assert_int_eq(c.use_conv_bias, 1);
+    ck_assert_int_eq(M1(c).d_state, 16);
+    ck_assert_int_eq(M1(c).d_inner, 1536);
+    ck_assert_int_eq(M1(c).d_conv, 4);
+    ck_assert_int_eq(M1(c).dt_rank, 48);
+    ck_assert_int_eq(M1(c).use_bias, 0);
+    ck_assert_int_eq(M1(c).use_conv_bias, 1);
     ck_assert_int_eq(c.tie_embeddings, 1);
     ck_assert(c.norm_eps == 1e-5f);
     ck_assert_int_eq(c.eos_token_id, -1);
@@ -182,15 +187,15 @@ START_TEST(test_original)
     c = load_ok("{\"d_model\": 100, \"n_layer\": 2, \"vocab_size\": 300, \"tie_embeddings\": false,"
                 " \"ssm_cfg\": {\"d_state\": 4, \"d_conv\": 2, \"expand\": 3, \"dt_rank\": 9,"
                 " \"bias\": true, \"conv_bias\": false, \"layer\": \"Mamba1\"}}");
-    ck_assert_int_eq(c.d_inner, 300);
-    ck_assert_int_eq(c.d_state, 4);
-    ck_assert_int_eq(c.d_conv, 2);
-    ck_assert_int_eq(c.dt_rank, 9);
-    ck_assert_int_eq(c.use_bias, 1);
-    ck_assert_int_eq(c.use_conv_bias, 0);
+    ck_assert_int_eq(M1(c).d_inner, 300);
+    ck_assert_int_eq(M1(c).d_state, 4);
+    ck_assert_int_eq(M1(c).d_conv, 2);
+    ck_assert_int_eq(M1(c).dt_rank, 9);
+    ck_assert_int_eq(M1(c).use_bias, 1);
+    ck_assert_int_eq(M1(c).use_conv_bias, 0);
     ck_assert_int_eq(c.tie_embeddings, 0);
     c = load_ok("{\"d_model\": 100, \"ssm_cfg\": {\"dt_rank\": \"auto\"}}");
-    ck_assert_int_eq(c.dt_rank, 7); /* ceil(100 / 16) */
+    ck_assert_int_eq(M1(c).dt_rank, 7); /* ceil(100 / 16) */
 }
 END_TEST
 

@@ -13,7 +13,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "engine/state_pool.h"
 #include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
@@ -183,7 +183,8 @@ static float frand(unsigned *s)
 /* y = x W^T + bias through bk->matmul for m rows (GEMV up to 16, cuBLAS
  * above; 16-bit weights widened first), W of rows x cols in dtype dt,
  * strided x and y; against double sums of the same rounded weights. */
-static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int with_bias)
+static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int with_bias,
+                         bk_precision prec)
 {
     unsigned s = (unsigned)(dt * 7919 + m * 31 + rows + cols);
     const int ldx = cols + 5, ldy = rows + 3;
@@ -217,7 +218,7 @@ static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int 
     float *dy = bk->alloc(bk, sizeof(float) * (size_t)m * ldy);
     bk->write(bk, dx, hx, sizeof(float) * (size_t)m * ldx);
     bk->write(bk, db, hb, sizeof(float) * rows);
-    bk->matmul(bk, &w, dx, ldx, m, dy, ldy, with_bias ? db : NULL);
+    bk->matmul(bk, &w, dx, ldx, m, dy, ldy, with_bias ? db : NULL, prec);
     bk->read(bk, hy, dy, sizeof(float) * (size_t)m * ldy);
     for (int i = 0; i < m; i++)
         for (int r = 0; r < rows; r++) {
@@ -248,7 +249,8 @@ START_TEST(test_matmul_paths)
     static const int ms[] = {1, 5, 16, 17, 40};
     for (int dt = 0; dt < 3; dt++)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-            check_matmul(bk, dt, ms[i], 37 + dt, 20 + 4 * (int)i + (dt == 1), (int)(i & 1));
+            check_matmul(bk, dt, ms[i], 37 + dt, 20 + 4 * (int)i + (dt == 1), (int)(i & 1),
+                         BK_PRECISION_DEFAULT);
     bk->destroy(bk);
     kc_mock_stats st;
     kc_mock_stats_get(&st);
@@ -256,6 +258,35 @@ START_TEST(test_matmul_paths)
     ck_assert_uint_eq(st.tf32_gemms, 0);
     ck_assert_uint_eq(kc_mock_live_allocations(), 0);
     ck_assert_ptr_null(kc_emu_error());
+}
+END_TEST
+
+/* numerics "fast" lets the GEMM path use TF32 tensor cores, except for a
+ * product that asks for BK_PRECISION_EXACT; "exact" (the default, above)
+ * never does.  (The mock computes in f32 either way: what is checked is
+ * the compute type each GEMM asks cuBLAS for.) */
+START_TEST(test_numerics_fast)
+{
+    bk_backend *bk;
+    ssmd_err err;
+    bk_options o;
+    bk_options_defaults(&o);
+    o.numerics = BK_NUMERICS_FAST;
+    kc_mock_reset();
+    ck_assert_int_eq(bk_backend_create("cuda", &o, &bk, &err), SSMD_OK);
+    kc_mock_stats st;
+    check_matmul(bk, 0, 40, 37, 24, 1, BK_PRECISION_EXACT);
+    kc_mock_stats_get(&st);
+    ck_assert_uint_gt(st.gemms, 0);
+    ck_assert_uint_eq(st.tf32_gemms, 0);
+    check_matmul(bk, 0, 40, 37, 24, 1, BK_PRECISION_DEFAULT);
+    kc_mock_stats_get(&st);
+    ck_assert_uint_gt(st.tf32_gemms, 0);
+    bk->destroy(bk);
+    o.device = 1; /* the mock has one device */
+    ck_assert_int_eq(bk_backend_create("cuda", &o, &bk, &err), SSMD_EUNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "device 1 does not exist"), "%s", err.msg);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
 }
 END_TEST
 
@@ -268,6 +299,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_out_of_device_memory);
     tcase_add_test(tc, test_graph_fallbacks);
     tcase_add_test(tc, test_matmul_paths);
+    tcase_add_test(tc, test_numerics_fast);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,7 +18,7 @@
 #include "engine/arch.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "engine/state_pool.h"
 #include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"

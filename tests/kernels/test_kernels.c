@@ -13,7 +13,7 @@
 
 #include "engine/backend.h"
 #include "kernels/cpu/cpu_ssm.h"
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "kernels/cpu/threadpool.h"
 #include "kernels/emu/emu.h"
 #include "kernels/cuda/kc_kernels.h"
@@ -97,6 +97,16 @@ static void problem_free(problem *p)
         free(v[i]);
 }
 
+/* The CPU reference's view of rows of the problem: x and z are the halves
+ * of xz's rows (stride 2E), as in_proj writes them. */
+static bk_mamba1_io cpu_io(const problem *p, const float *xz, float *xc, const float *dt,
+                           const float *dbc, float *y, int rows)
+{
+    const int E = p->l.d_inner;
+    return (bk_mamba1_io){.x = xz, .ldx = 2 * E, .xc = xc, .dt = dt, .dbc = dbc, .z = xz + E,
+                          .ldz = 2 * E, .y = y, .rows = rows};
+}
+
 static kc_scan_args scan_args(const problem *p)
 {
     const bk_ssm_layer *l = &p->l;
@@ -115,7 +125,8 @@ static double conv_prefill_case(int E, int K, int T, int bias, unsigned seed)
     float *win = rnd((size_t)(K - 1) * E, &s, -1.0f, 1.0f), *win_ref = dup(win, (size_t)(K - 1) * E);
     float *xc = rnd((size_t)T * E, &s, 5, 6), *xc_ref = dup(xc, (size_t)T * E);
     eng_threadpool *pool = eng_threadpool_create(1);
-    cpu_conv_prefill(pool, &p.l, win_ref, p.xz, T, xc_ref);
+    bk_mamba1_io io = cpu_io(&p, p.xz, xc_ref, NULL, NULL, NULL, T);
+    cpu_conv_prefill(pool, &p.l, win_ref, &io);
     kc_conv_args a = {.w = p.conv_w, .b = p.conv_b, .E = E, .K = K, .x = p.xz, .ldx = 2 * E,
                       .out = xc, .window = win, .T = T};
     kc_emu_seed(seed);
@@ -217,10 +228,12 @@ static double step_case(int scan, int E, int N, int K, int B, int pad, unsigned 
     float *ref = malloc(sizeof(float) * (size_t)(pk.n ? pk.n : 1) * E);
     eng_threadpool *tp = eng_threadpool_create(1);
     kc_emu_seed(seed);
+    bk_mamba1_io io = scan ? cpu_io(&p, xz_p, (float *)xc_p, dt_p, dbc_p, ref, pk.n)
+                           : cpu_io(&p, xz_p, ref, NULL, NULL, NULL, pk.n);
     if (pk.n && !scan)
-        cpu_conv_step(tp, &p.l, &st, xz_p, ref);
+        cpu_conv_step(tp, &p.l, &st, &io);
     if (pk.n && scan)
-        cpu_scan_step(tp, &p.l, &st, xc_p, dt_p, dbc_p, xz_p, ref);
+        cpu_scan_step(tp, &p.l, &st, &io);
     if (!scan) {
         kc_conv_args a = {.w = p.conv_w, .b = p.conv_b, .E = E, .K = K, .x = p.xz, .ldx = 2 * E,
                           .out = out, .pool = pool, .slot_stride = stride, .offset = 2,
@@ -263,7 +276,8 @@ static double scan_prefill_case(int E, int N, int R, int T, int chunk, int rows,
     float *state = rnd((size_t)N * E, &s, -2.0f, 2.0f), *state_ref = dup(state, (size_t)N * E);
     float *y = rnd((size_t)T * E, &s, 5, 6), *y_ref = dup(y, (size_t)T * E);
     eng_threadpool *tp = eng_threadpool_create(1);
-    cpu_scan_prefill(tp, &p.l, state_ref, xc, p.dt, p.dbc, p.xz, T, y_ref);
+    bk_mamba1_io io = cpu_io(&p, p.xz, xc, p.dt, p.dbc, y_ref, T);
+    cpu_scan_prefill(tp, &p.l, state_ref, &io);
     kc_tuning tune;
     kc_tuning_default(&tune);
     tune.scan_chunk = chunk;

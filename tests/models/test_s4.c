@@ -17,6 +17,7 @@
 #include "kernels/cpu/cpu_s4.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
+#include "models/s4.h"
 #include "engine/state_pool.h"
 #include "kernels/cpu/threadpool.h"
 #include "tests/models/reference.h"
@@ -334,15 +335,15 @@ START_TEST(test_config)
     ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
                                    "\"vocab_size\":10,\"d_state\":6,\"rank\":2}", &c, &err), 0);
     ck_assert_str_eq(c.model_type, "s4");
-    ck_assert_int_eq(c.s4_rank, 2);
-    ck_assert_int_eq(c.s4_bilinear, 1);
+    ck_assert_int_eq(s4_cfg(&c)->rank, 2);
+    ck_assert_int_eq(s4_cfg(&c)->bilinear, 1);
     ck_assert_int_eq(c.eos_token_id, -1);
     ck_assert(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
     ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
                                    "\"vocab_size\":10}", &c, &err), 0);
-    ck_assert_int_eq(c.d_state, 64);
-    ck_assert_int_eq(c.s4_rank, 0);
-    ck_assert_int_eq(c.s4_bilinear, 0);
+    ck_assert_int_eq(s4_cfg(&c)->d_state, 64);
+    ck_assert_int_eq(s4_cfg(&c)->rank, 0);
+    ck_assert_int_eq(s4_cfg(&c)->bilinear, 0);
     static const struct { const char *text, *needle; int code; } bad[] = {
         {"{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
          "\"discretization\":\"zoh\"}", "discretization", SSMD_EUNSUPPORTED},

@@ -14,7 +14,8 @@
  * (A file truncated by someone else while mapped still raises SIGBUS: no
  * loader can prevent that.)
  */
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
+#include "engine/weights/weights.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -43,15 +44,11 @@ typedef struct st_file {
     size_t size;
 } st_file;
 
-struct eng_weights {
-    char *origin;        /* owned: the single file, or the index (messages) */
+/* What this source keeps open while the weights live: the maps. */
+typedef struct st_source {
     st_file *files;      /* (n_files) */
     int n_files;
-    eng_tensor *tensors; /* (n_tensors) sorted by name once open succeeds */
-    int n_tensors, cap_tensors;
-    void **copies;       /* (n_copies) aligned copies of misaligned tensors */
-    int n_copies;
-};
+} st_source;
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -82,17 +79,6 @@ static char *st_path_join(const char *dir, const char *name)
     return p;
 }
 
-/* "[3, 4]" into buf (truncated if it does not fit). */
-static const char *st_shape_str(char *buf, size_t n, int ndim, const int64_t *shape)
-{
-    size_t len = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (len < n)
-        snprintf(buf + len, n - len, "]");
-    return buf;
-}
-
 typedef struct st_dtype_row {
     const char *name;
     eng_dtype dtype;
@@ -114,13 +100,6 @@ static const st_dtype_row *st_dtype_find(const char *name)
         if (strcmp(st_dtypes[i].name, name) == 0)
             return &st_dtypes[i];
     return NULL;
-}
-
-/* Bytes per element of a plain dtype; 0 for OTHER (never aligned). */
-static unsigned st_dtype_size(eng_dtype d)
-{
-    const eng_dtype_info *info = eng_dtype_info_of(d);
-    return info->block_elems == 1 ? (unsigned)info->block_bytes : 0;
 }
 
 /* ---- one file ----------------------------------------------------------------- */
@@ -230,7 +209,7 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, const u
             t->numel *= (int64_t)d;
     }
     char sh[160];
-    st_shape_str(sh, sizeof sh, t->ndim, t->shape);
+    eng_shape_str(sh, sizeof sh, t->ndim, t->shape);
     if (overflow) {
         /* A zero dimension after an overflowing prefix still means 0 elements,
          * but no real file does that: reject it as corrupt. */
@@ -265,15 +244,16 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, const u
 
 /* Maps file `path` and appends its tensors to w.  listed_in: the index that
  * named this shard, or NULL. */
-static int st_file_load(eng_weights *w, const char *path, const char *listed_in, ssmd_err *err)
+static int st_file_load(eng_weights *w, st_source *src, const char *path, const char *listed_in,
+                        ssmd_err *err)
 {
-    w->files = st_xrealloc(w->files, (size_t)(w->n_files + 1) * sizeof *w->files);
-    st_file *f = &w->files[w->n_files];
+    src->files = st_xrealloc(src->files, (size_t)(src->n_files + 1) * sizeof *src->files);
+    st_file *f = &src->files[src->n_files];
     memset(f, 0, sizeof *f);
     int rc = st_file_map(f, path, listed_in, err);
     if (rc != SSMD_OK)
         return rc;
-    w->n_files++; /* mapped: closed with w from now on */
+    src->n_files++; /* mapped: closed with w from now on */
 
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
@@ -310,18 +290,11 @@ static int st_file_load(eng_weights *w, const char *path, const char *listed_in,
             }
             continue;
         }
-        if (w->n_tensors == w->cap_tensors) {
-            w->cap_tensors = w->cap_tensors ? 2 * w->cap_tensors : 64;
-            w->tensors = st_xrealloc(w->tensors, (size_t)w->cap_tensors * sizeof *w->tensors);
-        }
-        eng_tensor *t = &w->tensors[w->n_tensors];
-        memset(t, 0, sizeof *t);
+        eng_tensor *t = eng_weights_add(w, key);
         rc = st_entry_parse(path, key, v, data, data_size, t, err);
         if (rc != SSMD_OK)
             goto out;
-        t->name = st_xstrdup(key);
         t->file = f->path;
-        w->n_tensors++;
     }
 out:
     json_decref(root);
@@ -330,45 +303,9 @@ out:
 
 /* ---- the set of files ------------------------------------------------------------ */
 
-static int st_tensor_cmp(const void *a, const void *b)
-{
-    return strcmp(((const eng_tensor *)a)->name, ((const eng_tensor *)b)->name);
-}
-
-static int st_name_cmp(const void *key, const void *elem)
-{
-    return strcmp((const char *)key, ((const eng_tensor *)elem)->name);
-}
-
 static int st_str_cmp(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Sorts for lookup, rejects duplicate names (across shards) and gives any
- * tensor whose data is not aligned to its element size an aligned copy, so
- * that callers may read it as float/uint16_t arrays without UB. */
-static int st_finish(eng_weights *w, ssmd_err *err)
-{
-    if (w->n_tensors > 1)
-        qsort(w->tensors, (size_t)w->n_tensors, sizeof *w->tensors, st_tensor_cmp);
-    for (int i = 1; i < w->n_tensors; i++)
-        if (strcmp(w->tensors[i - 1].name, w->tensors[i].name) == 0)
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s' appears twice (in %s and %s)",
-                                w->origin, w->tensors[i].name, w->tensors[i - 1].file,
-                                w->tensors[i].file);
-    for (int i = 0; i < w->n_tensors; i++) {
-        eng_tensor *t = &w->tensors[i];
-        unsigned sz = st_dtype_size(t->dtype);
-        if (sz == 0 || t->nbytes == 0 || (uintptr_t)t->data % sz == 0)
-            continue;
-        void *copy = st_xrealloc(NULL, (size_t)t->nbytes); /* malloc: max-aligned */
-        memcpy(copy, t->data, (size_t)t->nbytes);
-        w->copies = st_xrealloc(w->copies, (size_t)(w->n_copies + 1) * sizeof *w->copies);
-        w->copies[w->n_copies++] = copy;
-        t->data = copy;
-    }
-    return SSMD_OK;
 }
 
 /* A shard name from an index: a plain file name in the same directory. */
@@ -377,9 +314,9 @@ static int st_shard_name_ok(const char *s)
     return s[0] != '\0' && !strchr(s, '/') && !strchr(s, '\\') && !strstr(s, "..");
 }
 
-static int st_open_index(eng_weights *w, const char *dir, ssmd_err *err)
+static int st_open_index(eng_weights *w, st_source *src, const char *dir, ssmd_err *err)
 {
-    const char *ipath = w->origin;
+    const char *ipath = eng_weights_origin(w);
     json_error_t jerr;
     json_t *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -414,12 +351,12 @@ static int st_open_index(eng_weights *w, const char *dir, ssmd_err *err)
         if (i > 0 && strcmp(names[i], names[i - 1]) == 0)
             continue;
         char *path = st_path_join(dir, names[i]);
-        rc = st_file_load(w, path, ipath, err);
+        rc = st_file_load(w, src, path, ipath, err);
         free(path);
         if (rc != SSMD_OK)
             goto out;
     }
-    rc = st_finish(w, err);
+    rc = eng_weights_finish(w, err);
     if (rc != SSMD_OK)
         goto out;
     json_object_foreach(map, key, v) {
@@ -438,90 +375,49 @@ out:
     return rc;
 }
 
-int eng_weights_open(const char *dir, eng_weights **out, ssmd_err *err)
+static void st_close(void *priv)
 {
-    assert(dir && out);
-    *out = NULL;
-    eng_weights *w = st_xrealloc(NULL, sizeof *w);
-    memset(w, 0, sizeof *w);
+    st_source *src = priv;
+    if (!src)
+        return;
+    for (int i = 0; i < src->n_files; i++)
+        st_file_unmap(&src->files[i]);
+    free(src->files);
+    free(src);
+}
+
+/* model.safetensors, or the shards of model.safetensors.index.json; the
+ * fallback source, so its message says what is missing. */
+static int st_load(eng_weights *w, const char *dir, void **priv, ssmd_err *err)
+{
+    st_source *src = st_xrealloc(NULL, sizeof *src);
+    memset(src, 0, sizeof *src);
+    *priv = src;
     int rc;
     struct stat sb;
     char *single = st_path_join(dir, ST_SINGLE_NAME);
     if (stat(single, &sb) == 0 || errno != ENOENT) {
-        w->origin = single; /* exists (or fails otherwise): open reports why */
-        rc = st_file_load(w, single, NULL, err);
+        eng_weights_set_origin(w, single); /* exists (or fails otherwise): open reports why */
+        rc = st_file_load(w, src, single, NULL, err);
         if (rc == SSMD_OK)
-            rc = st_finish(w, err);
+            rc = eng_weights_finish(w, err);
     } else {
-        free(single);
-        w->origin = st_path_join(dir, ST_INDEX_NAME);
-        if (stat(w->origin, &sb) != 0 && errno == ENOENT)
+        char *index = st_path_join(dir, ST_INDEX_NAME);
+        eng_weights_set_origin(w, index);
+        if (stat(index, &sb) != 0 && errno == ENOENT)
             rc = ssmd_err_set(err, SSMD_EIO, "%s: no %s or %s in the model directory", dir,
                               ST_SINGLE_NAME, ST_INDEX_NAME);
         else
-            rc = st_open_index(w, dir, err);
+            rc = st_open_index(w, src, dir, err);
+        free(index);
     }
-    if (rc != SSMD_OK) {
-        eng_weights_close(w);
-        return rc;
-    }
-    *out = w;
-    return SSMD_OK;
+    free(single);
+    return rc;
 }
 
-void eng_weights_close(eng_weights *w)
-{
-    if (!w)
-        return;
-    for (int i = 0; i < w->n_tensors; i++)
-        free((char *)w->tensors[i].name);
-    for (int i = 0; i < w->n_copies; i++)
-        free(w->copies[i]);
-    for (int i = 0; i < w->n_files; i++)
-        st_file_unmap(&w->files[i]);
-    free(w->copies);
-    free(w->tensors);
-    free(w->files);
-    free(w->origin);
-    free(w);
-}
-
-const eng_tensor *eng_weights_find(const eng_weights *w, const char *name)
-{
-    if (w->n_tensors == 0)
-        return NULL;
-    return bsearch(name, w->tensors, (size_t)w->n_tensors, sizeof *w->tensors, st_name_cmp);
-}
-
-int eng_weights_get(const eng_weights *w, const char *name, int ndim, const int64_t *shape,
-                    const eng_tensor **out, ssmd_err *err)
-{
-    assert(ndim >= 0 && ndim <= ENG_TENSOR_MAX_DIMS && (ndim == 0 || shape));
-    *out = NULL;
-    const eng_tensor *t = eng_weights_find(w, name);
-    if (!t)
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: missing tensor '%s'", w->origin, name);
-    if (t->dtype == ENG_DTYPE_OTHER)
-        return ssmd_err_set(err, SSMD_EFORMAT,
-                            "%s: tensor '%s': unsupported dtype %s (expected F32, F16 or BF16)",
-                            t->file, name, t->dtype_name);
-    int same = t->ndim == ndim;
-    for (int i = 0; same && i < ndim; i++)
-        same = t->shape[i] == shape[i];
-    if (!same) {
-        char have[160], want[160];
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': shape %s but expected %s",
-                            t->file, name, st_shape_str(have, sizeof have, t->ndim, t->shape),
-                            st_shape_str(want, sizeof want, ndim, shape));
-    }
-    *out = t;
-    return SSMD_OK;
-}
-
-int eng_weights_count(const eng_weights *w) { return w->n_tensors; }
-
-const eng_tensor *eng_weights_at(const eng_weights *w, int i)
-{
-    assert(i >= 0 && i < w->n_tensors);
-    return &w->tensors[i];
-}
+const eng_weights_source eng_safetensors_source = {
+    .name = "safetensors",
+    .probe = NULL,
+    .load = st_load,
+    .close = st_close,
+};

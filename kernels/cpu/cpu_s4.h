@@ -33,7 +33,8 @@ void cpu_s4_scan(eng_threadpool *pool, const bk_s4_layer *l, float *state, const
 /* Convolution view, from a zero state: K (L, H), K_l = Re sum_n dC_n
  * (dA^l dB)_n (the SSM's impulse response; the DPLR form is stepped), and
  * y (T, H) = gelu(sum_{j<=t} K_j u_{t-j} + D u_t) by direct causal
- * convolution.  For tests and tools; O(T^2 H). */
+ * convolution.  Only tests call these (they check that the recurrent and
+ * convolutional views agree); O(T^2 H), not a serving path. */
 void cpu_s4_kernel(const bk_s4_layer *l, int L, float *K);
 void cpu_s4_conv(const bk_s4_layer *l, const float *K, const float *u, int T, float *y);
 

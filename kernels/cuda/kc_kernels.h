@@ -97,7 +97,9 @@ void kc_add_rmsnorm(float *resid, const float *add, const float *weight, float e
 /* out (n, cols) = rows ids[i] of w (dtype dt), as f32. */
 void kc_embed(const void *w, int dt, int cols, const int32_t *ids, int n, float *out, kc_stream s);
 /* out[i] = index of the largest of logits row i (row stride ld); ties go
- * to the lowest index; NaNs are never chosen. */
+ * to the lowest index; NaNs are never chosen.  Only tests call it today:
+ * it is ready for greedy sampling on the device (the sampler reads logits
+ * back to the host instead). */
 void kc_argmax(const float *logits, int n, int V, int ld, int32_t *out, kc_stream s);
 
 /* y (m, rows; stride ldy) = x (m, cols; stride ldx) W^T (+ bias), W (rows,

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/weights/safetensors.h"
+#include "engine/tensor.h"
 #include "tests/engine/st_writer.h"
 
 /* Scratch root of this test case, made and removed by the unchecked fixture

@@ -1,8 +1,10 @@
 /* reference.h - test helpers shared by the model tests: load a fixture's
  * expected.json (reference logits and greedy continuations written by
  * tests/fixtures/gen_*.py) and compare rows and states within a tolerance
- * relative to the reference's largest magnitude.  Header-only, static:
- * included by one test file each. */
+ * relative to the reference's largest magnitude; and the conformance
+ * checks every model family passes (prefill in pieces = at once = token by
+ * token; batched decode = solo decode).  Header-only, static: included by
+ * one test file each. */
 #ifndef SSMD_TESTS_REFERENCE_H
 #define SSMD_TESTS_REFERENCE_H
 
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/model.h"
 #include "engine/state_pool.h"
 
 typedef struct ref_case {
@@ -139,5 +142,74 @@ static inline void ref_join_ids(const int32_t *ids, int n, const char *sep, char
 }
 
 static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
+
+/* ---- conformance: what every model family must satisfy ------------------- */
+
+/* A random sequence of n ids (crossing the 512-token prefill chunk when n
+ * is larger): prefill at once, in two pieces split at `cut`, and token by
+ * token all give the same last logits and the same final state. */
+static inline void ref_check_prefill_equivalences(eng_model *m, int n, int cut)
+{
+    const int V = eng_model_n_vocab(m);
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    unsigned s = 7;
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)(lcg(&s) % (unsigned)V);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 3, &pool, &err), 0);
+    float *once = malloc(sizeof(float) * V), *pieces = malloc(sizeof(float) * V);
+    float *step = malloc(sizeof(float) * V);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, n, once, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids, cut, NULL, 0, &err), 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids + cut, n - cut, pieces, 0, &err), 0);
+    for (int i = 0; i < n; i++) {
+        int32_t slot = 2;
+        ck_assert_int_eq(eng_model_decode(m, pool, &slot, &ids[i], 1, step, &err), 0);
+    }
+    assert_rows_close(pieces, once, 1, V, 1e-5, "two pieces");
+    assert_rows_close(step, once, 1, V, 1e-4, "token by token");
+    assert_states_close(pool, 1, 0, 1e-5);
+    assert_states_close(pool, 2, 0, 1e-4);
+    free(once), free(pieces), free(step), free(ids);
+    eng_state_pool_destroy(pool);
+}
+
+/* B sequences of different prompt lengths decoded together for `steps`
+ * steps (slots out of order, odd and descending) = each decoded alone:
+ * logits and states.  m needs max_batch >= B. */
+static inline void ref_check_batched_decode(eng_model *m, int B, int steps)
+{
+    const int V = eng_model_n_vocab(m);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2 * B, &pool, &err), 0);
+    int32_t *slots = malloc(sizeof(int32_t) * B), *ids = malloc(sizeof(int32_t) * B);
+    unsigned s = 3;
+    for (int b = 0; b < B; b++) {
+        slots[b] = (int32_t)(2 * B - 1 - 2 * b); /* odd slots, descending */
+        int32_t prompt[5];
+        for (int k = 0; k < 5; k++)
+            prompt[k] = (int32_t)(lcg(&s) % (unsigned)V);
+        /* batch copy in slots[b], solo copy in slots[b] - 1 */
+        ck_assert_int_eq(eng_model_prefill(m, pool, slots[b], prompt, 1 + b % 5, NULL, 0, &err), 0);
+        eng_state_slot_copy(pool, slots[b] - 1, slots[b]);
+    }
+    float *batch_logits = malloc(sizeof(float) * B * V), *solo = malloc(sizeof(float) * V);
+    for (int t = 0; t < steps; t++) {
+        for (int b = 0; b < B; b++)
+            ids[b] = (int32_t)(lcg(&s) % (unsigned)V);
+        ck_assert_int_eq(eng_model_decode(m, pool, slots, ids, B, batch_logits, &err), 0);
+        for (int b = 0; b < B; b++) {
+            int32_t solo_slot = slots[b] - 1;
+            ck_assert_int_eq(eng_model_decode(m, pool, &solo_slot, &ids[b], 1, solo, &err), 0);
+            assert_rows_close(batch_logits + (size_t)b * V, solo, 1, V, 1e-5, "batch vs solo");
+        }
+    }
+    for (int b = 0; b < B; b++)
+        assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
+    free(batch_logits), free(solo), free(slots), free(ids);
+    eng_state_pool_destroy(pool);
+}
 
 #endif

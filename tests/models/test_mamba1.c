@@ -77,31 +77,8 @@ END_TEST
  * once, in two uneven pieces, and token by token all agree. */
 START_TEST(test_prefill_equivalences)
 {
-    const char *name = fixtures[_i];
-    eng_model *m = open_fixture(name, 2, 4);
-    const int V = eng_model_n_vocab(m), n = 700, cut = 333;
-    int32_t *ids = malloc(sizeof(int32_t) * n);
-    unsigned s = 7;
-    for (int i = 0; i < n; i++)
-        ids[i] = (int32_t)(lcg(&s) % (unsigned)V);
-    eng_state_pool *pool;
-    ssmd_err err;
-    ck_assert_int_eq(eng_state_pool_create(m, 3, &pool, &err), 0);
-    float *once = malloc(sizeof(float) * V), *pieces = malloc(sizeof(float) * V);
-    float *step = malloc(sizeof(float) * V);
-    ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, n, once, 0, &err), 0);
-    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids, cut, NULL, 0, &err), 0);
-    ck_assert_int_eq(eng_model_prefill(m, pool, 1, ids + cut, n - cut, pieces, 0, &err), 0);
-    for (int i = 0; i < n; i++) {
-        int32_t slot = 2;
-        ck_assert_int_eq(eng_model_decode(m, pool, &slot, &ids[i], 1, step, &err), 0);
-    }
-    assert_rows_close(pieces, once, 1, V, 1e-5, "two pieces");
-    assert_rows_close(step, once, 1, V, 1e-4, "token by token");
-    assert_states_close(pool, 1, 0, 1e-5);
-    assert_states_close(pool, 2, 0, 1e-4);
-    free(once), free(pieces), free(step), free(ids);
-    eng_state_pool_destroy(pool);
+    eng_model *m = open_fixture(fixtures[_i], 2, 4);
+    ref_check_prefill_equivalences(m, 700, 333);
     eng_model_close(m);
 }
 END_TEST
@@ -110,39 +87,8 @@ END_TEST
  * kernel tile and the BLAS threshold) = each decoded alone. */
 START_TEST(test_batched_decode_equals_single)
 {
-    const char *name = fixtures[_i];
-    const int B = 11, steps = 5;
-    eng_model *m = open_fixture(name, 2, 16);
-    const int V = eng_model_n_vocab(m);
-    eng_state_pool *pool;
-    ssmd_err err;
-    ck_assert_int_eq(eng_state_pool_create(m, 2 * B, &pool, &err), 0);
-    int32_t slots[B], ids[B];
-    unsigned s = 3;
-    for (int b = 0; b < B; b++) {
-        slots[b] = (int32_t)(2 * B - 1 - 2 * b); /* odd slots, descending */
-        int32_t prompt[5];
-        for (int k = 0; k < 5; k++)
-            prompt[k] = (int32_t)(lcg(&s) % (unsigned)V);
-        /* batch copy in slots[b], solo copy in slots[b] - 1 */
-        ck_assert_int_eq(eng_model_prefill(m, pool, slots[b], prompt, 1 + b % 5, NULL, 0, &err), 0);
-        eng_state_slot_copy(pool, slots[b] - 1, slots[b]);
-    }
-    float *batch_logits = malloc(sizeof(float) * B * V), *solo = malloc(sizeof(float) * V);
-    for (int t = 0; t < steps; t++) {
-        for (int b = 0; b < B; b++)
-            ids[b] = (int32_t)(lcg(&s) % (unsigned)V);
-        ck_assert_int_eq(eng_model_decode(m, pool, slots, ids, B, batch_logits, &err), 0);
-        for (int b = 0; b < B; b++) {
-            int32_t solo_slot = slots[b] - 1;
-            ck_assert_int_eq(eng_model_decode(m, pool, &solo_slot, &ids[b], 1, solo, &err), 0);
-            assert_rows_close(batch_logits + (size_t)b * V, solo, 1, V, 1e-5, "batch vs solo");
-        }
-    }
-    for (int b = 0; b < B; b++)
-        assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
-    free(batch_logits), free(solo);
-    eng_state_pool_destroy(pool);
+    eng_model *m = open_fixture(fixtures[_i], 2, 16);
+    ref_check_batched_decode(m, 11, 5);
     eng_model_close(m);
 }
 END_TEST

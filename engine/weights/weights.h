@@ -1,0 +1,43 @@
+/* weights.h - for weights sources only: how a source (safetensors.c; a
+ * GGUF reader next) fills the tensor table behind engine/tensor.h's
+ * eng_weights.  Everything above the sources uses engine/tensor.h alone.
+ */
+#ifndef SSMD_WEIGHTS_H
+#define SSMD_WEIGHTS_H
+
+#include <stddef.h>
+
+#include "engine/error.h"
+#include "engine/tensor.h"
+
+typedef struct eng_weights_source {
+    const char *name; /* "safetensors" */
+    /* 1 when dir holds this source's files; NULL: the fallback source,
+     * tried last, whose error says what is missing. */
+    int (*probe)(const char *dir);
+    /* Adds dir's tensors to w (eng_weights_add, eng_weights_set_origin,
+     * then eng_weights_finish).  *priv receives what the source keeps open
+     * (maps...); close(*priv) is called when w closes, after an error too.
+     * Returns SSMD_OK or an error naming the file, tensor and problem. */
+    int (*load)(eng_weights *w, const char *dir, void **priv, ssmd_err *err);
+    void (*close)(void *priv);
+} eng_weights_source;
+
+extern const eng_weights_source eng_safetensors_source;
+
+/* A new zeroed tensor named `name` (copied; owned by w), to be filled by
+ * the source.  The pointer is valid until the next add. */
+eng_tensor *eng_weights_add(eng_weights *w, const char *name);
+/* The file or index named in messages about the whole set (copied). */
+void eng_weights_set_origin(eng_weights *w, const char *origin);
+const char *eng_weights_origin(const eng_weights *w);
+/* Sorts the table for lookup, rejects a name that appears twice (across
+ * files) and gives any tensor whose data is not aligned to its element
+ * size an aligned copy, so that readers may use it as float/uint16_t
+ * arrays without UB.  SSMD_OK or SSMD_EFORMAT. */
+int eng_weights_finish(eng_weights *w, ssmd_err *err);
+
+/* "[3, 4]" into buf (truncated if it does not fit). */
+const char *eng_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
+#endif

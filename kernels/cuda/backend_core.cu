@@ -455,8 +455,18 @@ static const bk_mamba1_ops core_mamba1 = {
     KC_MAX_STATE, core_conv_prefill, core_scan_prefill, core_conv_step, core_scan_step,
 };
 
-void kc_core_init(kc_core *c)
+void kc_core_init(kc_core *c, const kc_memory_ops *mem)
 {
+    c->base.name = mem->name;
+    c->base.destroy = mem->destroy;
+    c->base.alloc = mem->alloc;
+    c->base.release = mem->release;
+    c->base.write = mem->write;
+    c->base.read = mem->read;
+    c->base.copy = mem->copy;
+    c->base.zero = mem->zero;
+    c->base.matrix_load = mem->matrix_load;
+    c->base.matrix_release = mem->matrix_release;
     c->base.step_begin = core_step_begin;
     c->base.step_end = core_step_end;
     c->base.embed = core_embed;

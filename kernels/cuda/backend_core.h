@@ -112,11 +112,27 @@ struct kc_core {
     kc_core_stats stats;
 };
 
-/* Sets the compute ops and the family tables of c->base (Mamba-1; the S4
- * family and the optional core ops are not on the GPU yet: NULL); the
- * caller sets the memory ops, name, destroy, and c->dev/stream/tune/arena_*
- * before any op runs. */
-void kc_core_init(kc_core *c);
+/* What a backend built on kc_core supplies of the bk_backend core: its
+ * name and memory ops (in bk_backend's order). */
+typedef struct kc_memory_ops {
+    const char *name;
+    void (*destroy)(bk_backend *bk);
+    void *(*alloc)(bk_backend *bk, size_t bytes);
+    void (*release)(bk_backend *bk, void *ptr);
+    void (*write)(bk_backend *bk, void *dst, const void *host_src, size_t bytes);
+    void (*read)(bk_backend *bk, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(bk_backend *bk, void *dst, const void *src, size_t bytes);
+    void (*zero)(bk_backend *bk, void *dst, size_t bytes);
+    int (*matrix_load)(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
+                       ssmd_err *err);
+    void (*matrix_release)(bk_backend *bk, bk_matrix *m);
+} kc_memory_ops;
+
+/* Sets c->base: mem's name and memory ops, and the shared compute ops and
+ * family tables (Mamba-1; the S4 family and the optional core ops are not
+ * on the GPU yet: NULL).  The caller sets c->dev/stream/tune/arena_* before
+ * any op runs. */
+void kc_core_init(kc_core *c, const kc_memory_ops *mem);
 
 /* What matrix_load needs of a weight tensor on this backend: f32/f16/bf16
  * (SSMD_EUNSUPPORTED naming the tensor otherwise); *bytes of the whole

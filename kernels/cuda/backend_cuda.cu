@@ -385,7 +385,10 @@ extern "C" int kc_cuda_backend_create(const bk_options *o, bk_backend **out, ssm
     if (!b)
         return ssmd_err_set(err, SSMD_ENOMEM, "cuda backend: out of memory");
     kc_core *c = &b->core;
-    kc_core_init(c);
+    static const kc_memory_ops cuda_memory = {"cuda",   cu_destroy, cu_alloc,       cu_release,
+                                              cu_write, cu_read,    cu_copy,        cu_zero,
+                                              cu_matrix_load,       cu_matrix_release};
+    kc_core_init(c, &cuda_memory);
     kc_tuning_default(&c->tune);
     c->dev = &cuda_dev;
     c->arena_cap = ARENA_INTS;
@@ -399,17 +402,6 @@ extern "C" int kc_cuda_backend_create(const bk_options *o, bk_backend **out, ssm
         return rc;
     }
     c->stream = (kc_stream)b->stream;
-    bk_backend *k = &c->base;
-    k->name = "cuda";
-    k->destroy = cu_destroy;
-    k->alloc = cu_alloc;
-    k->release = cu_release;
-    k->write = cu_write;
-    k->read = cu_read;
-    k->copy = cu_copy;
-    k->zero = cu_zero;
-    k->matrix_load = cu_matrix_load;
-    k->matrix_release = cu_matrix_release;
-    *out = k;
+    *out = &c->base;
     return SSMD_OK;
 }

@@ -193,7 +193,10 @@ extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **o
     if (!e)
         return ssmd_err_set(err, SSMD_ENOMEM, "emu backend: out of memory");
     kc_core *c = &e->core;
-    kc_core_init(c);
+    static const kc_memory_ops emu_memory = {"emu",    emu_destroy, emu_alloc,       emu_release,
+                                             emu_copy, emu_copy,    emu_copy,        emu_zero,
+                                             emu_matrix_load,       emu_matrix_release};
+    kc_core_init(c, &emu_memory);
     c->dev = &emu_dev;
     c->stream = NULL;
     if (tune) {
@@ -211,18 +214,7 @@ extern "C" int kc_emu_backend_create_tuned(const kc_tuning *tune, bk_backend **o
     c->arena_host = (int32_t *)xmalloc(sizeof(int32_t) * ARENA_INTS);
     c->arena_dev = (int32_t *)xmalloc(sizeof(int32_t) * ARENA_INTS);
     memset(c->arena_dev, 0xff, sizeof(int32_t) * ARENA_INTS);
-    bk_backend *b = &c->base;
-    b->name = "emu";
-    b->destroy = emu_destroy;
-    b->alloc = emu_alloc;
-    b->release = emu_release;
-    b->write = emu_copy;
-    b->read = emu_copy;
-    b->copy = emu_copy;
-    b->zero = emu_zero;
-    b->matrix_load = emu_matrix_load;
-    b->matrix_release = emu_matrix_release;
-    *out = b;
+    *out = &c->base;
     return SSMD_OK;
 }
 

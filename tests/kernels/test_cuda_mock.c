@@ -290,6 +290,23 @@ START_TEST(test_numerics_fast)
 }
 END_TEST
 
+/* A family whose op table the backend lacks is refused at load, by name,
+ * with nothing leaked: the S4 family has no CUDA kernels yet. */
+START_TEST(test_family_without_ops_refused)
+{
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.backend = "cuda";
+    eng_model *m = NULL;
+    ssmd_err err;
+    kc_mock_reset();
+    ck_assert_int_eq(eng_model_open("tests/fixtures/s4/s4d_minimal", &o, &m, &err), SSMD_EUNSUPPORTED);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(err.msg, "cuda backend has no S4 ops"), "%s", err.msg);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("cuda_mock");
@@ -300,6 +317,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_graph_fallbacks);
     tcase_add_test(tc, test_matmul_paths);
     tcase_add_test(tc, test_numerics_fast);
+    tcase_add_test(tc, test_family_without_ops_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,7 @@
  * read the table.  Never exits: errors go back to main.
  */
 #include "server/options.h"
+#include "engine/xalloc.h"
 
 #include <errno.h>
 #include <math.h>
@@ -57,16 +58,6 @@ static void *field(srv_config *c, const opt_row *o) { return (char *)c + o->offs
 static const void *cfield(const srv_config *c, const opt_row *o)
 {
     return (const char *)c + o->offset;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d) {
-        fprintf(stderr, "ssmd: out of memory\n");
-        abort();
-    }
-    return d;
 }
 
 /* Sets option o from text; returns SSMD_OK or SSMD_EINVAL. */

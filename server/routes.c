@@ -10,6 +10,7 @@
 
 #include "server/srv.h"
 #include "server/state_fmt.h"
+#include "engine/xalloc.h"
 
 /* ---- probes, models, metrics ---- */
 
@@ -249,9 +250,7 @@ eng_request *srv_import_request(const char *id, const srv_state_meta *m, const u
 {
     eng_request *r = eng_request_new(ENG_OP_STATE_IMPORT);
     snprintf(r->session, sizeof r->session, "%s", id);
-    r->blob = malloc(m->state_bytes ? m->state_bytes : 1);
-    if (!r->blob)
-        abort();
+    r->blob = xmalloc(m->state_bytes);
     memcpy(r->blob, state, m->state_bytes);
     r->blob_bytes = m->state_bytes;
     r->blob_pending = m->pending;

@@ -36,7 +36,7 @@ static void start_models(srv_conn *c)
 {
     srv_server *s = c->srv;
     json_t *opts = json_object();
-    srv_config_each(s->cfg, add_option, opts);
+    srv_config_each(s->cfg, SRV_FRONT_SERVE, add_option, opts);
     json_t *meta = json_pack("{s:o, s:b}", "options", opts, "loaded", s->loaded);
     if (s->info) {
         json_object_set_new(meta, "n_vocab", json_integer(s->info->n_vocab));

@@ -37,6 +37,17 @@ static int all_zero(const float *v, size_t n)
     return 1;
 }
 
+/* 1 if slot s, read back, equals want (NULL: all zero). */
+static int slot_is(const eng_state_pool *p, int s, const float *want)
+{
+    size_t bytes = eng_state_pool_slot_bytes(p);
+    float *got = malloc(bytes);
+    eng_state_slot_read(p, s, got);
+    int same = want ? !memcmp(got, want, bytes) : all_zero(got, bytes / sizeof(float));
+    free(got);
+    return same;
+}
+
 START_TEST(test_slots_zeroed_and_separate)
 {
     eng_model *m = open_model();
@@ -47,33 +58,22 @@ START_TEST(test_slots_zeroed_and_separate)
     size_t bytes = eng_state_pool_slot_bytes(p), n = bytes / sizeof(float);
     ck_assert_uint_eq(bytes, eng_model_state_bytes(m));
     ck_assert_ptr_eq(eng_state_pool_model(p), m);
-    float *pattern = malloc(bytes), *got = malloc(bytes);
+    float *pattern = malloc(bytes);
     for (size_t i = 0; i < n; i++)
         pattern[i] = (float)i + 0.5f;
-    for (int s = 0; s < 3; s++) { /* made zeroed */
-        eng_state_slot_read(p, s, got);
-        ck_assert_msg(all_zero(got, n), "slot %d not zero after create", s);
-    }
+    for (int s = 0; s < 3; s++) /* made zeroed */
+        ck_assert_msg(slot_is(p, s, NULL), "slot %d not zero after create", s);
     eng_state_slot_write(p, 1, pattern);
-    eng_state_slot_read(p, 1, got);
-    ck_assert_int_eq(memcmp(got, pattern, bytes), 0);
-    eng_state_slot_read(p, 0, got);
-    ck_assert(all_zero(got, n)); /* neighbours untouched */
-    eng_state_slot_read(p, 2, got);
-    ck_assert(all_zero(got, n));
+    ck_assert(slot_is(p, 1, pattern));
+    ck_assert(slot_is(p, 0, NULL) && slot_is(p, 2, NULL)); /* neighbours untouched */
     eng_state_slot_copy(p, 2, 1);
-    eng_state_slot_read(p, 2, got);
-    ck_assert_int_eq(memcmp(got, pattern, bytes), 0);
+    ck_assert(slot_is(p, 2, pattern));
     eng_state_slot_copy(p, 2, 2); /* onto itself: unchanged */
-    eng_state_slot_read(p, 2, got);
-    ck_assert_int_eq(memcmp(got, pattern, bytes), 0);
+    ck_assert(slot_is(p, 2, pattern));
     eng_state_slot_zero(p, 1);
-    eng_state_slot_read(p, 1, got);
-    ck_assert(all_zero(got, n));
-    eng_state_slot_read(p, 2, got); /* zeroing 1 leaves 2 */
-    ck_assert_int_eq(memcmp(got, pattern, bytes), 0);
+    ck_assert(slot_is(p, 1, NULL));
+    ck_assert(slot_is(p, 2, pattern)); /* zeroing 1 leaves 2 */
     free(pattern);
-    free(got);
     eng_state_pool_destroy(p);
     eng_state_pool_destroy(NULL);
     eng_model_close(m);
@@ -96,10 +96,7 @@ START_TEST(test_slot_pointers)
     ck_assert(all_zero(eng_state_slot_ptr(p, 0), n));
     ck_assert(!all_zero(eng_state_slot_ptr(p, 1), n));
     ck_assert(all_zero(eng_state_slot_ptr(p, 2), n));
-    float *got = malloc(n * sizeof(float));
-    eng_state_slot_read(p, 1, got); /* read goes through the same slot */
-    ck_assert_int_eq(memcmp(got, eng_state_slot_ptr(p, 1), n * sizeof(float)), 0);
-    free(got);
+    ck_assert(slot_is(p, 1, eng_state_slot_ptr(p, 1))); /* read goes through the same slot */
     eng_state_pool_destroy(p);
     eng_model_close(m);
 }

@@ -1,8 +1,10 @@
-/* error.c - lookups into the SSMD_ERRORS table and the message formatter. */
+/* error.c - lookups into the SSMD_ERRORS table, the message formatter and
+ * ssmd_fatal.  Never allocates (ssmd_fatal runs when memory is gone). */
 #include "engine/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int ssmd_err_set(ssmd_err *err, int code, const char *fmt, ...)
 {
@@ -46,3 +48,14 @@ int ssmd_err_http_status(int code) { return err_find(code)->status; }
 const char *ssmd_err_type(int code) { return err_find(code)->type; }
 const char *ssmd_err_name(int code) { return err_find(code)->name; }
 const char *ssmd_err_default_message(int code) { return err_find(code)->msg; }
+
+void ssmd_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ssmd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}

@@ -54,4 +54,11 @@ const char *ssmd_err_type(int code);
 const char *ssmd_err_name(int code);
 const char *ssmd_err_default_message(int code);
 
+/* The one way the process dies on purpose outside main: prints "ssmd: "
+ * and the message to stderr, then aborts.  Only for what no caller can
+ * handle (a small host allocation failing, a library that cannot encode a
+ * reply); anything a request can cause is an ssmd_err instead.  Any
+ * thread. */
+void ssmd_fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+
 #endif

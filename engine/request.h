@@ -123,4 +123,9 @@ void eng_request_free(eng_request *r);
 /* Frees the event and what it owns (not its req); NULL is fine. */
 void eng_event_free(eng_event *e);
 
+/* Wall-clock seconds (CLOCK_REALTIME) and a monotonic clock in ns.  Any
+ * thread. */
+double eng_now_wall_s(void);
+int64_t eng_now_mono_ns(void);
+
 #endif

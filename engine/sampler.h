@@ -25,6 +25,20 @@ typedef struct eng_sampling {
 
 #define ENG_LOGPROBS_MAX 20
 
+/* The range each sampling field accepts from outside, for every front end
+ * that reads one: the request fields of server/parse.c and the flags of
+ * `ssmd generate` (server/options.c) both expand this list, so their bounds
+ * cannot drift apart.  lo_open: lo itself is refused.  (eng_sampling_validate
+ * checks what the sampler needs, a wider range.)
+ * X(json_name, flag_name, TYPE: FLOAT|INT|U64, lo, hi, lo_open, field, help) */
+#define ENG_SAMPLING_FIELDS(X)                                                                       \
+    X("temperature", "temperature", FLOAT, 0, 100, 0, temperature, "0 = greedy")                     \
+    X("top_p", "top-p", FLOAT, 0, 1, 1, top_p, "nucleus sampling mass, 1 = off")                     \
+    X("top_k", "top-k", INT, 0, 1e9, 0, top_k, "keep the k most likely tokens, 0 = off")              \
+    X("min_p", "min-p", FLOAT, 0, 1, 0, min_p, "drop tokens below min-p x the top probability")      \
+    X("repetition_penalty", "repetition-penalty", FLOAT, 0, 100, 1, repetition_penalty, "1 = off")  \
+    X("seed", "seed", U64, 0, 1.8e19, 0, seed, "sampling seed")
+
 /* Fills the defaults above (seed 0). */
 void eng_sampling_defaults(eng_sampling *p);
 

@@ -75,6 +75,13 @@ void eng_sched_submit(eng_sched *s, eng_request *r);
  * ERROR with SSMD_ECANCELED (or whatever it finished with first). */
 void eng_sched_cancel(eng_sched *s, eng_request *r);
 
+/* Test seam: while held (hold = 1) the engine thread finishes its current
+ * iteration and then does nothing (no new requests taken, no decode step)
+ * until released (hold = 0) or stopped.  Lets a test queue several requests
+ * so they are all waiting at once, without sleeping.  The server never
+ * calls it.  Loop thread. */
+void eng_sched_hold(eng_sched *s, int hold);
+
 /* Takes every posted event, oldest first (a list through ->next); the
  * caller frees them.  NULL when there are none.  Loop thread. */
 eng_event *eng_sched_take_events(eng_sched *s);
@@ -97,9 +104,5 @@ int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg);
 /* Frees everything (stops first if needed), including events not taken and
  * the requests they point to. */
 void eng_sched_destroy(eng_sched *s);
-
-/* Wall-clock seconds (CLOCK_REALTIME) and a monotonic clock in ns. */
-double eng_now_wall_s(void);
-int64_t eng_now_mono_ns(void);
 
 #endif

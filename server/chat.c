@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "server/parse.h"
+#include "engine/xalloc.h"
 
 #define CONFIG_MAX_BYTES (16L << 20)
 
@@ -170,9 +171,7 @@ static json_t *normalize(const json_t *messages, ssmd_err *err)
                     return NULL;
                 }
                 size_t a = json_string_length(joined), b = json_string_length(text);
-                char *buf = malloc(a + b + 1);
-                if (!buf)
-                    abort();
+                char *buf = xmalloc(a + b + 1);
                 memcpy(buf, json_string_value(joined), a);
                 memcpy(buf + a, json_string_value(text), b);
                 json_string_setn(joined, buf, a + b);

@@ -17,6 +17,7 @@
 
 #include "server/state_fmt.h"
 #include "server/store.h"
+#include "engine/xalloc.h"
 
 void srv_buf_add(srv_buf *b, const void *data, size_t n)
 {
@@ -24,12 +25,7 @@ void srv_buf_add(srv_buf *b, const void *data, size_t n)
         size_t nc = b->cap ? b->cap : 256;
         while (nc < b->len + n + 1)
             nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (!p) {
-            fprintf(stderr, "ssmd: out of memory (%zu bytes)\n", nc);
-            abort();
-        }
-        b->p = p;
+        b->p = xrealloc(b->p, nc);
         b->cap = nc;
     }
     if (n)
@@ -154,10 +150,8 @@ void srv_reply_bytes(srv_conn *c, unsigned status, const char *ctype, void *data
     if (c->resp)
         MHD_destroy_response(c->resp);
     c->resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-    if (!c->resp) {
-        fprintf(stderr, "ssmd: cannot create a response\n");
-        abort();
-    }
+    if (!c->resp)
+        ssmd_fatal("cannot create a response (out of memory)");
     MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     c->status = status;
 }
@@ -166,14 +160,10 @@ void srv_reply_json(srv_conn *c, unsigned status, json_t *obj)
 {
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
-    if (!text) {
-        fprintf(stderr, "ssmd: cannot encode a JSON reply\n");
-        abort();
-    }
+    if (!text)
+        ssmd_fatal("cannot encode a JSON reply (out of memory)");
     size_t n = strlen(text);
-    char *body = realloc(text, n + 2);
-    if (!body)
-        abort();
+    char *body = xrealloc(text, n + 2);
     body[n] = '\n';
     body[n + 1] = '\0';
     srv_reply_bytes(c, status, "application/json", body, n + 1);
@@ -253,7 +243,7 @@ void srv_stream_start(srv_conn *c)
     c->streaming = 1;
     c->resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, c, stream_free);
     if (!c->resp)
-        abort();
+        ssmd_fatal("cannot create a stream response (out of memory)");
     c->refs++;
     c->status = MHD_HTTP_OK;
     MHD_add_response_header(c->resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");

@@ -30,15 +30,14 @@ typedef struct field_row {
 } field_row;
 
 #define OFF(f) offsetof(srv_completion, f)
+#define SAMPLING_ROW(json_name, flag_name, type, lo, hi, lo_open, field, help) \
+    {json_name, F_##type, lo, hi, lo_open, OFF(sampling.field), ROUTE_BOTH},
 static const field_row field_rows[] = {
     {"max_tokens", F_INT, 0, HI_MAX_TOKENS, 0, OFF(max_tokens), ROUTE_BOTH},
     {"max_completion_tokens", F_INT, 0, HI_MAX_TOKENS, 0, OFF(max_tokens), ROUTE_CHAT},
-    {"temperature", F_FLOAT, 0, 100, 0, OFF(sampling.temperature), ROUTE_BOTH},
-    {"top_p", F_FLOAT, 0, 1, 1, OFF(sampling.top_p), ROUTE_BOTH},
-    {"top_k", F_INT, 0, 1e9, 0, OFF(sampling.top_k), ROUTE_BOTH},
-    {"min_p", F_FLOAT, 0, 1, 0, OFF(sampling.min_p), ROUTE_BOTH},
-    {"repetition_penalty", F_FLOAT, 0, 100, 1, OFF(sampling.repetition_penalty), ROUTE_BOTH},
-    {"seed", F_U64, 0, 1.8e19, 0, OFF(sampling.seed), ROUTE_BOTH},
+    /* temperature, top_p, top_k, min_p, repetition_penalty, seed: the
+     * bounds `ssmd generate`'s flags use too (sampler.h) */
+    ENG_SAMPLING_FIELDS(SAMPLING_ROW)
     {"stream", F_BOOL, 0, 1, 0, OFF(stream), ROUTE_BOTH},
     {"echo", F_BOOL, 0, 1, 0, OFF(echo), ROUTE_COMPLETION},
     {"logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_COMPLETION},
@@ -48,6 +47,7 @@ static const field_row field_rows[] = {
     {"n", F_INT, 1, 1, 0, OFF(n), ROUTE_BOTH},
     {"add_generation_prompt", F_BOOL, 0, 1, 0, OFF(add_generation_prompt), ROUTE_CHAT},
 };
+#undef SAMPLING_ROW
 #undef OFF
 #define N_FIELDS (sizeof field_rows / sizeof field_rows[0])
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "server/srv.h"
+#include "engine/xalloc.h"
 
 /* A JSON string from len bytes, invalid UTF-8 replaced by U+FFFD. */
 json_t *srv_json_text(const char *s, size_t len)
@@ -137,7 +138,7 @@ static void sse_send(srv_conn *c, json_t *obj)
     char *t = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
     if (!t)
-        abort();
+        ssmd_fatal("cannot encode a stream event (out of memory)");
     srv_stream_write(c, "data: ", 6);
     srv_stream_write(c, t, strlen(t));
     srv_stream_write(c, "\n\n", 2);
@@ -155,11 +156,9 @@ static void gen_push(srv_gen *g, const eng_event *e)
 {
     if (g->n_tokens == g->cap_tokens) {
         g->cap_tokens = g->cap_tokens ? 2 * g->cap_tokens : 32;
-        g->tokens = realloc(g->tokens, (size_t)g->cap_tokens * sizeof *g->tokens);
+        g->tokens = xrealloc(g->tokens, (size_t)g->cap_tokens * sizeof *g->tokens);
         if (g->logprobs > 0)
-            g->lps = realloc(g->lps, (size_t)g->cap_tokens * sizeof *g->lps);
-        if (!g->tokens || (g->logprobs > 0 && !g->lps))
-            abort();
+            g->lps = xrealloc(g->lps, (size_t)g->cap_tokens * sizeof *g->lps);
     }
     if (g->logprobs > 0)
         g->lps[g->n_tokens] = e->lp;

@@ -10,6 +10,7 @@
 
 #include "server/srv.h"
 #include "server/state_fmt.h"
+#include "engine/xalloc.h"
 
 /* ---- probes, models, metrics ---- */
 
@@ -35,7 +36,7 @@ static void start_models(srv_conn *c)
 {
     srv_server *s = c->srv;
     json_t *opts = json_object();
-    srv_config_each(s->cfg, add_option, opts);
+    srv_config_each(s->cfg, SRV_FRONT_SERVE, add_option, opts);
     json_t *meta = json_pack("{s:o, s:b}", "options", opts, "loaded", s->loaded);
     if (s->info) {
         json_object_set_new(meta, "n_vocab", json_integer(s->info->n_vocab));
@@ -249,9 +250,7 @@ eng_request *srv_import_request(const char *id, const srv_state_meta *m, const u
 {
     eng_request *r = eng_request_new(ENG_OP_STATE_IMPORT);
     snprintf(r->session, sizeof r->session, "%s", id);
-    r->blob = malloc(m->state_bytes ? m->state_bytes : 1);
-    if (!r->blob)
-        abort();
+    r->blob = xmalloc(m->state_bytes);
     memcpy(r->blob, state, m->state_bytes);
     r->blob_bytes = m->state_bytes;
     r->blob_pending = m->pending;

@@ -16,7 +16,7 @@ int srv_serve_main(int argc, char **argv)
     srv_config cfg;
     srv_config_defaults(&cfg);
     ssmd_err err = {0};
-    int rc = srv_config_parse(&cfg, argc, argv, stdout, &err);
+    int rc = srv_config_parse(&cfg, SRV_FRONT_SERVE, argc, argv, stdout, &err);
     if (rc == 1) {
         srv_config_free(&cfg);
         return 0;

@@ -392,9 +392,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     eng_sched_opts o;
     memset(&o, 0, sizeof o);
     o.model_dir = cfg->model;
-    eng_model_opts_defaults(&o.model);
-    o.model.backend = cfg->backend;
-    o.model.backend_opts.threads = (int)cfg->threads;
+    srv_config_model_opts(cfg, &o.model);
     o.max_batch = (int)cfg->max_batch;
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;

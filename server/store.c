@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "server/state_fmt.h"
+#include "engine/xalloc.h"
 
 #define STORE_KEY_PREFIX "ssmd:session:"
 #define STORE_RECONNECT_MS 1000  /* at most one connection attempt per second */
@@ -194,9 +195,7 @@ static int is_tombstone(const redisReply *r)
 /* A final ERROR event for c's request, delivered now. */
 static void fail_request(srv_conn *c, int code, const char *msg)
 {
-    eng_event *e = calloc(1, sizeof *e);
-    if (!e)
-        abort();
+    eng_event *e = xcalloc(1, sizeof *e);
     e->kind = ENG_EV_ERROR;
     e->req = c->req;
     ssmd_err_set(&e->err, code, "%s", msg);

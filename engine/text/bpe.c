@@ -14,18 +14,9 @@
 #include <string.h>
 
 #include "engine/text/unicode.h"
+#include "engine/xalloc.h"
 
 #define BPE_MAX_IDS (1 << 24) /* refuse absurd ids rather than allocate for them */
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (!q) {
-        fprintf(stderr, "ssmd: out of memory (%zu bytes) in bpe.c\n", size);
-        abort();
-    }
-    return q;
-}
 
 void eng_idvec_push(eng_idvec *vec, int32_t id)
 {

@@ -27,6 +27,7 @@
 #include "engine/text/bpe.h"
 #include "engine/text/pretok.h"
 #include "engine/text/unicode.h"
+#include "engine/xalloc.h"
 
 #define TOK_MAX_IDS (1 << 24)
 #define TOK_MAX_FILE_BYTES ((size_t)1 << 30)
@@ -64,16 +65,6 @@ struct eng_tokenizer {
     int prefix_space;     /* ByteLevel add_prefix_space */
     int prefix_per_word;  /* ... applied to every word (Sequence[Split, ByteLevel]) */
 };
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (!q) {
-        fprintf(stderr, "ssmd: out of memory (%zu bytes) in tokenizer.c\n", size);
-        abort();
-    }
-    return q;
-}
 
 static char *xmemdup(const char *s, size_t n)
 {

@@ -52,7 +52,8 @@ int eng_tokenizer_decode(const eng_tokenizer *tok, const int32_t *ids, size_t n,
                          char **out, size_t *out_len);
 
 /* Incremental detokenizer for one stream of generated ids.  Caller-allocated;
- * eng_detok_init / eng_detok_close.  Owned by one thread at a time. */
+ * eng_detok_init; it holds no resources, so nothing to close.  Owned by one
+ * thread at a time. */
 typedef struct eng_detok {
     const eng_tokenizer *tok;
     int skip_special;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/xalloc.h"
+
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
 eng_utf8_status eng_utf8_next(const unsigned char *s, size_t len, uint32_t *cp, size_t *n)
@@ -225,16 +227,6 @@ typedef struct cp_buf {
     uint32_t *v;
     size_t n, cap;
 } cp_buf;
-
-static void *xrealloc(void *p, size_t size)
-{
-    void *q = realloc(p, size ? size : 1);
-    if (!q) {
-        fprintf(stderr, "ssmd: out of memory (%zu bytes) in unicode.c\n", size);
-        abort();
-    }
-    return q;
-}
 
 static void cp_push(cp_buf *b, uint32_t cp)
 {

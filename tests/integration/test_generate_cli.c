@@ -117,6 +117,29 @@ START_TEST(test_text_and_seed)
     snprintf(args, sizeof args, "--model %s --prompt '$&' --max-tokens 6 --temperature 0 --ignore-eos", dir);
     ck_assert_int_eq(run_generate(args, &c, NULL), 0);
     ck_assert_int_gt((int)strlen(c), 0); /* decoded text (ids < 97 are printable bytes) */
+
+    /* --stop: the same greedy text, cut right before the first occurrence
+     * of a piece of it (each of these ids is one byte of text) */
+    ck_assert_int_ge((int)strlen(c), 5);
+    char stop[3] = {c[2], c[3], 0}, quoted[16], *d;
+    size_t q = 0;
+    quoted[q++] = '\'';
+    for (int k = 0; k < 2; k++) {
+        if (stop[k] == '\'')
+            q += (size_t)snprintf(quoted + q, sizeof quoted - q, "'\\''");
+        else
+            quoted[q++] = stop[k];
+    }
+    quoted[q++] = '\'';
+    quoted[q] = 0;
+    snprintf(args, sizeof args, "--model %s --prompt '$&' --max-tokens 6 --temperature 0 --ignore-eos --stop %s",
+             dir, quoted);
+    ck_assert_int_eq(run_generate(args, &d, NULL), 0);
+    size_t cut = (size_t)(strstr(c, stop) - c);
+    ck_assert_int_eq(strlen(d), cut + 1);
+    ck_assert_int_eq(memcmp(d, c, cut), 0);
+    ck_assert_int_eq(d[cut], '\n');
+    free(d);
     free(a), free(b), free(c);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);

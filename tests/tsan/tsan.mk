@@ -18,13 +18,14 @@ TSAN_OBJ   := $(LIB_SRC:%.c=$(TSAN_DIR)/%.o)
 # on 1-3 pool threads), and test_serve + test_serve_limits, whose server
 # ($(BUILD)/ssmd-tsan, chosen through SSMD_ITEST_SERVER) runs the loop
 # thread, the engine thread and the compute pool under concurrent clients,
-# cancellation, session TTL expiry and the SIGTERM drain, and test_store
-# (two replicas sharing Redis, the drain handoff).  About 70 s on 2
+# cancellation, session TTL expiry and the SIGTERM drain, test_store
+# (two replicas sharing Redis, the drain handoff), and test_scheduler (the
+# engine thread against a test thread: hold, cancel, events).  About 70 s on 2
 # busy cores from an empty $(BUILD)/tsan (build ~12 s, runs ~60 s).
 TSAN_TESTS ?= $(wildcard tests/engine/test_threadpool*.c) tests/engine/test_cpu_kernels.c \
               tests/models/test_mamba1.c tests/models/test_s4.c \
               tests/integration/test_serve.c tests/integration/test_serve_limits.c \
-              tests/integration/test_store.c
+              tests/integration/test_store.c tests/engine/test_scheduler.c
 TSAN_BIN   := $(TSAN_TESTS:%.c=$(TSAN_DIR)/%)
 TSAN_SUPP  := tests/tsan/suppressions.txt
 

@@ -1,0 +1,93 @@
+/* sched_internal.h - what the scheduler's own files share: the eng_sched
+ * struct, an active sequence, the event list an engine iteration fills.
+ *
+ * Only engine/scheduler.c, engine/sched_session.c and engine/request.c may
+ * include it; everyone else goes through scheduler.h and request.h.  Apart
+ * from the fields marked as guarded by `lock`, everything here belongs to
+ * the engine thread.
+ */
+#ifndef SSMD_SCHED_INTERNAL_H
+#define SSMD_SCHED_INTERNAL_H
+
+#include <pthread.h>
+
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "engine/session.h"
+#include "engine/state_pool.h"
+
+typedef struct sched_seq {    /* one active completion */
+    eng_request *req;
+    int slot;
+    int session;              /* session index, -1 for a one-off state */
+    int eph;                  /* index into eph_used, -1 for a session slot */
+    int n_prompt;             /* tokens of the request's prompt */
+    eng_seq seq;              /* history, sampler, text, finish */
+} sched_seq;
+
+/* Events of one engine iteration, posted together (eng_evlist_*). */
+typedef struct eng_evlist {
+    eng_event *head, *tail;
+} eng_evlist;
+
+struct eng_sched {
+    eng_sched_opts opts;
+    char *model_dir;
+    eng_notify_fn notify;
+    void *notify_arg;
+    pthread_t thread;
+    int started, joined;
+
+    pthread_mutex_t lock;     /* guards the fields down to `info` */
+    pthread_cond_t wake;
+    eng_request *in_head, *in_tail;
+    eng_event *ev_head, *ev_tail;
+    int stopping;
+    int held;                 /* test seam: eng_sched_hold */
+    eng_sched_stats stats;
+    eng_model_info info;      /* written once before ENG_EV_LOADED */
+
+    /* engine thread only */
+    eng_model *model;
+    eng_state_pool *pool;
+    eng_session_table sessions;
+    eng_request *wait_head, *wait_tail;
+    int n_waiting;
+    sched_seq *seqs;          /* (max_batch) the first n_active are live */
+    int n_active;
+    int *eph_used;            /* (max_batch) one-off slots max_sessions + i */
+    float *logits;            /* (max_batch, n_vocab) */
+    int32_t *step_slots, *step_ids; /* (max_batch) */
+};
+
+/* ---- events (request.c) ---- */
+
+/* Appends a zeroed event of this kind for r to l and returns it. */
+eng_event *eng_evlist_add(eng_evlist *l, eng_event_kind kind, eng_request *r);
+/* Appends r's final ERROR event with err, or with code and msg (NULL: the
+ * code's default message). */
+void eng_evlist_error(eng_evlist *l, eng_request *r, const ssmd_err *err);
+void eng_evlist_error_code(eng_evlist *l, eng_request *r, int code, const char *msg);
+
+/* ---- sessions (sched_session.c) ---- */
+
+/* Index of r's session for an operation on it, or -1 after appending the
+ * error (unknown, busy, deleted or older than the store's copy). */
+int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out);
+/* Runs a session operation (anything but ENG_OP_COMPLETE) at once and
+ * appends its final event. */
+void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out);
+/* A completion starts on session idx: busy, its pending token consumed,
+ * n_prompt more tokens. */
+void eng_sched_session_begin(eng_sched *s, int idx, int n_prompt);
+/* The completion on session idx ended (final event e, already appended):
+ * not busy, the last sampled token pending, a new version tag, and e
+ * carries the state when the request wants it. */
+void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event *e);
+/* Removes the sessions idle beyond --session-ttl. */
+void eng_sched_session_expire(eng_sched *s);
+/* Seconds until the next idle session expires (>= 0), or -1 when none can:
+ * how long the idle engine thread may sleep. */
+double eng_sched_session_wait_s(const eng_sched *s);
+
+#endif

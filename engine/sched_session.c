@@ -1,0 +1,206 @@
+/* sched_session.c - the engine thread's session operations: create, info,
+ * delete, fork, state export and import; the checks a request on a session
+ * passes (unknown, busy, the session store's version tags); a completion
+ * taking and releasing its session; TTL expiry.  LRU eviction itself is
+ * the session table's (session.c).
+ *
+ * Engine thread only (eng_sched_each_session: after the thread ended).
+ * Must never queue or admit completions, or run the model: it only moves
+ * state-pool slots.
+ */
+#include <string.h>
+
+#include "engine/sched_internal.h"
+#include "engine/xalloc.h"
+
+static void session_info(const eng_session *ss, eng_session_info *out)
+{
+    memcpy(out->id, ss->id, sizeof out->id);
+    out->n_tokens = ss->n_tokens;
+    out->pending = ss->pending;
+    out->gen = ss->gen;
+    out->created_s = ss->created_s;
+    out->last_used_s = ss->last_used_s;
+}
+
+/* Gives e session idx's info and a copy of its state bytes. */
+static void attach_state(eng_sched *s, eng_event *e, int idx)
+{
+    session_info(&s->sessions.entries[idx], &e->info);
+    e->blob_bytes = s->info.state_bytes;
+    e->blob = xcalloc(1, e->blob_bytes);
+    eng_state_slot_read(s->pool, idx, e->blob);
+}
+
+int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out)
+{
+    ssmd_err err = {0};
+    eng_session_table *t = &s->sessions;
+    int idx = eng_session_find(t, r->session, &err);
+    if (idx < 0) {
+        eng_evlist_error(out, r, &err);
+        return -1;
+    }
+    if (t->entries[idx].busy) {
+        eng_evlist_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
+        return -1;
+    }
+    if (r->expect_gen == ENG_GEN_DELETED) { /* deleted on another replica */
+        eng_session_remove(t, idx);
+        ssmd_err_set(&err, SSMD_ENOTFOUND, "no session with id '%s'", r->session);
+        eng_evlist_error(out, r, &err);
+        return -1;
+    }
+    if (r->expect_gen && t->entries[idx].gen != r->expect_gen) {
+        eng_evlist_error_code(out, r, SSMD_ESTALE, "session changed on another replica");
+        return -1;
+    }
+    return idx;
+}
+
+/* An import's blob fits this model; else appends the error, returns 0. */
+static int import_valid(eng_sched *s, eng_request *r, eng_evlist *out)
+{
+    if (r->blob_bytes != s->info.state_bytes || !r->blob) {
+        eng_evlist_error_code(out, r, SSMD_EFORMAT, "state size does not match this model");
+        return 0;
+    }
+    if (r->blob_pending < -1 || r->blob_pending >= s->info.n_vocab || r->blob_n_tokens < 0) {
+        eng_evlist_error_code(out, r, SSMD_EFORMAT, "state header holds an invalid token");
+        return 0;
+    }
+    return 1;
+}
+
+void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
+{
+    ssmd_err err = {0};
+    double now = eng_now_wall_s();
+    eng_session_table *t = &s->sessions;
+    int idx = -1, changed = -1; /* changed: the session whose state this op set */
+    if (r->op == ENG_OP_STATE_IMPORT && !import_valid(s, r, out))
+        return;
+    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0) {
+        /* Importing a session this replica does not hold creates it (a
+         * handoff from a draining peer, or the session store). */
+        idx = eng_session_create(t, r->session, now, NULL, &err);
+        if (idx < 0) {
+            eng_evlist_error(out, r, &err);
+            return;
+        }
+    } else if (r->op != ENG_OP_SESSION_CREATE) {
+        idx = eng_sched_session_find(s, r, out);
+        if (idx < 0)
+            return;
+    }
+    eng_event *e;
+    switch (r->op) {
+    case ENG_OP_SESSION_CREATE:
+        if (r->expect_gen && r->expect_gen != ENG_GEN_DELETED) { /* the chosen id lives in the store */
+            eng_evlist_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
+            return;
+        }
+        idx = eng_session_create(t, r->session, now, NULL, &err);
+        if (idx < 0) {
+            eng_evlist_error(out, r, &err);
+            return;
+        }
+        eng_state_slot_zero(s->pool, idx);
+        changed = idx;
+        break;
+    case ENG_OP_SESSION_INFO:
+        break;
+    case ENG_OP_SESSION_DELETE:
+        e = eng_evlist_add(out, ENG_EV_RESULT, r);
+        session_info(&t->entries[idx], &e->info);
+        eng_session_remove(t, idx);
+        return;
+    case ENG_OP_SESSION_FORK: {
+        t->entries[idx].busy = 1; /* never the one evicted to make room */
+        t->entries[idx].last_used_s = now;
+        int n = eng_session_create(t, NULL, now, NULL, &err);
+        t->entries[idx].busy = 0;
+        if (n < 0) {
+            eng_evlist_error(out, r, &err);
+            return;
+        }
+        eng_state_slot_copy(s->pool, n, idx);
+        t->entries[n].pending = t->entries[idx].pending;
+        t->entries[n].n_tokens = t->entries[idx].n_tokens;
+        idx = changed = n; /* the answer is about the new session */
+        break;
+    }
+    case ENG_OP_STATE_EXPORT:
+        t->entries[idx].last_used_s = now;
+        e = eng_evlist_add(out, ENG_EV_RESULT, r);
+        attach_state(s, e, idx);
+        return;
+    case ENG_OP_STATE_IMPORT:
+        eng_state_slot_write(s->pool, idx, r->blob);
+        t->entries[idx].pending = r->blob_pending;
+        t->entries[idx].n_tokens = r->blob_n_tokens;
+        t->entries[idx].gen = r->blob_gen ? r->blob_gen : eng_session_new_gen();
+        t->entries[idx].last_used_s = now;
+        changed = idx;
+        break;
+    default:
+        eng_evlist_error_code(out, r, SSMD_EINTERNAL, "unknown engine operation");
+        return;
+    }
+    e = eng_evlist_add(out, ENG_EV_RESULT, r);
+    if (r->want_state && changed >= 0)
+        attach_state(s, e, changed);
+    else
+        session_info(&t->entries[idx], &e->info);
+}
+
+void eng_sched_session_begin(eng_sched *s, int idx, int n_prompt)
+{
+    eng_session *ss = &s->sessions.entries[idx];
+    ss->busy = 1;
+    ss->pending = -1;
+    ss->n_tokens += n_prompt;
+}
+
+void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event *e)
+{
+    eng_session *ss = &s->sessions.entries[idx];
+    ss->busy = 0;
+    ss->pending = q->seq.n_gen > 0 ? q->seq.last : -1;
+    ss->n_tokens += q->seq.n_gen;
+    ss->last_used_s = eng_now_wall_s();
+    ss->gen = eng_session_new_gen();
+    if (q->req->want_state) /* a canceled request changed the state too */
+        attach_state(s, e, idx);
+}
+
+void eng_sched_session_expire(eng_sched *s)
+{
+    eng_session_expire(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+}
+
+double eng_sched_session_wait_s(const eng_sched *s)
+{
+    return eng_session_next_expiry(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+}
+
+int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
+{
+    if (!s->joined || !s->pool)
+        return 0;
+    unsigned char *state = xcalloc(1, s->info.state_bytes);
+    int n = 0;
+    for (int i = 0; i < s->sessions.capacity; i++) {
+        const eng_session *ss = &s->sessions.entries[i];
+        if (!ss->in_use)
+            continue;
+        eng_session_info info;
+        session_info(ss, &info);
+        eng_state_slot_read(s->pool, i, state);
+        n++;
+        if (fn(arg, &info, state, s->info.state_bytes))
+            break;
+    }
+    free(state);
+    return n;
+}

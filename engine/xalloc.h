@@ -45,7 +45,7 @@ static inline void *xrealloc(void *old, size_t bytes)
 static inline char *xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;
-    return memcpy(xmalloc(n), s, n);
+    return (char *)memcpy(xmalloc(n), s, n); /* the cast: also C++ (kernels/) */
 }
 
 #endif

@@ -89,11 +89,12 @@ static void log_ready(srv_server *s)
                             in->d_model, "n_params", (json_int_t)in->n_params, "dtype", in->dtype, "n_vocab",
                             in->n_vocab),
                   msg);
-    snprintf(msg, sizeof msg, "backend %s, %ld threads, max batch %ld, max sessions %ld", cfg->backend, threads,
-             cfg->max_batch, cfg->max_sessions);
+    snprintf(msg, sizeof msg, "backend %s, %ld threads, max batch %ld, max sessions %ld, numerics %s, device %ld",
+             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, cfg->numerics, cfg->device);
     srv_log_event(&s->log, "info", "engine",
-                  json_pack("{s:s, s:i, s:i, s:i}", "backend", cfg->backend, "threads", (int)threads, "max_batch",
-                            (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions),
+                  json_pack("{s:s, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
+                            "max_batch", (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions,
+                            "numerics", cfg->numerics, "device", (int)cfg->device),
                   msg);
     snprintf(msg, sizeof msg, "memory: weights %s, state pool %s (%d slots x %zu bytes)", wmb, pmb, slots,
              in->state_bytes);

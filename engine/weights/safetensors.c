@@ -16,6 +16,7 @@
  */
 #include "engine/tensor.h"
 #include "engine/weights/weights.h"
+#include "engine/xalloc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -52,27 +53,10 @@ typedef struct st_source {
 
 /* ---- small helpers --------------------------------------------------------- */
 
-/* A small host allocation failing is not a recoverable model error. */
-static void *st_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "ssmd: out of memory (%zu bytes) while loading weights\n", n);
-        abort();
-    }
-    return q;
-}
-
-static char *st_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(st_xrealloc(NULL, n), s, n);
-}
-
 static char *st_path_join(const char *dir, const char *name)
 {
     size_t a = strlen(dir), b = strlen(name);
-    char *p = st_xrealloc(NULL, a + b + 2);
+    char *p = xrealloc(NULL, a + b + 2);
     memcpy(p, dir, a);
     p[a] = '/';
     memcpy(p + a + 1, name, b + 1);
@@ -133,7 +117,7 @@ static int st_file_map(st_file *f, const char *path, const char *listed_in, ssmd
         } else {
             f->map = m;
             f->size = (size_t)sb.st_size;
-            f->path = st_xstrdup(path);
+            f->path = xstrdup(path);
         }
     }
     close(fd);
@@ -247,7 +231,7 @@ static int st_entry_parse(const char *path, const char *name, json_t *v, const u
 static int st_file_load(eng_weights *w, st_source *src, const char *path, const char *listed_in,
                         ssmd_err *err)
 {
-    src->files = st_xrealloc(src->files, (size_t)(src->n_files + 1) * sizeof *src->files);
+    src->files = xrealloc(src->files, (size_t)(src->n_files + 1) * sizeof *src->files);
     st_file *f = &src->files[src->n_files];
     memset(f, 0, sizeof *f);
     int rc = st_file_map(f, path, listed_in, err);
@@ -334,7 +318,7 @@ static int st_open_index(eng_weights *w, st_source *src, const char *dir, ssmd_e
         goto out;
     }
     size_t n = json_object_size(map), k = 0;
-    names = st_xrealloc(NULL, n * sizeof *names);
+    names = xrealloc(NULL, n * sizeof *names);
     const char *key;
     json_t *v;
     json_object_foreach(map, key, v) {
@@ -390,7 +374,7 @@ static void st_close(void *priv)
  * fallback source, so its message says what is missing. */
 static int st_load(eng_weights *w, const char *dir, void **priv, ssmd_err *err)
 {
-    st_source *src = st_xrealloc(NULL, sizeof *src);
+    st_source *src = xrealloc(NULL, sizeof *src);
     memset(src, 0, sizeof *src);
     *priv = src;
     int rc;

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/xalloc.h"
+
 struct eng_weights {
     char *origin;        /* owned: named in messages about the whole set */
     eng_tensor *tensors; /* (n_tensors) sorted by name once finished */
@@ -29,28 +31,11 @@ static const eng_weights_source *const sources[] = {
     &eng_safetensors_source,
 };
 
-/* A small host allocation failing is not a recoverable model error. */
-static void *w_xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "ssmd: out of memory (%zu bytes) while loading weights\n", n);
-        abort();
-    }
-    return q;
-}
-
-static char *w_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(w_xrealloc(NULL, n), s, n);
-}
-
 int eng_weights_open(const char *dir, eng_weights **out, ssmd_err *err)
 {
     assert(dir && out);
     *out = NULL;
-    eng_weights *w = w_xrealloc(NULL, sizeof *w);
+    eng_weights *w = xrealloc(NULL, sizeof *w);
     memset(w, 0, sizeof *w);
     for (size_t i = 0; i < sizeof sources / sizeof sources[0] && !w->source; i++)
         if (!sources[i]->probe || sources[i]->probe(dir))
@@ -86,18 +71,18 @@ eng_tensor *eng_weights_add(eng_weights *w, const char *name)
 {
     if (w->n_tensors == w->cap_tensors) {
         w->cap_tensors = w->cap_tensors ? 2 * w->cap_tensors : 64;
-        w->tensors = w_xrealloc(w->tensors, (size_t)w->cap_tensors * sizeof *w->tensors);
+        w->tensors = xrealloc(w->tensors, (size_t)w->cap_tensors * sizeof *w->tensors);
     }
     eng_tensor *t = &w->tensors[w->n_tensors++];
     memset(t, 0, sizeof *t);
-    t->name = w_xstrdup(name);
+    t->name = xstrdup(name);
     return t;
 }
 
 void eng_weights_set_origin(eng_weights *w, const char *origin)
 {
     free(w->origin);
-    w->origin = w_xstrdup(origin);
+    w->origin = xstrdup(origin);
 }
 
 const char *eng_weights_origin(const eng_weights *w) { return w->origin ? w->origin : "?"; }
@@ -128,9 +113,9 @@ int eng_weights_finish(eng_weights *w, ssmd_err *err)
         unsigned align = d->block_elems == 1 ? (unsigned)d->block_bytes : 0;
         if (align == 0 || t->nbytes == 0 || (uintptr_t)t->data % align == 0)
             continue;
-        void *copy = w_xrealloc(NULL, (size_t)t->nbytes); /* malloc: max-aligned */
+        void *copy = xrealloc(NULL, (size_t)t->nbytes); /* malloc: max-aligned */
         memcpy(copy, t->data, (size_t)t->nbytes);
-        w->copies = w_xrealloc(w->copies, (size_t)(w->n_copies + 1) * sizeof *w->copies);
+        w->copies = xrealloc(w->copies, (size_t)(w->n_copies + 1) * sizeof *w->copies);
         w->copies[w->n_copies++] = copy;
         t->data = copy;
     }

@@ -10,6 +10,7 @@
  * Accumulation is always f32.  Never allocates on the hot path except the
  * per-thread conversion panels, which are kept.
  */
+#include "engine/xalloc.h"
 #include "kernels/cpu/cpu_matmul.h"
 
 #include <cblas.h>
@@ -176,9 +177,7 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
 {
     if (ctx->panel_floats[tid] < floats) {
         free(ctx->panels[tid]);
-        ctx->panels[tid] = malloc(floats * sizeof(float));
-        if (!ctx->panels[tid])
-            abort(); /* a few hundred KB of host memory: nothing to recover */
+        ctx->panels[tid] = xmalloc(floats * sizeof(float)); /* a few hundred KB */
         ctx->panel_floats[tid] = floats;
     }
     return ctx->panels[tid];

@@ -10,6 +10,7 @@
  * (and, for the scan, by time chunks).  This file never allocates backend
  * memory and never touches the model's weights beyond reading them.
  */
+#include "engine/xalloc.h"
 #include "kernels/cpu/cpu_s4.h"
 
 #include <math.h>
@@ -442,10 +443,8 @@ void cpu_s4_scan(eng_threadpool *pool, const bk_s4_layer *l, float *state, const
 void cpu_s4_kernel(const bk_s4_layer *l, int L, float *K)
 {
     const int H = l->H;
-    float *state = calloc(2 * (size_t)l->N2 * H, sizeof(float));
-    float *u = calloc((size_t)L * H, sizeof(float));
-    if (!state || !u)
-        abort(); /* a test helper: small host allocations */
+    float *state = xcalloc(2 * (size_t)l->N2 * H, sizeof(float));
+    float *u = xcalloc((size_t)L * H, sizeof(float));
     for (int h = 0; h < H; h++)
         u[h] = 1.0f;
     run_block(l, state, u, H, L, K, H, 0, H, OUT_RAW);

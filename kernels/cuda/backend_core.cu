@@ -160,8 +160,7 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
         break;
     }
     default:
-        fprintf(stderr, "ssmd: cuda backend: unknown recorded op %d\n", o->kind);
-        abort();
+        ssmd_fatal("cuda backend: unknown recorded op %d", o->kind);
     }
     c->dev->after_op(c, op_names[o->kind]);
 }
@@ -223,11 +222,7 @@ static void flush_decode(kc_core *c)
     kc_graph *g = graph_find(c);
     if (!g) {
         g = graph_slot(c);
-        g->ops = (kc_op *)malloc(sizeof(kc_op) * (size_t)c->n_ops);
-        if (!g->ops) {
-            fprintf(stderr, "ssmd: cuda backend: out of host memory for a trace\n");
-            abort();
-        }
+        g->ops = (kc_op *)xmalloc(sizeof(kc_op) * (size_t)c->n_ops);
         memcpy(g->ops, c->ops, sizeof(kc_op) * (size_t)c->n_ops);
         g->n_ops = c->n_ops, g->seen = 1, g->failed = 0, g->exec = NULL, g->last_use = c->clock;
         c->stats.eager_traces++;
@@ -288,12 +283,8 @@ static kc_op *record(kc_core *c, int kind)
         return NULL;
     if (c->n_ops == c->cap_ops) {
         int cap = c->cap_ops ? 2 * c->cap_ops : 256;
-        kc_op *ops = (kc_op *)realloc(c->ops, sizeof(kc_op) * (size_t)cap);
-        if (!ops) {
-            fprintf(stderr, "ssmd: cuda backend: out of host memory for a trace\n");
-            abort();
-        }
-        c->ops = ops, c->cap_ops = cap;
+        c->ops = (kc_op *)xrealloc(c->ops, sizeof(kc_op) * (size_t)cap);
+        c->cap_ops = cap;
     }
     kc_op *o = &c->ops[c->n_ops++];
     memset(o, 0, sizeof *o);
@@ -383,10 +374,8 @@ static void core_matmul(bk_backend *bk, const bk_matrix *w, const float *x, int 
                         int ldy, const float *bias, bk_precision precision)
 {
     kc_core *c = core_of(bk);
-    if (w->row_scale) { /* kc_matrix_owned never makes one: a caller's bug */
-        fprintf(stderr, "ssmd: cuda backend: matmul of a matrix with row scales\n");
-        abort();
-    }
+    if (w->row_scale) /* kc_matrix_owned never makes one: a caller's bug */
+        ssmd_fatal("cuda backend: matmul of a matrix with row scales");
     kc_op tmp, *o = op_begin(c, OP_MATMUL, &tmp);
     o->w = *w, o->in[0] = x, o->ldx = ldx, o->m = m, o->out[0] = y, o->ldy = ldy, o->in[1] = bias;
     o->fast = c->fast_numerics && precision == BK_PRECISION_DEFAULT;

@@ -25,6 +25,7 @@
 extern "C" {
 #endif
 #include "engine/backend.h"
+#include "engine/xalloc.h"
 #ifdef __cplusplus
 }
 #endif

@@ -52,18 +52,15 @@ static void ck_cuda(cudaError_t e, const char *what, const char *file, int line)
 {
     if (e == cudaSuccess)
         return;
-    fprintf(stderr, "ssmd: cuda backend: %s failed at %s:%d: %s (%s)\n", what, file, line,
-            cudaGetErrorString(e), cudaGetErrorName(e));
-    abort();
+    ssmd_fatal("cuda backend: %s failed at %s:%d: %s (%s)", what, file, line, cudaGetErrorString(e),
+               cudaGetErrorName(e));
 }
 
 static void ck_blas(cublasStatus_t s, const char *what, const char *file, int line)
 {
     if (s == CUBLAS_STATUS_SUCCESS)
         return;
-    fprintf(stderr, "ssmd: cuda backend: %s failed at %s:%d: %s\n", what, file, line,
-            cublasGetStatusString(s));
-    abort();
+    ssmd_fatal("cuda backend: %s failed at %s:%d: %s", what, file, line, cublasGetStatusString(s));
 }
 
 /* "N MiB free of M MiB" for out-of-memory messages. */
@@ -96,8 +93,7 @@ static const int32_t *cu_stage(kc_core *c, const int32_t *host, int n)
     cuda_backend *b = cu_of(c);
     size_t need = ((size_t)n + 3) & ~(size_t)3;
     if (need > STAGE_INTS) {
-        fprintf(stderr, "ssmd: cuda backend: %d indices exceed the staging ring\n", n);
-        abort();
+        ssmd_fatal("cuda backend: %d indices exceed the staging ring", n);
     }
     if (b->stage_used + need > STAGE_INTS) {
         CK(cudaStreamSynchronize(b->stream)); /* earlier copies have read the ring */
@@ -197,9 +193,8 @@ static void cu_after_op(kc_core *c, const char *what)
     if (e == cudaSuccess && b->sync_each_op)
         e = cudaStreamSynchronize(b->stream);
     if (e != cudaSuccess) {
-        fprintf(stderr, "ssmd: cuda backend: op %s failed: %s (%s)\n", what, cudaGetErrorString(e),
-                cudaGetErrorName(e));
-        abort();
+        ssmd_fatal("cuda backend: op %s failed: %s (%s)", what, cudaGetErrorString(e),
+                   cudaGetErrorName(e));
     }
 }
 

@@ -35,16 +35,6 @@ typedef struct emu_graph {
 
 static emu_backend *emu_of(void *p) { return (emu_backend *)p; }
 
-static void *xmalloc(size_t bytes)
-{
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "emu backend: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
 /* ---- device side ----------------------------------------------------------- */
 
 static const int32_t *emu_stage(kc_core *c, const int32_t *host, int n)
@@ -111,10 +101,8 @@ static void emu_graph_destroy(kc_core *c, void *graph) { free(graph); }
 /* A harness failure is a kernel bug: stop loudly, naming the op. */
 static void emu_after_op(kc_core *c, const char *what)
 {
-    if (kc_emu_error()) {
-        fprintf(stderr, "emu backend: %s: %s\n", what, kc_emu_error());
-        abort();
-    }
+    if (kc_emu_error())
+        ssmd_fatal("emu backend: %s: %s", what, kc_emu_error());
 }
 
 static const kc_dev_ops emu_dev = {

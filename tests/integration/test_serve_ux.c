@@ -290,6 +290,8 @@ START_TEST(test_json_log)
     ck_assert_msg(e != NULL, "%s", log);
     ck_assert_str_eq(json_string_value(json_object_get(e, "backend")), "cpu");
     ck_assert_int_eq(json_integer_value(json_object_get(e, "threads")), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(e, "numerics")), "exact");
+    ck_assert_int_eq(json_integer_value(json_object_get(e, "device")), 0);
     e = find_event(lines, "memory", 0);
     ck_assert_msg(e != NULL, "%s", log);
     json_int_t wb = json_integer_value(json_object_get(e, "weight_bytes"));

@@ -2,8 +2,8 @@
  *
  * A backend is a core table of function pointers over "backend memory"
  * (plain host memory for the cpu backend, device memory for cuda) plus one
- * op table per model family (Mamba-1's selective scan, the S4 family;
- * Mamba-2's SSD next).  A NULL family table, or a NULL optional core op,
+ * op table per model family (Mamba-1's selective scan, Mamba-2's SSD, the
+ * S4 family).  A NULL family table, or a NULL optional core op,
  * means the backend does not have it: the model that needs it is refused
  * at load with a message (models/common.c, mdl_require).  Model code
  * (models/) allocates its activations and weights through the core and
@@ -116,6 +116,60 @@ typedef struct bk_mamba1_ops {
                       const bk_mamba1_io *io);
 } bk_mamba1_ops;
 
+/* ---- Mamba-2 (models/mamba2.c) ----------------------------------------- */
+
+/* One Mamba-2 mixer's small tensors, f32 in backend memory, and its sizes.
+ * d_inner = nheads * head_dim channels; the conv runs over conv_dim =
+ * d_inner + 2 * ngroups * d_state channels (x, then B, then C); head h
+ * reads B/C group h / (nheads / ngroups).  State per slot: conv window
+ * (d_conv-1, conv_dim), oldest input first, then SSM state (nheads,
+ * head_dim, d_state). */
+typedef struct bk_mamba2_layer {
+    const float *conv_w;  /* (d_conv, conv_dim): tap k of channel c at [k][c] */
+    const float *conv_b;  /* (conv_dim) or NULL */
+    const float *dt_bias; /* (nheads) */
+    const float *A;       /* (nheads): -exp(A_log) */
+    const float *D;       /* (nheads) */
+    const float *norm_w;  /* (d_inner): the gated RMSNorm's weight */
+    int d_inner, d_state, d_conv, nheads, head_dim, ngroups;
+    int norm_before_gate; /* 1: norm(y) * silu(z); 0: norm(y * silu(z)) */
+    float dt_min, dt_max; /* dt = clamp(softplus(dt + dt_bias), dt_min, dt_max) */
+    float norm_eps;       /* of the gated RMSNorm, per group of d_inner/ngroups */
+} bk_mamba2_layer;
+
+/* The activations of one Mamba-2 sequence op; rows as in bk_mamba1_io.
+ * xbc_in, dt and z are views into in_proj's output [z | xBC | dt], so their
+ * strides are explicit. */
+typedef struct bk_mamba2_io {
+    const float *xbc_in; /* (rows, conv_dim), row stride ld_in: conv input */
+    int ld_in;
+    float *xbc;          /* (rows, conv_dim) contiguous: silu(conv(xbc_in)) = [x | B | C] */
+    const float *dt;     /* (rows, nheads), row stride lddt: raw dt (no bias) */
+    int lddt;
+    const float *z;      /* (rows, d_inner), row stride ldz: the gate */
+    int ldz;
+    float *y;            /* (rows, d_inner) contiguous: gated-normed SSM output */
+    int rows;
+} bk_mamba2_io;
+
+typedef struct bk_mamba2_ops {
+    int max_state; /* largest d_state the scan takes; bigger models are refused */
+    /* conv: xbc = silu(causal depthwise conv of xbc_in) continuing from the
+     * window, which is left holding the last inputs.  ssd: the recurrence
+     * over io->rows tokens from state, left final, with the D skip and the
+     * gated RMSNorm: y. */
+    void (*conv_prefill)(bk_backend *bk, const bk_mamba2_layer *l, float *window,
+                         const bk_mamba2_io *io);
+    void (*ssd_prefill)(bk_backend *bk, const bk_mamba2_layer *l, float *state,
+                        const bk_mamba2_io *io);
+    /* Decode: row b belongs to slot st->slots[b]; conv_offset / ssm_offset
+     * point at this layer's window / SSM state; both updated in place. */
+    void (*conv_step)(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                      const bk_mamba2_io *io);
+    void (*ssd_step)(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                     const bk_mamba2_io *io);
+} bk_mamba2_ops;
+
 /* ---- The S4 / S4D family (models/s4.c) --------------------------------- */
 
 /* One S4 / S4D layer's SSM, discretised at load, f32 in backend memory.
@@ -204,6 +258,7 @@ struct bk_backend {
 
     /* Per-family op tables; NULL: the family is not supported. */
     const bk_mamba1_ops *mamba1;
+    const bk_mamba2_ops *mamba2;
     const bk_s4_ops *s4;
 };
 

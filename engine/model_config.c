@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine/arch.h"
+#include "engine/xalloc.h"
 
 #define CFG_MAX_BYTES (16 << 20) /* a config.json is a few KB */
 
@@ -152,6 +153,59 @@ static int cfg_read_file(const char *path, char **buf, size_t *len, ssmd_err *er
     return SSMD_OK;
 }
 
+/* Python's json writes the non-standard literals Infinity, -Infinity and
+ * NaN (Hugging Face configs have "time_step_limit": [0.0, Infinity]);
+ * jansson refuses them.  Returns a copy of buf (len bytes) in which each
+ * such literal outside a string is quoted, so that it parses as a string
+ * that eng_cfg_json_number reads back; *out_len its length. */
+static char *cfg_quote_literals(const char *buf, size_t len, size_t *out_len)
+{
+    static const char *const words[] = {"-Infinity", "Infinity", "NaN"};
+    char *out = xmalloc(len + 2 * (len / 3) + 1); /* each word of 3+ bytes grows by 2 */
+    size_t o = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in_string) {
+            out[o++] = buf[i];
+            if (buf[i] == '\\' && i + 1 < len)
+                out[o++] = buf[++i];
+            else if (buf[i] == '"')
+                in_string = 0;
+            continue;
+        }
+        size_t w = 0, wl = 0;
+        for (; w < sizeof words / sizeof words[0]; w++)
+            if (len - i >= (wl = strlen(words[w])) && !memcmp(buf + i, words[w], wl))
+                break;
+        if (w < sizeof words / sizeof words[0]) {
+            out[o++] = '"';
+            memcpy(out + o, words[w], wl);
+            o += wl;
+            out[o++] = '"';
+            i += wl - 1;
+            continue;
+        }
+        in_string = buf[i] == '"';
+        out[o++] = buf[i];
+    }
+    *out_len = o;
+    return out;
+}
+
+int eng_cfg_json_number(const json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 1;
+    }
+    const char *s = json_is_string(v) ? json_string_value(v) : "";
+    if (!strcmp(s, "Infinity") || !strcmp(s, "-Infinity")) {
+        *out = s[0] == '-' ? -INFINITY : INFINITY;
+        return 1;
+    }
+    return 0;
+}
+
 /* The family that reads root: by model_type, or, for a config without
  * one, the family that recognises its keys.  NULL with err set. */
 static const eng_arch *cfg_pick_arch(const eng_cfg_reader *r, const json_t *root,
@@ -182,9 +236,12 @@ int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err
     int rc = cfg_read_file(path, &buf, &len, err);
     if (rc != SSMD_OK)
         return rc;
-    json_error_t jerr;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    size_t qlen = 0;
+    char *quoted = cfg_quote_literals(buf, len, &qlen);
     free(buf);
+    json_error_t jerr;
+    json_t *root = json_loadb(quoted, qlen, JSON_REJECT_DUPLICATES, &jerr);
+    free(quoted);
     if (!root)
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON at line %d, column %d: %s", path,
                             jerr.line, jerr.column, jerr.text);

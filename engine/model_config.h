@@ -66,6 +66,9 @@ int eng_cfg_str(const eng_cfg_reader *r, const json_t *obj, const char *key, con
 /* A token id: an integer, a list of integers (the first counts), or null
  * (-1, unknown). */
 int eng_cfg_token(const eng_cfg_reader *r, const json_t *obj, const char *key, int def, int *out);
+/* A JSON number, or one of the literals Infinity / -Infinity that Python
+ * writes (they reach the families as those strings): 1 and *out, else 0. */
+int eng_cfg_json_number(const json_t *v, double *out);
 /* Every key of `required` must be present (SSMD_EFORMAT naming the first
  * missing one and `what` needs it). */
 int eng_cfg_require(const eng_cfg_reader *r, const json_t *obj, const char *const *required,

@@ -3,6 +3,7 @@
  * loops around the family's layer functions. */
 #include "models/common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,25 @@ float *mdl_upload(mdl_loader *ld, const float *host, size_t n, const char *what)
     return dev;
 }
 
+int mdl_transposed(mdl_loader *ld, float **dst, const char *name, int ndim, const int64_t *shape,
+                   int rows, int cols, int neg_exp)
+{
+    float *host = mdl_host_f32(ld, name, ndim, shape);
+    float *t = host ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
+    if (host && !t)
+        ssmd_err_set(ld->err, SSMD_ENOMEM, "%s: out of memory converting '%s'",
+                     ld->m->cfg.arch->name, name);
+    for (int r = 0; t && r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float v = host[(size_t)r * cols + c];
+            t[(size_t)c * rows + r] = neg_exp ? -expf(v) : v;
+        }
+    *dst = t ? mdl_upload(ld, t, (size_t)rows * cols, name) : NULL;
+    free(host);
+    free(t);
+    return *dst ? SSMD_OK : ld->err->code;
+}
+
 int mdl_vector(mdl_loader *ld, float **dst, const char *name, int64_t n)
 {
     float *h = mdl_host_f32(ld, name, 1, &n);
@@ -110,6 +130,53 @@ void mdl_release_matrices(bk_backend *bk, bk_matrix *const *mats, size_t n)
     for (size_t i = 0; i < n; i++)
         if (mats[i]->data)
             bk->matrix_release(bk, mats[i]);
+}
+
+/* ---- config ------------------------------------------------------------------- */
+
+int mdl_cfg_original(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
+                     eng_cfg_reader *sub, json_t **ssm)
+{
+    int rc, rms = 1, fp32 = 1, pad = 8, d_inter = 0;
+    *ssm = NULL;
+    if ((rc = eng_cfg_int(r, root, "d_model", 2560, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
+        (rc = eng_cfg_int(r, root, "n_layer", 64, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
+        (rc = eng_cfg_int(r, root, "vocab_size", 50277, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
+        (rc = eng_cfg_int(r, root, "pad_vocab_size_multiple", 8, 1, ENG_CFG_DIM_MAX, &pad)) ||
+        (rc = eng_cfg_int(r, root, "d_intermediate", 0, 0, ENG_CFG_DIM_MAX, &d_inter)) ||
+        (rc = eng_cfg_bool(r, root, "rms_norm", 1, &rms)) ||
+        (rc = eng_cfg_bool(r, root, "residual_in_fp32", 1, &fp32)) ||
+        (rc = eng_cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = eng_cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
+        (rc = eng_cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
+        return rc;
+    if (d_inter != 0)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'd_intermediate' %d (MLP blocks between mixers) is not supported",
+                            r->path, d_inter);
+    if (!rms)
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'rms_norm' false (LayerNorm) is not supported", r->path);
+    const json_t *attn = json_object_get(root, "attn_layer_idx");
+    if (attn && !(json_is_array(attn) && json_array_size(attn) == 0))
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: 'attn_layer_idx' (hybrid attention layers) is not supported",
+                            r->path);
+    json_t *s = json_object_get(root, "ssm_cfg");
+    if (s && !json_is_null(s) && !json_is_object(s))
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: 'ssm_cfg' must be an object", r->path);
+    *ssm = json_is_object(s) ? json_incref(s) : json_object();
+    *sub = *r;
+    sub->prefix = "ssm_cfg.";
+    c->norm_eps = 1e-5f; /* mamba_ssm's MixerModel default; not in the config */
+    return SSMD_OK;
+}
+
+int mdl_cfg_original_is(const json_t *root, const char *layer)
+{
+    const json_t *ssm = json_object_get(root, "ssm_cfg");
+    const json_t *l = json_is_object(ssm) ? json_object_get(ssm, "layer") : NULL;
+    return json_is_string(l) && !strcmp(json_string_value(l), layer);
 }
 
 /* ---- the ends: embedding, LM head, final norm ---------------------------------- */

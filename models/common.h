@@ -100,6 +100,11 @@ float *mdl_host_f32(mdl_loader *ld, const char *name, int ndim, const int64_t *s
 /* n host floats copied into new backend memory (`what` names it in the
  * out-of-memory message), or NULL. */
 float *mdl_upload(mdl_loader *ld, const float *host, size_t n, const char *what);
+/* A small tensor (rows, cols) read as f32, transposed to (cols, rows) --
+ * the time/state-major layout the kernels walk -- optionally mapped
+ * through A = -exp(A_log), and uploaded to *dst. */
+int mdl_transposed(mdl_loader *ld, float **dst, const char *name, int ndim, const int64_t *shape,
+                   int rows, int cols, int neg_exp);
 /* A 1-D f32 tensor of n values uploaded to *dst. */
 int mdl_vector(mdl_loader *ld, float **dst, const char *name, int64_t n);
 /* A 2-D weight matrix through the backend's matrix_load. */
@@ -113,6 +118,18 @@ int mdl_alloc_all(mdl_lm *m, float **const *ptrs, const size_t *floats, size_t n
 void mdl_release_all(bk_backend *bk, void *const *ptrs, size_t n);
 /* Releases every loaded matrix in mats[0..n). */
 void mdl_release_matrices(bk_backend *bk, bk_matrix *const *mats, size_t n);
+
+/* ---- for a family's config ------------------------------------------------- */
+
+/* The top level of state-spaces/mamba's MambaConfig (the "original" layout,
+ * no model_type): d_model, n_layer, vocab_size, tie_embeddings, bos/eos
+ * into c; refuses MLP blocks, LayerNorm and attention layers.  *ssm gets a
+ * reference to ssm_cfg (an empty object when absent; the caller
+ * json_decref's it) and *sub a reader whose messages say "ssm_cfg.". */
+int mdl_cfg_original(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
+                     eng_cfg_reader *sub, json_t **ssm);
+/* 1 when root is an original-layout config whose ssm_cfg.layer is `layer`. */
+int mdl_cfg_original_is(const json_t *root, const char *layer);
 
 /* ---- for a family's layers ----------------------------------------------------- */
 

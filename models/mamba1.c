@@ -94,63 +94,36 @@ static int cfg_load_hf(const eng_cfg_reader *r, const json_t *root, eng_model_co
 static int cfg_load_original(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
                              mamba1_config *f)
 {
-    int rc, rms = 1, fp32 = 1, pad = 8, d_inter = 0;
     double expand;
     const char *layer = NULL;
+    json_t *ssm = NULL;
+    eng_cfg_reader sub; /* messages name the nested keys */
     f->layout = MAMBA1_LAYOUT_ORIGINAL;
-    if ((rc = eng_cfg_int(r, root, "d_model", 2560, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
-        (rc = eng_cfg_int(r, root, "n_layer", 64, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
-        (rc = eng_cfg_int(r, root, "vocab_size", 50277, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
-        (rc = eng_cfg_int(r, root, "pad_vocab_size_multiple", 8, 1, ENG_CFG_DIM_MAX, &pad)) ||
-        (rc = eng_cfg_int(r, root, "d_intermediate", 0, 0, ENG_CFG_DIM_MAX, &d_inter)) ||
-        (rc = eng_cfg_bool(r, root, "rms_norm", 1, &rms)) ||
-        (rc = eng_cfg_bool(r, root, "residual_in_fp32", 1, &fp32)) ||
-        (rc = eng_cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
-        (rc = eng_cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
-        (rc = eng_cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
+    int rc = mdl_cfg_original(r, root, c, &sub, &ssm);
+    if (rc)
         return rc;
-    if (d_inter != 0)
-        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                            "%s: 'd_intermediate' %d (MLP blocks between mixers) is not supported",
-                            r->path, d_inter);
-    if (!rms)
-        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                            "%s: 'rms_norm' false (LayerNorm) is not supported", r->path);
-    const json_t *attn = json_object_get(root, "attn_layer_idx");
-    if (attn && !(json_is_array(attn) && json_array_size(attn) == 0))
-        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                            "%s: 'attn_layer_idx' (hybrid attention layers) is not supported",
-                            r->path);
-    const json_t *ssm = json_object_get(root, "ssm_cfg");
-    json_t *empty = NULL;
-    if (!ssm || json_is_null(ssm))
-        ssm = empty = json_object();
-    else if (!json_is_object(ssm))
-        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: 'ssm_cfg' must be an object", r->path);
-    eng_cfg_reader sub = *r; /* messages name the nested keys */
-    sub.prefix = "ssm_cfg.";
     if (!(rc = eng_cfg_str(&sub, ssm, "layer", "Mamba1", &layer)) && strcmp(layer, "Mamba1") != 0)
         rc = ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                          "%s: 'ssm_cfg.layer' \"%.64s\" is not supported (only \"Mamba1\")",
+                          "%s: 'ssm_cfg.layer' \"%.64s\" is not supported (only \"Mamba1\" or \"Mamba2\")",
                           r->path, layer);
-    if (rc || (rc = eng_cfg_int(&sub, ssm, "d_state", 16, 1, ENG_CFG_DIM_MAX, &f->d_state)) ||
-        (rc = eng_cfg_int(&sub, ssm, "d_conv", 4, 1, ENG_CFG_DIM_MAX, &f->d_conv)) ||
-        (rc = eng_cfg_num(&sub, ssm, "expand", 2.0, 0.0, ENG_CFG_DIM_MAX, &expand)) ||
-        (rc = cfg_inner(&sub, expand, c->d_model, "expand", &f->d_inner)) ||
-        (rc = cfg_rank(&sub, ssm, "dt_rank", c->d_model, &f->dt_rank)) ||
-        (rc = eng_cfg_bool(&sub, ssm, "bias", 0, &f->use_bias)) ||
-        (rc = eng_cfg_bool(&sub, ssm, "conv_bias", 1, &f->use_conv_bias))) {
-        json_decref(empty);
-        return rc;
-    }
-    json_decref(empty);
-    c->norm_eps = 1e-5f; /* mamba_ssm's MixerModel default; not in the config */
-    return SSMD_OK;
+    if (!rc && !(rc = eng_cfg_int(&sub, ssm, "d_state", 16, 1, ENG_CFG_DIM_MAX, &f->d_state)) &&
+        !(rc = eng_cfg_int(&sub, ssm, "d_conv", 4, 1, ENG_CFG_DIM_MAX, &f->d_conv)) &&
+        !(rc = eng_cfg_num(&sub, ssm, "expand", 2.0, 0.0, ENG_CFG_DIM_MAX, &expand)) &&
+        !(rc = cfg_inner(&sub, expand, c->d_model, "expand", &f->d_inner)) &&
+        !(rc = cfg_rank(&sub, ssm, "dt_rank", c->d_model, &f->dt_rank)) &&
+        !(rc = eng_cfg_bool(&sub, ssm, "bias", 0, &f->use_bias)))
+        rc = eng_cfg_bool(&sub, ssm, "conv_bias", 1, &f->use_conv_bias);
+    json_decref(ssm);
+    return rc;
 }
 
-
-/* The original layout has no model_type; its d_model says what it is. */
-static int m1_claims_untyped(const json_t *root) { return json_object_get(root, "d_model") != NULL; }
+/* The original layout has no model_type; its d_model says what it is
+ * (every ssm_cfg.layer but Mamba-2's: an unknown layer gets this family's
+ * message). */
+static int m1_claims_untyped(const json_t *root)
+{
+    return json_object_get(root, "d_model") && !mdl_cfg_original_is(root, "Mamba2");
+}
 
 static int m1_parse_config(const eng_cfg_reader *r, const json_t *root, eng_model_config *c)
 {
@@ -230,27 +203,6 @@ static void m1_end_names(const eng_model_config *c, mdl_end_names *out)
     };
 }
 
-/* A small tensor (rows, cols) read as f32, transposed to (cols, rows) --
- * the layout the kernels walk -- optionally through A = -exp(A_log), and
- * uploaded to *dst. */
-static int transposed(mdl_loader *ld, float **dst, const char *name, int ndim, const int64_t *shape,
-                      int rows, int cols, int neg_exp)
-{
-    float *host = mdl_host_f32(ld, name, ndim, shape);
-    float *t = host ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
-    if (host && !t)
-        ssmd_err_set(ld->err, SSMD_ENOMEM, "mamba1: out of memory converting '%s'", name);
-    for (int r = 0; t && r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            float v = host[(size_t)r * cols + c];
-            t[(size_t)c * rows + r] = neg_exp ? -expf(v) : v;
-        }
-    *dst = t ? mdl_upload(ld, t, (size_t)rows * cols, name) : NULL;
-    free(host);
-    free(t);
-    return *dst ? SSMD_OK : ld->err->code;
-}
-
 static int m1_load_layer(mdl_loader *ld, int i, void *layer)
 {
     m1_layer *L = layer;
@@ -267,7 +219,7 @@ static int m1_load_layer(mdl_loader *ld, int i, void *layer)
          (rc = mdl_vector(ld, &L->in_proj_b,
                           mdl_layer_name(n, nn, "backbone.", i, "mixer.in_proj.bias"), 2L * E))) ||
         /* conv1d.weight (E, 1, K) -> (K, E) so the kernel walks channels */
-        (rc = transposed(ld, (float **)&L->ssm.conv_w,
+        (rc = mdl_transposed(ld, (float **)&L->ssm.conv_w,
                          mdl_layer_name(n, nn, "backbone.", i, "mixer.conv1d.weight"), 3,
                          (int64_t[]){E, 1, K}, E, K, 0)) ||
         (f->use_conv_bias &&
@@ -280,7 +232,7 @@ static int m1_load_layer(mdl_loader *ld, int i, void *layer)
         (rc = mdl_vector(ld, (float **)&L->ssm.dt_bias,
                          mdl_layer_name(n, nn, "backbone.", i, "mixer.dt_proj.bias"), E)) ||
         /* A_log (E, N) -> A = -exp(A_log) as (N, E) */
-        (rc = transposed(ld, (float **)&L->ssm.A, mdl_layer_name(n, nn, "backbone.", i, "mixer.A_log"),
+        (rc = mdl_transposed(ld, (float **)&L->ssm.A, mdl_layer_name(n, nn, "backbone.", i, "mixer.A_log"),
                          2, (int64_t[]){E, N}, E, N, 1)) ||
         (rc = mdl_vector(ld, (float **)&L->ssm.D, mdl_layer_name(n, nn, "backbone.", i, "mixer.D"), E)) ||
         (rc = mdl_matrix(ld, &L->out_proj,

@@ -5,10 +5,12 @@
 
 #include "engine/arch.h"
 #include "models/mamba1.h"
+#include "models/mamba2.h"
 #include "models/s4.h"
 
 static const eng_arch *const families[] = {
     &mamba1_arch,
+    &mamba2_arch,
     &s4_arch,
 };
 

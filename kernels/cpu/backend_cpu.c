@@ -16,6 +16,7 @@
 #include "kernels/cpu/cpu_matmul.h"
 #include "kernels/cpu/cpu_norm.h"
 #include "kernels/cpu/cpu_s4.h"
+#include "kernels/cpu/cpu_ssd.h"
 #include "kernels/cpu/cpu_ssm.h"
 #include "kernels/cpu/threadpool.h"
 
@@ -144,6 +145,40 @@ static const bk_mamba1_ops cpu_mamba1 = {
     .scan_step = cpu_scan_step_op,
 };
 
+/* ---- Mamba-2 ---- */
+
+static void cpu_m2_conv_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *window,
+                                   const bk_mamba2_io *io)
+{
+    cpu_m2_conv_prefill(cpu_of(bk)->pool, l, window, io);
+}
+
+static void cpu_ssd_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *state,
+                               const bk_mamba2_io *io)
+{
+    cpu_ssd_prefill(cpu_of(bk)->pool, l, state, io);
+}
+
+static void cpu_m2_conv_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                                const bk_mamba2_io *io)
+{
+    cpu_m2_conv_step(cpu_of(bk)->pool, l, st, io);
+}
+
+static void cpu_ssd_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                            const bk_mamba2_io *io)
+{
+    cpu_ssd_step(cpu_of(bk)->pool, l, st, io);
+}
+
+static const bk_mamba2_ops cpu_mamba2 = {
+    .max_state = CPU_SSD_MAX_STATE,
+    .conv_prefill = cpu_m2_conv_prefill_op,
+    .ssd_prefill = cpu_ssd_prefill_op,
+    .conv_step = cpu_m2_conv_step_op,
+    .ssd_step = cpu_ssd_step_op,
+};
+
 /* ---- the S4 family ---- */
 
 static void cpu_s4_prefill_op(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
@@ -212,6 +247,7 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
         .add_layernorm = cpu_add_layernorm_op,
         .glu = cpu_glu_op,
         .mamba1 = &cpu_mamba1,
+        .mamba2 = &cpu_mamba2,
         .s4 = &cpu_s4,
     };
     *out = &c->base;

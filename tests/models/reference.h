@@ -145,6 +145,43 @@ static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223
 
 /* ---- conformance: what every model family must satisfy ------------------- */
 
+/* The fixture's expected.json (at path) against m: one prefill of prompt +
+ * greedy[:-1] with all logits gives the reference rows (the --dump-logits
+ * contract), and prefilling the prompt then decoding one token at a time
+ * reproduces the greedy tokens and their rows; within 1e-4 of each row's
+ * largest logit. */
+static inline void ref_check_matches(eng_model *m, const char *path, const char *name)
+{
+    ref r;
+    ref_load(path, &r);
+    ck_assert_int_eq(eng_model_n_vocab(m), r.V);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
+    for (int c = 0; c < r.n_cases; c++) {
+        ref_case *rc = &r.cases[c];
+        int rows = rc->n_prompt + rc->n_greedy - 1;
+        float *logits = malloc(sizeof(float) * rows * r.V);
+        eng_state_slot_zero(pool, 0);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 0, rc->seq, rows, logits, 1, &err), SSMD_OK);
+        assert_rows_close(logits, rc->logits, rows, r.V, 1e-4, name);
+        eng_state_slot_zero(pool, 1);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 1, rc->seq, rc->n_prompt, logits, 0, &err), 0);
+        for (int k = 0; k < rc->n_greedy; k++) {
+            int32_t next = argmax(logits, r.V), slot = 1;
+            ck_assert_msg(next == rc->seq[rc->n_prompt + k], "%s case %d token %d: %d != %d", name,
+                          c, k, next, rc->seq[rc->n_prompt + k]);
+            assert_rows_close(logits, rc->logits + (size_t)(rc->n_prompt - 1 + k) * r.V, 1, r.V,
+                              1e-4, "decode");
+            if (k + 1 < rc->n_greedy)
+                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, logits, &err), 0);
+        }
+        free(logits);
+    }
+    eng_state_pool_destroy(pool);
+    ref_free(&r);
+}
+
 /* A random sequence of n ids (crossing the 512-token prefill chunk when n
  * is larger): prefill at once, in two pieces split at `cut`, and token by
  * token all give the same last logits and the same final state. */

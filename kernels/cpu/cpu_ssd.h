@@ -1,0 +1,23 @@
+/* cpu_ssd.h - CPU ops of the Mamba-2 family (see cpu_ssd.c); the semantics
+ * of each op are those of the same-named slot of bk_mamba2_ops in
+ * backend.h. */
+#ifndef SSMD_CPU_SSD_H
+#define SSMD_CPU_SSD_H
+
+#include "engine/backend.h"
+#include "kernels/cpu/threadpool.h"
+
+/* The scan has no size limit of its own (the state lives in the pool);
+ * this only bounds what a config may ask. */
+#define CPU_SSD_MAX_STATE 65536
+
+void cpu_m2_conv_prefill(eng_threadpool *pool, const bk_mamba2_layer *l, float *window,
+                         const bk_mamba2_io *io);
+void cpu_m2_conv_step(eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
+                      const bk_mamba2_io *io);
+void cpu_ssd_prefill(eng_threadpool *pool, const bk_mamba2_layer *l, float *state,
+                     const bk_mamba2_io *io);
+void cpu_ssd_step(eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
+                  const bk_mamba2_io *io);
+
+#endif

@@ -252,6 +252,10 @@ struct bk_backend {
      * the square root, as torch).  All contiguous. */
     void (*add_layernorm)(bk_backend *bk, float *resid, const float *add, const float *weight,
                           const float *bias, float eps, int n, int dim, float *out);
+    /* Optional.  Each of n rows of x (dim values, row stride ld) scaled in
+     * place to unit RMS, x / sqrt(mean(x^2) + eps), without a weight
+     * (Falcon-Mamba's norms of dt, B and C). */
+    void (*rms_rows)(bk_backend *bk, float *x, int ld, int n, int dim, float eps);
     /* Optional.  out (n, dim) = x[:, :dim] * sigmoid(x[:, dim:]) for x
      * (n, 2*dim); both contiguous. */
     void (*glu)(bk_backend *bk, const float *x, int n, int dim, float *out);

@@ -87,6 +87,12 @@ static int cfg_load_hf(const eng_cfg_reader *r, const json_t *root, eng_model_co
         (rc = eng_cfg_token(r, root, "eos_token_id", 0, &c->eos_token_id)))
         return rc;
     c->norm_eps = (float)eps;
+    if (strcmp(c->model_type, "falcon_mamba") != 0)
+        return SSMD_OK;
+    double rms_eps;
+    if ((rc = eng_cfg_num(r, root, "mixer_rms_eps", 1e-6, 0.0, 1.0, &rms_eps)))
+        return rc;
+    f->dbc_rms_eps = (float)rms_eps;
     return SSMD_OK;
 }
 
@@ -150,8 +156,11 @@ static int m1_fingerprint_fields(const eng_model_config *c, int32_t *out)
     const mamba1_config *f = mamba1_cfg(c);
     const int32_t nums[] = {c->d_model,  c->n_layer,  c->vocab_size, f->d_state,      f->d_inner,
                             f->d_conv,   f->dt_rank,  f->use_bias,   f->use_conv_bias};
+    int n = (int)(sizeof nums / sizeof nums[0]);
     memcpy(out, nums, sizeof nums);
-    return (int)(sizeof nums / sizeof nums[0]);
+    if (f->dbc_rms_eps > 0.0f) /* Falcon-Mamba only: Mamba digests stay as they were */
+        memcpy(&out[n++], &f->dbc_rms_eps, sizeof(int32_t));
+    return n;
 }
 
 /* ---- the model ------------------------------------------------------------ */
@@ -180,6 +189,8 @@ typedef struct mamba1 {
 static int m1_check(const eng_model_config *c, const bk_backend *bk, ssmd_err *err)
 {
     int rc = mdl_require(bk->mamba1 != NULL, bk, c, "Mamba-1 ops", err);
+    if (!rc && mamba1_cfg(c)->dbc_rms_eps > 0.0f)
+        rc = mdl_require(bk->rms_rows != NULL, bk, c, "RMS norm of dt, B and C", err);
     if (!rc && mamba1_cfg(c)->d_state > bk->mamba1->max_state)
         rc = ssmd_err_set(err, SSMD_EUNSUPPORTED,
                           "mamba1: state_size %d is above the %d the %s backend supports",
@@ -305,6 +316,11 @@ static void mixer_mid(mamba1 *m, const m1_layer *L, int rows)
     const mamba1_config *f = mamba1_cfg(&m->lm.cfg);
     const int E = f->d_inner, ldd = f->dt_rank + 2 * f->d_state;
     bk->matmul(bk, &L->x_proj, m->xc, E, rows, m->dbc, ldd, NULL, BK_PRECISION_DEFAULT);
+    if (f->dbc_rms_eps > 0.0f) { /* Falcon-Mamba: dt_low, B and C each to unit RMS */
+        bk->rms_rows(bk, m->dbc, ldd, rows, f->dt_rank, f->dbc_rms_eps);
+        bk->rms_rows(bk, m->dbc + f->dt_rank, ldd, rows, f->d_state, f->dbc_rms_eps);
+        bk->rms_rows(bk, m->dbc + f->dt_rank + f->d_state, ldd, rows, f->d_state, f->dbc_rms_eps);
+    }
     /* dt goes through softplus and exp(dt A): keep it f32 in fast mode */
     bk->matmul(bk, &L->dt_proj, m->dbc, ldd, rows, m->dt, E, NULL, BK_PRECISION_EXACT);
 }
@@ -367,7 +383,7 @@ static int m1_load(const eng_model_config *cfg, const eng_weights *w, bk_backend
     return mdl_lm_load(&m1_family, cfg, w, bk, max_batch, out, err);
 }
 
-static const char *const m1_types[] = {"mamba", NULL};
+static const char *const m1_types[] = {"mamba", "falcon_mamba", NULL};
 
 const eng_arch mamba1_arch = {
     .name = "mamba1",

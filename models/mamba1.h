@@ -1,5 +1,6 @@
 /* mamba1.h - the Mamba-1 family (transformers' MambaForCausalLM and the
- * original state-spaces/mamba layout). */
+ * original state-spaces/mamba layout) and its Falcon-Mamba variant
+ * (FalconMambaForCausalLM). */
 #ifndef SSMD_MAMBA1_H
 #define SSMD_MAMBA1_H
 
@@ -19,6 +20,9 @@ typedef struct mamba1_config {
     int dt_rank;       /* time_step_rank, "auto" = ceil(d_model / 16) */
     int use_bias;      /* in_proj/out_proj bias (false) */
     int use_conv_bias; /* conv1d bias (true) */
+    float dbc_rms_eps; /* Falcon-Mamba (model_type "falcon_mamba"): dt, B and C
+                          are RMS-normalised without weights, with this eps
+                          (mixer_rms_eps); 0 for Mamba */
 } mamba1_config;
 
 _Static_assert(sizeof(mamba1_config) <= ENG_ARCH_CONFIG_BYTES, "mamba1_config fits the config");

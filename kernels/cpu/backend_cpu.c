@@ -103,6 +103,11 @@ static void cpu_add_layernorm_op(bk_backend *bk, float *resid, const float *add,
     cpu_add_norm(cpu_of(bk)->pool, CPU_NORM_LAYER, resid, add, weight, bias, eps, n, dim, out);
 }
 
+static void cpu_rms_rows_op(bk_backend *bk, float *x, int ld, int n, int dim, float eps)
+{
+    cpu_rms_rows(x, ld, n, dim, eps);
+}
+
 static void cpu_glu_op(bk_backend *bk, const float *x, int n, int dim, float *out)
 {
     cpu_glu(cpu_of(bk)->pool, x, n, dim, out);
@@ -245,6 +250,7 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
         .embed = cpu_embed,
         .add_rmsnorm = cpu_add_rmsnorm,
         .add_layernorm = cpu_add_layernorm_op,
+        .rms_rows = cpu_rms_rows_op,
         .glu = cpu_glu_op,
         .mamba1 = &cpu_mamba1,
         .mamba2 = &cpu_mamba2,

@@ -61,3 +61,15 @@ void cpu_add_norm(eng_threadpool *pool, cpu_norm_kind kind, float *resid, const 
     else
         norm_worker(&j, 0, 1);
 }
+
+void cpu_rms_rows(float *x, long ld, int n, int dim, float eps)
+{
+    for (int r = 0; r < n; r++) {
+        float *row = x + (size_t)r * (size_t)ld, ss = 0.0f;
+        for (int i = 0; i < dim; i++)
+            ss += row[i] * row[i];
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (int i = 0; i < dim; i++)
+            row[i] *= inv;
+    }
+}

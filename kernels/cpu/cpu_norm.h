@@ -16,4 +16,8 @@ typedef enum cpu_norm_kind {
 void cpu_add_norm(eng_threadpool *pool, cpu_norm_kind kind, float *resid, const float *add,
                   const float *weight, const float *bias, float eps, int n, int dim, float *out);
 
+/* Each of n rows of x (dim values, row stride ld) scaled in place to unit
+ * RMS (no weight).  Small: runs on the caller. */
+void cpu_rms_rows(float *x, long ld, int n, int dim, float eps);
+
 #endif

@@ -23,10 +23,13 @@ enum {
     OP_SCAN_PREFILL,
     OP_CONV_STEP,
     OP_SCAN_STEP,
+    OP_SSD_PREFILL,
+    OP_SSD_STEP,
 };
 
-static const char *const op_names[] = {"embed", "add_rmsnorm", "matmul", "conv_prefill",
-                                       "scan_prefill", "conv_step", "scan_step"};
+static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul",      "conv_prefill",
+                                       "scan_prefill", "conv_step",   "scan_step",   "ssd_prefill",
+                                       "ssd_step"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
                   (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16, "kc dtype codes follow eng_dtype");
@@ -34,7 +37,8 @@ static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG
 static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
 
 /* One recorded op must compare equal to its replay bytewise. */
-static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56, "no padding in recorded ops");
+static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56 && sizeof(bk_mamba2_layer) == 88,
+              "no padding in recorded ops");
 
 int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err)
 {
@@ -118,6 +122,20 @@ static kc_scan_args scan_args(const kc_op *o)
     return a;
 }
 
+static kc_ssd_args ssd_args(const kc_op *o)
+{
+    const bk_mamba2_layer *l = &o->l2;
+    kc_ssd_args a;
+    memset(&a, 0, sizeof a);
+    a.dt_bias = l->dt_bias, a.A = l->A, a.D = l->D, a.norm_w = l->norm_w;
+    a.E = l->d_inner, a.N = l->d_state, a.H = l->nheads, a.P = l->head_dim, a.G = l->ngroups;
+    a.dt_min = l->dt_min, a.dt_max = l->dt_max, a.eps = l->norm_eps;
+    a.norm_before_gate = l->norm_before_gate;
+    a.xbc = o->in[0], a.dt = o->in[1], a.lddt = o->ldx, a.z = o->in[2], a.ldz = o->ldz;
+    a.y = o->out[0];
+    return a;
+}
+
 /* idx: the op's ids or slots in device memory (or NULL). */
 static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
 {
@@ -159,6 +177,19 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
         kc_scan_step(&a, c->stream);
         break;
     }
+    case OP_SSD_PREFILL: {
+        kc_ssd_args a = ssd_args(o);
+        a.state = o->out[1], a.T = o->T;
+        kc_ssd_prefill(&a, c->stream);
+        break;
+    }
+    case OP_SSD_STEP: {
+        kc_ssd_args a = ssd_args(o);
+        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
+        a.slots = idx, a.batch = o->n;
+        kc_ssd_step(&a, c->stream);
+        break;
+    }
     default:
         ssmd_fatal("cuda backend: unknown recorded op %d", o->kind);
     }
@@ -182,7 +213,8 @@ static void run_graph_ops(kc_core *c, void *arg)
 static int trace_is_decode(const kc_core *c)
 {
     for (int i = 0; i < c->n_ops; i++)
-        if (c->ops[i].kind == OP_CONV_STEP || c->ops[i].kind == OP_SCAN_STEP)
+        if (c->ops[i].kind == OP_CONV_STEP || c->ops[i].kind == OP_SCAN_STEP ||
+            c->ops[i].kind == OP_SSD_STEP)
             return 1;
     return 0;
 }
@@ -444,6 +476,74 @@ static const bk_mamba1_ops core_mamba1 = {
     KC_MAX_STATE, core_conv_prefill, core_scan_prefill, core_conv_step, core_scan_step,
 };
 
+/* ---- the Mamba-2 ops ---- */
+
+/* Mamba-2's conv is Mamba-1's over conv_dim channels: the same recorded
+ * op, on a layer and io that carry only the conv's fields. */
+static void m2_as_conv(const bk_mamba2_layer *l, const bk_mamba2_io *io, int rows, bk_ssm_layer *cl,
+                       bk_mamba1_io *cio)
+{
+    memset(cl, 0, sizeof *cl);
+    cl->conv_w = l->conv_w, cl->conv_b = l->conv_b, cl->d_conv = l->d_conv;
+    cl->d_inner = l->d_inner + 2 * l->ngroups * l->d_state;
+    memset(cio, 0, sizeof *cio);
+    cio->x = io->xbc_in, cio->ldx = io->ld_in, cio->xc = io->xbc, cio->rows = rows;
+}
+
+static void core_m2_conv_prefill(bk_backend *bk, const bk_mamba2_layer *l, float *window,
+                                 const bk_mamba2_io *io)
+{
+    bk_ssm_layer cl;
+    bk_mamba1_io cio;
+    m2_as_conv(l, io, io->rows, &cl, &cio);
+    prefill_op(core_of(bk), OP_CONV_PREFILL, &cl, &cio, cio.x, cio.xc, window);
+}
+
+static void core_m2_conv_step(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                              const bk_mamba2_io *io)
+{
+    bk_ssm_layer cl;
+    bk_mamba1_io cio;
+    m2_as_conv(l, io, st->batch, &cl, &cio);
+    step_op(core_of(bk), OP_CONV_STEP, &cl, st, &cio, cio.x, cio.xc);
+}
+
+/* The SSD record: in = xbc, dt, z (strides in ldx, ldz); out = y. */
+static kc_op *ssd_record(kc_core *c, int kind, kc_op *tmp, const bk_mamba2_layer *l,
+                         const bk_mamba2_io *io)
+{
+    kc_op *o = op_begin(c, kind, tmp);
+    o->l2 = *l, o->in[0] = io->xbc, o->in[1] = io->dt, o->in[2] = io->z, o->out[0] = io->y;
+    o->ldx = io->lddt, o->ldz = io->ldz;
+    return o;
+}
+
+static void core_ssd_prefill(bk_backend *bk, const bk_mamba2_layer *l, float *state,
+                             const bk_mamba2_io *io)
+{
+    kc_core *c = core_of(bk);
+    kc_core_flush(c);
+    kc_op tmp, *o = ssd_record(c, OP_SSD_PREFILL, &tmp, l, io);
+    o->T = io->rows, o->out[1] = state;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_ssd_step(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
+                          const bk_mamba2_io *io)
+{
+    kc_core *c = core_of(bk);
+    if (st->batch <= 0)
+        return;
+    kc_op tmp, *o = ssd_record(c, OP_SSD_STEP, &tmp, l, io);
+    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
+    o->n = st->batch;
+    op_end(c, o, &tmp, st->slots, st->batch, 1);
+}
+
+static const bk_mamba2_ops core_mamba2 = {
+    KC_MAX_STATE, core_m2_conv_prefill, core_ssd_prefill, core_m2_conv_step, core_ssd_step,
+};
+
 void kc_core_init(kc_core *c, const kc_memory_ops *mem)
 {
     c->base.name = mem->name;
@@ -462,6 +562,7 @@ void kc_core_init(kc_core *c, const kc_memory_ops *mem)
     c->base.add_rmsnorm = core_add_rmsnorm;
     c->base.matmul = core_matmul;
     c->base.mamba1 = &core_mamba1;
+    c->base.mamba2 = &core_mamba2;
     c->last_slots_n = -1;
 }
 

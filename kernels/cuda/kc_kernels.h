@@ -91,6 +91,34 @@ size_t kc_scan_prefill_scratch(int E, int N, int T, const kc_tuning *t);
 void kc_scan_prefill(const kc_scan_args *a, float *scratch, const kc_tuning *t, kc_stream s);
 void kc_scan_step(const kc_scan_args *a, kc_stream s);
 
+/* Mamba-2's SSD recurrence per head with the D skip, then the gated
+ * RMSNorm per group (see engine/backend.h, bk_mamba2_layer).  Prefill runs
+ * io rows 0..T-1 in order from state (H, P, N), left final; step: row b
+ * belongs to slot slots[b] (state at pool + slots[b] * slot_stride +
+ * offset), a negative slot is padding (output zero, no state touched). */
+typedef struct kc_ssd_args {
+    const float *dt_bias, *A, *D; /* (H) each; A = -exp(A_log) */
+    const float *norm_w;          /* (E) */
+    int E, N, H, P, G;            /* d_inner = H * P; G groups */
+    float dt_min, dt_max, eps;
+    int norm_before_gate;
+    const float *xbc;             /* (rows, E + 2*G*N) contiguous: [x | B | C] */
+    const float *dt;              /* (rows, H), row stride lddt: raw dt */
+    int lddt;
+    const float *z;               /* (rows, E), row stride ldz */
+    int ldz;
+    float *y;                     /* (rows, E) */
+    float *state;                 /* prefill */
+    int T;
+    float *pool;                  /* step */
+    size_t slot_stride, offset;
+    const int32_t *slots;
+    int batch;
+} kc_ssd_args;
+
+void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
+void kc_ssd_step(const kc_ssd_args *a, kc_stream s);
+
 /* resid (n, dim) += add (if not NULL); out = rmsnorm(resid) * weight. */
 void kc_add_rmsnorm(float *resid, const float *add, const float *weight, float eps, int n, int dim,
                     float *out, kc_stream s);

@@ -291,7 +291,8 @@ START_TEST(test_numerics_fast)
 END_TEST
 
 /* A family whose op table the backend lacks is refused at load, by name,
- * with nothing leaked: the S4 family has no CUDA kernels yet. */
+ * with nothing leaked: the S4 family and Falcon-Mamba's extra norms have
+ * no CUDA kernels yet. */
 START_TEST(test_family_without_ops_refused)
 {
     eng_model_opts o;
@@ -300,10 +301,16 @@ START_TEST(test_family_without_ops_refused)
     eng_model *m = NULL;
     ssmd_err err;
     kc_mock_reset();
-    ck_assert_int_eq(eng_model_open("tests/fixtures/s4/s4d_minimal", &o, &m, &err), SSMD_EUNSUPPORTED);
-    ck_assert_ptr_null(m);
-    ck_assert_msg(strstr(err.msg, "cuda backend has no S4 ops"), "%s", err.msg);
-    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+    static const char *const cases[][2] = {
+        {"tests/fixtures/s4/s4d_minimal", "cuda backend has no S4 ops"},
+        {"tests/fixtures/mamba/falcon_tiny", "cuda backend has no RMS norm of dt, B and C"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(eng_model_open(cases[i][0], &o, &m, &err), SSMD_EUNSUPPORTED);
+        ck_assert_ptr_null(m);
+        ck_assert_msg(strstr(err.msg, cases[i][1]), "%s", err.msg);
+        ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+    }
 }
 END_TEST
 

@@ -1,4 +1,4 @@
-/* test_emu_model.c - whole Mamba-1 models through the CUDA backend with
+/* test_emu_model.c - whole Mamba-1 and Mamba-2 models through the CUDA backend with
  * emulated kernels, in two builds: "emu" (kernels/cuda/backend_core.cu + the
  * kernels run by kernels/emu, a host GEMM for cuBLAS, small tuning so tiny
  * models take every path) and "cuda" (the real kernels/cuda/backend_cuda.cu on
@@ -27,78 +27,53 @@
 #include "tests/models/reference.h"
 
 static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
-/* runs: every fixture on "emu", then untied_bias (f32, biases) and bf16
- * (16-bit weights) on "cuda", the slower one to emulate (default tuning) */
-static const struct { int fixture; const char *backend; } runs[] = {
-    {0, "emu"}, {1, "emu"}, {2, "emu"}, {3, "emu"}, {1, "cuda"}, {2, "cuda"},
+enum { N_FIXTURES = 4 };
+/* runs: every Mamba-1 and Mamba-2 fixture on "emu", then some on "cuda"
+ * (the slower one to emulate: default tuning) */
+static const struct { const char *dir, *backend; } runs[] = {
+    {"mamba/tiny_auto", "emu"},   {"mamba/untied_bias", "emu"}, {"mamba/bf16", "emu"},
+    {"mamba/original_f16", "emu"}, {"mamba2/hf_tiny", "emu"},   {"mamba2/hf_groups", "emu"},
+    {"mamba2/orig_gate", "emu"},  {"mamba/untied_bias", "cuda"}, {"mamba/bf16", "cuda"},
+    {"mamba2/hf_groups", "cuda"},
 };
-enum { N_FIXTURES = 4, N_RUNS = 6 };
+enum { N_RUNS = sizeof runs / sizeof runs[0] };
 
-
-static int32_t *ids_of(json_t *arr)
+static eng_model *open_run(int i, int max_batch)
 {
-    int32_t *v = malloc(sizeof(int32_t) * (json_array_size(arr) + 1));
-    for (size_t i = 0; i < json_array_size(arr); i++)
-        v[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-    return v;
-}
-
-START_TEST(test_emu_matches_transformers)
-{
-    const char *name = fixtures[runs[_i].fixture], *backend = runs[_i].backend;
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    ck_assert_msg(root, "%s: %s", path, jerr.text);
-    const int V = (int)json_integer_value(json_object_get(root, "n_vocab"));
-    snprintf(path, sizeof path, "tests/fixtures/mamba/%s", name);
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/fixtures/%s", runs[i].dir);
     eng_model_opts o;
     eng_model_opts_defaults(&o);
-    o.backend = backend;
-    o.max_batch = 4;
+    o.backend = runs[i].backend;
+    o.max_batch = max_batch;
     eng_model *m = NULL;
     ssmd_err err = {0};
-    ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "open %s: %s", path, err.msg);
-    eng_state_pool *pool;
-    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
-    json_t *cases = json_object_get(root, "cases");
-    for (size_t c = 0; c < json_array_size(cases); c++) {
-        json_t *jc = json_array_get(cases, c);
-        int32_t *prompt = ids_of(json_object_get(jc, "prompt"));
-        int32_t *greedy = ids_of(json_object_get(jc, "greedy"));
-        json_t *jl = json_object_get(jc, "logits");
-        const int np = (int)json_array_size(json_object_get(jc, "prompt"));
-        const int ng = (int)json_array_size(json_object_get(jc, "greedy"));
-        const int rows = np + ng - 1;
-        float *want = malloc(sizeof(float) * rows * V), *got = malloc(sizeof(float) * rows * V);
-        for (int i = 0; i < rows; i++)
-            for (int v = 0; v < V; v++)
-                want[(size_t)i * V + v] = (float)json_number_value(json_array_get(json_array_get(jl, i), v));
-        int32_t *seq = malloc(sizeof(int32_t) * (np + ng));
-        memcpy(seq, prompt, sizeof(int32_t) * np);
-        memcpy(seq + np, greedy, sizeof(int32_t) * ng);
-        /* one prefill with every row's logits */
-        eng_state_slot_zero(pool, 0);
-        ck_assert_int_eq(eng_model_prefill(m, pool, 0, seq, rows, got, 1, &err), SSMD_OK);
-        assert_rows_close(got, want, rows, V, 1e-4, name);
-        /* prefill the prompt, then greedy decode */
-        eng_state_slot_zero(pool, 1);
-        ck_assert_int_eq(eng_model_prefill(m, pool, 1, prompt, np, got, 0, &err), SSMD_OK);
-        for (int k = 0; k < ng; k++) {
-            int32_t next = argmax(got, V), slot = 1;
-            ck_assert_msg(next == greedy[k], "%s case %zu token %d: %d != %d", name, c, k, next, greedy[k]);
-            assert_rows_close(got, want + (size_t)(np - 1 + k) * V, 1, V, 1e-4, "decode");
-            if (k + 1 < ng)
-                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, got, &err), SSMD_OK);
-        }
-        free(prompt), free(greedy), free(want), free(got), free(seq);
-    }
+    ck_assert_msg(eng_model_open(dir, &o, &m, &err) == SSMD_OK, "open %s: %s", dir, err.msg);
+    return m;
+}
+
+/* The reference rows and greedy tokens, as on the CPU backend. */
+START_TEST(test_emu_matches_reference)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/%s/expected.json", runs[_i].dir);
+    eng_model *m = open_run(_i, 4);
+    ref_check_matches(m, path, runs[_i].dir);
     ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
-    eng_state_pool_destroy(pool);
     eng_model_close(m);
-    json_decref(root);
     ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+}
+END_TEST
+
+/* Mamba-2 through the GPU code: prefill in pieces = at once = token by
+ * token, batched decode (recorded, replayed as graphs) = solo decode. */
+START_TEST(test_emu_mamba2_conformance)
+{
+    eng_model *m = open_run(4 + _i, 8);
+    ref_check_prefill_equivalences(m, 40, 17);
+    ref_check_batched_decode(m, 5, 3);
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    eng_model_close(m);
 }
 END_TEST
 
@@ -248,7 +223,8 @@ Suite *test_suite(void)
     Suite *s = suite_create("emu_model");
     TCase *tc = tcase_create("fixtures");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_emu_matches_transformers, 0, N_RUNS);
+    tcase_add_loop_test(tc, test_emu_matches_reference, 0, N_RUNS);
+    tcase_add_loop_test(tc, test_emu_mamba2_conformance, 0, 3);
     tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
     suite_add_tcase(s, tc);

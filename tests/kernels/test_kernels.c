@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engine/backend.h"
+#include "kernels/cpu/cpu_ssd.h"
 #include "kernels/cpu/cpu_ssm.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/threadpool.h"
@@ -324,6 +325,87 @@ START_TEST(test_scan_step)
 }
 END_TEST
 
+/* ---- Mamba-2 SSD + gated norm ------------------------------------------- */
+
+/* kc_ssd_prefill (T rows from a random state) or kc_ssd_step (T slots of a
+ * pool, one padding) against the CPU backend's cpu_ssd_*: outputs and
+ * states.  H heads of P channels, N states, G groups. */
+static double ssd_case(int step, int H, int P, int N, int G, int T, int before_gate, unsigned seed)
+{
+    unsigned s = seed * 131u + 7u;
+    const int E = H * P, cd = E + 2 * G * N, ld = cd + E + H + 3;
+    float *dt_bias = rnd(H, &s, -2, 1), *A = rnd(H, &s, -3, -0.2f), *D = rnd(H, &s, -1, 1);
+    float *w = rnd(E, &s, 0.5f, 1.5f), *xbc = rnd((size_t)T * cd, &s, -1.5f, 1.5f);
+    float *proj = rnd((size_t)T * ld, &s, -2, 2); /* z at 0, dt at E + cd */
+    const size_t sf = (size_t)H * P * N, stride = sf + 5;
+    const int n_slots = T + 2;
+    float *state = rnd(stride * n_slots, &s, -1, 1), *state_ref = dup(state, stride * n_slots);
+    float *y = rnd((size_t)T * E, &s, 5, 6), *y_ref = dup(y, (size_t)T * E);
+    int32_t *slots = malloc(sizeof(int32_t) * (T ? T : 1));
+    for (int t = 0; t < T; t++)
+        slots[t] = t == 1 ? -1 : (int32_t)(n_slots - 1 - t);
+    bk_mamba2_layer l = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .d_inner = E, .d_state = N,
+                         .d_conv = 2, .nheads = H, .head_dim = P, .ngroups = G,
+                         .norm_before_gate = before_gate, .dt_min = 0.02f, .dt_max = 1.5f,
+                         .norm_eps = 1e-5f};
+    bk_mamba2_io io = {.xbc = xbc, .dt = proj + E + cd, .lddt = ld, .z = proj, .ldz = ld,
+                       .y = y_ref, .rows = T};
+    bk_state_ref st = {.pool = state_ref, .slot_stride = stride, .ssm_offset = 2, .slots = slots,
+                       .batch = T};
+    eng_threadpool *tp = eng_threadpool_create(1);
+    kc_ssd_args a = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .E = E, .N = N, .H = H, .P = P,
+                     .G = G, .dt_min = 0.02f, .dt_max = 1.5f, .eps = 1e-5f,
+                     .norm_before_gate = before_gate, .xbc = xbc, .dt = proj + E + cd, .lddt = ld,
+                     .z = proj, .ldz = ld, .y = y};
+    kc_emu_seed(seed);
+    if (step) {
+        /* the CPU op skips padding rows; the kernel zeroes them */
+        int32_t live[64];
+        int n_live = 0;
+        for (int t = 0; t < T; t++)
+            if (slots[t] >= 0)
+                live[n_live++] = t;
+        for (int k = 0; k < n_live; k++) { /* one row at a time: rows are not contiguous */
+            int t = live[k];
+            bk_mamba2_io one = io;
+            one.xbc = xbc + (size_t)t * cd, one.dt = io.dt + (size_t)t * ld;
+            one.z = proj + (size_t)t * ld, one.y = y_ref + (size_t)t * E, one.rows = 1;
+            bk_state_ref st1 = st;
+            st1.slots = &slots[t], st1.batch = 1;
+            cpu_ssd_step(tp, &l, &st1, &one);
+        }
+        for (int e = 0; e < E && T > 1; e++) /* row 1 is padding */
+            y_ref[(size_t)E + e] = 0.0f;
+        a.pool = state, a.slot_stride = stride, a.offset = 2, a.slots = slots, a.batch = T;
+        kc_ssd_step(&a, NULL);
+    } else {
+        cpu_ssd_prefill(tp, &l, state_ref + 2, &io);
+        a.state = state + 2, a.T = T;
+        kc_ssd_prefill(&a, NULL);
+    }
+    double bad = fmax(badness(y, y_ref, (size_t)T * E), badness(state, state_ref, stride * n_slots));
+    eng_threadpool_destroy(tp);
+    float *bufs[] = {dt_bias, A, D, w, xbc, proj, state, state_ref, y, y_ref};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(slots);
+    return harness_verdict(bad);
+}
+
+START_TEST(test_ssd)
+{
+    /* step, H, P, N, G, T, norm_before_gate */
+    static const int cases[][7] = {{0, 4, 8, 16, 1, 11, 0}, {0, 6, 5, 7, 3, 9, 1}, {0, 2, 40, 3, 2, 4, 0},
+                                   {1, 4, 6, 10, 2, 5, 0},  {1, 3, 33, 4, 1, 3, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (unsigned seed = 1; seed <= 2; seed++) {
+            const int *k = cases[c];
+            double bad = ssd_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], seed);
+            ck_assert_msg(bad <= 2e-5, "ssd case %zu seed %u: %g", c, seed, bad);
+        }
+}
+END_TEST
+
 /* ---- row kernels -------------------------------------------------------- */
 
 static double norm_case(int n, int dim, int with_add, unsigned seed)
@@ -482,6 +564,7 @@ static double mut_scan(unsigned seed) { return scan_prefill_case(37, 16, 3, 60, 
 static double mut_scan_generic(unsigned seed) { return scan_prefill_case(20, 3, 2, 30, 4, 8, 1, seed); }
 static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0, seed); }
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
+static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
 
 static double mut_argmax(unsigned seed)
 {
@@ -503,6 +586,7 @@ START_TEST(test_every_barrier_matters)
         {"conv prefill", mut_conv, 1e-6},      {"scan prefill N=16", mut_scan, 2e-5},
         {"scan prefill N=3", mut_scan_generic, 2e-5}, {"scan step", mut_scan_step, 1e-5},
         {"add_rmsnorm", mut_norm, 2e-6},       {"argmax", mut_argmax, 0.0},
+        {"ssd prefill + gated norm", mut_ssd, 2e-5},
     };
     int total_sites = 0;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
@@ -543,6 +627,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_embed_widen_bias);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_gemv);
+    tcase_add_test(tc, test_ssd);
     tcase_add_test(tc, test_every_barrier_matters);
     suite_add_tcase(s, tc);
     return s;

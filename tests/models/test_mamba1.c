@@ -12,8 +12,10 @@
 #include "engine/state_pool.h"
 #include "tests/models/reference.h"
 
-static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16"};
-enum { N_FIXTURES = 4 };
+/* falcon_tiny: Falcon-Mamba (gen_falcon_mamba.py), the family's variant. */
+static const char *const fixtures[] = {"tiny_auto", "untied_bias", "bf16", "original_f16",
+                                       "falcon_tiny"};
+enum { N_FIXTURES = 5 };
 
 static eng_model *open_fixture(const char *name, int threads, int max_batch)
 {

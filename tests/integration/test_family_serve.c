@@ -1,16 +1,20 @@
-/* test_s4_serve.c - S4D / S4 models through the real binary: `ssmd
- * generate` (greedy ids and --dump-logits rows against the reference
- * fixtures in tests/fixtures/s4) and `ssmd serve` (greedy completions,
- * a prompt split across a session, and state export/import into another
- * session), the same contract as for Mamba. */
+/* test_family_serve.c - the model families beyond Mamba-1 (S4D / S4,
+ * Mamba-2, Falcon-Mamba) through the real binary: `ssmd generate` (greedy
+ * ids and --dump-logits rows against each family's reference fixtures) and
+ * `ssmd serve` (greedy completions, a prompt split across a session, and
+ * state export/import into another session), the same contract as for
+ * Mamba-1 (test_serve.c, test_generate_cli.c). */
 #include <check.h>
 #include <math.h>
 
 #include "tests/integration/itest.h"
 #include "tests/models/reference.h"
 
-static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
-#define SERVE_FIXTURE "tests/fixtures/s4/s4d_minimal"
+/* under tests/fixtures/ */
+static const char *const fixtures[] = {"s4/s4d_minimal", "s4/s4d_block",     "s4/s4_legs",
+                                       "s4/s4_rank2",    "mamba2/hf_tiny",   "mamba2/hf_groups",
+                                       "mamba2/orig_gate", "mamba/falcon_tiny"};
+enum { N_FIXTURES = sizeof fixtures / sizeof fixtures[0] };
 
 /* ---- generate --------------------------------------------------------- */
 
@@ -31,8 +35,8 @@ static int run_cmd(const char *cmd, char **out)
 START_TEST(test_generate_cli)
 {
     const char *name = fixtures[_i];
-    char path[256], ids[1024], want[256], cmd[4096], dump[] = "/tmp/ssmd-s4-dump-XXXXXX";
-    snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
+    char path[256], ids[1024], want[256], cmd[4096], dump[] = "/tmp/ssmd-family-dump-XXXXXX";
+    snprintf(path, sizeof path, "tests/fixtures/%s/expected.json", name);
     ref r;
     ref_load(path, &r);
     ck_assert(r.n_cases > 2);
@@ -43,7 +47,7 @@ START_TEST(test_generate_cli)
     ck_assert(fd >= 0);
     close(fd);
     snprintf(cmd, sizeof cmd,
-             "%s/ssmd-san generate --model tests/fixtures/s4/%s --prompt-ids %s --max-tokens %d "
+             "%s/ssmd-san generate --model tests/fixtures/%s --prompt-ids %s --max-tokens %d "
              "--temperature 0 --print-ids --ignore-eos --threads 2 --dump-logits %s",
              it_build_dir(), name, ids, rc->n_greedy, dump);
     char *out;
@@ -61,17 +65,22 @@ END_TEST
 
 static it_server srv;
 static char text_dir[256];
+static const char *serve_fixture; /* the served model's directory */
 
-static void setup_serve(void)
+static void setup_serve_at(const char *dir)
 {
+    serve_fixture = dir;
     curl_global_init(CURL_GLOBAL_ALL);
-    if (it_text_model_dir(SERVE_FIXTURE, text_dir, sizeof text_dir) != 0) {
+    if (it_text_model_dir(dir, text_dir, sizeof text_dir) != 0) {
         fprintf(stderr, "cannot make a temp model dir\n");
         exit(1);
     }
     const char *extra[] = {"--max-batch", "4", "--max-sessions", "6", NULL};
     it_start_or_exit(&srv, text_dir, extra);
 }
+
+static void setup_serve_s4(void) { setup_serve_at("tests/fixtures/s4/s4d_minimal"); }
+static void setup_serve_mamba2(void) { setup_serve_at("tests/fixtures/mamba2/hf_groups"); }
 
 static void teardown_serve(void)
 {
@@ -122,7 +131,9 @@ static json_t *slice(json_t *arr, size_t from, size_t to)
 START_TEST(test_serve_sessions)
 {
     json_error_t jerr;
-    json_t *root = json_load_file(SERVE_FIXTURE "/expected.json", 0, &jerr);
+    char epath[256];
+    snprintf(epath, sizeof epath, "%s/expected.json", serve_fixture);
+    json_t *root = json_load_file(epath, 0, &jerr);
     ck_assert_msg(root, "%s", jerr.text);
     json_t *jc = json_array_get(json_object_get(root, "cases"), 2);
     json_t *prompt = json_object_get(jc, "prompt"), *greedy = json_object_get(jc, "greedy");
@@ -164,15 +175,19 @@ END_TEST
 
 Suite *test_suite(void)
 {
-    Suite *s = suite_create("s4_serve");
+    Suite *s = suite_create("family_serve");
     TCase *gen = tcase_create("generate");
     tcase_set_timeout(gen, 120);
-    tcase_add_loop_test(gen, test_generate_cli, 0, 4);
+    tcase_add_loop_test(gen, test_generate_cli, 0, N_FIXTURES);
     suite_add_tcase(s, gen);
-    TCase *srv_tc = tcase_create("serve");
-    tcase_set_timeout(srv_tc, 120);
-    tcase_add_unchecked_fixture(srv_tc, setup_serve, teardown_serve);
-    tcase_add_test(srv_tc, test_serve_sessions);
-    suite_add_tcase(s, srv_tc);
+    void (*setups[])(void) = {setup_serve_s4, setup_serve_mamba2};
+    const char *names[] = {"serve s4d", "serve mamba2"};
+    for (int i = 0; i < 2; i++) {
+        TCase *tc = tcase_create(names[i]);
+        tcase_set_timeout(tc, 120);
+        tcase_add_unchecked_fixture(tc, setups[i], teardown_serve);
+        tcase_add_test(tc, test_serve_sessions);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/arch.h"
@@ -82,18 +83,32 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
     if (m->opts.max_batch < 1)
         m->opts.max_batch = 1;
     int rc;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if ((rc = eng_model_config_load(path, &m->cfg, err)))
-        goto fail;
+    /* A directory holds config.json, the weights and tokenizer.json; a
+     * single file (GGUF) carries its config in its metadata. */
+    struct stat sb;
+    const int single_file = stat(dir, &sb) == 0 && S_ISREG(sb.st_mode);
+    if (single_file) {
+        if ((rc = eng_weights_open(dir, &m->weights, err)))
+            goto fail;
+        const json_t *carried = eng_weights_config(m->weights);
+        rc = carried ? eng_model_config_from_json(carried, dir, &m->cfg, err)
+                     : ssmd_err_set(err, SSMD_EFORMAT, "%s: a model file must carry its config "
+                                    "(GGUF), or give a model directory", dir);
+        if (rc)
+            goto fail;
+    } else {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if ((rc = eng_model_config_load(path, &m->cfg, err)) ||
+            (rc = eng_weights_open(dir, &m->weights, err)))
+            goto fail;
+    }
     m->arch = m->cfg.arch;
-    if ((rc = eng_weights_open(dir, &m->weights, err)))
-        goto fail;
     if ((rc = bk_backend_create(m->opts.backend, &m->opts.backend_opts, &m->bk, err)))
         goto fail;
     if ((rc = m->arch->load(&m->cfg, m->weights, m->bk, m->opts.max_batch, &m->arch_state, err)))
         goto fail;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (access(path, F_OK) == 0 && (rc = eng_tokenizer_load(path, &m->tok, err)))
+    if (!single_file && access(path, F_OK) == 0 && (rc = eng_tokenizer_load(path, &m->tok, err)))
         goto fail;
     make_fingerprint(m);
     *out = m;

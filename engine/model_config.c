@@ -229,6 +229,27 @@ static const eng_arch *cfg_pick_arch(const eng_cfg_reader *r, const json_t *root
     return NULL;
 }
 
+int eng_model_config_from_json(const json_t *root, const char *origin, eng_model_config *cfg,
+                               ssmd_err *err)
+{
+    eng_model_config c;
+    memset(&c, 0, sizeof c);
+    eng_cfg_reader r = {origin, "", err};
+    const char *type = NULL;
+    int rc;
+    if (!json_is_object(root)) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: top level is not a JSON object", origin);
+    } else if (!(c.arch = cfg_pick_arch(&r, root, &type))) {
+        rc = err->code;
+    } else {
+        snprintf(c.model_type, sizeof c.model_type, "%s", type ? type : c.arch->model_types[0]);
+        rc = c.arch->parse_config(&r, root, &c);
+    }
+    if (rc == SSMD_OK)
+        *cfg = c;
+    return rc;
+}
+
 int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err)
 {
     char *buf = NULL;
@@ -245,21 +266,7 @@ int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err
     if (!root)
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON at line %d, column %d: %s", path,
                             jerr.line, jerr.column, jerr.text);
-    eng_model_config c;
-    memset(&c, 0, sizeof c);
-    eng_cfg_reader r = {path, "", err};
-    const char *type = NULL;
-    if (!json_is_object(root)) {
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: top level is not a JSON object", path);
-    } else if (!(c.arch = cfg_pick_arch(&r, root, &type))) {
-        rc = err->code;
-    } else {
-        snprintf(c.model_type, sizeof c.model_type, "%s", type ? type : c.arch->model_types[0]);
-        rc = c.arch->parse_config(&r, root, &c);
-    }
+    rc = eng_model_config_from_json(root, path, cfg, err);
     json_decref(root);
-    if (rc != SSMD_OK)
-        return rc;
-    *cfg = c;
-    return SSMD_OK;
+    return rc;
 }

@@ -41,6 +41,11 @@ typedef struct eng_model_config {
  * overflows int).  Any thread. */
 int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err);
 
+/* The same from a parsed config object; origin (a path) is named in the
+ * messages.  For a config the weights file carries (GGUF). */
+int eng_model_config_from_json(const json_t *root, const char *origin, eng_model_config *cfg,
+                               ssmd_err *err);
+
 /* ---- reader helpers for the families' config parsers ----------------------- */
 
 #define ENG_CFG_DIM_MAX (1 << 20) /* larger than any real model dimension */

@@ -77,6 +77,11 @@ int eng_weights_open(const char *dir, eng_weights **out, ssmd_err *err);
 /* Releases everything; pointers from eng_weights_find die with it. */
 void eng_weights_close(eng_weights *w);
 
+/* The model's config when the weights file carries its own (GGUF's
+ * metadata, as the JSON object a config.json would hold), else NULL:
+ * borrowed, valid until eng_weights_close. */
+const struct json_t *eng_weights_config(const eng_weights *w);
+
 /* The tensor called `name`, or NULL. */
 const eng_tensor *eng_weights_find(const eng_weights *w, const char *name);
 

@@ -39,11 +39,7 @@
 #define ST_SINGLE_NAME "model.safetensors"
 #define ST_INDEX_NAME "model.safetensors.index.json"
 
-typedef struct st_file {
-    char *path;         /* owned; named in every message about this file */
-    const uint8_t *map; /* PROT_READ mapping of the whole file, size bytes */
-    size_t size;
-} st_file;
+typedef eng_mapped_file st_file;
 
 /* What this source keeps open while the weights live: the maps. */
 typedef struct st_source {
@@ -88,49 +84,15 @@ static const st_dtype_row *st_dtype_find(const char *name)
 
 /* ---- one file ----------------------------------------------------------------- */
 
-/* Maps `path` read-only into f.  SSMD_EIO when it cannot be opened or mapped,
- * SSMD_EFORMAT when it is not a regular file of at least 8 bytes. */
 static int st_file_map(st_file *f, const char *path, const char *listed_in, ssmd_err *err)
 {
     char why[160] = "";
     if (listed_in)
         snprintf(why, sizeof why, " (shard listed in %s)", listed_in);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ssmd_err_set(err, SSMD_EIO, "%s: cannot open: %s%s", path, strerror(errno), why);
-    struct stat sb;
-    int rc = SSMD_OK;
-    if (fstat(fd, &sb) != 0) {
-        rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot stat: %s", path, strerror(errno));
-    } else if (!S_ISREG(sb.st_mode)) {
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: not a regular file", path);
-    } else if (sb.st_size < 8) {
-        rc = ssmd_err_set(err, SSMD_EFORMAT,
-                          "%s: file is %lld bytes, too short for a safetensors header (8 bytes)",
-                          path, (long long)sb.st_size);
-    } else if ((uint64_t)sb.st_size > SIZE_MAX) {
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: file too large to map", path);
-    } else {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-            rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot mmap: %s", path, strerror(errno));
-        } else {
-            f->map = m;
-            f->size = (size_t)sb.st_size;
-            f->path = xstrdup(path);
-        }
-    }
-    close(fd);
-    return rc;
+    return eng_file_map(path, 8, "safetensors", why, f, err);
 }
 
-static void st_file_unmap(st_file *f)
-{
-    if (f->map)
-        munmap((void *)f->map, f->size);
-    free(f->path);
-    memset(f, 0, sizeof *f);
-}
+static void st_file_unmap(st_file *f) { eng_file_unmap(f); }
 
 /* A JSON integer >= 0, into *out; 0 when v is anything else. */
 static int st_json_uint(const json_t *v, uint64_t *out)

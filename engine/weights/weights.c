@@ -8,6 +8,11 @@
 #include "engine/weights/weights.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +28,13 @@ struct eng_weights {
     int n_copies;
     const eng_weights_source *source;
     void *priv;          /* the source's open files */
+    json_t *config;      /* the model's config from the file itself, or NULL */
 };
 
 /* The sources, probed in order; the last one without a probe is the
  * fallback.  A GGUF reader goes before safetensors. */
 static const eng_weights_source *const sources[] = {
+    &eng_gguf_source,
     &eng_safetensors_source,
 };
 
@@ -59,13 +66,63 @@ void eng_weights_close(eng_weights *w)
         free(w->copies[i]);
     if (w->source)
         w->source->close(w->priv);
+    json_decref(w->config);
     free(w->copies);
     free(w->tensors);
     free(w->origin);
     free(w);
 }
 
+const json_t *eng_weights_config(const eng_weights *w) { return w->config; }
+
 /* ---- for sources ------------------------------------------------------------- */
+
+void eng_weights_set_config(eng_weights *w, json_t *config)
+{
+    json_decref(w->config);
+    w->config = config;
+}
+
+int eng_file_map(const char *path, size_t min_size, const char *format, const char *why,
+                 eng_mapped_file *out, ssmd_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ssmd_err_set(err, SSMD_EIO, "%s: cannot open: %s%s", path, strerror(errno), why);
+    struct stat sb;
+    int rc = SSMD_OK;
+    if (fstat(fd, &sb) != 0) {
+        rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    } else if (!S_ISREG(sb.st_mode)) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: not a regular file", path);
+    } else if ((uint64_t)sb.st_size < min_size) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT,
+                          "%s: file is %lld bytes, too short for a %s header (%zu bytes)", path,
+                          (long long)sb.st_size, format, min_size);
+    } else if ((uint64_t)sb.st_size > SIZE_MAX) {
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: file too large to map", path);
+    } else {
+        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            rc = ssmd_err_set(err, SSMD_EIO, "%s: cannot mmap: %s", path, strerror(errno));
+        } else {
+            out->map = m;
+            out->size = (size_t)sb.st_size;
+            out->path = xstrdup(path);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+void eng_file_unmap(eng_mapped_file *f)
+{
+    if (f->map)
+        munmap((void *)f->map, f->size);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+}
 
 eng_tensor *eng_weights_add(eng_weights *w, const char *name)
 {

@@ -5,7 +5,9 @@
 #ifndef SSMD_WEIGHTS_H
 #define SSMD_WEIGHTS_H
 
+#include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/error.h"
 #include "engine/tensor.h"
@@ -24,6 +26,7 @@ typedef struct eng_weights_source {
 } eng_weights_source;
 
 extern const eng_weights_source eng_safetensors_source;
+extern const eng_weights_source eng_gguf_source;
 
 /* A new zeroed tensor named `name` (copied; owned by w), to be filled by
  * the source.  The pointer is valid until the next add. */
@@ -36,6 +39,25 @@ const char *eng_weights_origin(const eng_weights *w);
  * size an aligned copy, so that readers may use it as float/uint16_t
  * arrays without UB.  SSMD_OK or SSMD_EFORMAT. */
 int eng_weights_finish(eng_weights *w, ssmd_err *err);
+
+/* A whole file mapped read-only. */
+typedef struct eng_mapped_file {
+    char *path;         /* owned; named in every message about this file */
+    const uint8_t *map; /* PROT_READ mapping, size bytes */
+    size_t size;
+} eng_mapped_file;
+
+/* Maps the regular file at path, which must hold at least min_size bytes
+ * (a `format` header).  why: appended to an open failure's message ("" or
+ * " (shard listed in ...)").  SSMD_EIO when it cannot be opened or mapped,
+ * SSMD_EFORMAT when it is not a regular file or too short. */
+int eng_file_map(const char *path, size_t min_size, const char *format, const char *why,
+                 eng_mapped_file *out, ssmd_err *err);
+void eng_file_unmap(eng_mapped_file *f);
+
+/* Hands w a config (the JSON object a config.json would hold) that the
+ * weights file carries itself (GGUF's metadata); w owns it. */
+void eng_weights_set_config(eng_weights *w, json_t *config);
 
 /* "[3, 4]" into buf (truncated if it does not fit). */
 const char *eng_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);

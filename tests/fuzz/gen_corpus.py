@@ -49,6 +49,34 @@ def gen_safetensors():
             put("safetensors", f.read(), "s4d_minimal")
 
 
+def gguf(arch=b"mamba", n_dims=2, ggml_type=0, offset=0, extra_kv=b""):
+    """A GGUF v3 file: the mamba.* keys and one tensor token_embd.weight."""
+    def kstr(k):
+        return struct.pack("<Q", len(k)) + k
+    keys = [(b"mamba.embedding_length", 4), (b"mamba.block_count", 1), (b"mamba.ssm.state_size", 2),
+            (b"mamba.ssm.conv_kernel", 2), (b"mamba.ssm.inner_size", 8),
+            (b"mamba.ssm.time_step_rank", 1)]
+    kv = kstr(b"general.architecture") + struct.pack("<I", 8) + kstr(arch)
+    for k, v in keys:
+        kv += kstr(k) + struct.pack("<II", 4, v)
+    kv += extra_kv
+    n_kv = 1 + len(keys) + (1 if extra_kv else 0)
+    info = kstr(b"token_embd.weight") + struct.pack("<I", n_dims) + \
+        struct.pack("<%dQ" % n_dims, *([4] + [3] * (n_dims - 1))) + struct.pack("<IQ", ggml_type, offset)
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, n_kv) + kv + info
+    head += b"\0" * (-len(head) % 32)
+    return head + struct.pack("<12f", *range(12))
+
+
+def gen_gguf():
+    put("gguf", gguf(), "minimal")
+    put("gguf", gguf(ggml_type=8, n_dims=1), "q8_0")
+    put("gguf", gguf(arch=b"llama"), "llama")
+    arr = struct.pack("<Q", 21) + b"tokenizer.ggml.tokens" + struct.pack("<IIQ", 9, 8, 2) + \
+        struct.pack("<Q", 1) + b"a" + struct.pack("<Q", 2) + b"bc"
+    put("gguf", gguf(extra_kv=arr), "tokens")
+
+
 def gen_safetensors_index():
     shard = safetensors({"a": ("F32", [2, 3], struct.pack("<6f", 1, 2, 3, 4, 5, 6)),
                          "b": ("BF16", [2], b"\x80\x3f\x00\x40")})
@@ -163,6 +191,7 @@ def gen_route():
 if __name__ == "__main__":
     gen_safetensors()
     gen_safetensors_index()
+    gen_gguf()
     gen_config()
     gen_tokenizer_load()
     gen_tokenizer()

@@ -1,0 +1,482 @@
+/* gguf.c - the GGUF weights source: a llama.cpp model file (`ssmd serve
+ * --model file.gguf`) mapped read-only and validated completely before
+ * anything is handed out.
+ *
+ * Layout (GGUF v2/v3, little-endian): "GGUF", u32 version, u64 tensor
+ * count, u64 metadata count; the metadata as (string key, u32 type, value)
+ * with nested arrays; the tensor infos as (string name, u32 n_dims, u64
+ * dims innermost first, u32 ggml type, u64 offset); then, at the next
+ * multiple of general.alignment (32), the data section the offsets point
+ * into.  Every count, length and offset is checked against the bytes that
+ * remain before it is used: nothing handed out can point outside the file.
+ *
+ * What the engine's families expect is transformers' layout, so this source
+ * translates what llama.cpp's converter writes for the architectures it
+ * knows (general.architecture "mamba": Mamba-1 and Falcon-Mamba): tensor
+ * names and shapes (ssm_conv1d as (E, 1, K)), ssm_a (A itself) back to
+ * A_log = log(-A) in an owned f32 copy (the loader's -exp(A_log) gives A
+ * back within an f32 rounding), and the mamba.* metadata into the config
+ * object that a config.json would hold.  Tokenizers stored in the metadata
+ * (tokenizer.ggml.*) are not read yet: such a model serves token-id
+ * prompts.  Anything else -- another architecture, an unknown tensor
+ * type -- is refused by name.  Never knows the backends.
+ */
+#include <math.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/tensor.h"
+#include "engine/weights/weights.h"
+#include "engine/xalloc.h"
+
+enum { GGUF_MIN_BYTES = 24, GGUF_MAX_DIMS = 4, GGUF_MAX_DEPTH = 2 };
+#define GGUF_MAX_STRING (1u << 20) /* a key, a tensor name or a token: far less */
+
+typedef enum gguf_type {
+    GT_U8 = 0, GT_I8, GT_U16, GT_I16, GT_U32, GT_I32, GT_F32, GT_BOOL, GT_STRING, GT_ARRAY,
+    GT_U64, GT_I64, GT_F64, GT_COUNT
+} gguf_type;
+
+/* The ggml tensor types this source knows: the float types and the block
+ * formats of engine/tensor.h; any other is refused by name. */
+static const struct { unsigned ggml; eng_dtype dtype; const char *name; } ggml_types[] = {
+    {0, ENG_DTYPE_F32, "F32"},   {1, ENG_DTYPE_F16, "F16"},   {30, ENG_DTYPE_BF16, "BF16"},
+    {8, ENG_DTYPE_Q8_0, "Q8_0"}, {2, ENG_DTYPE_Q4_0, "Q4_0"}, {12, ENG_DTYPE_Q4_K, "Q4_K"},
+    {14, ENG_DTYPE_Q6_K, "Q6_K"},
+};
+
+typedef struct gguf_reader {
+    const uint8_t *p;
+    size_t len, pos;
+    const char *path;
+    ssmd_err *err;
+} gguf_reader;
+
+typedef struct gguf_source {
+    eng_mapped_file file;
+    float **owned; /* (n_owned) converted tensors (A_log) */
+    int n_owned;
+} gguf_source;
+
+/* ---- reading ----------------------------------------------------------------- */
+
+static int need(gguf_reader *r, uint64_t n, const char *what)
+{
+    if (n > r->len - r->pos)
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: truncated at byte %zu (reading %s)",
+                            r->path, r->pos, what);
+    return SSMD_OK;
+}
+
+static int rd_bytes(gguf_reader *r, void *dst, size_t n, const char *what)
+{
+    int rc = need(r, n, what);
+    if (rc == SSMD_OK) {
+        memcpy(dst, r->p + r->pos, n);
+        r->pos += n;
+    }
+    return rc;
+}
+
+static int rd_u32(gguf_reader *r, uint32_t *v, const char *what) { return rd_bytes(r, v, 4, what); }
+static int rd_u64(gguf_reader *r, uint64_t *v, const char *what) { return rd_bytes(r, v, 8, what); }
+
+/* A string: u64 length, then the bytes (not NUL-terminated in the file). */
+static int rd_str(gguf_reader *r, const char **s, size_t *n, const char *what)
+{
+    uint64_t len;
+    int rc = rd_u64(r, &len, what);
+    if (rc)
+        return rc;
+    if (len > GGUF_MAX_STRING)
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: %s of %llu bytes at byte %zu is too long",
+                            r->path, what, (unsigned long long)len, r->pos);
+    if ((rc = need(r, len, what)))
+        return rc;
+    *s = (const char *)r->p + r->pos;
+    *n = (size_t)len;
+    r->pos += len;
+    return SSMD_OK;
+}
+
+static json_t *rd_value(gguf_reader *r, uint32_t type, int depth, const char *key);
+
+/* One scalar of a fixed-size type, as JSON. */
+static json_t *rd_scalar(gguf_reader *r, uint32_t type, const char *key)
+{
+    static const uint8_t sizes[GT_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    uint8_t b[8] = {0};
+    if (rd_bytes(r, b, sizes[type], key))
+        return NULL;
+    int64_t i = 0;
+    switch (type) {
+    case GT_U8: return json_integer(b[0]);
+    case GT_I8: return json_integer((int8_t)b[0]);
+    case GT_BOOL: return json_boolean(b[0] != 0);
+    case GT_U16: { uint16_t v; memcpy(&v, b, 2); return json_integer(v); }
+    case GT_I16: { int16_t v; memcpy(&v, b, 2); return json_integer(v); }
+    case GT_U32: { uint32_t v; memcpy(&v, b, 4); return json_integer(v); }
+    case GT_I32: { int32_t v; memcpy(&v, b, 4); return json_integer(v); }
+    case GT_F32: { float v; memcpy(&v, b, 4); return json_real(v); }
+    case GT_F64: { double v; memcpy(&v, b, 8); return json_real(v); }
+    case GT_I64: memcpy(&i, b, 8); return json_integer(i);
+    default: { /* GT_U64 */
+        uint64_t v;
+        memcpy(&v, b, 8);
+        if (v > (uint64_t)INT64_MAX) {
+            ssmd_err_set(r->err, SSMD_EFORMAT, "%s: metadata '%s': value %llu is too large", r->path,
+                         key, (unsigned long long)v);
+            return NULL;
+        }
+        return json_integer((json_int_t)v);
+    }
+    }
+}
+
+static json_t *rd_array(gguf_reader *r, int depth, const char *key)
+{
+    uint32_t type;
+    uint64_t n;
+    if (rd_u32(r, &type, key) || rd_u64(r, &n, key))
+        return NULL;
+    /* every element takes at least one byte: a count beyond the file is a lie */
+    if (n > r->len - r->pos) {
+        ssmd_err_set(r->err, SSMD_EFORMAT, "%s: metadata '%s': array of %llu elements is longer "
+                     "than the file", r->path, key, (unsigned long long)n);
+        return NULL;
+    }
+    json_t *a = json_array();
+    for (uint64_t i = 0; i < n; i++) {
+        json_t *v = rd_value(r, type, depth + 1, key);
+        if (!v) {
+            json_decref(a);
+            return NULL;
+        }
+        json_array_append_new(a, v);
+    }
+    return a;
+}
+
+/* A value of `type` as JSON, or NULL with r->err set. */
+static json_t *rd_value(gguf_reader *r, uint32_t type, int depth, const char *key)
+{
+    if (type >= GT_COUNT) {
+        ssmd_err_set(r->err, SSMD_EFORMAT, "%s: metadata '%s': unknown value type %u", r->path, key,
+                     type);
+        return NULL;
+    }
+    if (type == GT_STRING) {
+        const char *s;
+        size_t n;
+        return rd_str(r, &s, &n, key) ? NULL : json_stringn_nocheck(s, n);
+    }
+    if (type == GT_ARRAY) {
+        if (depth >= GGUF_MAX_DEPTH) {
+            ssmd_err_set(r->err, SSMD_EFORMAT, "%s: metadata '%s': arrays nested too deep", r->path,
+                         key);
+            return NULL;
+        }
+        return rd_array(r, depth, key);
+    }
+    return rd_scalar(r, type, key);
+}
+
+static int rd_metadata(gguf_reader *r, uint64_t n, json_t *meta)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        const char *k;
+        size_t kn;
+        uint32_t type;
+        int rc = rd_str(r, &k, &kn, "a metadata key");
+        if (rc)
+            return rc;
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)(kn < 255 ? kn : 255), k);
+        if ((rc = rd_u32(r, &type, key)))
+            return rc;
+        if (json_object_get(meta, key))
+            return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: metadata '%s' appears twice", r->path,
+                                key);
+        json_t *v = rd_value(r, type, 0, key);
+        if (!v)
+            return r->err->code;
+        json_object_set_new(meta, key, v);
+    }
+    return SSMD_OK;
+}
+
+/* ---- tensors -------------------------------------------------------------------- */
+
+/* llama.cpp's names of a Mamba-1 checkpoint -> transformers'. */
+static const char *const mamba_names[][2] = {
+    {"attn_norm.weight", "norm.weight"},
+    {"ssm_in.weight", "mixer.in_proj.weight"},
+    {"ssm_conv1d.weight", "mixer.conv1d.weight"},
+    {"ssm_conv1d.bias", "mixer.conv1d.bias"},
+    {"ssm_x.weight", "mixer.x_proj.weight"},
+    {"ssm_dt.weight", "mixer.dt_proj.weight"},
+    {"ssm_dt.bias", "mixer.dt_proj.bias"},
+    {"ssm_a", "mixer.A_log"},
+    {"ssm_d", "mixer.D"},
+    {"ssm_out.weight", "mixer.out_proj.weight"},
+};
+
+/* Our name for a llama.cpp tensor name (into buf), or the name itself. */
+static const char *hf_name(const char *g, char *buf, size_t size)
+{
+    static const char *const ends[][2] = {{"token_embd.weight", "backbone.embeddings.weight"},
+                                          {"output_norm.weight", "backbone.norm_f.weight"},
+                                          {"output.weight", "lm_head.weight"}};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
+        if (!strcmp(g, ends[i][0]))
+            return ends[i][1];
+    int layer, used = 0;
+    if (sscanf(g, "blk.%d.%n", &layer, &used) == 1 && used > 0)
+        for (size_t i = 0; i < sizeof mamba_names / sizeof mamba_names[0]; i++)
+            if (!strcmp(g + used, mamba_names[i][0])) {
+                snprintf(buf, size, "backbone.layers.%d.%s", layer, mamba_names[i][1]);
+                return buf;
+            }
+    return g;
+}
+
+/* ssm_a (A, f32) -> A_log = log(-A) in an owned copy. */
+static int a_to_a_log(gguf_source *src, eng_tensor *t, const char *path, ssmd_err *err)
+{
+    if (t->dtype != ENG_DTYPE_F32)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s' must be F32 (it is %s)", path,
+                            t->name, t->dtype_name);
+    float *a = xmalloc((size_t)t->nbytes);
+    memcpy(a, t->data, (size_t)t->nbytes);
+    src->owned = xrealloc(src->owned, sizeof *src->owned * (size_t)(src->n_owned + 1));
+    src->owned[src->n_owned++] = a;
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (!(a[i] < 0.0f))
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': A[%lld] = %g, must be negative",
+                                path, t->name, (long long)i, a[i]);
+        a[i] = logf(-a[i]);
+    }
+    t->data = a;
+    return SSMD_OK;
+}
+
+static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t *offset,
+                     uint64_t *end)
+{
+    const char *nm;
+    size_t nn;
+    uint32_t n_dims, type;
+    uint64_t dims[GGUF_MAX_DIMS];
+    int rc = rd_str(r, &nm, &nn, "a tensor name");
+    if (rc)
+        return rc;
+    char gname[256], buf[256];
+    snprintf(gname, sizeof gname, "%.*s", (int)(nn < 255 ? nn : 255), nm);
+    if ((rc = rd_u32(r, &n_dims, gname)))
+        return rc;
+    if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+        return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: tensor '%s' has %u dimensions (1 to %d)",
+                            r->path, gname, n_dims, GGUF_MAX_DIMS);
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < n_dims; d++) {
+        if ((rc = rd_u64(r, &dims[d], gname)))
+            return rc;
+        if (dims[d] == 0 || dims[d] > (1ULL << 40) || numel > (1ULL << 48) / dims[d])
+            return ssmd_err_set(r->err, SSMD_EFORMAT, "%s: tensor '%s': dimension %u is %llu",
+                                r->path, gname, d, (unsigned long long)dims[d]);
+        numel *= dims[d];
+    }
+    if ((rc = rd_u32(r, &type, gname)) || (rc = rd_u64(r, offset, gname)))
+        return rc;
+    size_t k = 0;
+    while (k < sizeof ggml_types / sizeof ggml_types[0] && ggml_types[k].ggml != type)
+        k++;
+    if (k == sizeof ggml_types / sizeof ggml_types[0])
+        return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                            "%s: tensor '%s': ggml type %u is not supported (have: F32, F16, BF16, "
+                            "Q8_0, Q4_0, Q4_K, Q6_K)", r->path, gname, type);
+    uint64_t row = eng_dtype_row_bytes(ggml_types[k].dtype, (int64_t)dims[0]);
+    if (row == 0)
+        return ssmd_err_set(r->err, SSMD_EFORMAT,
+                            "%s: tensor '%s': %llu columns are not whole %s blocks", r->path,
+                            gname, (unsigned long long)dims[0], ggml_types[k].name);
+    eng_tensor *t = eng_weights_add(w, hf_name(gname, buf, sizeof buf));
+    t->dtype = ggml_types[k].dtype;
+    snprintf(t->dtype_name, sizeof t->dtype_name, "%s", ggml_types[k].name);
+    t->ndim = (int)n_dims;
+    for (uint32_t d = 0; d < n_dims; d++) /* GGUF: innermost first; ours: outermost first */
+        t->shape[d] = (int64_t)dims[n_dims - 1 - d];
+    if (n_dims == 2 && strstr(t->name, "conv1d.weight")) { /* (E, K) -> (E, 1, K) */
+        t->ndim = 3;
+        t->shape[2] = t->shape[1];
+        t->shape[1] = 1;
+    }
+    t->numel = (int64_t)numel;
+    t->nbytes = row * (numel / dims[0]);
+    t->file = src->file.path;
+    *end = *offset + t->nbytes; /* offset checked by the caller, before any use */
+    return SSMD_OK;
+}
+
+/* ---- config ------------------------------------------------------------------------ */
+
+/* mamba.<key> from meta as an integer into obj[as]; required unless def >= 0. */
+static int cfg_int(json_t *obj, const json_t *meta, const char *key, const char *as, int def,
+                   const char *path, ssmd_err *err)
+{
+    char k[128];
+    snprintf(k, sizeof k, "mamba.%s", key);
+    const json_t *v = json_object_get(meta, k);
+    if (!v && def < 0)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata '%s' is missing", path, k);
+    if (v && !json_is_integer(v))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata '%s' must be an integer", path, k);
+    json_object_set_new(obj, as, v ? json_copy((json_t *)v) : json_integer(def));
+    return SSMD_OK;
+}
+
+/* The config.json of a Mamba-1 / Falcon-Mamba model, from its metadata. */
+static int make_config(eng_weights *w, const json_t *meta, const char *path, ssmd_err *err)
+{
+    json_t *c = json_object();
+    const json_t *rms = json_object_get(meta, "mamba.ssm.dt_b_c_rms");
+    int falcon = json_is_true(rms);
+    json_object_set_new(c, "model_type", json_string(falcon ? "falcon_mamba" : "mamba"));
+    const eng_tensor *emb = eng_weights_find(w, "backbone.embeddings.weight");
+    int rc = SSMD_OK;
+    if (!emb || emb->ndim != 2)
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    if (!rc && !(rc = cfg_int(c, meta, "embedding_length", "hidden_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, "block_count", "num_hidden_layers", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, "ssm.state_size", "state_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, "ssm.conv_kernel", "conv_kernel", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, "ssm.inner_size", "intermediate_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, "ssm.time_step_rank", "time_step_rank", -1, path, err)))
+        rc = cfg_int(c, meta, "vocab_size", "vocab_size", (int)emb->shape[0], path, err);
+    const json_t *eps = json_object_get(meta, "mamba.attention.layer_norm_rms_epsilon");
+    if (!rc && eps && !json_is_number(eps))
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata "
+                          "'mamba.attention.layer_norm_rms_epsilon' must be a number", path);
+    if (rc) {
+        json_decref(c);
+        return rc;
+    }
+    json_object_set_new(c, "layer_norm_epsilon", eps ? json_copy((json_t *)eps) : json_real(1e-5));
+    if (falcon) /* llama.cpp normalises dt, B and C with the model's eps */
+        json_object_set_new(c, "mixer_rms_eps", eps ? json_copy((json_t *)eps) : json_real(1e-5));
+    json_object_set_new(c, "tie_word_embeddings",
+                        json_boolean(!eng_weights_find(w, "lm_head.weight")));
+    json_object_set_new(c, "use_bias", json_false());
+    json_object_set_new(c, "use_conv_bias",
+                        json_boolean(eng_weights_find(w, "backbone.layers.0.mixer.conv1d.bias") != NULL));
+    const char *ids[][2] = {{"tokenizer.ggml.bos_token_id", "bos_token_id"},
+                            {"tokenizer.ggml.eos_token_id", "eos_token_id"}};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(meta, ids[i][0]);
+        json_object_set_new(c, ids[i][1], json_is_integer(v) ? json_copy((json_t *)v) : json_null());
+    }
+    eng_weights_set_config(w, c);
+    return SSMD_OK;
+}
+
+/* ---- the source --------------------------------------------------------------------- */
+
+/* A model given as one regular file is a GGUF file (its magic is checked
+ * when it is read, so a wrong file gets this source's message). */
+static int gguf_probe(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static void gguf_close(void *priv)
+{
+    gguf_source *src = priv;
+    if (!src)
+        return;
+    eng_file_unmap(&src->file);
+    for (int i = 0; i < src->n_owned; i++)
+        free(src->owned[i]);
+    free(src->owned);
+    free(src);
+}
+
+/* Header, metadata, tensor infos; then every tensor placed in the data
+ * section and checked to lie inside the file. */
+static int gguf_parse(eng_weights *w, gguf_source *src, json_t *meta, ssmd_err *err)
+{
+    gguf_reader r = {src->file.map, src->file.size, 4, src->file.path, err};
+    if (memcmp(r.p, "GGUF", 4) != 0)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: not a GGUF file (no \"GGUF\" magic)", r.path);
+    uint32_t version;
+    uint64_t n_tensors, n_kv;
+    int rc;
+    if ((rc = rd_u32(&r, &version, "the version")))
+        return rc;
+    if (version != 2 && version != 3)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: GGUF version %u is not supported (2 or 3)",
+                            r.path, version);
+    if ((rc = rd_u64(&r, &n_tensors, "the tensor count")) ||
+        (rc = rd_u64(&r, &n_kv, "the metadata count")) || (rc = rd_metadata(&r, n_kv, meta)))
+        return rc;
+    const json_t *arch = json_object_get(meta, "general.architecture");
+    if (!json_is_string(arch) || strcmp(json_string_value(arch), "mamba") != 0)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                            "%s: 'general.architecture' %s%.64s%s is not supported (have: mamba)",
+                            r.path, json_is_string(arch) ? "\"" : "",
+                            json_is_string(arch) ? json_string_value(arch) : "(missing)",
+                            json_is_string(arch) ? "\"" : "");
+    const json_t *al = json_object_get(meta, "general.alignment");
+    json_int_t align = json_is_integer(al) ? json_integer_value(al) : 32;
+    if (align < 1 || align > 65536 || (align & (align - 1)))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'general.alignment' %lld is not a power of two",
+                            r.path, (long long)align);
+    if (n_tensors > r.len / 24) /* a tensor info takes at least 24 bytes */
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: %llu tensors cannot fit in the file", r.path,
+                            (unsigned long long)n_tensors);
+    uint64_t *offs = xcalloc(n_tensors ? n_tensors : 1, sizeof *offs);
+    uint64_t *ends = xcalloc(n_tensors ? n_tensors : 1, sizeof *ends);
+    for (uint64_t i = 0; !rc && i < n_tensors; i++)
+        rc = rd_tensor(&r, w, src, &offs[i], &ends[i]);
+    uint64_t data = (r.pos + (uint64_t)align - 1) / (uint64_t)align * (uint64_t)align;
+    for (uint64_t i = 0; !rc && i < n_tensors; i++) {
+        eng_tensor *t = (eng_tensor *)eng_weights_at(w, (int)i); /* unsorted yet: add order */
+        if (offs[i] % (uint64_t)align || ends[i] < offs[i] || data > r.len ||
+            ends[i] > r.len - data)
+            rc = ssmd_err_set(err, SSMD_EFORMAT,
+                              "%s: tensor '%s': bytes [%llu, %llu) of the data section are "
+                              "misaligned or beyond the end of the file", r.path, t->name,
+                              (unsigned long long)offs[i], (unsigned long long)ends[i]);
+        else
+            t->data = r.p + data + offs[i];
+        if (!rc && strstr(t->name, "mixer.A_log"))
+            rc = a_to_a_log(src, t, r.path, err);
+    }
+    free(offs);
+    free(ends);
+    return rc ? rc : eng_weights_finish(w, err);
+}
+
+static int gguf_load(eng_weights *w, const char *path, void **priv, ssmd_err *err)
+{
+    gguf_source *src = xcalloc(1, sizeof *src);
+    *priv = src;
+    eng_weights_set_origin(w, path);
+    int rc = eng_file_map(path, GGUF_MIN_BYTES, "GGUF", "", &src->file, err);
+    if (rc)
+        return rc;
+    json_t *meta = json_object();
+    if (!(rc = gguf_parse(w, src, meta, err)))
+        rc = make_config(w, meta, path, err);
+    json_decref(meta);
+    return rc;
+}
+
+const eng_weights_source eng_gguf_source = {
+    .name = "gguf",
+    .probe = gguf_probe,
+    .load = gguf_load,
+    .close = gguf_close,
+};

@@ -96,6 +96,27 @@ static __device__ __forceinline__ int kc_imin(int a, int b) { return a < b ? a :
 
 /* Host side of launchers: ceil(a / b), and a block width for n items
  * rounded up to whole warps, at most cap. */
+/* The sum of v over the block, in *total once every thread has returned
+ * (and read by them after): warp sums, then one value per warp through
+ * part (32 floats of shared memory).  Every thread of the block must call
+ * it; blockDim.x is a multiple of 32.  The next call may reuse part and
+ * total: a thread writes them only after all have passed the first barrier
+ * of that call, i.e. read this total. */
+static __device__ __forceinline__ void kc_block_sum(float v, float *part, float *total)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    v = kc_warp_sum(v);
+    if (lane == 0)
+        part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = kc_warp_sum(lane < nwarps ? part[lane] : 0.0f);
+        if (lane == 0)
+            total[0] = w;
+    }
+    __syncthreads();
+}
+
 static inline unsigned kc_div_up(long a, long b) { return (unsigned)((a + b - 1) / b); }
 static inline unsigned kc_warps_for(long n, unsigned cap)
 {

@@ -16,7 +16,7 @@ __global__ void k_add_rmsnorm(float *resid, const float *add, const float *weigh
 {
     KC_SHARED(float, part, 32);
     KC_SHARED(float, total, 1);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
+    const int tid = threadIdx.x;
     float *x = resid + (size_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int i = tid; i < dim; i += blockDim.x) {
@@ -27,16 +27,7 @@ __global__ void k_add_rmsnorm(float *resid, const float *add, const float *weigh
         }
         ss += v * v;
     }
-    ss = kc_warp_sum(ss);
-    if (lane == 0)
-        part[warp] = ss;
-    __syncthreads();
-    if (warp == 0) {
-        float v = kc_warp_sum(lane < nwarps ? part[lane] : 0.0f);
-        if (lane == 0)
-            total[0] = v;
-    }
-    __syncthreads();
+    kc_block_sum(ss, part, total);
     const float scale = 1.0f / sqrtf(total[0] / (float)dim + eps);
     float *o = out + (size_t)blockIdx.x * dim;
     for (int i = tid; i < dim; i += blockDim.x)

@@ -59,8 +59,7 @@ __global__ void k_gated_norm(kc_ssd_args a)
 {
     KC_SHARED(float, part, 32);
     KC_SHARED(float, total, 1);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
-    const int gs = a.E / a.G;
+    const int tid = threadIdx.x, gs = a.E / a.G;
     float *y = a.y + (size_t)blockIdx.x * a.E;
     const float *z = a.z + (size_t)blockIdx.x * a.ldz;
     for (int g0 = 0; g0 < a.E; g0 += gs) {
@@ -71,18 +70,7 @@ __global__ void k_gated_norm(kc_ssd_args a)
                 y[i] = v = v * kc_silu(z[i]);
             ss += v * v;
         }
-        ss = kc_warp_sum(ss);
-        if (lane == 0)
-            part[warp] = ss;
-        __syncthreads();
-        if (warp == 0) {
-            float v = kc_warp_sum(lane < nwarps ? part[lane] : 0.0f);
-            if (lane == 0)
-                total[0] = v;
-        }
-        __syncthreads();
-        /* The next group's part[] and total[] are written only after every
-         * thread has passed its first barrier, i.e. read this total. */
+        kc_block_sum(ss, part, total);
         const float scale = 1.0f / sqrtf(total[0] / (float)gs + a.eps);
         for (int i = g0 + tid; i < g0 + gs; i += blockDim.x)
             y[i] = y[i] * scale * a.norm_w[i] * (a.norm_before_gate ? kc_silu(z[i]) : 1.0f);

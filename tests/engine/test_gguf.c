@@ -23,12 +23,7 @@ START_TEST(test_fixture_matches_reference)
     char path[256], ref_path[256];
     snprintf(path, sizeof path, "tests/fixtures/gguf/%s.gguf", fixtures[_i]);
     snprintf(ref_path, sizeof ref_path, "tests/fixtures/mamba/%s/expected.json", fixtures[_i]);
-    eng_model_opts o;
-    eng_model_opts_defaults(&o);
-    o.backend_opts.threads = 1;
-    eng_model *m = NULL;
-    ssmd_err err = {0};
-    ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "%s: %s", path, err.msg);
+    eng_model *m = ref_open(path, 1, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, _i == 2 ? "falcon_mamba" : "mamba");
     ck_assert_ptr_null(eng_model_tokenizer(m)); /* tokenizer.ggml.* is not read yet */
     ref_check_matches(m, ref_path, fixtures[_i]);

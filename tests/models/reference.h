@@ -145,6 +145,21 @@ static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223
 
 /* ---- conformance: what every model family must satisfy ------------------- */
 
+/* The model at dir (a directory or a GGUF file) on the cpu backend; fails
+ * the test when it does not load. */
+static inline eng_model *ref_open(const char *dir, int threads, int max_batch)
+{
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.backend_opts.threads = threads;
+    o.max_batch = max_batch;
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    int rc = eng_model_open(dir, &o, &m, &err);
+    ck_assert_msg(rc == SSMD_OK, "open %s: %s", dir, err.msg);
+    return m;
+}
+
 /* The fixture's expected.json (at path) against m: one prefill of prompt +
  * greedy[:-1] with all logits gives the reference rows (the --dump-logits
  * contract), and prefilling the prompt then decoding one token at a time

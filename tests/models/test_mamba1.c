@@ -21,15 +21,7 @@ static eng_model *open_fixture(const char *name, int threads, int max_batch)
 {
     char dir[256];
     snprintf(dir, sizeof dir, "tests/fixtures/mamba/%s", name);
-    eng_model_opts o;
-    eng_model_opts_defaults(&o);
-    o.backend_opts.threads = threads;
-    o.max_batch = max_batch;
-    eng_model *m = NULL;
-    ssmd_err err = {0};
-    int rc = eng_model_open(dir, &o, &m, &err);
-    ck_assert_msg(rc == SSMD_OK, "open %s: %s", dir, err.msg);
-    return m;
+    return ref_open(dir, threads, max_batch);
 }
 
 /* The reference rows and greedy tokens (ref_check_matches), at 1 and 2

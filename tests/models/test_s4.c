@@ -25,66 +25,24 @@
 static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
 enum { N_FIXTURES = 4 };
 
-static eng_model *open_dir(const char *dir, int threads, int max_batch)
-{
-    eng_model_opts o;
-    eng_model_opts_defaults(&o);
-    o.backend_opts.threads = threads;
-    o.max_batch = max_batch;
-    eng_model *m = NULL;
-    ssmd_err err = {0};
-    int rc = eng_model_open(dir, &o, &m, &err);
-    ck_assert_msg(rc == SSMD_OK, "open %s: %s", dir, err.msg);
-    return m;
-}
-
 static eng_model *open_fixture(const char *name, int threads, int max_batch)
 {
     char dir[256];
     snprintf(dir, sizeof dir, "tests/fixtures/s4/%s", name);
-    return open_dir(dir, threads, max_batch);
+    return ref_open(dir, threads, max_batch);
 }
 
-/* One prefill of prompt + greedy[:-1] with all logits = the reference rows
- * (the --dump-logits contract); prefill + greedy decode reproduces greedy. */
+/* The reference rows and greedy tokens (ref_check_matches), at 1 and 2
+ * threads. */
 START_TEST(test_matches_reference)
 {
     const char *name = fixtures[_i % N_FIXTURES];
-    int threads = 1 + _i / N_FIXTURES;
-    ref r;
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
-    ref_load(path, &r);
-    eng_model *m = open_fixture(name, threads, 4);
-    ck_assert_int_eq(eng_model_n_vocab(m), r.V);
+    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, name[2] == 'd' ? "s4d" : "s4");
-    eng_state_pool *pool;
-    ssmd_err err;
-    ck_assert_int_eq(eng_state_pool_create(m, 2, &pool, &err), SSMD_OK);
-    for (int c = 0; c < r.n_cases; c++) {
-        ref_case *rc = &r.cases[c];
-        int rows = rc->n_prompt + rc->n_greedy - 1;
-        float *logits = malloc(sizeof(float) * rows * r.V);
-        eng_state_slot_zero(pool, 0);
-        ck_assert_int_eq(eng_model_prefill(m, pool, 0, rc->seq, rows, logits, 1, &err), SSMD_OK);
-        assert_rows_close(logits, rc->logits, rows, r.V, 1e-4, name);
-
-        eng_state_slot_zero(pool, 1);
-        ck_assert_int_eq(eng_model_prefill(m, pool, 1, rc->seq, rc->n_prompt, logits, 0, &err), 0);
-        for (int k = 0; k < rc->n_greedy; k++) {
-            int32_t next = argmax(logits, r.V), slot = 1;
-            ck_assert_msg(next == rc->seq[rc->n_prompt + k], "%s case %d token %d: %d != %d", name,
-                          c, k, next, rc->seq[rc->n_prompt + k]);
-            assert_rows_close(logits, rc->logits + (size_t)(rc->n_prompt - 1 + k) * r.V, 1, r.V,
-                              1e-4, "decode");
-            if (k + 1 < rc->n_greedy)
-                ck_assert_int_eq(eng_model_decode(m, pool, &slot, &next, 1, logits, &err), 0);
-        }
-        free(logits);
-    }
-    eng_state_pool_destroy(pool);
+    ref_check_matches(m, path, name);
     eng_model_close(m);
-    ref_free(&r);
 }
 END_TEST
 

@@ -185,6 +185,7 @@ typedef struct bk_mamba2_ops {
 typedef struct bk_s4_layer {
     int H, N2;            /* channels; complex pairs (state size N = 2 * N2) */
     int rank;             /* 0: diagonal (S4D); > 0: DPLR (S4) */
+    int reserved_;        /* 0: no padding (the cuda backend compares recorded ops bytewise) */
     const float *dA;      /* (2, N2, H) diagonal: exp(dt A) or bilinear; DPLR: E = 2/dt + Lambda */
     const float *dB;      /* (2, N2, H) diagonal: discretised B; DPLR: 2 B */
     const float *dC;      /* (2, N2, H) 2 C */

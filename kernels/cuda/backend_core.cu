@@ -25,11 +25,16 @@ enum {
     OP_SCAN_STEP,
     OP_SSD_PREFILL,
     OP_SSD_STEP,
+    OP_S4_PREFILL,
+    OP_S4_STEP,
+    OP_LAYERNORM,
+    OP_GLU,
 };
 
 static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul",      "conv_prefill",
                                        "scan_prefill", "conv_step",   "scan_step",   "ssd_prefill",
-                                       "ssd_step"};
+                                       "ssd_step",     "s4_prefill",  "s4_step",     "add_layernorm",
+                                       "glu"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
                   (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16, "kc dtype codes follow eng_dtype");
@@ -37,7 +42,8 @@ static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG
 static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
 
 /* One recorded op must compare equal to its replay bytewise. */
-static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56 && sizeof(bk_mamba2_layer) == 88,
+static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56 && sizeof(bk_mamba2_layer) == 88 &&
+                  sizeof(bk_s4_layer) == 72,
               "no padding in recorded ops");
 
 int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err)
@@ -136,6 +142,17 @@ static kc_ssd_args ssd_args(const kc_op *o)
     return a;
 }
 
+static kc_s4_args s4_args(const kc_op *o)
+{
+    const bk_s4_layer *l = &o->l4;
+    kc_s4_args a;
+    memset(&a, 0, sizeof a);
+    a.H = l->H, a.N2 = l->N2, a.R = l->rank;
+    a.dA = l->dA, a.dB = l->dB, a.dC = l->dC, a.D = l->D, a.Dinv = l->Dinv, a.P = l->P, a.Rw = l->R;
+    a.u = o->in[0], a.y = o->out[0];
+    return a;
+}
+
 /* idx: the op's ids or slots in device memory (or NULL). */
 static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
 {
@@ -190,6 +207,26 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
         kc_ssd_step(&a, c->stream);
         break;
     }
+    case OP_S4_PREFILL: {
+        kc_s4_args a = s4_args(o);
+        a.state = o->out[1], a.T = o->T;
+        kc_s4_prefill(&a, c->stream);
+        break;
+    }
+    case OP_S4_STEP: {
+        kc_s4_args a = s4_args(o);
+        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
+        a.slots = idx, a.batch = o->n;
+        kc_s4_step(&a, c->stream);
+        break;
+    }
+    case OP_LAYERNORM:
+        kc_add_layernorm(o->out[0], o->in[0], o->in[1], o->in[2], o->eps, o->n, o->dim, o->out[1],
+                         c->stream);
+        break;
+    case OP_GLU:
+        kc_glu(o->in[0], o->n, o->dim, o->out[0], c->stream);
+        break;
     default:
         ssmd_fatal("cuda backend: unknown recorded op %d", o->kind);
     }
@@ -214,7 +251,7 @@ static int trace_is_decode(const kc_core *c)
 {
     for (int i = 0; i < c->n_ops; i++)
         if (c->ops[i].kind == OP_CONV_STEP || c->ops[i].kind == OP_SCAN_STEP ||
-            c->ops[i].kind == OP_SSD_STEP)
+            c->ops[i].kind == OP_SSD_STEP || c->ops[i].kind == OP_S4_STEP)
             return 1;
     return 0;
 }
@@ -544,6 +581,51 @@ static const bk_mamba2_ops core_mamba2 = {
     KC_MAX_STATE, core_m2_conv_prefill, core_ssd_prefill, core_m2_conv_step, core_ssd_step,
 };
 
+/* ---- the S4 family and its core ops ---- */
+
+static void core_add_layernorm(bk_backend *bk, float *resid, const float *add, const float *weight,
+                               const float *bias, float eps, int n, int dim, float *out)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_LAYERNORM, &tmp);
+    o->in[0] = add, o->in[1] = weight, o->in[2] = bias, o->eps = eps, o->n = n, o->dim = dim;
+    o->out[0] = resid, o->out[1] = out;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_glu(bk_backend *bk, const float *x, int n, int dim, float *out)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_GLU, &tmp);
+    o->in[0] = x, o->n = n, o->dim = dim, o->out[0] = out;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_s4_prefill(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
+                            int T, float *y)
+{
+    kc_core *c = core_of(bk);
+    kc_core_flush(c);
+    kc_op tmp, *o = op_begin(c, OP_S4_PREFILL, &tmp);
+    o->l4 = *l, o->in[0] = u, o->out[0] = y, o->out[1] = state, o->T = T;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_s4_step(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
+                         const float *u, float *y)
+{
+    kc_core *c = core_of(bk);
+    if (st->batch <= 0)
+        return;
+    kc_op tmp, *o = op_begin(c, OP_S4_STEP, &tmp);
+    o->l4 = *l, o->in[0] = u, o->out[0] = y;
+    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
+    o->n = st->batch;
+    op_end(c, o, &tmp, st->slots, st->batch, 1);
+}
+
+static const bk_s4_ops core_s4 = {KC_S4_MAX_RANK, core_s4_prefill, core_s4_step};
+
 void kc_core_init(kc_core *c, const kc_memory_ops *mem)
 {
     c->base.name = mem->name;
@@ -563,6 +645,9 @@ void kc_core_init(kc_core *c, const kc_memory_ops *mem)
     c->base.matmul = core_matmul;
     c->base.mamba1 = &core_mamba1;
     c->base.mamba2 = &core_mamba2;
+    c->base.s4 = &core_s4;
+    c->base.add_layernorm = core_add_layernorm;
+    c->base.glu = core_glu;
     c->last_slots_n = -1;
 }
 

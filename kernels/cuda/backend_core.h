@@ -76,6 +76,7 @@ typedef struct kc_op {
     bk_matrix w;
     bk_ssm_layer l;
     bk_mamba2_layer l2;  /* the SSD ops */
+    bk_s4_layer l4;      /* the S4 ops */
     const float *in[4];
     float *out[3];
     float *pool;
@@ -131,8 +132,8 @@ typedef struct kc_memory_ops {
 } kc_memory_ops;
 
 /* Sets c->base: mem's name and memory ops, and the shared compute ops and
- * family tables (Mamba-1, Mamba-2; the S4 family and the optional core ops
- * are not on the GPU yet: NULL).  The caller sets c->dev/stream/tune/arena_* before
+ * family tables (Mamba-1, Mamba-2, the S4 family, and the optional
+ * add_layernorm and glu; rms_rows is not on the GPU yet: NULL).  The caller sets c->dev/stream/tune/arena_* before
  * any op runs. */
 void kc_core_init(kc_core *c, const kc_memory_ops *mem);
 

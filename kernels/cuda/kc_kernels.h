@@ -119,6 +119,33 @@ typedef struct kc_ssd_args {
 void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
 void kc_ssd_step(const kc_ssd_args *a, kc_stream s);
 
+/* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer): one thread per
+ * channel walks the tokens; u and y (rows, H) contiguous.  Prefill from
+ * state (2, N2, H), left final; step: row b in slot slots[b] (a negative
+ * slot is padding: output zero, no state touched). */
+#define KC_S4_MAX_RANK 16
+typedef struct kc_s4_args {
+    int H, N2, R;
+    const float *dA, *dB, *dC, *D, *Dinv, *P, *Rw; /* as bk_s4_layer (Rw: its R) */
+    const float *u;
+    float *y;
+    float *state;                 /* prefill */
+    int T;
+    float *pool;                  /* step */
+    size_t slot_stride, offset;
+    const int32_t *slots;
+    int batch;
+} kc_s4_args;
+
+void kc_s4_prefill(const kc_s4_args *a, kc_stream s);
+void kc_s4_step(const kc_s4_args *a, kc_stream s);
+/* resid (n, dim) += add (if not NULL); out = layernorm(resid) * weight +
+ * bias (biased variance, eps inside the square root). */
+void kc_add_layernorm(float *resid, const float *add, const float *weight, const float *bias,
+                      float eps, int n, int dim, float *out, kc_stream s);
+/* out (n, dim) = x[:, :dim] * sigmoid(x[:, dim:]). */
+void kc_glu(const float *x, int n, int dim, float *out, kc_stream s);
+
 /* resid (n, dim) += add (if not NULL); out = rmsnorm(resid) * weight. */
 void kc_add_rmsnorm(float *resid, const float *add, const float *weight, float eps, int n, int dim,
                     float *out, kc_stream s);

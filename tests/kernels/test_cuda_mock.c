@@ -291,8 +291,8 @@ START_TEST(test_numerics_fast)
 END_TEST
 
 /* A family whose op table the backend lacks is refused at load, by name,
- * with nothing leaked: the S4 family and Falcon-Mamba's extra norms have
- * no CUDA kernels yet. */
+ * with nothing leaked: Falcon-Mamba's extra norms have no CUDA kernel
+ * yet. */
 START_TEST(test_family_without_ops_refused)
 {
     eng_model_opts o;
@@ -302,7 +302,6 @@ START_TEST(test_family_without_ops_refused)
     ssmd_err err;
     kc_mock_reset();
     static const char *const cases[][2] = {
-        {"tests/fixtures/s4/s4d_minimal", "cuda backend has no S4 ops"},
         {"tests/fixtures/mamba/falcon_tiny", "cuda backend has no RMS norm of dt, B and C"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

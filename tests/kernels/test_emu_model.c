@@ -1,4 +1,4 @@
-/* test_emu_model.c - whole Mamba-1 and Mamba-2 models through the CUDA backend with
+/* test_emu_model.c - whole Mamba-1, Mamba-2 and S4/S4D models through the CUDA backend with
  * emulated kernels, in two builds: "emu" (kernels/cuda/backend_core.cu + the
  * kernels run by kernels/emu, a host GEMM for cuBLAS, small tuning so tiny
  * models take every path) and "cuda" (the real kernels/cuda/backend_cuda.cu on
@@ -33,8 +33,9 @@ enum { N_FIXTURES = 4 };
 static const struct { const char *dir, *backend; } runs[] = {
     {"mamba/tiny_auto", "emu"},   {"mamba/untied_bias", "emu"}, {"mamba/bf16", "emu"},
     {"mamba/original_f16", "emu"}, {"mamba2/hf_tiny", "emu"},   {"mamba2/hf_groups", "emu"},
-    {"mamba2/orig_gate", "emu"},  {"mamba/untied_bias", "cuda"}, {"mamba/bf16", "cuda"},
-    {"mamba2/hf_groups", "cuda"},
+    {"mamba2/orig_gate", "emu"},  {"s4/s4d_minimal", "emu"},    {"s4/s4d_block", "emu"},
+    {"s4/s4_legs", "emu"},        {"s4/s4_rank2", "emu"},       {"mamba/untied_bias", "cuda"},
+    {"mamba/bf16", "cuda"},       {"mamba2/hf_groups", "cuda"}, {"s4/s4_rank2", "cuda"},
 };
 enum { N_RUNS = sizeof runs / sizeof runs[0] };
 
@@ -65,9 +66,10 @@ START_TEST(test_emu_matches_reference)
 }
 END_TEST
 
-/* Mamba-2 through the GPU code: prefill in pieces = at once = token by
- * token, batched decode (recorded, replayed as graphs) = solo decode. */
-START_TEST(test_emu_mamba2_conformance)
+/* Mamba-2 and the S4 family through the GPU code: prefill in pieces = at
+ * once = token by token, batched decode (recorded, replayed as graphs) =
+ * solo decode. */
+START_TEST(test_emu_family_conformance)
 {
     eng_model *m = open_run(4 + _i, 8);
     ref_check_prefill_equivalences(m, 40, 17);
@@ -224,7 +226,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("fixtures");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_emu_matches_reference, 0, N_RUNS);
-    tcase_add_loop_test(tc, test_emu_mamba2_conformance, 0, 3);
+    tcase_add_loop_test(tc, test_emu_family_conformance, 0, 7);
     tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
     suite_add_tcase(s, tc);

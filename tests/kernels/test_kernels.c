@@ -433,6 +433,47 @@ static double norm_case(int n, int dim, int with_add, unsigned seed)
     return harness_verdict(bad);
 }
 
+/* kc_add_layernorm against a double-precision LayerNorm (biased variance). */
+static double layernorm_case(int n, int dim, int with_add, unsigned seed)
+{
+    unsigned s = seed * 37u + 1u;
+    float *resid = rnd((size_t)n * dim, &s, -2, 3), *add = with_add ? rnd((size_t)n * dim, &s, -1, 1) : NULL;
+    float *w = rnd((size_t)dim, &s, 0.5f, 1.5f), *b = rnd((size_t)dim, &s, -0.5f, 0.5f);
+    float *out = rnd((size_t)n * dim, &s, 5, 6), *r_ref = malloc(sizeof(float) * n * dim);
+    float *o_ref = malloc(sizeof(float) * n * dim);
+    const float eps = 1e-5f;
+    for (int r = 0; r < n; r++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < dim; i++) {
+            size_t k = (size_t)r * dim + i;
+            r_ref[k] = resid[k] + (add ? add[k] : 0.0f);
+            mean += r_ref[k];
+        }
+        mean /= dim;
+        for (int i = 0; i < dim; i++)
+            var += (r_ref[(size_t)r * dim + i] - mean) * (r_ref[(size_t)r * dim + i] - mean);
+        double scale = 1.0 / sqrt(var / dim + eps);
+        for (int i = 0; i < dim; i++)
+            o_ref[(size_t)r * dim + i] = (float)((r_ref[(size_t)r * dim + i] - mean) * scale * w[i] + b[i]);
+    }
+    kc_emu_seed(seed);
+    kc_add_layernorm(resid, add, w, b, eps, n, dim, out, NULL);
+    double bad = fmax(badness(resid, r_ref, (size_t)n * dim), badness(out, o_ref, (size_t)n * dim));
+    free(resid), free(add), free(w), free(b), free(out), free(r_ref), free(o_ref);
+    return harness_verdict(bad);
+}
+
+START_TEST(test_add_layernorm)
+{
+    static const int cases[][3] = {{1, 1, 1}, {3, 24, 1}, {9, 33, 0}, {2, 300, 1}, {4, 1000, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (unsigned seed = 1; seed <= 2; seed++) {
+            double bad = layernorm_case(cases[c][0], cases[c][1], cases[c][2], seed);
+            ck_assert_msg(bad <= 4e-6, "layernorm case %zu seed %u: %g", c, seed, bad);
+        }
+}
+END_TEST
+
 START_TEST(test_add_rmsnorm)
 {
     static const int cases[][3] = {{1, 1, 1}, {3, 24, 1}, {9, 33, 0}, {2, 300, 1}, {4, 1000, 1}, {1, 64, 0}};
@@ -565,6 +606,7 @@ static double mut_scan_generic(unsigned seed) { return scan_prefill_case(20, 3, 
 static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0, seed); }
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
 static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
+static double mut_layernorm(unsigned seed) { return layernorm_case(3, 300, 1, seed); }
 
 static double mut_argmax(unsigned seed)
 {
@@ -586,7 +628,7 @@ START_TEST(test_every_barrier_matters)
         {"conv prefill", mut_conv, 1e-6},      {"scan prefill N=16", mut_scan, 2e-5},
         {"scan prefill N=3", mut_scan_generic, 2e-5}, {"scan step", mut_scan_step, 1e-5},
         {"add_rmsnorm", mut_norm, 2e-6},       {"argmax", mut_argmax, 0.0},
-        {"ssd prefill + gated norm", mut_ssd, 2e-5},
+        {"ssd prefill + gated norm", mut_ssd, 2e-5}, {"add_layernorm", mut_layernorm, 4e-6},
     };
     int total_sites = 0;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
@@ -624,6 +666,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_scan_prefill, 0, (int)(sizeof scan_cases / sizeof scan_cases[0]));
     tcase_add_test(tc, test_scan_step);
     tcase_add_test(tc, test_add_rmsnorm);
+    tcase_add_test(tc, test_add_layernorm);
     tcase_add_test(tc, test_embed_widen_bias);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_gemv);

@@ -153,6 +153,13 @@ static kc_s4_args s4_args(const kc_op *o)
     return a;
 }
 
+/* A step op's slots: idx (device memory) over the pool at this offset. */
+static kc_slots slots_at(const kc_op *o, const int32_t *idx, size_t offset)
+{
+    kc_slots at = {o->pool, o->slot_stride, offset, idx, o->n};
+    return at;
+}
+
 /* idx: the op's ids or slots in device memory (or NULL). */
 static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
 {
@@ -182,15 +189,13 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
     }
     case OP_CONV_STEP: {
         kc_conv_args a = conv_args(o);
-        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->conv_offset;
-        a.slots = idx, a.batch = o->n;
+        a.at = slots_at(o, idx, o->conv_offset);
         kc_conv_step(&a, c->stream);
         break;
     }
     case OP_SCAN_STEP: {
         kc_scan_args a = scan_args(o);
-        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
-        a.slots = idx, a.batch = o->n;
+        a.at = slots_at(o, idx, o->ssm_offset);
         kc_scan_step(&a, c->stream);
         break;
     }
@@ -202,8 +207,7 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
     }
     case OP_SSD_STEP: {
         kc_ssd_args a = ssd_args(o);
-        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
-        a.slots = idx, a.batch = o->n;
+        a.at = slots_at(o, idx, o->ssm_offset);
         kc_ssd_step(&a, c->stream);
         break;
     }
@@ -215,8 +219,7 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
     }
     case OP_S4_STEP: {
         kc_s4_args a = s4_args(o);
-        a.pool = o->pool, a.slot_stride = o->slot_stride, a.offset = o->ssm_offset;
-        a.slots = idx, a.batch = o->n;
+        a.at = slots_at(o, idx, o->ssm_offset);
         kc_s4_step(&a, c->stream);
         break;
     }

@@ -68,12 +68,12 @@ __global__ void k_conv_step(kc_conv_args a)
     const int e = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y, E = a.E, K = a.K;
     if (e >= E)
         return;
-    const int32_t slot = a.slots[b];
+    const int32_t slot = a.at.slots[b];
     if (slot < 0) {
         a.out[(size_t)b * E + e] = 0.0f;
         return;
     }
-    float *win = a.pool + (size_t)slot * a.slot_stride + a.offset;
+    float *win = a.at.pool + (size_t)slot * a.at.slot_stride + a.at.offset;
     const float xv = a.x[(size_t)b * a.ldx + e];
     float acc = a.b ? a.b[e] : 0.0f;
     for (int k = 0; k < K - 1; k++)
@@ -101,9 +101,9 @@ extern "C" void kc_conv_prefill(const kc_conv_args *a, kc_stream s)
 
 extern "C" void kc_conv_step(const kc_conv_args *a, kc_stream s)
 {
-    if (a->batch <= 0)
+    if (a->at.batch <= 0)
         return;
     unsigned bx = kc_warps_for(a->E, 128);
-    dim3 grid(kc_div_up(a->E, bx), (unsigned)a->batch);
+    dim3 grid(kc_div_up(a->E, bx), (unsigned)a->at.batch);
     KC_LAUNCH(k_conv_step, grid, bx, 0, s, *a);
 }

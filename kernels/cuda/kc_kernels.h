@@ -21,6 +21,16 @@ extern "C" {
 
 typedef struct CUstream_st *kc_stream; /* = cudaStream_t */
 
+/* Where a decode step's row b finds its state: at pool + slots[b] *
+ * slot_stride + offset (floats); a negative slot is padding (its output
+ * row is zeroed, no state is touched). */
+typedef struct kc_slots {
+    float *pool;
+    size_t slot_stride, offset;
+    const int32_t *slots; /* (batch) */
+    int batch;
+} kc_slots;
+
 /* Weight dtypes; the values are engine/tensor.h's eng_dtype. */
 enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2 };
 
@@ -56,10 +66,7 @@ typedef struct kc_conv_args {
     float *out;                /* (rows, E) */
     float *window;             /* prefill: (K-1, E) */
     int T;                     /* prefill: rows */
-    float *pool;               /* step: state pool */
-    size_t slot_stride, offset; /* step: in floats */
-    const int32_t *slots;      /* step: (batch) */
-    int batch;
+    kc_slots at;               /* step */
 } kc_conv_args;
 
 void kc_conv_prefill(const kc_conv_args *a, kc_stream s);
@@ -81,10 +88,7 @@ typedef struct kc_scan_args {
     float *y;                     /* (rows, E) */
     float *state;                 /* prefill */
     int T;
-    float *pool;                  /* step */
-    size_t slot_stride, offset;
-    const int32_t *slots;
-    int batch;
+    kc_slots at;                  /* step */
 } kc_scan_args;
 
 size_t kc_scan_prefill_scratch(int E, int N, int T, const kc_tuning *t);
@@ -110,10 +114,7 @@ typedef struct kc_ssd_args {
     float *y;                     /* (rows, E) */
     float *state;                 /* prefill */
     int T;
-    float *pool;                  /* step */
-    size_t slot_stride, offset;
-    const int32_t *slots;
-    int batch;
+    kc_slots at;                  /* step */
 } kc_ssd_args;
 
 void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
@@ -131,10 +132,7 @@ typedef struct kc_s4_args {
     float *y;
     float *state;                 /* prefill */
     int T;
-    float *pool;                  /* step */
-    size_t slot_stride, offset;
-    const int32_t *slots;
-    int batch;
+    kc_slots at;                  /* step */
 } kc_s4_args;
 
 void kc_s4_prefill(const kc_s4_args *a, kc_stream s);

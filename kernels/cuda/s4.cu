@@ -80,7 +80,7 @@ __global__ void k_s4(kc_s4_args a, int step)
     float *state = a.state;
     if (step) {
         t0 = blockIdx.y, t1 = t0 + 1;
-        state = a.slots[t0] < 0 ? NULL : a.pool + (size_t)a.slots[t0] * a.slot_stride + a.offset;
+        state = a.at.slots[t0] < 0 ? NULL : a.at.pool + (size_t)a.at.slots[t0] * a.at.slot_stride + a.at.offset;
     }
     for (int t = t0; t < t1; t++) {
         const float u = a.u[(size_t)t * a.H + h];
@@ -135,7 +135,7 @@ static void s4_launch(const kc_s4_args *a, int rows, int step, kc_stream s)
 }
 
 extern "C" void kc_s4_prefill(const kc_s4_args *a, kc_stream s) { s4_launch(a, a->T, 0, s); }
-extern "C" void kc_s4_step(const kc_s4_args *a, kc_stream s) { s4_launch(a, a->batch, 1, s); }
+extern "C" void kc_s4_step(const kc_s4_args *a, kc_stream s) { s4_launch(a, a->at.batch, 1, s); }
 
 extern "C" void kc_add_layernorm(float *resid, const float *add, const float *weight,
                                  const float *bias, float eps, int n, int dim, float *out,

@@ -170,12 +170,12 @@ __global__ void k_scan_step(kc_scan_args a)
     __syncthreads();
     if (e >= E)
         return;
-    const int32_t slot = a.slots[b];
+    const int32_t slot = a.at.slots[b];
     if (slot < 0) {
         a.y[(size_t)b * E + e] = 0.0f;
         return;
     }
-    float *h = a.pool + (size_t)slot * a.slot_stride + a.offset;
+    float *h = a.at.pool + (size_t)slot * a.at.slot_stride + a.at.offset;
     const float dtv = kc_softplus(a.dt[(size_t)b * E + e] + a.dt_bias[e]);
     const float xv = a.x[(size_t)b * E + e];
     float yv = 0.0f;
@@ -255,9 +255,9 @@ extern "C" void kc_scan_prefill(const kc_scan_args *a, float *scratch, const kc_
 
 extern "C" void kc_scan_step(const kc_scan_args *a, kc_stream s)
 {
-    if (a->batch <= 0)
+    if (a->at.batch <= 0)
         return;
     unsigned bx = kc_warps_for(a->E, 128);
-    dim3 grid(kc_div_up(a->E, bx), (unsigned)a->batch);
+    dim3 grid(kc_div_up(a->E, bx), (unsigned)a->at.batch);
     KC_LAUNCH(k_scan_step, grid, bx, sizeof(float) * 2 * (size_t)a->N, s, *a);
 }

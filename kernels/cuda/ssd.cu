@@ -24,8 +24,8 @@ __global__ void k_ssd(kc_ssd_args a, int step)
     float *state = a.state;
     if (step) {
         t0 = blockIdx.y, t1 = t0 + 1;
-        const int32_t slot = a.slots[t0];
-        state = slot < 0 ? NULL : a.pool + (size_t)slot * a.slot_stride + a.offset;
+        const int32_t slot = a.at.slots[t0];
+        state = slot < 0 ? NULL : a.at.pool + (size_t)slot * a.at.slot_stride + a.at.offset;
     }
     for (int t = t0; t < t1; t++) {
         const float *row = a.xbc + (size_t)t * cd;
@@ -88,4 +88,4 @@ static void ssd_launch(const kc_ssd_args *a, int rows, int step, kc_stream s)
 }
 
 extern "C" void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s) { ssd_launch(a, a->T, 0, s); }
-extern "C" void kc_ssd_step(const kc_ssd_args *a, kc_stream s) { ssd_launch(a, a->batch, 1, s); }
+extern "C" void kc_ssd_step(const kc_ssd_args *a, kc_stream s) { ssd_launch(a, a->at.batch, 1, s); }

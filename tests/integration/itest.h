@@ -169,6 +169,21 @@ static inline json_t *it_post_json(const it_server *s, const char *path, const c
     return j;
 }
 
+/* POST /v1/sessions on s: the new session's id (malloc'd), checked to be
+ * 128 bits in hex. */
+static inline char *it_new_session(const it_server *s)
+{
+    long status;
+    json_t *j = it_post_json(s, "/v1/sessions", "", &status);
+    ck_assert_int_eq(status, 200);
+    const char *id = json_string_value(json_object_get(j, "id"));
+    ck_assert_ptr_nonnull(id);
+    ck_assert_int_ge(strlen(id), 32);
+    char *out = strdup(id);
+    json_decref(j);
+    return out;
+}
+
 /* Splits an SSE body into its data payloads: JSON events in *events (an
  * array), returns 1 when the last payload was [DONE]. */
 static inline int it_sse_parse(const char *body, json_t **events)

@@ -110,16 +110,6 @@ static int complete(json_t *ids, int max_tokens, const char *session, int32_t *o
     return k;
 }
 
-static char *new_session(void)
-{
-    long status;
-    json_t *j = it_post_json(&srv, "/v1/sessions", "", &status);
-    ck_assert_int_eq(status, 200);
-    char *id = strdup(json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    return id;
-}
-
 static json_t *slice(json_t *arr, size_t from, size_t to)
 {
     json_t *s = json_array();
@@ -145,7 +135,7 @@ START_TEST(test_serve_sessions)
     for (int i = 0; i < k; i++)
         ck_assert_int_eq(got[i], json_integer_value(json_array_get(greedy, (size_t)i)));
     /* the prompt split across a session: state carried between prefills */
-    char *s = new_session();
+    char *s = it_new_session(&srv);
     json_t *a = slice(prompt, 0, 10), *b = slice(prompt, 10, P);
     ck_assert_int_eq(complete(a, 0, s, got, 32), 0);
     k = complete(b, (int)G, s, got, 32);
@@ -153,12 +143,12 @@ START_TEST(test_serve_sessions)
     for (int i = 0; i < k; i++)
         ck_assert_int_eq(got[i], json_integer_value(json_array_get(greedy, (size_t)i)));
     /* export after the first part, import into a fresh session, continue */
-    char *t = new_session(), path[128], tpath[128];
+    char *t = it_new_session(&srv), path[128], tpath[128];
     ck_assert_int_eq(complete(a, 0, t, got, 32), 0);
     snprintf(path, sizeof path, "/v1/sessions/%s/state", t);
     it_resp blob = it_http(&srv, "GET", path, NULL);
     ck_assert_int_eq(blob.status, 200);
-    char *u = new_session();
+    char *u = it_new_session(&srv);
     snprintf(tpath, sizeof tpath, "/v1/sessions/%s/state", u);
     it_resp r = it_http_key(&srv, "PUT", tpath, blob.body, (long)blob.len, NULL);
     ck_assert_msg(r.status == 200, "import: %ld %s", r.status, r.body);

@@ -115,19 +115,6 @@ static int complete(const int32_t *ids, int n, int max_tokens, const char *sessi
     return k;
 }
 
-static char *new_session(void)
-{
-    long status;
-    json_t *j = it_post_json(&srv, "/v1/sessions", "", &status);
-    ck_assert_int_eq(status, 200);
-    const char *id = json_string_value(json_object_get(j, "id"));
-    ck_assert_ptr_nonnull(id);
-    ck_assert_int_ge(strlen(id), 32); /* 128 bits in hex */
-    char *out = strdup(id);
-    json_decref(j);
-    return out;
-}
-
 static void assert_tokens(const int32_t *got, int n_got, const int32_t *want, int n_want, const char *what)
 {
     ck_assert_msg(n_got == n_want, "%s: %d tokens, want %d", what, n_got, n_want);
@@ -234,13 +221,13 @@ START_TEST(test_session_continuation)
     ref_case *c = &cases[1];
     int32_t got[32];
     /* split prompt, nothing generated in between */
-    char *s = new_session();
+    char *s = it_new_session(&srv);
     ck_assert_int_eq(complete(c->prompt, 4, 0, s, got, 32, NULL), 0);
     int k = complete(c->prompt + 4, c->n_prompt - 4, c->n_greedy, s, got, 32, NULL);
     assert_tokens(got, k, c->greedy, c->n_greedy, "split prompt through a session");
     free(s);
     /* generated tokens stay in the session: the last one is consumed next time */
-    s = new_session();
+    s = it_new_session(&srv);
     k = complete(c->prompt, c->n_prompt, 3, s, got, 32, NULL);
     assert_tokens(got, k, c->greedy, 3, "first part");
     k = complete(c->greedy + 3, 1, c->n_greedy - 4, s, got, 32, NULL);
@@ -270,7 +257,7 @@ START_TEST(test_session_fork)
     load_cases(cases, 8);
     ref_case *c = &cases[2];
     int32_t got[32];
-    char *s = new_session();
+    char *s = it_new_session(&srv);
     ck_assert_int_eq(complete(c->prompt, 10, 0, s, got, 32, NULL), 0);
     char path[128];
     snprintf(path, sizeof path, "/v1/sessions/%s/fork", s);
@@ -296,7 +283,7 @@ START_TEST(test_state_export_import)
     load_cases(cases, 8);
     ref_case *c = &cases[1];
     int32_t got[32];
-    char *s = new_session();
+    char *s = it_new_session(&srv);
     ck_assert_int_eq(complete(c->prompt, c->n_prompt, 2, s, got, 32, NULL), 2);
     char path[128];
     snprintf(path, sizeof path, "/v1/sessions/%s/state", s);
@@ -305,7 +292,7 @@ START_TEST(test_state_export_import)
     ck_assert_int_gt(blob.len, 172);
     ck_assert_int_eq(memcmp(blob.body, "SSMDSTAT", 8), 0);
 
-    char *t = new_session();
+    char *t = it_new_session(&srv);
     char tpath[128], tinfo[128];
     snprintf(tpath, sizeof tpath, "/v1/sessions/%s/state", t);
     snprintf(tinfo, sizeof tinfo, "/v1/sessions/%s", t);
@@ -500,7 +487,7 @@ END_TEST
 
 START_TEST(test_session_busy_conflict)
 {
-    char *s = new_session();
+    char *s = it_new_session(&srv);
     /* a streaming completion on s that runs until its client goes away
      * (10^8 tokens: hours), then a second one on s: 409 */
     char body[256];
@@ -654,7 +641,7 @@ START_TEST(test_session_lru)
 {
     char *ids[7];
     for (int i = 0; i < 7; i++) /* --max-sessions 6 */
-        ids[i] = new_session();
+        ids[i] = it_new_session(&srv);
     char path[128];
     snprintf(path, sizeof path, "/v1/sessions/%s", ids[0]);
     expect_error("GET", path, NULL, 404, NULL);

@@ -237,13 +237,11 @@ static double step_case(int scan, int E, int N, int K, int B, int pad, unsigned 
         cpu_scan_step(tp, &p.l, &st, &io);
     if (!scan) {
         kc_conv_args a = {.w = p.conv_w, .b = p.conv_b, .E = E, .K = K, .x = p.xz, .ldx = 2 * E,
-                          .out = out, .pool = pool, .slot_stride = stride, .offset = 2,
-                          .slots = slots, .batch = B};
+                          .out = out, .at = {pool, stride, 2, slots, B}};
         kc_conv_step(&a, NULL);
     } else {
         kc_scan_args a = scan_args(&p);
-        a.x = xc, a.y = out, a.pool = pool, a.slot_stride = stride, a.offset = 2 + conv_f;
-        a.slots = slots, a.batch = B;
+        a.x = xc, a.y = out, a.at = (kc_slots){pool, stride, 2 + conv_f, slots, B};
         kc_scan_step(&a, NULL);
     }
     double bad = fmax(rows_badness(out, ref, B, E, &pk, slots), badness(pool, pool_ref, stride * n_slots));
@@ -376,7 +374,7 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
         }
         for (int e = 0; e < E && T > 1; e++) /* row 1 is padding */
             y_ref[(size_t)E + e] = 0.0f;
-        a.pool = state, a.slot_stride = stride, a.offset = 2, a.slots = slots, a.batch = T;
+        a.at = (kc_slots){state, stride, 2, slots, T};
         kc_ssd_step(&a, NULL);
     } else {
         cpu_ssd_prefill(tp, &l, state_ref + 2, &io);

@@ -206,36 +206,38 @@ END_TEST
 
 START_TEST(test_fields_refused)
 {
-    refused("/v1/completions", "{\"prompt\":\"a\",\"best_of\":2}", 400, "best_of");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"suffix\":\"z\"}", 400, "suffix");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"user\":7}", 400, "'user' must be a string");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"n\":2}", 400, "'n'");
-    refused("/v1/completions", "{\"prompt\":[\"a\",\"b\"]}", 400, "one request per prompt");
-    refused("/v1/completions", "{\"prompt\":[1,\"b\"]}", 400, "'prompt[1]' must be a token id");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"presence_penalty\":\"abc\"}", 400,
-            "'presence_penalty' must be a number, not a string");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"frequency_penalty\":2.5}", 400, "between -2 and 2");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"logit_bias\":[1]}", 400, "'logit_bias' must be an object");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}", 400, "not a token id");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"logit_bias\":{\"1\":101}}", 400, "between -100 and 100");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", 400,
-            "not supported");
-    refused("/v1/chat/completions",
-            "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_schema\","
-            "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}}",
-            400, "response_format");
-    refused("/v1/chat/completions",
-            "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\",\"function\":"
-            "{\"name\":\"f\"}}]}",
-            400, "'tools' is not supported");
-    refused("/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tool_choice\":\"required\"}",
-            400, "tool_choice");
-    refused("/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"store\":true}", 400,
-            "store");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"model\":7}", 400, "'model' must be a string");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"temperature\":1000000}", 400, "1000000");
-    refused("/v1/completions", "{\"prompt\":\"a\\u0000\"}", 400, "NUL");
-    refused("/v1/completions", "{\"prompt\":\"a\",\"prompt\":\"b\"}", 400, "twice");
+    /* C: chat, P: completions; the message must name the last string */
+    enum { P, C };
+    static const struct {
+        int chat;
+        const char *body, *names;
+    } rows[] = {
+        {P, "{\"prompt\":\"a\",\"best_of\":2}", "best_of"},
+        {P, "{\"prompt\":\"a\",\"suffix\":\"z\"}", "suffix"},
+        {P, "{\"prompt\":\"a\",\"user\":7}", "'user' must be a string"},
+        {P, "{\"prompt\":\"a\",\"n\":2}", "'n'"},
+        {P, "{\"prompt\":[\"a\",\"b\"]}", "one request per prompt"},
+        {P, "{\"prompt\":[1,\"b\"]}", "'prompt[1]' must be a token id"},
+        {P, "{\"prompt\":\"a\",\"presence_penalty\":\"abc\"}",
+         "'presence_penalty' must be a number, not a string"},
+        {P, "{\"prompt\":\"a\",\"frequency_penalty\":2.5}", "between -2 and 2"},
+        {P, "{\"prompt\":\"a\",\"logit_bias\":[1]}", "'logit_bias' must be an object"},
+        {P, "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}", "not a token id"},
+        {P, "{\"prompt\":\"a\",\"logit_bias\":{\"1\":101}}", "between -100 and 100"},
+        {P, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", "not supported"},
+        {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_schema\","
+         "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}}", "response_format"},
+        {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\",\"function\":"
+         "{\"name\":\"f\"}}]}", "'tools' is not supported"},
+        {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tool_choice\":\"required\"}", "tool_choice"},
+        {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"store\":true}", "store"},
+        {P, "{\"prompt\":\"a\",\"model\":7}", "'model' must be a string"},
+        {P, "{\"prompt\":\"a\",\"temperature\":1000000}", "1000000"},
+        {P, "{\"prompt\":\"a\\u0000\"}", "NUL"},
+        {P, "{\"prompt\":\"a\",\"prompt\":\"b\"}", "twice"},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        refused(rows[i].chat ? "/v1/chat/completions" : "/v1/completions", rows[i].body, 400, rows[i].names);
 
     /* another model: 404 model_not_found, as OpenAI answers */
     json_t *j = post("/v1/completions", "{\"prompt\":\"a\",\"model\":\"gpt-4o\"}", 404);

@@ -291,6 +291,39 @@ START_TEST(test_content_type)
 }
 END_TEST
 
+/* ---- usage and metrics agree on prompt tokens ---- */
+
+static long prompt_tokens_metric(void)
+{
+    it_resp r = it_http(&srv, "GET", "/metrics", NULL);
+    const char *m = strstr(r.body, "\nssmd_prompt_tokens_total ");
+    ck_assert_ptr_nonnull(m);
+    long v = strtol(m + strlen("\nssmd_prompt_tokens_total "), NULL, 10);
+    it_resp_free(&r);
+    return v;
+}
+
+/* A session's second request has a pending token (the first request's
+ * last one) to feed before its own prompt; it is counted nowhere twice. */
+START_TEST(test_prompt_tokens_agree)
+{
+    json_t *sess = post("/v1/sessions", "{}", 200);
+    char body[256];
+    long usage = 0, before = prompt_tokens_metric();
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body, "{\"session\":\"%s\",\"prompt\":[5,6,7],\"max_tokens\":3,\"ignore_eos\":true}",
+                 json_string_value(json_object_get(sess, "id")));
+        json_t *j = post("/v1/completions", body, 200);
+        json_int_t p = json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
+        ck_assert_int_eq(p, 3);
+        usage += p;
+        json_decref(j);
+    }
+    ck_assert_int_eq(prompt_tokens_metric() - before, usage);
+    json_decref(sess);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 START_TEST(test_log_lines)
@@ -332,6 +365,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_fields_refused);
     tcase_add_test(tc, test_model_route);
     tcase_add_test(tc, test_content_type);
+    tcase_add_test(tc, test_prompt_tokens_agree);
     tcase_add_test(tc, test_log_lines);
     suite_add_tcase(s, tc);
     return s;

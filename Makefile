@@ -48,7 +48,7 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/rel/%)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-.PHONY: all deps run test bench bench-serve fixtures clean train
+.PHONY: all deps run test bench bench-serve fixtures clean train install
 all: $(BUILD)/ssmd
 
 # Installs the Debian packages in $(1) that are missing (as root, or
@@ -158,6 +158,18 @@ fixtures:
 
 clean:
 	rm -rf $(BUILD)
+
+# Installs under $(DESTDIR)$(PREFIX): bin/ssmd, the default model in
+# share/ssmd/models/default and the docs in share/doc/ssmd.  ssmd finds that
+# model from its own path (server/model_dir.c), so the installed tree works
+# from any directory and may be moved as a whole.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(BUILD)/ssmd
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/ssmd/models/default $(DESTDIR)$(PREFIX)/share/doc/ssmd
+	install -m 755 $(BUILD)/ssmd $(DESTDIR)$(PREFIX)/bin/ssmd
+	install -m 644 $(wildcard models/default/*) $(DESTDIR)$(PREFIX)/share/ssmd/models/default/
+	install -m 644 README.md proto/openapi.yaml proto/state-format.md $(DESTDIR)$(PREFIX)/share/doc/ssmd/
 
 -include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(wildcard $(BUILD)/*/tests/*/*.d $(BUILD)/*/server/*.d $(BUILD)/*/bench/*.d)
 

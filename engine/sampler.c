@@ -1,6 +1,7 @@
 /* sampler.c - turns a row of logits into the next token: repetition penalty,
- * temperature, top-k, top-p, min-p, then a seeded draw (or argmax), and the
- * top-n log-probabilities of the raw logits.
+ * logit bias, presence/frequency penalties, temperature, top-k, top-p,
+ * min-p, then a seeded draw (or argmax), and the top-n log-probabilities of
+ * the raw logits.
  *
  * The steps run in the order Hugging Face transformers and vLLM use, so the
  * same request parameters mean the same distribution.  No step sorts the
@@ -30,8 +31,11 @@ void eng_sampling_defaults(eng_sampling *p)
     p->top_p = 1.0f;
     p->min_p = 0.0f;
     p->repetition_penalty = 1.0f;
+    p->presence_penalty = 0.0f;
+    p->frequency_penalty = 0.0f;
     p->seed = 0;
     p->logprobs = 0;
+    p->n_logit_bias = 0;
 }
 
 int eng_sampling_validate(const eng_sampling *p, ssmd_err *err)
@@ -47,8 +51,17 @@ int eng_sampling_validate(const eng_sampling *p, ssmd_err *err)
         return ssmd_err_set(err, SSMD_EINVAL, "min_p must be in [0, 1]");
     if (!(p->repetition_penalty > 0.0f && isfinite(p->repetition_penalty)))
         return ssmd_err_set(err, SSMD_EINVAL, "repetition_penalty must be a finite number > 0");
+    if (!isfinite(p->presence_penalty))
+        return ssmd_err_set(err, SSMD_EINVAL, "presence_penalty must be a finite number");
+    if (!isfinite(p->frequency_penalty))
+        return ssmd_err_set(err, SSMD_EINVAL, "frequency_penalty must be a finite number");
     if (p->logprobs < 0 || p->logprobs > ENG_LOGPROBS_MAX)
         return ssmd_err_set(err, SSMD_EINVAL, "logprobs must be in 0..%d", ENG_LOGPROBS_MAX);
+    if (p->n_logit_bias < 0 || p->n_logit_bias > ENG_LOGIT_BIAS_MAX)
+        return ssmd_err_set(err, SSMD_EINVAL, "logit_bias holds at most %d tokens", ENG_LOGIT_BIAS_MAX);
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || !isfinite(p->logit_bias[i].bias))
+            return ssmd_err_set(err, SSMD_EINVAL, "logit_bias needs token ids >= 0 and finite biases");
     return SSMD_OK;
 }
 
@@ -91,12 +104,21 @@ int eng_sampler_init(eng_sampler *s, const eng_sampling *p, int n_vocab, ssmd_er
         return rc;
     if (n_vocab <= 0)
         return ssmd_err_set(err, SSMD_EINVAL, "n_vocab must be > 0 (got %d)", n_vocab);
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token >= n_vocab)
+            return ssmd_err_set(err, SSMD_EINVAL, "logit_bias names token %d, outside the vocabulary (%d)",
+                                p->logit_bias[i].token, n_vocab);
     s->params = *p;
     s->n_vocab = n_vocab;
     /* size_t before multiplying: n_vocab * 4 may not fit in an int. */
     s->probs = malloc((size_t)n_vocab * sizeof *s->probs);
     s->order = malloc((size_t)n_vocab * sizeof *s->order);
-    if (!s->probs || !s->order) {
+    int counting = p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    if (counting) {
+        s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+        s->seen = malloc((size_t)n_vocab * sizeof *s->seen);
+    }
+    if (!s->probs || !s->order || (counting && (!s->counts || !s->seen))) {
         eng_sampler_close(s);
         return ssmd_err_set(err, SSMD_ENOMEM, "sampler: cannot allocate scratch for %d tokens",
                             n_vocab);
@@ -111,6 +133,8 @@ void eng_sampler_close(eng_sampler *s)
 {
     free(s->probs);
     free(s->order);
+    free(s->counts);
+    free(s->seen);
     memset(s, 0, sizeof *s);
 }
 
@@ -513,6 +537,27 @@ static void sampler_penalize(float *w, const float *logits, int n, const int32_t
     }
 }
 
+/* OpenAI's shaping after the repetition penalty: + logit_bias, then
+ * - count * frequency_penalty - presence_penalty for each id this sampler
+ * returned before (only the seen ids are visited). */
+static void sampler_shape(const eng_sampler *s, float *w)
+{
+    const eng_sampling *p = &s->params;
+    for (int i = 0; i < p->n_logit_bias; i++)
+        w[p->logit_bias[i].token] += p->logit_bias[i].bias;
+    for (int i = 0; i < s->n_seen; i++) {
+        int32_t id = s->seen[i];
+        w[id] -= (float)s->counts[id] * p->frequency_penalty + p->presence_penalty;
+    }
+}
+
+/* Remembers a returned id for the presence/frequency penalties. */
+static void sampler_count(eng_sampler *s, int32_t id)
+{
+    if (s->counts && s->counts[id]++ == 0)
+        s->seen[s->n_seen++] = id;
+}
+
 /* Fills lp from log_softmax(logits): the token's value and the n_top best,
  * descending, ties by lowest id.  scratch[n] is overwritten. */
 static void sampler_logprobs(const float *logits, int n, int n_top, int32_t token,
@@ -546,17 +591,20 @@ static void sampler_logprobs(const float *logits, int n, int n_top, int32_t toke
     lp->n_top = c; /* less than asked only when the vocabulary is smaller */
 }
 
-int32_t eng_sampler_sample(eng_sampler *s, float *logits, const int32_t *history, int n_history,
+int32_t eng_sampler_sample(eng_sampler *s, const float *logits, const int32_t *history, int n_history,
                            eng_logprobs *lp)
 {
     const eng_sampling *p = &s->params;
     const int n = s->n_vocab;
     float *probs = s->probs; /* (n_vocab) penalised logits, then weights */
 
-    const float *w = logits; /* the logits after the penalty */
-    if (p->repetition_penalty != 1.0f && n_history > 0) {
+    const float *w = logits; /* the logits after the penalties and the bias */
+    int repeat = p->repetition_penalty != 1.0f && n_history > 0;
+    if (repeat || p->n_logit_bias > 0 || s->n_seen > 0) {
         memcpy(probs, logits, (size_t)n * sizeof *probs);
-        sampler_penalize(probs, logits, n, history, n_history, p->repetition_penalty);
+        if (repeat)
+            sampler_penalize(probs, logits, n, history, n_history, p->repetition_penalty);
+        sampler_shape(s, probs);
         w = probs;
     }
 
@@ -599,6 +647,7 @@ int32_t eng_sampler_sample(eng_sampler *s, float *logits, const int32_t *history
     token = sampler_draw(s, ids, m, cut, mass);
 
 done:
+    sampler_count(s, token);
     if (lp)
         sampler_logprobs(logits, n, p->logprobs, token, probs, lp);
     return token;

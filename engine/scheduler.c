@@ -157,7 +157,9 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_sched_session_begin(s, sidx, r->n_prompt);
     s->n_active++;
     pthread_mutex_lock(&s->lock);
-    s->stats.prompt_tokens += (uint64_t)n_ids;
+    /* the request's own prompt, as its usage counts it: a session's
+     * pending token was counted when it was generated */
+    s->stats.prompt_tokens += (uint64_t)r->n_prompt;
     s->stats.gen_tokens += r->max_tokens > 0;
     pthread_mutex_unlock(&s->lock);
     int i = s->n_active - 1;

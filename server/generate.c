@@ -13,6 +13,7 @@
  * Must never grow its own sampling or finish logic.
  */
 #include "server/generate.h"
+#include "server/model_dir.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -213,7 +214,13 @@ int srv_generate_main(int argc, char **argv)
         fprintf(stderr, "ssmd generate: %s\n", err.msg);
         rc = 2;
     } else {
-        rc = run(&cfg);
+        char looked[2048];
+        if (srv_model_dir_resolve(&cfg.model, looked, sizeof looked) != 0) {
+            fprintf(stderr, "ssmd generate: no --model given and no default model found; looked in %s\n", looked);
+            rc = 1;
+        } else {
+            rc = run(&cfg);
+        }
     }
     srv_config_free(&cfg);
     return rc;

@@ -169,28 +169,16 @@ void srv_reply_json(srv_conn *c, unsigned status, json_t *obj)
     srv_reply_bytes(c, status, "application/json", body, n + 1);
 }
 
-void srv_reply_error(srv_conn *c, int code, const char *msg)
+void srv_reply_error_code(srv_conn *c, int code, const char *code_name, const char *msg)
 {
-    srv_reply_json(c, (unsigned)ssmd_err_http_status(code), srv_error_body(code, msg));
+    json_t *body = srv_error_body(code, msg);
+    if (code_name)
+        json_object_set_new(json_object_get(body, "error"), "code", json_string(code_name));
+    snprintf(c->why, sizeof c->why, "%s", msg && *msg ? msg : ssmd_err_default_message(code));
+    srv_reply_json(c, (unsigned)ssmd_err_http_status(code), body);
 }
 
-json_t *srv_body_json(srv_conn *c)
-{
-    json_error_t je;
-    json_t *j = json_loadb(c->body.p ? c->body.p : "", c->body.len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
-        srv_reply_error(c, SSMD_EFORMAT, msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        srv_reply_error(c, SSMD_EFORMAT, "the request body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
+void srv_reply_error(srv_conn *c, int code, const char *msg) { srv_reply_error_code(c, code, NULL, msg); }
 
 void srv_submit(srv_conn *c, eng_request *r, int is_completion)
 {
@@ -295,7 +283,7 @@ static int key_ok(const char *given, const char *want)
 void srv_conn_set_session(srv_conn *c, const char *id)
 {
     if (id && eng_session_id_valid(id))
-        snprintf(c->session, sizeof c->session, "%s", id);
+        snprintf(c->session, sizeof c->session, "%.*s", (int)sizeof c->session - 1, id);
 }
 
 static enum MHD_Result queue(srv_conn *c)
@@ -333,10 +321,13 @@ static int is_probe(const srv_conn *c)
 static void conn_log(const srv_conn *c, enum MHD_RequestTerminationCode toe)
 {
     const srv_config *cfg = c->srv->cfg;
-    if (cfg->quiet || (is_probe(c) && c->status < 400 && !cfg->verbose))
+    /* Probes are logged only with --verbose, whatever they answer: /ready's
+     * 503 while loading or draining is the expected answer, not news. */
+    if (cfg->quiet || (is_probe(c) && !cfg->verbose))
         return;
     srv_log_req r = {c->method, c->path, c->queued ? c->status : 499u,
-                     (double)(eng_now_mono_ns() - c->t_accept_ns) * 1e-6, -1, -1, c->session, c->streaming};
+                     (double)(eng_now_mono_ns() - c->t_accept_ns) * 1e-6, -1, -1, c->session, c->streaming,
+                     c->gen.has_seed, c->gen.seed, c->status >= 400 ? c->why : ""};
     if (c->gen.usage_known) {
         r.prompt_tokens = c->gen.n_prompt;
         r.completion_tokens = c->gen.n_gen;

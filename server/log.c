@@ -54,14 +54,14 @@ static void write_json(const srv_log *l, json_t *obj)
 
 void srv_log_event(const srv_log *l, const char *level, const char *event, json_t *fields, const char *msg)
 {
+    char ts[48];
+    now_text(ts, sizeof ts);
     if (l->format == SRV_LOG_TEXT) {
         json_decref(fields);
-        fprintf(l->out, "ssmd: %s\n", msg);
+        fprintf(l->out, "%s ssmd: %s\n", ts, msg);
         fflush(l->out);
         return;
     }
-    char ts[48];
-    now_text(ts, sizeof ts);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "time", ts, "level", level, "event", event, "msg", msg);
     if (fields)
         json_object_update_missing(o, fields);
@@ -81,13 +81,17 @@ void srv_log_msg(const srv_log *l, const char *level, const char *event, const c
 
 void srv_log_request(const srv_log *l, const srv_log_req *r)
 {
-    char msg[600], tok[80] = "", sess[64] = "";
+    char msg[900], tok[80] = "", sess[64] = "", seed[40] = "", why[300] = "";
     if (r->prompt_tokens >= 0)
         snprintf(tok, sizeof tok, " tokens=%d+%d", r->prompt_tokens, r->completion_tokens);
     if (r->session && *r->session)
         snprintf(sess, sizeof sess, " session=%s", r->session);
-    snprintf(msg, sizeof msg, "%s %s %u %.1fms%s%s%s", r->method, r->path, r->status, r->duration_ms, tok,
-             r->stream ? " stream" : "", sess);
+    if (r->has_seed)
+        snprintf(seed, sizeof seed, " seed=%llu", (unsigned long long)r->seed);
+    if (r->why && *r->why)
+        snprintf(why, sizeof why, ": %s", r->why);
+    snprintf(msg, sizeof msg, "%s %s %u %.1fms%s%s%s%s%s", r->method, r->path, r->status, r->duration_ms, tok,
+             r->stream ? " stream" : "", sess, seed, why);
     if (l->format == SRV_LOG_TEXT) {
         srv_log_event(l, "info", "request", NULL, msg);
         return;
@@ -102,5 +106,9 @@ void srv_log_request(const srv_log *l, const srv_log_req *r)
         json_object_set_new(f, "stream", json_true());
     if (r->session && *r->session)
         json_object_set_new(f, "session", json_string(r->session));
+    if (r->has_seed)
+        json_object_set_new(f, "seed", json_integer((json_int_t)r->seed));
+    if (r->why && *r->why)
+        json_object_set_new(f, "error", json_string(r->why));
     srv_log_event(l, r->status >= 500 ? "error" : r->status >= 400 ? "warn" : "info", "request", f, msg);
 }

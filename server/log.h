@@ -1,5 +1,6 @@
 /* log.h - the server's log on stderr: start-up and shutdown messages and
- * one line per HTTP request, as text ("ssmd: ...") or, with
+ * one line per HTTP request, as text ("<RFC 3339 UTC time> ssmd: ...",
+ * e.g. "2025-06-01T12:00:00.123Z ssmd: ready on ...") or, with
  * --log-format json, one JSON object per line for log collectors.
  *
  * Loop thread (and main before the loop starts).  Never exits, never
@@ -22,7 +23,7 @@ typedef struct srv_log {
 /* Returns SRV_LOG_JSON for "json", SRV_LOG_TEXT otherwise. */
 srv_log_format srv_log_format_parse(const char *name);
 
-/* One message: "ssmd: <text>" or {"time","level","event","msg"}.  level is
+/* One message: "<time> ssmd: <text>" or {"time","level","event","msg"}.  level is
  * "info", "warn" or "error"; event a short machine name ("listening"). */
 void srv_log_msg(const srv_log *l, const char *level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -39,6 +40,9 @@ typedef struct srv_log_req {
     int prompt_tokens, completion_tokens; /* -1 when not a completion / unknown */
     const char *session;         /* "" when none */
     int stream;
+    int has_seed;                /* a completion: seed is the sampler's */
+    uint64_t seed;
+    const char *why;             /* an error's message, "" when none */
 } srv_log_req;
 
 void srv_log_request(const srv_log *l, const srv_log_req *r);

@@ -109,7 +109,7 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     gauge(&b, "ssmd_requests_running", "gauge", "completions in the decode batch", st->running);
     gauge(&b, "ssmd_requests_waiting", "gauge", "completions queued for a batch slot", st->waiting);
     gauge(&b, "ssmd_sessions_live", "gauge", "sessions holding a state slot", st->sessions);
-    gauge(&b, "ssmd_prompt_tokens_total", "counter", "prompt tokens prefilled", (double)st->prompt_tokens);
+    gauge(&b, "ssmd_prompt_tokens_total", "counter", "prompt tokens of requests, as usage.prompt_tokens counts them", (double)st->prompt_tokens);
     gauge(&b, "ssmd_generation_tokens_total", "counter", "tokens generated", (double)st->gen_tokens);
     gauge(&b, "ssmd_completions_total", "counter", "completion requests finished", (double)m->completions_total);
     gauge(&b, "ssmd_completions_canceled_total", "counter", "completions canceled by a client disconnect",

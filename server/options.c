@@ -46,7 +46,7 @@ typedef struct opt_row {
 #define SAMPLING_OPT(json_name, flag_name, type, lo, hi, lo_open, field, help) \
     {flag_name, OPT_##type, NULL, lo, hi, lo_open, OFF(sampling.field), help, GEN, NULL, 0},
 static const opt_row opt_rows[] = {
-    {"model", OPT_STR, "models/default", 0, 0, 0, OFF(model), "model directory (config.json, model.safetensors, tokenizer.json)", BOTH, NULL, 0},
+    {"model", OPT_STR, "models/default", 0, 0, 0, OFF(model), "model directory (config.json, model.safetensors, tokenizer.json); the default is found next to the binary, else in $SSMD_MODEL, else in PREFIX/share/ssmd (make install)", BOTH, NULL, 0},
     {"model-name", OPT_STR, "", 0, 0, 0, OFF(model_name), "model id reported by /v1/models; empty = the directory name", SERVE, NULL, 0},
     {"host", OPT_STR, "127.0.0.1", 0, 0, 0, OFF(host), "address to listen on", SERVE, NULL, 0},
     {"port", OPT_LONG, "8080", 1, 65535, 0, OFF(port), "TCP port", SERVE, NULL, 0},

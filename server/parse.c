@@ -44,7 +44,6 @@ static const field_row field_rows[] = {
     {"logprobs", F_BOOL, 0, 1, 0, OFF(chat_logprobs), ROUTE_CHAT},
     {"top_logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_CHAT},
     {"ignore_eos", F_BOOL, 0, 1, 0, OFF(ignore_eos), ROUTE_BOTH},
-    {"n", F_INT, 1, 1, 0, OFF(n), ROUTE_BOTH},
     {"add_generation_prompt", F_BOOL, 0, 1, 0, OFF(add_generation_prompt), ROUTE_CHAT},
 };
 #undef SAMPLING_ROW
@@ -56,6 +55,30 @@ static const char *type_name(field_type t)
     return t == F_BOOL ? "a boolean" : t == F_FLOAT ? "a number" : "an integer";
 }
 
+/* A bound or a value as a person writes it: 4096, 0.5, 18000000000000000000
+ * (never 1e+06). */
+static void num_text(char *out, size_t cap, double x)
+{
+    if (x == (double)(long double)x && fabs(x) < 1e20 && x == floor(x))
+        snprintf(out, cap, "%.0f", x);
+    else
+        snprintf(out, cap, "%.6g", x);
+}
+
+/* "'top_p' must be greater than 0 and at most 1 (it was 2)" */
+static int range_error(const field_row *f, double hi, double x, ssmd_err *err)
+{
+    char lo_s[32], hi_s[32], x_s[32];
+    num_text(lo_s, sizeof lo_s, f->lo);
+    num_text(hi_s, sizeof hi_s, hi);
+    num_text(x_s, sizeof x_s, x);
+    if (f->lo_open)
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be greater than %s and at most %s (it was %s)", f->name,
+                            lo_s, hi_s, x_s);
+    return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be between %s and %s (it was %s)", f->name, lo_s, hi_s,
+                        x_s);
+}
+
 static int field_parse(srv_completion *c, const field_row *f, const json_t *v, const srv_limits *lim,
                        ssmd_err *err)
 {
@@ -64,16 +87,17 @@ static int field_parse(srv_completion *c, const field_row *f, const json_t *v, c
     double x;
     if (f->type == F_BOOL) {
         if (!json_is_boolean(v))
-            return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be a boolean", f->name);
+            return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be a boolean (true or false), not %s", f->name,
+                                srv_json_kind(v));
         *(int *)dst = json_is_true(v);
         return SSMD_OK;
     }
     if (f->type == F_FLOAT ? !json_is_number(v) : !json_is_integer(v))
-        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be %s", f->name, type_name(f->type));
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be %s, not %s", f->name, type_name(f->type),
+                            srv_json_kind(v));
     x = json_number_value(v);
     if (!isfinite(x) || x < f->lo || x > hi || (f->lo_open && x == f->lo))
-        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be in %s%g, %g], got %g", f->name,
-                            f->lo_open ? "(" : "[", f->lo, hi, x);
+        return range_error(f, hi, x, err);
     switch (f->type) {
     case F_INT:
         *(int *)dst = (int)json_integer_value(v);
@@ -132,15 +156,27 @@ static int set_text_prompt(srv_completion *c, const char *text, size_t len, cons
     return SSMD_OK;
 }
 
+/* prompt: a string, an array of token ids, or (OpenAI's batch form) a list
+ * of those; a list of one is that one prompt. */
 static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer *tok,
                         const srv_limits *lim, ssmd_err *err)
 {
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
-        p = json_array_get(p, 0);
+    const char *where = "prompt";
+    const json_t *first = json_is_array(p) ? json_array_get(p, 0) : NULL;
+    if (first && (json_is_string(first) || json_is_array(first))) {
+        if (json_array_size(p) > 1)
+            return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                                "'prompt' holds %zu prompts: several prompts in one request are not supported "
+                                "yet; send one request per prompt",
+                                json_array_size(p));
+        p = first;
+        where = "prompt[0]";
+    }
     if (json_is_string(p))
         return set_text_prompt(c, json_string_value(p), json_string_length(p), tok, err);
     if (!json_is_array(p))
-        return ssmd_err_set(err, SSMD_EINVAL, "'prompt' must be a string or an array of token ids");
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be a string or an array of token ids, not %s", where,
+                            srv_json_kind(p));
     size_t n = json_array_size(p);
     if (n > (size_t)lim->max_prompt)
         return ssmd_err_set(err, SSMD_EINVAL, "the prompt has %zu tokens, more than the limit %d", n,
@@ -152,14 +188,61 @@ static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer 
     const json_t *v;
     json_array_foreach(p, i, v) {
         if (!json_is_integer(v))
-            return ssmd_err_set(err, SSMD_EINVAL, "'prompt[%zu]' must be an integer token id", i);
+            return ssmd_err_set(err, SSMD_EINVAL,
+                                "'%s[%zu]' must be a token id (an integer), not %s: a prompt is either one "
+                                "string or an array of token ids",
+                                where, i, srv_json_kind(v));
         json_int_t id = json_integer_value(v);
         if (id < 0 || id >= lim->n_vocab)
-            return ssmd_err_set(err, SSMD_EINVAL, "'prompt[%zu]' = %lld is not a token id (vocabulary %d)",
-                                i, (long long)id, lim->n_vocab);
+            return ssmd_err_set(err, SSMD_EINVAL, "'%s[%zu]' is %lld, not a token id of this model (0 to %d)",
+                                where, i, (long long)id, lim->n_vocab - 1);
         c->prompt_ids[i] = (int32_t)id;
     }
     c->n_prompt = (int)n;
+    return SSMD_OK;
+}
+
+/* logit_bias: {"token id": bias in [-100, 100], ...} as OpenAI sends it
+ * (ids as decimal strings, the keys of a JSON object). */
+static int parse_logit_bias(srv_completion *c, const json_t *v, const srv_limits *lim, ssmd_err *err)
+{
+    if (!json_is_object(v))
+        return ssmd_err_set(err, SSMD_EINVAL,
+                            "'logit_bias' must be an object mapping token ids to numbers, not %s", srv_json_kind(v));
+    if (json_object_size(v) > ENG_LOGIT_BIAS_MAX)
+        return ssmd_err_set(err, SSMD_EINVAL, "'logit_bias' may hold at most %d tokens", ENG_LOGIT_BIAS_MAX);
+    const char *key;
+    const json_t *b;
+    json_object_foreach((json_t *)v, key, b) {
+        size_t len = strspn(key, "0123456789");
+        long id = len && len <= 9 && !key[len] ? strtol(key, NULL, 10) : -1;
+        if (id < 0 || id >= lim->n_vocab)
+            return ssmd_err_set(err, SSMD_EINVAL,
+                                "'logit_bias' key \"%.40s\" is not a token id of this model (0 to %d)", key,
+                                lim->n_vocab - 1);
+        if (!json_is_number(b) || !(json_number_value(b) >= -100 && json_number_value(b) <= 100))
+            return ssmd_err_set(err, SSMD_EINVAL, "'logit_bias[\"%s\"]' must be a number between -100 and 100",
+                                key);
+        eng_logit_bias *e = &c->sampling.logit_bias[c->sampling.n_logit_bias++];
+        e->token = (int32_t)id;
+        e->bias = (float)json_number_value(b);
+    }
+    return SSMD_OK;
+}
+
+/* "model" must name the served model (any other name is a 404, as OpenAI
+ * and vLLM answer); absent is fine. */
+static int check_model(const json_t *body, const srv_limits *lim, ssmd_err *err)
+{
+    const json_t *m = json_object_get(body, "model");
+    if (!m || json_is_null(m) || !lim->model_name)
+        return SSMD_OK;
+    if (!json_is_string(m))
+        return ssmd_err_set(err, SSMD_EINVAL, "'model' must be a string, not %s", srv_json_kind(m));
+    if (strcmp(json_string_value(m), lim->model_name) != 0)
+        return ssmd_err_set(err, SSMD_ENOTFOUND,
+                            "the model '%.200s' does not exist here: this server serves '%.200s' (GET /v1/models)",
+                            json_string_value(m), lim->model_name);
     return SSMD_OK;
 }
 
@@ -174,16 +257,26 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     eng_sampling_defaults(&c->sampling);
     if (!json_is_object(body))
         return ssmd_err_set(err, SSMD_EINVAL, "the request body must be a JSON object");
+    int rc = check_model(body, lim, err);
+    if (rc == SSMD_OK)
+        rc = srv_compat_parse(body, is_chat, err);
+    if (rc != SSMD_OK)
+        return rc;
     int route = is_chat ? ROUTE_CHAT : ROUTE_COMPLETION;
     for (size_t i = 0; i < N_FIELDS; i++) {
         const field_row *f = &field_rows[i];
         const json_t *v = json_object_get(body, f->name);
         if (!(f->routes & route) || !v || json_is_null(v))
             continue;
-        int rc = field_parse(c, f, v, lim, err);
+        rc = field_parse(c, f, v, lim, err);
         if (rc != SSMD_OK)
             return rc;
     }
+    const json_t *v = json_object_get(body, "seed");
+    c->seed_given = v && !json_is_null(v);
+    v = json_object_get(body, "logit_bias");
+    if (v && !json_is_null(v) && parse_logit_bias(c, v, lim, err) != SSMD_OK)
+        return SSMD_EINVAL;
     if (is_chat && !c->chat_logprobs)
         c->logprobs = 0;
     else if (is_chat && c->logprobs == 0)
@@ -192,7 +285,7 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     if (eng_sampling_validate(&c->sampling, err) != SSMD_OK)
         return SSMD_EINVAL;
 
-    const json_t *v = json_object_get(body, "stop");
+    v = json_object_get(body, "stop");
     if (v && !json_is_null(v) && parse_stop(c, v, err) != SSMD_OK)
         return SSMD_EINVAL;
     v = json_object_get(body, "stream_options");
@@ -209,7 +302,6 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
         memcpy(c->session, json_string_value(v), ENG_SESSION_ID_HEX + 1);
     }
 
-    int rc;
     if (is_chat) {
         v = json_object_get(body, "messages");
         if (!v)

@@ -24,6 +24,7 @@ typedef struct srv_limits {
     int n_vocab;             /* token ids must be below it */
     const char *chat_eos;    /* text of the EOS token for the default chat template, or NULL */
     const struct srv_chat *chat; /* the model's chat template (chat.h), NULL: the default */
+    const char *model_name;  /* the served model: another "model" is SSMD_ENOTFOUND; NULL: any */
 } srv_limits;
 
 typedef struct srv_completion {
@@ -42,6 +43,7 @@ typedef struct srv_completion {
     int n;
     int add_generation_prompt; /* chat: end the prompt with the assistant's header (default 1) */
     eng_sampling sampling;
+    int seed_given;          /* the body named a seed; else the caller draws one */
     int n_stop;
     char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];
     char session[ENG_SESSION_ID_HEX + 1];
@@ -51,10 +53,21 @@ typedef struct srv_completion {
  * after an error).  Text prompts are encoded with tok (NULL: only token-id
  * prompts are accepted); chat messages are rendered with srv_chat_apply
  * (lim->chat's template, or srv_chat_render).  Returns SSMD_OK or an error
- * naming the field. */
+ * naming the field: SSMD_EINVAL for a wrong type or range, SSMD_EUNSUPPORTED
+ * for an OpenAI feature ssmd does not have, and SSMD_ENOTFOUND only for a
+ * "model" other than lim->model_name (OpenAI's model_not_found). */
 int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, const eng_tokenizer *tok,
                          const srv_limits *lim, ssmd_err *err);
 void srv_completion_free(srv_completion *c);
+
+/* The OpenAI fields ssmd implements in part (best_of, suffix, user, store,
+ * tools, tool_choice, response_format, n, ...; the table in
+ * parse_compat.c): SSMD_OK when body's values are accepted, else
+ * SSMD_EINVAL (wrong type) or SSMD_EUNSUPPORTED saying why not. */
+int srv_compat_parse(const json_t *body, int is_chat, ssmd_err *err);
+
+/* "a string", "an integer", ... for error messages. */
+const char *srv_json_kind(const json_t *v);
 
 /* Moves the parsed fields into a new engine request (prompt ownership goes
  * to the request). */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "server/srv.h"
 #include "engine/xalloc.h"
@@ -102,10 +103,14 @@ static json_t *usage_json(const srv_gen *g)
                      "total_tokens", g->n_prompt + g->n_gen);
 }
 
+/* Every body and chunk carries the seed the sampler used (an extension,
+ * like OpenAI's system_fingerprint): sent back as "seed", it reproduces the
+ * completion. */
 static json_t *envelope(const srv_conn *c, const char *object, json_t *choices)
 {
-    return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", c->gen.id, "object", object, "created",
-                     (json_int_t)c->gen.created, "model", c->srv->model_name, "choices", choices);
+    return json_pack("{s:s, s:s, s:I, s:s, s:I, s:o}", "id", c->gen.id, "object", object, "created",
+                     (json_int_t)c->gen.created, "model", c->srv->model_name, "seed", (json_int_t)c->gen.seed,
+                     "choices", choices);
 }
 
 static json_t *ids_json(const int32_t *ids, int n)
@@ -262,6 +267,21 @@ static int header_session(srv_conn *c, json_t *body)
     return 1;
 }
 
+/* The seed of a request that named none, as OpenAI does: fresh from the
+ * OS each time, so identical requests sample differently.  53 bits, so
+ * every JSON reader (JavaScript's doubles too) keeps it exact when it is
+ * sent back. */
+static uint64_t draw_seed(void)
+{
+    uint64_t x = 0;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        /* no entropy yet (early boot): the clock, scrambled */
+        x = (uint64_t)eng_now_mono_ns() * 0x9e3779b97f4a7c15ULL;
+        x ^= x >> 31;
+    }
+    return x & ((UINT64_C(1) << 53) - 1);
+}
+
 static void start_common(srv_conn *c, int is_chat)
 {
     srv_server *s = c->srv;
@@ -273,7 +293,7 @@ static void start_common(srv_conn *c, int is_chat)
         return;
     }
     srv_limits lim = {(int)s->cfg->max_prompt, (int)s->cfg->max_tokens, (int)s->cfg->default_max_tokens,
-                      s->info->n_vocab, s->eos_text, &s->chat};
+                      s->info->n_vocab, s->eos_text, &s->chat, s->model_name};
     if (is_chat && lim.default_max_tokens < 256)
         lim.default_max_tokens = lim.max_tokens < 256 ? lim.max_tokens : 256;
     srv_completion p;
@@ -281,10 +301,14 @@ static void start_common(srv_conn *c, int is_chat)
     int rc = srv_completion_parse(&p, body, is_chat, s->info->tok, &lim, &err);
     json_decref(body);
     if (rc != SSMD_OK) {
-        srv_reply_error(c, err.code ? err.code : rc, err.msg);
+        /* parse's only 404 is another model's name: OpenAI's code for it */
+        srv_reply_error_code(c, err.code ? err.code : rc, rc == SSMD_ENOTFOUND ? "model_not_found" : NULL,
+                             err.msg);
         srv_completion_free(&p);
         return;
     }
+    if (!p.seed_given)
+        p.sampling.seed = draw_seed();
     srv_conn_set_session(c, p.session);
     if (s->n_inflight >= s->cfg->max_batch + s->cfg->max_queue) {
         srv_completion_free(&p);
@@ -297,6 +321,8 @@ static void start_common(srv_conn *c, int is_chat)
     g->echo = p.echo;
     g->include_usage = p.include_usage;
     g->logprobs = p.logprobs;
+    g->seed = p.sampling.seed;
+    g->has_seed = 1;
     g->created = (int64_t)eng_now_wall_s();
     char rnd[ENG_SESSION_ID_HEX + 1];
     if (eng_session_new_id(rnd, NULL) != SSMD_OK)

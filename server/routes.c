@@ -32,9 +32,9 @@ static void add_option(void *arg, const char *name, const char *value)
     json_object_set_new(arg, name, json_string(value));
 }
 
-static void start_models(srv_conn *c)
+/* The served model as OpenAI's model object, with our meta. */
+static json_t *model_json(const srv_server *s)
 {
-    srv_server *s = c->srv;
     json_t *opts = json_object();
     srv_config_each(s->cfg, SRV_FRONT_SERVE, add_option, opts);
     json_t *meta = json_pack("{s:o, s:b}", "options", opts, "loaded", s->loaded);
@@ -47,9 +47,28 @@ static void start_models(srv_conn *c)
         json_object_set_new(meta, "tokenizer", json_boolean(s->info->tok != NULL));
         json_object_set_new(meta, "chat_template", json_string(s->chat.tmpl ? "model" : "default"));
     }
-    json_t *model = json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", s->model_name, "object", "model", "created",
-                              (json_int_t)0, "owned_by", "ssmd", "meta", meta);
-    srv_reply_json(c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
+    return json_pack("{s:s, s:s, s:I, s:s, s:o}", "id", s->model_name, "object", "model", "created",
+                     (json_int_t)0, "owned_by", "ssmd", "meta", meta);
+}
+
+static void start_models(srv_conn *c)
+{
+    srv_reply_json(c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model_json(c->srv)));
+}
+
+/* GET /v1/models/{name}: the served model, or 404 model_not_found as
+ * OpenAI answers for a model it does not have.  {name} is the rest of the
+ * path, so ids with a '/' ("org/model") work. */
+static void start_model_get(srv_conn *c)
+{
+    if (strcmp(c->path_id, c->srv->model_name) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the model '%.150s' does not exist here: this server serves '%.150s'", c->path_id,
+                 c->srv->model_name);
+        srv_reply_error_code(c, SSMD_ENOTFOUND, "model_not_found", msg);
+        return;
+    }
+    srv_reply_json(c, 200, model_json(c->srv));
 }
 
 static void start_metrics(srv_conn *c)
@@ -249,7 +268,7 @@ static void start_state_import(srv_conn *c)
 eng_request *srv_import_request(const char *id, const srv_state_meta *m, const unsigned char *state)
 {
     eng_request *r = eng_request_new(ENG_OP_STATE_IMPORT);
-    snprintf(r->session, sizeof r->session, "%s", id);
+    snprintf(r->session, sizeof r->session, "%.*s", ENG_SESSION_ID_HEX, id);
     r->blob = xmalloc(m->state_bytes);
     memcpy(r->blob, state, m->state_bytes);
     r->blob_bytes = m->state_bytes;
@@ -265,6 +284,7 @@ const srv_route srv_routes[] = {
     {"GET", "/ready", SRV_BODY_NONE, 0, 0, start_ready, NULL},
     {"GET", "/metrics", SRV_BODY_NONE, 0, 0, start_metrics, NULL},
     {"GET", "/v1/models", SRV_BODY_NONE, 1, 0, start_models, NULL},
+    {"GET", "/v1/models/{name}", SRV_BODY_NONE, 1, 0, start_model_get, NULL},
     {"POST", "/v1/completions", SRV_BODY_JSON, 1, 1, srv_completions_start, srv_completion_on_event},
     {"POST", "/v1/chat/completions", SRV_BODY_JSON, 1, 1, srv_chat_start, srv_completion_on_event},
     {"POST", "/v1/sessions", SRV_BODY_JSON, 1, 1, start_session_create, on_session_event},
@@ -278,10 +298,18 @@ const srv_route srv_routes[] = {
 };
 const int srv_n_routes = (int)(sizeof srv_routes / sizeof srv_routes[0]);
 
-/* Does path match pattern?  Copies the {id} segment into id. */
+/* Does path match pattern?  Copies the {id} segment (or the {name} rest
+ * of the path) into id. */
 static int path_match(const char *pattern, const char *path, char *id, size_t cap)
 {
     while (*pattern && *path) {
+        if (!strcmp(pattern, "{name}")) {
+            size_t n = strlen(path);
+            if (n >= cap)
+                return 0;
+            memcpy(id, path, n + 1);
+            return 1;
+        }
         if (!strncmp(pattern, "{id}", 4)) {
             size_t n = strcspn(path, "/");
             if (n == 0 || n >= cap)
@@ -302,7 +330,7 @@ static int path_match(const char *pattern, const char *path, char *id, size_t ca
 
 void srv_route_allow(const char *url, char *out, size_t cap)
 {
-    char id[72];
+    char id[264];
     out[0] = '\0';
     const char *methods[] = {"GET", "POST", "PUT", "DELETE"};
     for (size_t m = 0; m < sizeof methods / sizeof *methods; m++) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/model_dir.h"
 #include "server/srv.h"
 
 int srv_serve_main(int argc, char **argv)
@@ -27,13 +28,22 @@ int srv_serve_main(int argc, char **argv)
         return 2;
     }
     srv_log log = {stderr, srv_log_format_parse(cfg.log_format)};
-    char path[1024];
+    char path[1024], looked[2048];
+    if (srv_model_dir_resolve(&cfg.model, looked, sizeof looked) != 0) {
+        srv_log_msg(&log, "error", "no_model",
+                    "no --model given and no default model found; looked in %s.  Pass --model DIR with a Hugging "
+                    "Face Mamba model (config.json, model.safetensors, tokenizer.json), set SSMD_MODEL=DIR, or "
+                    "run `make install`",
+                    looked);
+        srv_config_free(&cfg);
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/config.json", cfg.model);
     if (access(path, R_OK) != 0) {
         srv_log_msg(&log, "error", "no_model",
                     "no config.json in %s: pass --model DIR with a Hugging Face Mamba model (config.json, "
-                    "model.safetensors, tokenizer.json)%s",
-                    cfg.model, strcmp(cfg.model, "models/default") ? "" : ", or run from the repository root");
+                    "model.safetensors, tokenizer.json)",
+                    cfg.model);
         srv_config_free(&cfg);
         return 1;
     }

@@ -105,6 +105,9 @@ static void log_ready(srv_server *s)
     const char *h = cfg->host;
     int v6 = strchr(h, ':') != NULL;
     char url[300];
+    if (!in->tok)
+        srv_log_msg(&s->log, "warn", "no_tokenizer",
+                    "the model has no tokenizer.json: text prompts and chat get 400; send prompts as token ids");
     snprintf(url, sizeof url, "http://%s%s%s:%ld", v6 ? "[" : "", h, v6 ? "]" : "", cfg->port);
     snprintf(msg, sizeof msg, "ready on %s", url);
     srv_log_event(&s->log, "info", "ready", json_pack("{s:s}", "url", url), msg);
@@ -262,18 +265,27 @@ static void shutdown_now(srv_server *s)
     uv_close((uv_handle_t *)&s->sig_int, NULL);
 }
 
+static void on_drain_timeout(uv_timer_t *t);
+
+/* Cancels every running request and stops after grace_ms: a canceled
+ * stream ends with its error event and [DONE], and the loop keeps running
+ * long enough to write those last bytes, so clients see a complete
+ * response instead of a cut connection. */
+static void force_stop(srv_server *s, uint64_t grace_ms)
+{
+    s->force = 1;
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (c->req)
+            eng_sched_cancel(s->sched, c->req);
+    uv_timer_start(&s->drain_timer, on_drain_timeout, grace_ms, 0);
+}
+
 static void on_drain_timeout(uv_timer_t *t)
 {
     srv_server *s = t->data;
     if (!s->force) {
-        /* Running requests had their time: cancel them, give the
-         * connections a moment to write their last bytes, then stop. */
-        s->force = 1;
         srv_log_msg(&s->log, "warn", "drain_timeout", "drain timeout: canceling %d running requests", s->n_inflight);
-        for (srv_conn *c = s->conns; c; c = c->next)
-            if (c->req)
-                eng_sched_cancel(s->sched, c->req);
-        uv_timer_start(&s->drain_timer, on_drain_timeout, 1000, 0);
+        force_stop(s, 1000);
         return;
     }
     shutdown_now(s);
@@ -283,14 +295,19 @@ void srv_server_drain(srv_server *s)
 {
     if (s->stopping)
         return;
-    if (s->draining) {
-        srv_log_msg(&s->log, "warn", "stopping", "second signal: stopping now");
+    if (s->draining && !s->force) {
+        srv_log_msg(&s->log, "warn", "stopping", "second signal: canceling %d running requests and stopping now",
+                    s->n_inflight);
+        force_stop(s, 300);
+        return;
+    }
+    if (s->draining) { /* a third: no more grace */
         shutdown_now(s);
         return;
     }
     s->draining = 1;
-    srv_log_msg(&s->log, "info", "draining", "draining (%d running, up to %g s)", s->n_inflight,
-                s->cfg->drain_timeout);
+    srv_log_msg(&s->log, "info", "draining", "draining (%d running, up to %g s; a second Ctrl-C or SIGTERM stops at once)",
+                s->n_inflight, s->cfg->drain_timeout);
     uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)(s->cfg->drain_timeout * 1000), 0);
     check_drain(s);
 }

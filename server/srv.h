@@ -49,6 +49,8 @@ typedef struct srv_route {
 /* What a completion request keeps between its events. */
 typedef struct srv_gen {
     int is_chat, stream, echo, include_usage, logprobs;
+    uint64_t seed;         /* the sampler's seed, given or drawn */
+    int has_seed;          /* a completion got as far as choosing it (for the log) */
     char id[48];
     int64_t created;
     char *echo_text;       /* prompt text to echo (malloc'ed) or NULL */
@@ -67,7 +69,7 @@ struct srv_conn {
     struct MHD_Connection *mc;
     srv_conn *prev, *next;   /* srv->conns */
     const srv_route *route;
-    char path_id[72];        /* the {id} segment */
+    char path_id[264];       /* the {id} segment, or the {name} rest of the path */
     char method[8];          /* for the request log */
     char path[160];          /* printable ASCII, query string cut */
     int64_t t_accept_ns;
@@ -84,6 +86,7 @@ struct srv_conn {
     int body_too_large;
     struct MHD_Response *resp; /* ready to queue */
     unsigned status;
+    char why[256];           /* an error reply's message, for the log line */
     int queued;
     eng_request *req;        /* owned by the engine until its final event */
     int is_completion;       /* counted in srv->n_inflight */
@@ -139,7 +142,11 @@ void srv_server_drain(srv_server *s);
 
 /* ---- for routes (loop thread, inside route->start or ->on_event) ---- */
 void srv_reply_json(srv_conn *c, unsigned status, json_t *obj);   /* steals obj */
-void srv_reply_error(srv_conn *c, int code, const char *msg);     /* status from the error table */
+/* Status, type and code from the error table; the message is kept for the
+ * request log line too.  code_name (or NULL) replaces the table's "code"
+ * where OpenAI has its own (model_not_found). */
+void srv_reply_error(srv_conn *c, int code, const char *msg);
+void srv_reply_error_code(srv_conn *c, int code, const char *code_name, const char *msg);
 void srv_reply_bytes(srv_conn *c, unsigned status, const char *ctype, void *data, size_t len); /* takes data (malloc'ed) */
 json_t *srv_error_body(int code, const char *msg);
 /* Hands r to the engine; c waits (suspended) for its events. */

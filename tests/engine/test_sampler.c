@@ -64,6 +64,8 @@ static void ref_dist(const float *logits, int n, const int32_t *hist, int n_hist
         double x = logits[hist[h]];
         w[hist[h]] = x > 0 ? x / sp->repetition_penalty : x * sp->repetition_penalty;
     }
+    for (int b = 0; b < sp->n_logit_bias; b++)
+        w[sp->logit_bias[b].token] += sp->logit_bias[b].bias;
     double mx = -INFINITY;
     for (int i = 0; i < n; i++)
         mx = w[i] > mx ? w[i] : mx;
@@ -241,6 +243,11 @@ START_TEST(test_validate)
     BAD("repetition_penalty", q.repetition_penalty = INFINITY);
     BAD("logprobs", q.logprobs = -1);
     BAD("logprobs", q.logprobs = ENG_LOGPROBS_MAX + 1);
+    BAD("presence_penalty", q.presence_penalty = NAN);
+    BAD("frequency_penalty", q.frequency_penalty = INFINITY);
+    BAD("logit_bias", q.n_logit_bias = ENG_LOGIT_BIAS_MAX + 1);
+    BAD("logit_bias", (q.n_logit_bias = 1, q.logit_bias[0].token = -1));
+    BAD("logit_bias", (q.n_logit_bias = 1, q.logit_bias[0].token = 3, q.logit_bias[0].bias = NAN));
     GOOD(q.temperature = 0.0f);
     GOOD(q.top_k = 1000000);
     GOOD(q.top_p = 1e-6f);
@@ -258,6 +265,11 @@ START_TEST(test_validate)
     eng_sampler_close(&s); /* safe after a failed init */
     ck_assert_int_eq(eng_sampler_init(&s, &p, 0, &err), SSMD_EINVAL);
     ck_assert(strstr(err.msg, "n_vocab") != NULL);
+    q = p; /* a biased id beyond the vocabulary is the sampler's to refuse */
+    q.n_logit_bias = 1;
+    q.logit_bias[0].token = 10;
+    ck_assert_int_eq(eng_sampler_init(&s, &q, 10, &err), SSMD_EINVAL);
+    ck_assert(strstr(err.msg, "logit_bias") != NULL);
 }
 END_TEST
 
@@ -646,6 +658,125 @@ START_TEST(test_repetition_penalty)
 }
 END_TEST
 
+/* ---- logit bias, presence and frequency penalties ---- */
+
+START_TEST(test_logit_bias)
+{
+    eng_sampling p;
+    eng_sampling_defaults(&p);
+    p.temperature = 0.0f;
+    float row[8];
+    memcpy(row, k_logits8, sizeof row);
+    eng_sampler s;
+    /* -100 bans the argmax (id 1); the next best (id 4, 2.0) wins */
+    p.n_logit_bias = 1;
+    p.logit_bias[0] = (eng_logit_bias){1, -100.0f};
+    ck_assert_int_eq(eng_sampler_init(&s, &p, 8, NULL), SSMD_OK);
+    ck_assert_int_eq(eng_sampler_sample(&s, row, NULL, 0, NULL), 4);
+    ck_assert(memcmp(row, k_logits8, sizeof row) == 0); /* the caller's row is not written */
+    eng_sampler_close(&s);
+    /* +5 lifts the worst id (6, -2.0) above the best (2.5) */
+    p.n_logit_bias = 2;
+    p.logit_bias[1] = (eng_logit_bias){6, 5.0f};
+    ck_assert_int_eq(eng_sampler_init(&s, &p, 8, NULL), SSMD_OK);
+    ck_assert_int_eq(eng_sampler_sample(&s, row, NULL, 0, NULL), 6);
+    eng_sampler_close(&s);
+
+    /* the sampled distribution is softmax(logits + bias) */
+    eng_sampling q, wrong;
+    eng_sampling_defaults(&q);
+    q.seed = 21;
+    q.n_logit_bias = 2;
+    q.logit_bias[0] = (eng_logit_bias){0, 1.5f};
+    q.logit_bias[1] = (eng_logit_bias){1, -2.0f};
+    wrong = q;
+    wrong.n_logit_bias = 0;
+    check_dist(&q, k_logits8, 8, NULL, 0, N_SAMPLES, &wrong);
+}
+END_TEST
+
+/* Greedy with presence/frequency penalties, against the formula written
+ * out here: logit - count * frequency - (count > 0) * presence over what
+ * was generated before. */
+static void penalty_greedy_case(const float *logits, int n, float presence, float frequency, int steps)
+{
+    eng_sampling p;
+    eng_sampling_defaults(&p);
+    p.temperature = 0.0f;
+    p.presence_penalty = presence;
+    p.frequency_penalty = frequency;
+    eng_sampler s;
+    ck_assert_int_eq(eng_sampler_init(&s, &p, n, NULL), SSMD_OK);
+    int count[64] = {0};
+    ck_assert(n <= 64);
+    for (int t = 0; t < steps; t++) {
+        int want = 0;
+        double best = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            double v = (double)logits[i] - count[i] * (double)frequency - (count[i] > 0) * (double)presence;
+            if (v > best) {
+                best = v;
+                want = i;
+            }
+        }
+        ck_assert_int_eq(eng_sampler_sample(&s, logits, NULL, 0, NULL), want);
+        count[want]++;
+    }
+    eng_sampler_close(&s);
+}
+
+START_TEST(test_presence_frequency)
+{
+    /* frequency 1: 3.0 -> 2.0 after one pick, so 2.5 is next, ... */
+    const float row[3] = {3.0f, 2.5f, 0.0f};
+    penalty_greedy_case(row, 3, 0.0f, 1.0f, 12);
+    /* presence only: once each; after that the order is the raw one */
+    penalty_greedy_case(row, 3, 1.0f, 0.0f, 6);
+    /* negative penalties make repeats more likely */
+    penalty_greedy_case(row, 3, -0.5f, -0.25f, 6);
+    uint64_t x = 17;
+    for (int r = 0; r < 200; r++) {
+        float rr[20];
+        for (int i = 0; i < 20; i++)
+            rr[i] = (float)(t_normal(&x) * 2);
+        penalty_greedy_case(rr, 20, (float)(4 * t_uniform(&x) - 2), (float)(4 * t_uniform(&x) - 2), 30);
+    }
+
+    /* sampled: the first token is forced (id 1), the second is drawn from
+     * softmax(logits - frequency - presence at id 1) */
+    enum { TRIALS = 100000 };
+    const float force[8] = {0, 1000.0f, 0, 0, 0, 0, 0, 0};
+    long *counts = calloc(8, sizeof *counts);
+    eng_sampling p;
+    eng_sampling_defaults(&p);
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.7f;
+    for (long t = 0; t < TRIALS; t++) {
+        eng_sampler s;
+        p.seed = (uint64_t)t;
+        ck_assert_int_eq(eng_sampler_init(&s, &p, 8, NULL), SSMD_OK);
+        if (eng_sampler_sample(&s, force, NULL, 0, NULL) != 1)
+            ck_abort_msg("the forced token was not drawn");
+        counts[eng_sampler_sample(&s, k_logits8, NULL, 0, NULL)]++;
+        eng_sampler_close(&s);
+    }
+    float shifted[8];
+    memcpy(shifted, k_logits8, sizeof shifted);
+    shifted[1] -= 1.2f;
+    eng_sampling plain;
+    eng_sampling_defaults(&plain);
+    double ref[8];
+    int df;
+    ref_dist(shifted, 8, NULL, 0, &plain, ref);
+    double stat = chi2(counts, ref, 8, TRIALS, &df);
+    ck_assert_msg(stat < chi2_limit(df), "chi2 %.1f >= %.1f", stat, chi2_limit(df));
+    ref_dist(k_logits8, 8, NULL, 0, &plain, ref); /* no penalty: must be rejected */
+    stat = chi2(counts, ref, 8, TRIALS, &df);
+    ck_assert_msg(stat > chi2_limit(df), "the unpenalised reference was not rejected: %.1f", stat);
+    free(counts);
+}
+END_TEST
+
 /* ---- seeds ---- */
 
 START_TEST(test_seed_determinism)
@@ -809,6 +940,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_filters_random);
     tcase_add_test(tc, test_filters_full_vocab);
     tcase_add_test(tc, test_repetition_penalty);
+    tcase_add_test(tc, test_logit_bias);
+    tcase_add_test(tc, test_presence_frequency);
     tcase_add_test(tc, test_seed_determinism);
     tcase_add_test(tc, test_logprobs);
     tcase_add_test(tc, test_degenerate_rows);

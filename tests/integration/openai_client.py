@@ -137,6 +137,75 @@ def expect(exc, status, fn):
     raise AssertionError("no %s raised" % exc.__name__)
 
 
+def t_seed():
+    # without a seed: drawn per request and reported; sent back, it reproduces
+    kw = dict(model=model, prompt="In the beginning", max_tokens=12, extra_body={"ignore_eos": True})
+    rs = [client.completions.create(**kw) for _ in range(3)]
+    seeds = [r.model_extra["seed"] for r in rs]
+    assert len(set(seeds)) == 3, seeds
+    texts = [r.choices[0].text for r in rs]
+    assert len(set(texts)) > 1, texts
+    again = client.completions.create(seed=seeds[0], **kw)
+    assert again.choices[0].text == texts[0], (again.choices[0].text, texts[0])
+    return "seeds %s; seed %d reproduces %r" % (seeds, seeds[0], texts[0])
+
+
+def t_penalties_bias():
+    # accepted and honoured: a -100 bias bans the greedy first token
+    kw = dict(model=model, prompt="And God said", max_tokens=6, temperature=0, extra_body={"ignore_eos": True})
+    plain = client.completions.create(**kw).choices[0].model_extra["tokens"]
+    banned = client.completions.create(logit_bias={str(plain[0]): -100}, presence_penalty=0.5,
+                                       frequency_penalty=0.5, **kw).choices[0].model_extra["tokens"]
+    assert plain[0] not in banned, (plain, banned)
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=3,
+                                       presence_penalty=1.0, frequency_penalty=-1.0, logit_bias={"5": 2}, seed=3,
+                                       user="someone", n=1, store=False, tool_choice="none",
+                                       response_format={"type": "text"})
+    assert r.choices[0].message.content is not None
+    return "greedy %s, with token %d banned %s" % (plain, plain[0], banned)
+
+
+def t_model_retrieve():
+    m = client.models.retrieve(model)
+    assert m.id == model, m
+    return expect(openai.NotFoundError, 404, lambda: client.models.retrieve("no-such-model"))
+
+
+def t_err_404_model():
+    def call():
+        client.completions.create(model="gpt-4o-mini", prompt="x", max_tokens=1)
+    try:
+        call()
+    except openai.NotFoundError as e:
+        assert e.code == "model_not_found", e.code
+        return "404 %s: %s" % (e.code, e.body.get("message") if isinstance(e.body, dict) else e)
+    raise AssertionError("no 404")
+
+
+def refused(fn):
+    return expect(openai.BadRequestError, 400, fn)
+
+
+def t_refused():
+    chat = dict(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
+    out = []
+    for name, fn in [
+            ("best_of", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, best_of=2)),
+            ("suffix", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, suffix="end")),
+            ("n", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, n=2)),
+            ("prompts", lambda: client.completions.create(model=model, prompt=["a", "b"], max_tokens=1)),
+            ("presence_penalty", lambda: client.completions.create(model=model, prompt="x", presence_penalty="abc")),
+            ("logit_bias", lambda: client.completions.create(model=model, prompt="x", logit_bias={"x": 1})),
+            ("tools", lambda: client.chat.completions.create(
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}], **chat)),
+            ("store", lambda: client.chat.completions.create(store=True, **chat)),
+            ("response_format", lambda: client.chat.completions.create(response_format={"type": "json_object"},
+                                                                       **chat))]:
+        out.append(name)
+        refused(fn)
+    return "400 for " + ", ".join(out)
+
+
 def t_err_400():
     return expect(openai.BadRequestError, 400,
                   lambda: client.completions.create(model=model, prompt="x", max_tokens=-3))
@@ -176,6 +245,12 @@ for name, fn in [("models.list", t_models),
                  ("completions.create stream=True with usage", t_completion_stream),
                  ("chat.completions.create", t_chat),
                  ("chat.completions.create stream=True with usage", t_chat_stream),
+                 ("seed: drawn per request, reported, reproducible", t_seed),
+                 ("logit_bias, presence/frequency_penalty, user, store=False, tool_choice, response_format text",
+                  t_penalties_bias),
+                 ("models.retrieve, and 404 for another id", t_model_retrieve),
+                 ("404 model_not_found -> openai.NotFoundError", t_err_404_model),
+                 ("400 for what proto/openapi.yaml refuses", t_refused),
                  ("400 -> openai.BadRequestError (max_tokens -3)", t_err_400),
                  ("400 -> openai.BadRequestError (chat without messages)", t_err_400_chat),
                  ("400 -> openai.BadRequestError before a stream starts", t_stream_error),

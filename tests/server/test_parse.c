@@ -8,7 +8,7 @@
 #include "server/parse.h"
 
 static const srv_limits lim = {.max_prompt = 8, .max_tokens = 100, .default_max_tokens = 16, .n_vocab = 50,
-                               .chat_eos = "</s>"};
+                               .chat_eos = "</s>", .model_name = "m"};
 
 static int parse(const char *text, int chat, srv_completion *c, ssmd_err *err)
 {
@@ -82,6 +82,19 @@ START_TEST(test_rejections)
         "{\"prompt\": [1], \"stop\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]}",
         "{\"prompt\": [1], \"session\": \"ABC\"}",
         "{\"prompt\": [1], \"stream_options\": 3}",
+        "{\"prompt\": [1], \"presence_penalty\": 2.1}",
+        "{\"prompt\": [1], \"frequency_penalty\": \"x\"}",
+        "{\"prompt\": [1], \"logit_bias\": {\"50\": 1}}",  /* >= n_vocab */
+        "{\"prompt\": [1], \"logit_bias\": {\"-1\": 1}}",
+        "{\"prompt\": [1], \"logit_bias\": {\" 1\": 1}}",
+        "{\"prompt\": [1], \"logit_bias\": {\"1\": -101}}",
+        "{\"prompt\": [1], \"best_of\": 2}",
+        "{\"prompt\": [1], \"suffix\": \"x\"}",
+        "{\"prompt\": [1], \"user\": 1}",
+        "{\"prompt\": [1], \"response_format\": {\"type\": \"json_object\"}}",
+        "{\"prompt\": [1], \"model\": \"other\"}",
+        "{\"prompt\": [[1], [2]]}",                  /* two prompts */
+        "{\"prompt\": [[1, \"x\"]]}",
         "[1]",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -95,6 +108,47 @@ START_TEST(test_rejections)
     /* an empty prompt is fine when a session continues */
     srv_completion c;
     ck_assert_int_eq(parse("{\"prompt\": [], \"session\": \"0123456789abcdef0123456789abcdef\"}", 0, &c, NULL), SSMD_OK);
+    srv_completion_free(&c);
+}
+END_TEST
+
+START_TEST(test_openai_fields)
+{
+    srv_completion c;
+    ssmd_err err = {0};
+    ck_assert_int_eq(parse("{\"prompt\": [[3, 4]], \"model\": \"m\", \"best_of\": 1, \"suffix\": \"\","
+                           " \"logit_bias\": {\"7\": -100, \"49\": 2.5}, \"presence_penalty\": -2,"
+                           " \"frequency_penalty\": 0.5, \"response_format\": {\"type\": \"text\"}}",
+                           0, &c, &err),
+                     SSMD_OK);
+    ck_assert_int_eq(c.n_prompt, 2);
+    ck_assert_int_eq(c.prompt_ids[1], 4);
+    ck_assert(!c.seed_given);
+    ck_assert_int_eq(c.sampling.n_logit_bias, 2);
+    int i7 = c.sampling.logit_bias[0].token == 7 ? 0 : 1;
+    ck_assert_int_eq(c.sampling.logit_bias[i7].token, 7);
+    ck_assert_double_eq_tol(c.sampling.logit_bias[i7].bias, -100, 1e-6);
+    ck_assert_int_eq(c.sampling.logit_bias[1 - i7].token, 49);
+    ck_assert_double_eq_tol(c.sampling.presence_penalty, -2, 1e-6);
+    ck_assert_double_eq_tol(c.sampling.frequency_penalty, 0.5, 1e-6);
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"seed\": 0}", 0, &c, &err), SSMD_OK);
+    ck_assert(c.seed_given);
+    srv_completion_free(&c);
+    /* refusals are told apart by code: unsupported, unknown model, bad type */
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"model\": \"x\"}", 0, &c, &err), SSMD_ENOTFOUND);
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"messages\": [{\"role\":\"user\",\"content\":\"a\"}], \"tools\": [{}]}", 1, &c, &err),
+                     SSMD_EUNSUPPORTED);
+    ck_assert(strstr(err.msg, "'tools' is not supported") != NULL);
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"store\": true}", 0, &c, &err), SSMD_OK); /* chat only */
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"temperature\": 1000000}", 0, &c, &err), SSMD_EINVAL);
+    ck_assert_str_eq(err.msg, "'temperature' must be between 0 and 100 (it was 1000000)");
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"top_p\": \"x\"}", 0, &c, &err), SSMD_EINVAL);
+    ck_assert_str_eq(err.msg, "'top_p' must be a number, not a string");
     srv_completion_free(&c);
 }
 END_TEST
@@ -153,6 +207,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_fields_and_defaults);
     tcase_add_test(tc, test_rejections);
+    tcase_add_test(tc, test_openai_fields);
     tcase_add_test(tc, test_chat_template);
     tcase_add_test(tc, test_utf8_prefix);
     suite_add_tcase(s, tc);

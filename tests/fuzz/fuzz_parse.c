@@ -57,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = json_loadb((const char *)data + 1, size - 1, JSON_REJECT_DUPLICATES, &je);
     if (!body)
         return 0;
-    srv_limits lim = {256, 64, 16, eng_tokenizer_vocab_size(tok), "<|endoftext|>", own_template ? &chat : NULL};
+    srv_limits lim = {256, 64, 16, eng_tokenizer_vocab_size(tok), "<|endoftext|>", own_template ? &chat : NULL,
+                      NULL /* any model name */};
     srv_completion c;
     ssmd_err err = {0};
     int rc = srv_completion_parse(&c, body, is_chat, no_tok ? NULL : tok, &lim, &err);

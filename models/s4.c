@@ -32,6 +32,30 @@
 /* Our S4 / S4D layout (proto/s4-format.md).  Sizes are required; the
  * options that change the math have the reference implementation's
  * defaults and anything we cannot honour is refused. */
+/* Every key the format defines (proto/s4-format.md) and the ones that say
+ * nothing about the math; any other key may change the math and is
+ * refused, never ignored. */
+static int s4_check_keys(const eng_cfg_reader *r, const json_t *root)
+{
+    static const char *const known[] = {
+        "model_type", "d_model", "n_layer", "vocab_size", "d_state", "rank", "discretization",
+        "activation", "final_act", "prenorm", "layer_norm_epsilon", "tie_embeddings",
+        "bos_token_id", "eos_token_id", "architectures", "torch_dtype", "transformers_version",
+        "_name_or_path"};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && strcmp(known[k], key))
+            k++;
+        if (k == sizeof known / sizeof known[0])
+            return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                                "%s: '%.64s' is not a key of the S4 format (proto/s4-format.md) "
+                                "and may change the math", r->path, key);
+    }
+    return SSMD_OK;
+}
+
 static int s4_parse_config(const eng_cfg_reader *r, const json_t *root, eng_model_config *c)
 {
     s4_config *f = (s4_config *)c->family;
@@ -42,8 +66,9 @@ static int s4_parse_config(const eng_cfg_reader *r, const json_t *root, eng_mode
     static const char *const required[] = {"d_model", "n_layer", "vocab_size", NULL};
     char what[64];
     snprintf(what, sizeof what, "model_type \"%s\"", type);
-    if ((rc = eng_cfg_require(r, root, required, what)))
+    if ((rc = eng_cfg_require(r, root, required, what)) || (rc = s4_check_keys(r, root)))
         return rc;
+    f->tie_given = json_object_get(root, "tie_embeddings") != NULL;
     if ((rc = eng_cfg_int(r, root, "d_model", 0, 1, ENG_CFG_DIM_MAX, &c->d_model)) ||
         (rc = eng_cfg_int(r, root, "n_layer", 0, 1, ENG_CFG_DIM_MAX, &c->n_layer)) ||
         (rc = eng_cfg_int(r, root, "vocab_size", 0, 1, ENG_CFG_DIM_MAX, &c->vocab_size)) ||
@@ -53,7 +78,7 @@ static int s4_parse_config(const eng_cfg_reader *r, const json_t *root, eng_mode
         (rc = eng_cfg_str(r, root, "activation", "gelu", &act)) ||
         (rc = eng_cfg_str(r, root, "final_act", "glu", &final_act)) ||
         (rc = eng_cfg_bool(r, root, "prenorm", 1, &prenorm)) ||
-        (rc = eng_cfg_bool(r, root, "tie_embeddings", 1, &c->tie_embeddings)) ||
+        (rc = eng_cfg_bool(r, root, "tie_embeddings", 0, &c->tie_embeddings)) ||
         (rc = eng_cfg_num(r, root, "layer_norm_epsilon", 1e-5, 0.0, 1.0, &eps)) ||
         (rc = eng_cfg_token(r, root, "bos_token_id", -1, &c->bos_token_id)) ||
         (rc = eng_cfg_token(r, root, "eos_token_id", -1, &c->eos_token_id)))
@@ -408,9 +433,35 @@ static const mdl_family s4_family = {
     .decode_layer = s4_decode_layer,
 };
 
+/* What the tensors must agree with in the config: a head given twice, a
+ * bias on a tied head, a low-rank term in a diagonal model. */
+static int s4_check_tensors(const eng_model_config *c, const eng_weights *w, ssmd_err *err)
+{
+    const s4_config *f = s4_cfg(c);
+    const eng_tensor *head = eng_weights_find(w, "lm_head.weight");
+    const eng_tensor *bias = eng_weights_find(w, "lm_head.bias");
+    if (head && f->tie_given && c->tie_embeddings)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'tie_embeddings' is true but the file has its "
+                            "own 'lm_head.weight'", head->file);
+    if (bias && (!head || c->tie_embeddings))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'lm_head.bias' with a head tied to the "
+                            "embedding", bias->file);
+    for (int i = 0; f->rank == 0 && i < c->n_layer; i++) {
+        char name[64];
+        const eng_tensor *p = eng_weights_find(w, mdl_layer_name(name, sizeof name, "", i, "ssm.P"));
+        if (p)
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s' in an s4d model (a diagonal A "
+                                "has no low-rank term; model_type \"s4\" has)", p->file, name);
+    }
+    return SSMD_OK;
+}
+
 static int s4_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,
                    void **out, ssmd_err *err)
 {
+    int rc = s4_check_tensors(cfg, w, err);
+    if (rc)
+        return rc;
     return mdl_lm_load(&s4_family, cfg, w, bk, max_batch, out, err);
 }
 

@@ -11,6 +11,8 @@ typedef struct s4_config {
     int d_state;   /* N, even: N/2 complex conjugate pairs */
     int rank;      /* "rank": low-rank terms of S4's A (1); 0 for s4d */
     int bilinear;  /* "discretization": 1 "bilinear", 0 "zoh" (s4d default) */
+    int tie_given; /* "tie_embeddings" was in the file (else: own head when
+                      the file has lm_head.weight, the embedding otherwise) */
 } s4_config;
 
 _Static_assert(sizeof(s4_config) <= ENG_ARCH_CONFIG_BYTES, "s4_config fits the config");

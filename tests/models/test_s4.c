@@ -261,6 +261,9 @@ START_TEST(test_config)
          "\"prenorm\":false}", "prenorm", SSMD_EUNSUPPORTED},
         {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
          "\"d_state\":\"x\"}", "d_state", SSMD_EFORMAT},
+        {"{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,"
+         "\"bidirectional\":true}", "'bidirectional' is not a key of the S4 format",
+         SSMD_EUNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = load_cfg_text(bad[i].text, &c, &err);
@@ -270,28 +273,69 @@ START_TEST(test_config)
 }
 END_TEST
 
-/* A config that disagrees with the weights fails to load, naming the
- * tensor; nothing leaks (ASan). */
-START_TEST(test_weights_mismatch)
+/* Opens fixture's weights under another config.json (a temp directory
+ * with a link to the weights): SSMD_OK and *out, or the error. */
+static int open_with_config(const char *fixture, const char *config, eng_model **out,
+                            ssmd_err *err)
 {
-    char dir[] = "/tmp/ssmd-s4-dir-XXXXXX", path[512], src[512];
+    char dir[] = "/tmp/ssmd-s4-dir-XXXXXX", path[512], src[512], weights[256];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "w");
-    fputs("{\"model_type\":\"s4\",\"d_model\":16,\"n_layer\":2,\"vocab_size\":96,"
-          "\"d_state\":14}", f);
+    fputs(config, f);
     fclose(f);
-    ck_assert_ptr_nonnull(realpath("tests/fixtures/s4/s4_legs/model.safetensors", src));
+    snprintf(weights, sizeof weights, "tests/fixtures/s4/%s/model.safetensors", fixture);
+    ck_assert_ptr_nonnull(realpath(weights, src));
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     ck_assert_int_eq(symlink(src, path), 0);
-    eng_model *m = NULL;
-    ssmd_err err = {0};
-    ck_assert_int_eq(eng_model_open(dir, NULL, &m, &err), SSMD_EFORMAT);
-    ck_assert_msg(strstr(err.msg, "layers.0.ssm.A"), "%s", err.msg);
+    *out = NULL;
+    memset(err, 0, sizeof *err);
+    int rc = eng_model_open(dir, NULL, out, err);
     unlink(path);
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
     rmdir(dir);
+    return rc;
+}
+
+/* A config that disagrees with the weights fails to load, naming the
+ * tensor; nothing leaks (ASan). */
+START_TEST(test_weights_mismatch)
+{
+    static const struct { const char *fixture, *config, *needle; } cases[] = {
+        {"s4_legs", "{\"model_type\":\"s4\",\"d_model\":16,\"n_layer\":2,\"vocab_size\":96,"
+                    "\"d_state\":14}", "layers.0.ssm.A"},
+        /* the file's own head, and tie_embeddings true */
+        {"s4d_block", "{\"model_type\":\"s4d\",\"d_model\":16,\"n_layer\":2,\"vocab_size\":80,"
+                      "\"d_state\":12,\"discretization\":\"bilinear\",\"tie_embeddings\":true}",
+         "'tie_embeddings' is true but the file has its own 'lm_head.weight'"},
+        /* an S4 checkpoint called s4d: its low-rank term has no place */
+        {"s4_legs", "{\"model_type\":\"s4d\",\"d_model\":16,\"n_layer\":2,\"vocab_size\":96,"
+                    "\"d_state\":16,\"discretization\":\"bilinear\"}",
+         "'layers.0.ssm.P' in an s4d model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        eng_model *m;
+        ssmd_err err;
+        ck_assert_int_eq(open_with_config(cases[i].fixture, cases[i].config, &m, &err), SSMD_EFORMAT);
+        ck_assert_ptr_null(m);
+        ck_assert_msg(strstr(err.msg, cases[i].needle), "case %zu: %s", i, err.msg);
+    }
+}
+END_TEST
+
+/* Without tie_embeddings, a file with lm_head.weight uses it (the format's
+ * architecture line): s4d_block's reference comes out. */
+START_TEST(test_own_head_without_tie_key)
+{
+    eng_model *m;
+    ssmd_err err;
+    ck_assert_int_eq(open_with_config("s4d_block",
+                                      "{\"model_type\":\"s4d\",\"d_model\":16,\"n_layer\":2,"
+                                      "\"vocab_size\":80,\"d_state\":12,\"discretization\":"
+                                      "\"bilinear\",\"eos_token_id\":0}", &m, &err), SSMD_OK);
+    ref_check_matches(m, "tests/fixtures/s4/s4d_block/expected.json", "s4d_block");
+    eng_model_close(m);
 }
 END_TEST
 
@@ -306,6 +350,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_views_agree, 0, 4);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_weights_mismatch);
+    tcase_add_test(tc, test_own_head_without_tie_key);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,6 +13,11 @@ Tables (all sorted, ranges inclusive; the types are in engine/text/unicode.h):
   ccc_ranges canonical combining class, where not 0
   decomp    canonical decomposition mappings, one level (Hangul is algorithmic)
   comp      primary composites (pair -> composite) for NFC
+  kdecomp   compatibility decomposition mappings (<tag> ones), one level, as
+            (cp, offset, length) into kdecomp_pool, for NFKD/NFKC
+  punct     General_Category P*                   (Rust's char::is_punctuation)
+  lower     char-wise lowercase mappings that differ from the character
+            (Rust's char::to_lowercase: no context, so no final sigma)
 """
 import sys
 import unicodedata
@@ -136,6 +141,51 @@ def main():
         out.append("};")
         out.append("const size_t %s = %d;" % (n, len(rows)))
         out.append("")
+    kdecomp, pool = [], []
+    for cp in range(MAX_CP):
+        d = unicodedata.decomposition(chr(cp))
+        if not d.startswith("<"):
+            continue
+        cps = [int(x, 16) for x in d.split()[1:]]
+        kdecomp.append((cp, len(pool), len(cps)))
+        pool.extend(cps)
+    out.append("const uint32_t eng_unicode_kdecomp_pool[] = {")
+    for i in range(0, len(pool), 10):
+        out.append("   " + "".join(" 0x%04X," % x for x in pool[i:i + 10]))
+    out.append("};")
+    out.append("const eng_unicode_kdecomp_entry eng_unicode_kdecomp[] = {")
+    line = "   "
+    for cp, off, n in kdecomp:
+        item = " {0x%04X, %d, %d}," % (cp, off, n)
+        if len(line) + len(item) > 96:
+            out.append(line)
+            line = "   "
+        line += item
+    out.append(line)
+    out.append("};")
+    out.append("const size_t eng_unicode_kdecomp_n = %d;" % len(kdecomp))
+    out.append("")
+    emit_ranges("eng_unicode_punct", ranges(lambda cp: cat(cp)[0] == "P"), out)
+    lower = []
+    for cp in range(MAX_CP):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        low = chr(cp).lower()
+        if low != chr(cp):
+            assert len(low) <= 2, hex(cp)
+            lower.append((cp, ord(low[0]), ord(low[1]) if len(low) == 2 else 0))
+    out.append("const eng_unicode_lower_entry eng_unicode_lower_map[] = {")
+    line = "   "
+    for a, b, c in lower:
+        item = " {0x%04X, 0x%04X, 0x%04X}," % (a, b, c)
+        if len(line) + len(item) > 96:
+            out.append(line)
+            line = "   "
+        line += item
+    out.append(line)
+    out.append("};")
+    out.append("const size_t eng_unicode_lower_map_n = %d;" % len(lower))
+    out.append("")
     sys.stdout.write("\n".join(out))
 
 

@@ -164,6 +164,8 @@ void eng_dec_scratch_free(eng_dec_scratch *sc)
     memset(sc, 0, sizeof *sc);
 }
 
+int eng_dec_has_byte_fallback(const eng_dec *d) { return d && d->byte_fallback; }
+
 static int hex_digit(char c)
 {
     if (c >= '0' && c <= '9')

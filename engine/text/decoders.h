@@ -57,4 +57,7 @@ eng_pieces *eng_dec_run(const eng_dec *d, eng_pieces *list, eng_dec_mode mode,
  * ByteFallback; sets *byte. */
 int eng_dec_byte_token(const eng_dec *d, const char *token, size_t n, unsigned char *byte);
 
+/* 1 when the chain has a ByteFallback step. */
+int eng_dec_has_byte_fallback(const eng_dec *d);
+
 #endif

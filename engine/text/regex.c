@@ -13,6 +13,7 @@
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/xalloc.h"
 
@@ -20,16 +21,92 @@ struct eng_regex {
     pcre2_code *code;
 };
 
+/* Oniguruma's \s (what `tokenizers` runs) is exactly White_Space; PCRE2's,
+ * with UCP, also takes U+180E.  So \s becomes this list, and \S outside a
+ * class its complement.  (\S inside a class is left as PCRE2 reads it.) */
+#define RE_WHITE_SPACE \
+    "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}" \
+    "\\x{202F}\\x{205F}\\x{3000}"
+
+static void put(char **o, const char *s, size_t n)
+{
+    memcpy(*o, s, n);
+    *o += n;
+}
+
+/* The pattern with \s and \S spelled as Oniguruma means them; malloc'ed. */
+static char *onig_spaces(const char *p, size_t n, size_t *out_n)
+{
+    static const char ws[] = RE_WHITE_SPACE;
+    char *out = xmalloc(n * (sizeof ws + 3) + 1), *o = out;
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = p[++i];
+            if (e == 'Q') { /* \Q...\E is literal */
+                size_t end = i + 1;
+                while (end < n && !(p[end] == '\\' && end + 1 < n && p[end + 1] == 'E'))
+                    end++;
+                end = end < n ? end + 2 : n;
+                put(&o, p + i - 1, end - (i - 1));
+                i = end - 1;
+            } else if (e == 's') {
+                if (!in_class)
+                    put(&o, "[", 1);
+                put(&o, ws, sizeof ws - 1);
+                if (!in_class)
+                    put(&o, "]", 1);
+            } else if (e == 'S' && !in_class) {
+                put(&o, "[^", 2);
+                put(&o, ws, sizeof ws - 1);
+                put(&o, "]", 1);
+            } else {
+                put(&o, p + i - 1, 2);
+            }
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            put(&o, p + i, 1);
+            if (i + 1 < n && p[i + 1] == '^')
+                put(&o, p + ++i, 1);
+            if (i + 1 < n && p[i + 1] == ']') /* a leading ] is literal */
+                put(&o, p + ++i, 1);
+            continue;
+        }
+        if (c == '[' && in_class && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
+            size_t end = i + 2;
+            while (end + 1 < n && !(p[end] == ':' && p[end + 1] == ']'))
+                end++;
+            end = end + 1 < n ? end + 2 : n;
+            put(&o, p + i, end - i);
+            i = end - 1;
+            continue;
+        }
+        if (c == ']' && in_class)
+            in_class = 0;
+        put(&o, p + i, 1);
+    }
+    *out_n = (size_t)(o - out);
+    return out;
+}
+
 eng_regex *eng_regex_compile(const char *pattern, size_t len, int literal, char *msg, size_t cap)
 {
     int errcode = 0;
     PCRE2_SIZE erroff = 0;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &errcode, &erroff, NULL);
+    /* PCRE2 refuses UCP with LITERAL; a literal needs no classes anyway */
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    size_t plen = len;
+    char *p = literal ? NULL : onig_spaces(pattern, len, &plen);
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)(p ? p : pattern), plen, opts, &errcode,
+                                     &erroff, NULL);
+    free(p);
     if (!code) {
         PCRE2_UCHAR buf[256];
         pcre2_get_error_message(errcode, buf, sizeof buf);
-        snprintf(msg, cap, "%s at offset %zu", (const char *)buf, (size_t)erroff);
+        snprintf(msg, cap, "%s", (const char *)buf); /* (an offset would be into the rewrite) */
         return NULL;
     }
     /* No JIT (an unsupported CPU, or a hardened kernel) only costs speed. */

@@ -254,6 +254,13 @@ int eng_tokenizer_is_special(const eng_tokenizer *t, int32_t id)
     return id >= 0 && id < t->n_ids && (t->flags[id] & TOK_FLAG_SPECIAL);
 }
 
+int eng_tokenizer_is_hole(const eng_tokenizer *t, int32_t id)
+{
+    return id >= 0 && id < t->n_ids && (t->flags[id] & TOK_FLAG_HOLE);
+}
+
+int eng_tokenizer_byte_fallback(const eng_tokenizer *t) { return eng_dec_has_byte_fallback(t->dec); }
+
 size_t eng_tokenizer_piece_max(const eng_tokenizer *t)
 {
     /* held-back bytes (< 4) + the token, each byte at worst one U+FFFD, + NUL */

@@ -43,6 +43,13 @@ const char *eng_tokenizer_token_piece(const eng_tokenizer *tok, int32_t id, int 
 /* 1 when id is a special added token (what skip_special drops), else 0. */
 int eng_tokenizer_is_special(const eng_tokenizer *tok, int32_t id);
 
+/* 1 when no token has id (a gap in the vocab: decode skips it), else 0. */
+int eng_tokenizer_is_hole(const eng_tokenizer *tok, int32_t id);
+
+/* 1 when the decoder has ByteFallback: invalid UTF-8 from byte tokens then
+ * becomes one U+FFFD per byte rather than per maximal subpart. */
+int eng_tokenizer_byte_fallback(const eng_tokenizer *tok);
+
 /* Id of an exact token string (vocab or added), or -1. */
 int32_t eng_tokenizer_token_id(const eng_tokenizer *tok, const char *token);
 

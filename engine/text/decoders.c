@@ -69,23 +69,15 @@ static int size_field(const json_t *j, const char *name, size_t *out)
     return 1;
 }
 
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err);
+
 static int load_step(eng_dec *d, const json_t *j, const char *path, ssmd_err *err)
 {
     if (!json_is_object(j))
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: decoder is not an object", path);
     const char *type = eng_json_str(j, "type", "");
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "decoders");
-        if (!json_is_array(list))
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: decoder Sequence has no \"decoders\" "
-                                "list", path);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            int rc = load_step(d, json_array_get(list, i), path, err);
-            if (rc != SSMD_OK)
-                return rc;
-        }
-        return SSMD_OK;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return eng_json_sequence(d, j, "decoders", "decoder", load_step_cb, path, err);
     dec_step st = {0};
     if (strcmp(type, "ByteLevel") == 0) {
         st.kind = DEC_KIND_BYTE_LEVEL;
@@ -122,6 +114,11 @@ static int load_step(eng_dec *d, const json_t *j, const char *path, ssmd_err *er
     d->steps = xrealloc(d->steps, (d->n + 1) * sizeof *d->steps);
     d->steps[d->n++] = st;
     return SSMD_OK;
+}
+
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err)
+{
+    return load_step((eng_dec *)obj, j, path, err);
 }
 
 int eng_dec_load(const json_t *j, const char *path, eng_dec **out, ssmd_err *err)

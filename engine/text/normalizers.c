@@ -75,23 +75,15 @@ int eng_replace_load(const json_t *j, const char *what, const char *path, eng_re
     return rc;
 }
 
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err);
+
 static int load_step(eng_norm *nm, const json_t *j, const char *path, ssmd_err *err)
 {
     if (!json_is_object(j))
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: normalizer is not an object", path);
     const char *type = eng_json_str(j, "type", "");
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "normalizers");
-        if (!json_is_array(list))
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: normalizer Sequence has no "
-                                "\"normalizers\" list", path);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            int rc = load_step(nm, json_array_get(list, i), path, err);
-            if (rc != SSMD_OK)
-                return rc;
-        }
-        return SSMD_OK;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return eng_json_sequence(nm, j, "normalizers", "normalizer", load_step_cb, path, err);
     static const char *const forms[] = {"NFC", "NFD", "NFKC", "NFKD"};
     norm_step st = {0};
     int rc = SSMD_OK, known = 0;
@@ -131,6 +123,11 @@ static int load_step(eng_norm *nm, const json_t *j, const char *path, ssmd_err *
     nm->steps = xrealloc(nm->steps, (nm->n + 1) * sizeof *nm->steps);
     nm->steps[nm->n++] = st;
     return SSMD_OK;
+}
+
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err)
+{
+    return load_step((eng_norm *)obj, j, path, err);
 }
 
 int eng_norm_load(const json_t *j, const char *path, eng_norm **out, ssmd_err *err)

@@ -23,7 +23,7 @@ void eng_pieces_free(eng_pieces *p)
 
 char *eng_pieces_reserve(eng_pieces *p, size_t n)
 {
-    if (p->cap - p->len < n) {
+    if (!p->text || p->cap - p->len < n) { /* (never NULL, even for 0 bytes) */
         size_t cap = p->cap ? 2 * p->cap : 256;
         while (cap - p->len < n)
             cap *= 2;

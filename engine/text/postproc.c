@@ -57,6 +57,8 @@ static int load_template(eng_postproc *p, const json_t *j, const char *path, ssm
     return SSMD_OK;
 }
 
+static int load_one_cb(void *obj, const json_t *j, const char *path, ssmd_err *err);
+
 static int load_one(eng_postproc *p, const json_t *j, const char *path, ssmd_err *err)
 {
     const char *type = eng_json_str(j, "type", "");
@@ -74,22 +76,17 @@ static int load_one(eng_postproc *p, const json_t *j, const char *path, ssmd_err
         push_ids(&p->suffix, &p->n_suffix, &sep, 1);
         return SSMD_OK;
     }
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "processors");
-        if (!json_is_array(list))
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: post_processor Sequence has no "
-                                "\"processors\" list", path);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            int rc = load_one(p, json_array_get(list, i), path, err);
-            if (rc != SSMD_OK)
-                return rc;
-        }
-        return SSMD_OK;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return eng_json_sequence(p, j, "processors", "post_processor", load_one_cb, path, err);
     return ssmd_err_set(err, SSMD_EUNSUPPORTED,
                         "%s: post_processor \"%.64s\" is not supported (TemplateProcessing, "
                         "BertProcessing, RobertaProcessing, ByteLevel and Sequence are)", path,
                         type);
+}
+
+static int load_one_cb(void *obj, const json_t *j, const char *path, ssmd_err *err)
+{
+    return load_one((eng_postproc *)obj, j, path, err);
 }
 
 int eng_postproc_load(eng_postproc *p, const json_t *j, const char *path, ssmd_err *err)

@@ -110,23 +110,15 @@ static int load_metaspace(pretok_step *st, const json_t *j, const char *path, ss
     return SSMD_OK;
 }
 
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err);
+
 static int load_step(eng_pretok *p, const json_t *j, const char *path, ssmd_err *err)
 {
     if (!json_is_object(j))
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: pre_tokenizer is not an object", path);
     const char *type = eng_json_str(j, "type", "");
-    if (strcmp(type, "Sequence") == 0) {
-        const json_t *list = json_object_get(j, "pretokenizers");
-        if (!json_is_array(list))
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: pre_tokenizer Sequence has no "
-                                "\"pretokenizers\" list", path);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            int rc = load_step(p, json_array_get(list, i), path, err);
-            if (rc != SSMD_OK)
-                return rc;
-        }
-        return SSMD_OK;
-    }
+    if (strcmp(type, "Sequence") == 0)
+        return eng_json_sequence(p, j, "pretokenizers", "pre_tokenizer", load_step_cb, path, err);
     pretok_step st = {0};
     int rc = SSMD_OK;
     if (strcmp(type, "ByteLevel") == 0) {
@@ -172,6 +164,11 @@ static int load_step(eng_pretok *p, const json_t *j, const char *path, ssmd_err 
     p->steps = xrealloc(p->steps, (p->n + 1) * sizeof *p->steps);
     p->steps[p->n++] = st;
     return SSMD_OK;
+}
+
+static int load_step_cb(void *obj, const json_t *j, const char *path, ssmd_err *err)
+{
+    return load_step((eng_pretok *)obj, j, path, err);
 }
 
 int eng_pretok_load(const json_t *j, const char *path, eng_pretok **out, ssmd_err *err)

@@ -33,34 +33,23 @@ static void cp_push(cp_buf *b, uint32_t cp)
     b->v[b->n++] = cp;
 }
 
+/* Both tables start every entry with its sorted code point. */
+static int cmp_cp(const void *key, const void *entry)
+{
+    uint32_t a = *(const uint32_t *)key, b = *(const uint32_t *)entry;
+    return a < b ? -1 : a > b;
+}
+
 static const eng_unicode_decomp_entry *decomp_find(uint32_t cp)
 {
-    size_t lo = 0, hi = eng_unicode_decomp_n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < eng_unicode_decomp[mid].cp)
-            hi = mid;
-        else if (cp > eng_unicode_decomp[mid].cp)
-            lo = mid + 1;
-        else
-            return &eng_unicode_decomp[mid];
-    }
-    return NULL;
+    return bsearch(&cp, eng_unicode_decomp, eng_unicode_decomp_n, sizeof *eng_unicode_decomp,
+                   cmp_cp);
 }
 
 static const eng_unicode_kdecomp_entry *kdecomp_find(uint32_t cp)
 {
-    size_t lo = 0, hi = eng_unicode_kdecomp_n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cp < eng_unicode_kdecomp[mid].cp)
-            hi = mid;
-        else if (cp > eng_unicode_kdecomp[mid].cp)
-            lo = mid + 1;
-        else
-            return &eng_unicode_kdecomp[mid];
-    }
-    return NULL;
+    return bsearch(&cp, eng_unicode_kdecomp, eng_unicode_kdecomp_n, sizeof *eng_unicode_kdecomp,
+                   cmp_cp);
 }
 
 /* Appends the full decomposition of cp: canonical, or compatibility too

@@ -23,7 +23,7 @@ FROM ${DEBIAN_BASE} AS build
 ARG ARCH_FLAGS
 RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
-        libopenblas-dev libcurl4-openssl-dev libhiredis-dev \
+        libopenblas-dev libcurl4-openssl-dev libhiredis-dev libpcre2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -36,7 +36,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-ubuntu${CUDA_UBUNTU} AS build-cuda
 ARG ARCH_FLAGS
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
-        libopenblas-dev libcurl4-openssl-dev libhiredis-dev \
+        libopenblas-dev libcurl4-openssl-dev libhiredis-dev libpcre2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -46,7 +46,7 @@ RUN make DEB_PKGS= BUILD=/out ARCH_FLAGS="${ARCH_FLAGS}" NVCC=/usr/local/cuda/bi
 # ---- CUDA: runtime (the cudart + cuBLAS of the runtime image) -----------------
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${CUDA_UBUNTU} AS cuda
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libjansson4 libuv1 libmicrohttpd12 libopenblas0-pthread libhiredis0.14 libcurl4 tini \
+        libjansson4 libuv1 libmicrohttpd12 libopenblas0-pthread libhiredis0.14 libcurl4 libpcre2-8-0 tini \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 ssmd \
     && useradd --system --uid 10001 --gid 10001 --home-dir /opt/ssmd --shell /usr/sbin/nologin ssmd
@@ -64,7 +64,7 @@ CMD ["--drain-timeout", "30"]
 # ---- CPU: runtime (last stage, so the default target) ------------------------
 FROM ${DEBIAN_BASE} AS cpu
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libjansson4 libuv1 libmicrohttpd12 libopenblas0-pthread libhiredis0.14 libcurl4 tini \
+        libjansson4 libuv1 libmicrohttpd12 libopenblas0-pthread libhiredis0.14 libcurl4 libpcre2-8-0 tini \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 ssmd \
     && useradd --system --uid 10001 --gid 10001 --home-dir /opt/ssmd --shell /usr/sbin/nologin ssmd

@@ -11,7 +11,8 @@ PORT      ?= 8080
 MODEL     ?= models/default
 # Debian packages the build and tests need; `make deps` installs missing ones.
 DEB_PKGS  := build-essential pkg-config libjansson-dev libuv1-dev libmicrohttpd-dev \
-             check libsubunit-dev libopenblas-dev libcurl4-openssl-dev libhiredis-dev
+             check libsubunit-dev libopenblas-dev libcurl4-openssl-dev libhiredis-dev \
+             libpcre2-dev
 # Only `make test` needs these (real load balancers and Redis in front of and
 # behind real servers, promtool, a Python venv for the real-client and
 # OpenAPI checks); `make`/`make run` do not.
@@ -20,7 +21,7 @@ TEST_DEB_PKGS := nginx-light haproxy tini redis-server prometheus python3-venv
 TEST_PIP_PKGS := openai schemathesis
 TEST_VENV     := $(BUILD)/venv
 
-PKG_MODS  := jansson libuv libmicrohttpd openblas hiredis
+PKG_MODS  := jansson libuv libmicrohttpd openblas hiredis libpcre2-8
 # Recursive (=) so pkg-config runs after `deps` has installed the packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKG_MODS) 2>/dev/null)

@@ -102,12 +102,17 @@ static void start_tokenize(srv_conn *c)
     if (!body)
         return;
     const json_t *content = json_object_get(body, "content");
+    const json_t *add_special = json_object_get(body, "add_special"); /* llama.cpp's option */
     const eng_tokenizer *tok;
     if (!json_is_string(content)) {
         srv_reply_error(c, SSMD_EINVAL, "'content' must be a string");
+    } else if (add_special && !json_is_boolean(add_special)) {
+        srv_reply_error(c, SSMD_EINVAL, "'add_special' must be a boolean");
     } else if ((tok = need_tokenizer(c)) != NULL) {
         int32_t *ids = NULL;
-        int n = eng_tokenizer_encode(tok, json_string_value(content), json_string_length(content), &ids);
+        int n = eng_tokenizer_encode_special(tok, json_string_value(content),
+                                             json_string_length(content),
+                                             json_is_true(add_special), &ids);
         if (n < 0) {
             srv_reply_error(c, SSMD_EINVAL, "'content' is not valid UTF-8");
         } else {

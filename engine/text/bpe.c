@@ -1,4 +1,4 @@
-/* bpe.c - byte-level BPE model: vocab and merges from tokenizer.json, and the
+/* bpe.c - the BPE model: vocab and merges from tokenizer.json, and the
  * merge loop for one word (see bpe.h).
  *
  * The merge loop follows Hugging Face `tokenizers` exactly: symbols start as
@@ -168,9 +168,13 @@ static int add_merge(eng_bpe *b, const char *l, size_t ln, const char *r, size_t
         return ssmd_err_set(err, SSMD_EFORMAT,
                             "%s: model.merges[%zu] (\"%.*s\" \"%.*s\") names a token not in the vocab",
                             path, rank, (int)(ln < 64 ? ln : 64), l, (int)(rn < 64 ? rn : 64), r);
+    /* With a continuing_subword_prefix the right part loses its prefix
+     * (tokenizers cuts that many bytes whatever they are). */
+    size_t cut = b->prefix_len <= rn ? b->prefix_len : rn;
     char *buf = xrealloc(NULL, ln + rn);
     memcpy(buf, l, ln);
-    memcpy(buf + ln, r, rn);
+    memcpy(buf + ln, r + cut, rn - cut);
+    rn -= cut;
     int32_t merged = eng_bpe_token_id(b, buf, ln + rn);
     if (merged < 0) {
         ssmd_err_set(err, SSMD_EFORMAT,
@@ -260,13 +264,19 @@ int eng_bpe_load(eng_bpe *b, const json_t *model, const char *path, ssmd_err *er
     const json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout) && !(json_is_number(dropout) && json_number_value(dropout) == 0))
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: BPE dropout is not supported", path);
-    if (!is_unset_string(json_object_get(model, "continuing_subword_prefix")) ||
-        !is_unset_string(json_object_get(model, "end_of_word_suffix")))
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                            "%s: BPE continuing_subword_prefix / end_of_word_suffix are not "
-                            "supported (not a byte-level BPE)", path);
-    if (json_is_true(json_object_get(model, "byte_fallback")))
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: BPE byte_fallback is not supported", path);
+    const json_t *pre = json_object_get(model, "continuing_subword_prefix");
+    const json_t *suf = json_object_get(model, "end_of_word_suffix");
+    if (!is_unset_string(pre)) {
+        b->prefix_len = json_string_length(pre);
+        b->prefix = xrealloc(NULL, b->prefix_len + 1);
+        memcpy(b->prefix, json_string_value(pre), b->prefix_len + 1);
+    }
+    if (!is_unset_string(suf)) {
+        b->suffix_len = json_string_length(suf);
+        b->suffix = xrealloc(NULL, b->suffix_len + 1);
+        memcpy(b->suffix, json_string_value(suf), b->suffix_len + 1);
+    }
+    b->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
     b->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
     b->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
 
@@ -283,6 +293,9 @@ int eng_bpe_load(eng_bpe *b, const json_t *model, const char *path, ssmd_err *er
         unsigned char u[4];
         size_t n = eng_utf8_encode(eng_bpe_byte_to_cp(x), u);
         b->byte_id[x] = eng_bpe_token_id(b, (const char *)u, n);
+        char hex[8];
+        snprintf(hex, sizeof hex, "<0x%02X>", x);
+        b->fallback_id[x] = eng_bpe_token_id(b, hex, 6);
     }
     return SSMD_OK;
 fail:
@@ -299,6 +312,8 @@ void eng_bpe_free(eng_bpe *b)
     free(b->merge_key);
     free(b->merge_rank);
     free(b->merge_new);
+    free(b->prefix);
+    free(b->suffix);
     memset(b, 0, sizeof *b);
     b->unk_id = -1;
 }
@@ -337,10 +352,16 @@ static void heap_push(eng_bpe_scratch *s, size_t *n, bpe_cand c)
     h[i] = c;
 }
 
+/* Pops the smallest candidate.  The hole left at the top goes down to a
+ * leaf along the smaller children (one comparison a level), then the last
+ * element climbs from there: on big words (a text no pre-tokenizer splits)
+ * this halves the comparisons of the textbook sift-down. */
 static bpe_cand heap_pop(eng_bpe_scratch *s, size_t *n)
 {
     bpe_cand *h = s->heap;
     bpe_cand top = h[0], last = h[--*n];
+    if (*n == 0)
+        return top;
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -348,13 +369,14 @@ static bpe_cand heap_pop(eng_bpe_scratch *s, size_t *n)
             break;
         if (c + 1 < *n && cand_less(&h[c + 1], &h[c]))
             c++;
-        if (!cand_less(&h[c], &last))
-            break;
         h[i] = h[c];
         i = c;
     }
-    if (*n > 0)
-        h[i] = last;
+    while (i > 0 && cand_less(&last, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = last;
     return top;
 }
 
@@ -380,47 +402,24 @@ static void push_pair(const eng_bpe *b, eng_bpe_scratch *s, size_t *nh, const bp
         heap_push(s, nh, (bpe_cand){rank, pos, new_id});
 }
 
-void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,
-                         eng_bpe_scratch *s, eng_idvec *out)
+static bpe_sym *sym_room(eng_bpe_scratch *s, size_t n)
 {
-    if (n == 0)
-        return;
-    if (b->ignore_merges) { /* the whole word, in its byte-to-unicode spelling */
-        if (s->mapped_cap < 2 * n) {
-            s->mapped_cap = 2 * n;
-            s->mapped = xrealloc(s->mapped, s->mapped_cap);
-        }
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            m += eng_utf8_encode(eng_bpe_byte_to_cp(word[i]), (unsigned char *)s->mapped + m);
-        int32_t id = eng_bpe_token_id(b, s->mapped, m);
-        if (id >= 0) {
-            eng_idvec_push(out, id);
-            return;
-        }
-    }
     if (s->sym_cap < n) {
         s->sym_cap = n;
         s->sym = xrealloc(s->sym, n * sizeof(bpe_sym));
     }
-    bpe_sym *sym = s->sym;
-    int32_t ns = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = b->byte_id[word[i]];
-        if (id < 0) { /* a byte the vocab lacks: unk, or dropped when there is none */
-            if (b->unk_id < 0)
-                continue;
-            if (b->fuse_unk && ns > 0 && sym[ns - 1].id == b->unk_id)
-                continue;
-            id = b->unk_id;
-        }
-        sym[ns] = (bpe_sym){id, ns - 1, ns + 1, 1};
-        ns++;
-    }
+    return s->sym;
+}
+
+/* Runs the merges over the ns symbols in s->sym and appends the result. */
+static void merge_all(const eng_bpe *b, eng_bpe_scratch *s, int32_t ns, eng_idvec *out)
+{
     if (ns == 0)
         return;
+    bpe_sym *sym = s->sym;
+    for (int32_t i = 0; i < ns; i++)
+        sym[i] = (bpe_sym){sym[i].id, i - 1, i + 1, 1};
     sym[ns - 1].next = -1;
-
     size_t nh = 0;
     for (int32_t i = 0; i + 1 < ns; i++)
         push_pair(b, s, &nh, sym, i);
@@ -449,10 +448,119 @@ void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,
         eng_idvec_push(out, sym[i].id);
 }
 
+void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,
+                         eng_bpe_scratch *s, eng_idvec *out)
+{
+    if (n == 0)
+        return;
+    if (b->ignore_merges || b->prefix || b->suffix || b->byte_fallback) {
+        /* the options work on the vocab's spelling of the word */
+        if (s->mapped_cap < 2 * n) {
+            s->mapped_cap = 2 * n;
+            s->mapped = xrealloc(s->mapped, s->mapped_cap);
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            m += eng_utf8_encode(eng_bpe_byte_to_cp(word[i]), (unsigned char *)s->mapped + m);
+        eng_bpe_encode_chars(b, s->mapped, m, s, out);
+        return;
+    }
+    bpe_sym *sym = sym_room(s, n);
+    int32_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = b->byte_id[word[i]];
+        if (id < 0) { /* a byte the vocab lacks: unk, or dropped when there is none */
+            if (b->unk_id < 0)
+                continue;
+            if (b->fuse_unk && ns > 0 && sym[ns - 1].id == b->unk_id)
+                continue;
+            id = b->unk_id;
+        }
+        sym[ns++].id = id;
+    }
+    merge_all(b, s, ns, out);
+}
+
+/* Id of one starting symbol: the character c (cn bytes) with the prefix
+ * when it is not the first and the suffix when it is the last; the spelling
+ * is left in s->sym_str (*len bytes) for byte fallback. */
+static int32_t symbol_id(const eng_bpe *b, const char *c, size_t cn, int first, int last,
+                         eng_bpe_scratch *s, size_t *len)
+{
+    size_t need = cn + b->prefix_len + b->suffix_len, o = 0;
+    if (s->sym_str_cap < need) {
+        s->sym_str_cap = 2 * need;
+        s->sym_str = xrealloc(s->sym_str, s->sym_str_cap);
+    }
+    if (!first && b->prefix) {
+        memcpy(s->sym_str, b->prefix, b->prefix_len);
+        o = b->prefix_len;
+    }
+    memcpy(s->sym_str + o, c, cn);
+    o += cn;
+    if (last && b->suffix) {
+        memcpy(s->sym_str + o, b->suffix, b->suffix_len);
+        o += b->suffix_len;
+    }
+    *len = o;
+    return eng_bpe_token_id(b, s->sym_str, o);
+}
+
+void eng_bpe_encode_chars(const eng_bpe *b, const char *word, size_t n, eng_bpe_scratch *s,
+                          eng_idvec *out)
+{
+    if (n == 0)
+        return;
+    if (b->ignore_merges) {
+        int32_t id = eng_bpe_token_id(b, word, n);
+        if (id >= 0) {
+            eng_idvec_push(out, id);
+            return;
+        }
+    }
+    /* a character gives at most two symbols (a pending unknown and itself),
+     * or its bytes with the prefix and suffix under byte fallback */
+    bpe_sym *sym = sym_room(s, n * (2 + b->prefix_len + b->suffix_len) + 1);
+    int32_t ns = 0;
+    int unk_pending = 0; /* tokenizers adds an unknown run when it ends */
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t cn = eng_utf8_decode_valid((const unsigned char *)word + i, &cp), len;
+        int32_t id = symbol_id(b, word + i, cn, i == 0, i + cn == n, s, &len);
+        i += cn;
+        if (id >= 0) {
+            if (unk_pending)
+                sym[ns++].id = b->unk_id;
+            unk_pending = 0;
+            sym[ns++].id = id;
+            continue;
+        }
+        if (b->byte_fallback) {
+            size_t k = 0;
+            while (k < len && b->fallback_id[(unsigned char)s->sym_str[k]] >= 0)
+                k++;
+            if (k == len) { /* (a pending unknown run stays pending, as in tokenizers) */
+                for (k = 0; k < len; k++)
+                    sym[ns++].id = b->fallback_id[(unsigned char)s->sym_str[k]];
+                continue;
+            }
+        }
+        if (b->unk_id < 0)
+            continue;
+        if (unk_pending && !b->fuse_unk)
+            sym[ns++].id = b->unk_id;
+        unk_pending = 1;
+    }
+    if (unk_pending)
+        sym[ns++].id = b->unk_id;
+    merge_all(b, s, ns, out);
+}
+
 void eng_bpe_scratch_free(eng_bpe_scratch *s)
 {
     free(s->sym);
     free(s->heap);
     free(s->mapped);
+    free(s->sym_str);
     memset(s, 0, sizeof *s);
 }

@@ -1,7 +1,8 @@
-/* bpe.h - the byte-level BPE model of a `tokenizer.json` (model.type "BPE"):
- * vocab (token string <-> id), merge ranks, and the merge loop that turns one
- * pre-tokenized word (raw bytes) into ids the way Hugging Face `tokenizers`
- * does.  Used by engine/text/tokenizer.c; knows nothing about added tokens,
+/* bpe.h - the BPE model of a `tokenizer.json` (model.type "BPE"): vocab
+ * (token string <-> id), merge ranks, the options (byte_fallback,
+ * ignore_merges, unk_token, fuse_unk, continuing_subword_prefix,
+ * end_of_word_suffix), and the merge loop that turns one pre-tokenized word
+ * into ids the way Hugging Face `tokenizers` does.  Used by engine/text/tokenizer.c; knows nothing about added tokens,
  * normalizers or pre-tokenizers.
  *
  * A loaded eng_bpe is read-only; any number of threads may encode with it at
@@ -41,6 +42,12 @@ typedef struct eng_bpe {
     int32_t unk_id;       /* -1 when the model has no unk_token */
     int fuse_unk;
     int ignore_merges;    /* a word that is itself in the vocab is one token */
+    int byte_fallback;    /* a character not in the vocab becomes its <0xHH> tokens */
+    int32_t fallback_id[256]; /* id of "<0xHH>" for each byte, -1 if none */
+    char *prefix;         /* continuing_subword_prefix, NULL if none */
+    size_t prefix_len;
+    char *suffix;         /* end_of_word_suffix, NULL if none */
+    size_t suffix_len;
 } eng_bpe;
 
 /* Per-call working memory of eng_bpe_encode_word; zero-initialize, reuse for
@@ -52,6 +59,8 @@ typedef struct eng_bpe_scratch {
     size_t heap_cap;
     char *mapped;
     size_t mapped_cap;
+    char *sym_str;   /* one symbol with its prefix/suffix */
+    size_t sym_str_cap;
 } eng_bpe_scratch;
 
 void eng_bpe_scratch_free(eng_bpe_scratch *s);
@@ -73,6 +82,11 @@ const char *eng_bpe_token_str(const eng_bpe *b, int32_t id, size_t *len);
  * mapping) to out. */
 void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,
                          eng_bpe_scratch *s, eng_idvec *out);
+
+/* Appends the ids of one word given in the vocab's own spelling (n bytes of
+ * valid UTF-8: one symbol per character to start with) to out. */
+void eng_bpe_encode_chars(const eng_bpe *b, const char *word, size_t n, eng_bpe_scratch *s,
+                          eng_idvec *out);
 
 /* GPT-2's bytes_to_unicode: the code point that stands for byte x in token
  * strings, and the inverse (-1 for a code point that stands for no byte). */

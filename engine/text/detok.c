@@ -3,8 +3,10 @@
  * Turns a stream of ids into text pieces that never split a UTF-8 character:
  * the bytes of a character not complete yet are held back until a later id
  * completes it.  Invalid sequences become U+FFFD by the same "maximal
- * subpart" rule as eng_tokenizer_decode, so the pieces, joined, are exactly
- * the decode of the whole stream.  Must never allocate: it runs once per
+ * subpart" rule as eng_tokenizer_decode (one U+FFFD per byte under a
+ * ByteFallback decoder, as its runs of byte tokens give), so the pieces,
+ * joined, are the decode of the whole stream (see tokenizer.h for the
+ * exceptions).  The first token of a stream decodes as a first token.  Must never allocate: it runs once per
  * generated token.
  */
 #include <string.h>
@@ -24,7 +26,7 @@ void eng_detok_init(eng_detok *d, const eng_tokenizer *tok, int skip_special)
  * *i at its start; otherwise *i ends >= upto.  Returns 0, or -1 when out
  * (cap bytes, one kept for the NUL) is too small. */
 static int detok_run(const unsigned char *s, size_t len, size_t *i, size_t upto, int final,
-                     char *out, size_t cap, size_t *o)
+                     int per_byte, char *out, size_t cap, size_t *o)
 {
     while (*i < upto) {
         uint32_t cp;
@@ -32,13 +34,14 @@ static int detok_run(const unsigned char *s, size_t len, size_t *i, size_t upto,
         eng_utf8_status st = eng_utf8_next(s + *i, len - *i, &cp, &n);
         if (st == ENG_UTF8_STATUS_INCOMPLETE && !final)
             return 0;
-        size_t w = st == ENG_UTF8_STATUS_OK ? n : 3;
+        size_t reps = per_byte ? n : 1, w = st == ENG_UTF8_STATUS_OK ? n : 3 * reps;
         if (*o + w + 1 > cap)
             return -1;
         if (st == ENG_UTF8_STATUS_OK)
             memcpy(out + *o, s + *i, n);
         else
-            eng_utf8_encode(ENG_UNICODE_REPLACEMENT, (unsigned char *)out + *o);
+            for (size_t r = 0; r < reps; r++)
+                eng_utf8_encode(ENG_UNICODE_REPLACEMENT, (unsigned char *)out + *o + 3 * r);
         *o += w;
         *i += n;
     }
@@ -59,14 +62,15 @@ static int detok_feed(eng_detok *d, const unsigned char *tok, size_t len, int fi
     memcpy(head, d->pending, k);
     if (take)
         memcpy(head + k, tok, take);
-    if (detok_run(head, k + take, &i, k, final, out, cap, &o) < 0)
+    int per_byte = eng_tokenizer_byte_fallback(d->tok);
+    if (detok_run(head, k + take, &i, k, final, per_byte, out, cap, &o) < 0)
         return -1;
     if (i < k) { /* still incomplete; then take == len: all of tok is in head */
         n_keep = k + take - i;
         memcpy(keep, head + i, n_keep);
     } else {
         size_t j = i - k;
-        if (detok_run(tok, len, &j, len, final, out, cap, &o) < 0)
+        if (detok_run(tok, len, &j, len, final, per_byte, out, cap, &o) < 0)
             return -1;
         n_keep = len - j;
         if (n_keep)
@@ -82,14 +86,18 @@ static int detok_feed(eng_detok *d, const unsigned char *tok, size_t len, int fi
 int eng_detok_push(eng_detok *d, int32_t id, char *out, size_t cap)
 {
     size_t len;
-    const char *bytes = eng_tokenizer_token_bytes(d->tok, id, &len);
+    const char *bytes = eng_tokenizer_token_piece(d->tok, id, !d->started, &len);
     if (!bytes || cap == 0)
         return -1;
-    if (d->skip_special && eng_tokenizer_is_special(d->tok, id)) {
+    if ((d->skip_special && eng_tokenizer_is_special(d->tok, id)) ||
+        eng_tokenizer_is_hole(d->tok, id)) { /* decode leaves these out too */
         out[0] = 0;
         return 0;
     }
-    return detok_feed(d, (const unsigned char *)bytes, len, 0, out, cap);
+    int r = detok_feed(d, (const unsigned char *)bytes, len, 0, out, cap);
+    if (r >= 0)
+        d->started = 1;
+    return r;
 }
 
 int eng_detok_flush(eng_detok *d, char *out, size_t cap)

@@ -13,6 +13,11 @@ Tables (all sorted, ranges inclusive; the types are in engine/text/unicode.h):
   ccc_ranges canonical combining class, where not 0
   decomp    canonical decomposition mappings, one level (Hangul is algorithmic)
   comp      primary composites (pair -> composite) for NFC
+  kdecomp   compatibility decomposition mappings (<tag> ones), one level, as
+            (cp, offset, length) into kdecomp_pool, for NFKD/NFKC
+  punct     General_Category P*                   (Rust's char::is_punctuation)
+  lower     char-wise lowercase mappings that differ from the character
+            (Rust's char::to_lowercase: no context, so no final sigma)
 """
 import sys
 import unicodedata
@@ -58,19 +63,25 @@ def canon_decomp(cp):
     return [int(x, 16) for x in d.split()]
 
 
-def emit_ranges(name, rs, out):
-    out.append("const eng_unicode_range %s[] = {" % name)
+def emit_rows(decl, count_name, rows, fmt, out):
+    """One C array of struct rows (each formatted by fmt), wrapped at 96
+    columns, and its element count."""
+    out.append("%s[] = {" % decl)
     line = "   "
-    for lo, hi in rs:
-        item = " {0x%04X, 0x%04X}," % (lo, hi)
+    for row in rows:
+        item = " " + fmt % tuple(row) + ","
         if len(line) + len(item) > 96:
             out.append(line)
             line = "   "
         line += item
     out.append(line)
     out.append("};")
-    out.append("const size_t %s_n = %d;" % (name, len(rs)))
+    out.append("const size_t %s = %d;" % (count_name, len(rows)))
     out.append("")
+
+
+def emit_ranges(name, rs, out):
+    emit_rows("const eng_unicode_range " + name, name + "_n", rs, "{0x%04X, 0x%04X}", out)
 
 
 def main():
@@ -97,18 +108,8 @@ def main():
             ccc[-1][1] = cp
         else:
             ccc.append([cp, cp, c])
-    out.append("const eng_unicode_ccc_range eng_unicode_ccc_ranges[] = {")
-    line = "   "
-    for lo, hi, c in ccc:
-        item = " {0x%04X, 0x%04X, %d}," % (lo, hi, c)
-        if len(line) + len(item) > 96:
-            out.append(line)
-            line = "   "
-        line += item
-    out.append(line)
-    out.append("};")
-    out.append("const size_t eng_unicode_ccc_ranges_n = %d;" % len(ccc))
-    out.append("")
+    emit_rows("const eng_unicode_ccc_range eng_unicode_ccc_ranges", "eng_unicode_ccc_ranges_n",
+              ccc, "{0x%04X, 0x%04X, %d}", out)
 
     decomp, comp = [], []
     for cp in range(MAX_CP):
@@ -124,18 +125,32 @@ def main():
     for name, rows, n in (("eng_unicode_decomp", decomp, "eng_unicode_decomp_n"),
                           ("eng_unicode_comp", comp, "eng_unicode_comp_n")):
         typ = "eng_unicode_decomp" if name.endswith("decomp") else "eng_unicode_comp"
-        out.append("const %s_entry %s[] = {" % (typ, name))
-        line = "   "
-        for a, b, c in rows:
-            item = " {0x%04X, 0x%04X, 0x%04X}," % (a, b, c)
-            if len(line) + len(item) > 96:
-                out.append(line)
-                line = "   "
-            line += item
-        out.append(line)
-        out.append("};")
-        out.append("const size_t %s = %d;" % (n, len(rows)))
-        out.append("")
+        emit_rows("const %s_entry %s" % (typ, name), n, rows, "{0x%04X, 0x%04X, 0x%04X}", out)
+    kdecomp, pool = [], []
+    for cp in range(MAX_CP):
+        d = unicodedata.decomposition(chr(cp))
+        if not d.startswith("<"):
+            continue
+        cps = [int(x, 16) for x in d.split()[1:]]
+        kdecomp.append((cp, len(pool), len(cps)))
+        pool.extend(cps)
+    out.append("const uint32_t eng_unicode_kdecomp_pool[] = {")
+    for i in range(0, len(pool), 10):
+        out.append("   " + "".join(" 0x%04X," % x for x in pool[i:i + 10]))
+    out.append("};")
+    emit_rows("const eng_unicode_kdecomp_entry eng_unicode_kdecomp", "eng_unicode_kdecomp_n",
+              kdecomp, "{0x%04X, %d, %d}", out)
+    emit_ranges("eng_unicode_punct", ranges(lambda cp: cat(cp)[0] == "P"), out)
+    lower = []
+    for cp in range(MAX_CP):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        low = chr(cp).lower()
+        if low != chr(cp):
+            assert len(low) <= 2, hex(cp)
+            lower.append((cp, ord(low[0]), ord(low[1]) if len(low) == 2 else 0))
+    emit_rows("const eng_unicode_lower_entry eng_unicode_lower_map", "eng_unicode_lower_map_n",
+              lower, "{0x%04X, 0x%04X, 0x%04X}", out)
     sys.stdout.write("\n".join(out))
 
 

@@ -1,6 +1,7 @@
 /* unicode.h - generic Unicode helpers: UTF-8 decode/encode/validation with
  * the "maximal subpart" rule for U+FFFD replacement, the character classes a
- * tokenizer regex needs (\p{L}, \p{N}, \s, \w) and NFC normalization.
+ * tokenizer needs (\p{L}, \p{N}, \s, \w, punctuation), lowercase and the
+ * four normalization forms (in engine/text/unicode_norm.c).
  *
  * Pure functions over caller memory; no state, safe from any thread.  The
  * tables are generated into engine/text/unicode_tables.c by
@@ -56,8 +57,24 @@ int eng_unicode_is_number(uint32_t cp); /* General_Category N* */
 int eng_unicode_is_space(uint32_t cp);  /* White_Space (regex \s) */
 int eng_unicode_is_word(uint32_t cp);   /* regex \w (Unicode, as Rust's regex) */
 int eng_unicode_ccc(uint32_t cp);       /* canonical combining class, 0..254 */
+int eng_unicode_is_punct(uint32_t cp);  /* General_Category P*, or ASCII punctuation */
+/* Writes the lowercase of cp (Rust's char::to_lowercase: one or two
+ * characters, no context) to out; returns how many. */
+size_t eng_unicode_lower(uint32_t cp, uint32_t out[2]);
 
 /* ---- normalization -------------------------------------------------------- */
+
+/* The four normalization forms. */
+typedef enum eng_unicode_form {
+    ENG_UNICODE_FORM_NFC = 0,
+    ENG_UNICODE_FORM_NFD,
+    ENG_UNICODE_FORM_NFKC,
+    ENG_UNICODE_FORM_NFKD,
+} eng_unicode_form;
+
+/* Normalization form `form` of len bytes of valid UTF-8, with the same
+ * contract as eng_unicode_nfc. */
+char *eng_unicode_normalize(const char *s, size_t len, eng_unicode_form form, size_t *out_len);
 
 /* NFC of len bytes of valid UTF-8.  Returns a malloc'ed NUL-terminated string
  * (the caller frees it) and sets *out_len; the input is not changed.  Aborts
@@ -91,6 +108,18 @@ typedef struct eng_unicode_comp_entry {
     uint32_t composite;
 } eng_unicode_comp_entry;
 
+typedef struct eng_unicode_kdecomp_entry {
+    uint32_t cp;  /* sorted */
+    uint32_t off; /* the mapping is eng_unicode_kdecomp_pool[off .. off+len) */
+    uint32_t len;
+} eng_unicode_kdecomp_entry;
+
+typedef struct eng_unicode_lower_entry {
+    uint32_t cp;    /* sorted */
+    uint32_t first; /* lowercase, one or two characters */
+    uint32_t second; /* 0 for one */
+} eng_unicode_lower_entry;
+
 extern const char eng_unicode_version[];
 extern const eng_unicode_range eng_unicode_letters[];
 extern const size_t eng_unicode_letters_n;
@@ -106,5 +135,12 @@ extern const eng_unicode_decomp_entry eng_unicode_decomp[];
 extern const size_t eng_unicode_decomp_n;
 extern const eng_unicode_comp_entry eng_unicode_comp[];
 extern const size_t eng_unicode_comp_n;
+extern const uint32_t eng_unicode_kdecomp_pool[];
+extern const eng_unicode_kdecomp_entry eng_unicode_kdecomp[];
+extern const size_t eng_unicode_kdecomp_n;
+extern const eng_unicode_range eng_unicode_punct[];
+extern const size_t eng_unicode_punct_n;
+extern const eng_unicode_lower_entry eng_unicode_lower_map[];
+extern const size_t eng_unicode_lower_map_n;
 
 #endif

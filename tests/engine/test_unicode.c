@@ -226,6 +226,39 @@ START_TEST(test_nfc_matches_python)
 }
 END_TEST
 
+/* The other three forms and the tables behind Lowercase and Punctuation,
+ * on characters whose answers the Unicode data fixes. */
+static void expect_form(const char *in, eng_unicode_form f, const char *want)
+{
+    size_t n = 0;
+    char *got = eng_unicode_normalize(in, strlen(in), f, &n);
+    ck_assert_msg(n == strlen(want) && memcmp(got, want, n) == 0, "form %d of \"%s\" is \"%s\"",
+                  (int)f, in, got);
+    free(got);
+}
+
+START_TEST(test_forms_lower_punct)
+{
+    expect_form("\xC3\xA9", ENG_UNICODE_FORM_NFD, "e\xCC\x81");           /* é */
+    expect_form("\xEF\xAC\x81", ENG_UNICODE_FORM_NFD, "\xEF\xAC\x81");      /* ﬁ: compat only */
+    expect_form("\xEF\xAC\x81", ENG_UNICODE_FORM_NFKD, "fi");
+    expect_form("\xE2\x91\xA0x\xC2\xB2", ENG_UNICODE_FORM_NFKC, "1x2");     /* ①x² */
+    expect_form("\xE1\xBA\x9B\xCC\xA3", ENG_UNICODE_FORM_NFKC, "\xE1\xB9\xA9"); /* ẛ̣ -> ṩ */
+    expect_form("\xE1\xBA\x9B\xCC\xA3", ENG_UNICODE_FORM_NFKD, "s\xCC\xA3\xCC\x87");
+    expect_form("\xEA\xB0\x80", ENG_UNICODE_FORM_NFKD, "\xE1\x84\x80\xE1\x85\xA1"); /* 가 */
+    expect_form("\xEF\xBD\xB6\xEF\xBE\x9E", ENG_UNICODE_FORM_NFKC, "\xE3\x82\xAC"); /* ｶﾞ -> ガ */
+    uint32_t low[2];
+    ck_assert_uint_eq(eng_unicode_lower('Q', low), 1);
+    ck_assert_uint_eq(low[0], 'q');
+    ck_assert_uint_eq(eng_unicode_lower(0x130, low), 2); /* İ -> i + U+0307 */
+    ck_assert(low[0] == 'i' && low[1] == 0x307);
+    ck_assert_uint_eq(eng_unicode_lower(0x3A3, low), 1); /* Σ -> σ: no context */
+    ck_assert_uint_eq(low[0], 0x3C3);
+    ck_assert(eng_unicode_is_punct('$') && eng_unicode_is_punct('~') && eng_unicode_is_punct(0x3002));
+    ck_assert(!eng_unicode_is_punct('a') && !eng_unicode_is_punct(' ') && !eng_unicode_is_punct(0x20AC));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("unicode");
@@ -239,6 +272,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_ccc);
     tcase_add_test(tc, test_nfc_known);
     tcase_add_test(tc, test_nfc_matches_python);
+    tcase_add_test(tc, test_forms_lower_punct);
     suite_add_tcase(s, tc);
     return s;
 }

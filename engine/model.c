@@ -108,6 +108,9 @@ int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out,
     if ((rc = m->arch->load(&m->cfg, m->weights, m->bk, m->opts.max_batch, &m->arch_state, err)))
         goto fail;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    const json_t *carried_tok = single_file ? eng_weights_tokenizer(m->weights) : NULL;
+    if (carried_tok && (rc = eng_tokenizer_from_json(carried_tok, dir, &m->tok, err)))
+        goto fail;
     if (!single_file && access(path, F_OK) == 0 && (rc = eng_tokenizer_load(path, &m->tok, err)))
         goto fail;
     make_fingerprint(m);

@@ -30,7 +30,7 @@ void eng_model_opts_defaults(eng_model_opts *o);
 
 /* Loads the model in directory dir (config.json, weights, tokenizer.json if
  * present), or the single model file dir names (GGUF: its config is in its
- * metadata; its tokenizer is not read yet).  Returns SSMD_OK and sets *out, or an error whose message names
+ * metadata and its tokenizer).  Returns SSMD_OK and sets *out, or an error whose message names
  * the file, tensor and problem.  Nothing leaks on error. */
 int eng_model_open(const char *dir, const eng_model_opts *opts, eng_model **out, ssmd_err *err);
 void eng_model_close(eng_model *m);

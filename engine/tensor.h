@@ -81,6 +81,9 @@ void eng_weights_close(eng_weights *w);
  * metadata, as the JSON object a config.json would hold), else NULL:
  * borrowed, valid until eng_weights_close. */
 const struct json_t *eng_weights_config(const eng_weights *w);
+/* The tokenizer the weights file carries (GGUF's tokenizer.ggml.*), as a
+ * tokenizer.json object, or NULL; borrowed like the config. */
+const struct json_t *eng_weights_tokenizer(const eng_weights *w);
 
 /* The tensor called `name`, or NULL. */
 const eng_tensor *eng_weights_find(const eng_weights *w, const char *name);

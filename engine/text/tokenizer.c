@@ -163,18 +163,26 @@ int eng_tokenizer_load(const char *path, eng_tokenizer **out, ssmd_err *err)
     *out = NULL;
     char *text = NULL;
     size_t text_len = 0;
-    json_t *root = NULL;
-    eng_tokenizer *t = xcalloc(1, sizeof *t);
     int rc = read_file(path, &text, &text_len, err);
     if (rc != SSMD_OK)
-        goto fail;
+        return rc;
     json_error_t jerr;
-    root = json_loadb(text, text_len, 0, &jerr);
-    if (!root) {
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: invalid JSON at line %d column %d: %s", path,
-                          jerr.line, jerr.column, jerr.text);
-        goto fail;
-    }
+    json_t *root = json_loadb(text, text_len, 0, &jerr);
+    free(text);
+    if (!root)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: invalid JSON at line %d column %d: %s", path,
+                            jerr.line, jerr.column, jerr.text);
+    rc = eng_tokenizer_from_json(root, path, out, err);
+    json_decref(root);
+    return rc;
+}
+
+int eng_tokenizer_from_json(const json_t *root, const char *path, eng_tokenizer **out,
+                            ssmd_err *err)
+{
+    *out = NULL;
+    int rc;
+    eng_tokenizer *t = xcalloc(1, sizeof *t);
     if (!json_is_object(root)) {
         rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: not a JSON object", path);
         goto fail;
@@ -203,16 +211,13 @@ int eng_tokenizer_load(const char *path, eng_tokenizer **out, ssmd_err *err)
         }
     }
     build_tables(t);
-    json_decref(root);
-    free(text);
     *out = t;
     return SSMD_OK;
 fail:
-    json_decref(root);
-    free(text);
     eng_tokenizer_free(t);
     return rc;
 }
+
 
 void eng_tokenizer_free(eng_tokenizer *t)
 {

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "engine/error.h"
 
 typedef struct eng_tokenizer eng_tokenizer; /* opaque */
@@ -21,6 +23,10 @@ typedef struct eng_tokenizer eng_tokenizer; /* opaque */
  * SSMD_EIO / SSMD_EFORMAT / SSMD_EUNSUPPORTED with err->msg naming the file
  * and the problem (e.g. a model type other than BPE). */
 int eng_tokenizer_load(const char *path, eng_tokenizer **out, ssmd_err *err);
+/* The same from a parsed tokenizer.json object (one a weights file
+ * carries, e.g. GGUF's, rebuilt as JSON); path is named in messages. */
+int eng_tokenizer_from_json(const json_t *root, const char *path, eng_tokenizer **out,
+                            ssmd_err *err);
 void eng_tokenizer_free(eng_tokenizer *tok);
 
 /* Number of ids (max id + 1 over vocab and added tokens). */

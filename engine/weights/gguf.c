@@ -16,10 +16,10 @@
  * names and shapes (ssm_conv1d as (E, 1, K)), ssm_a (A itself) back to
  * A_log = log(-A) in an owned f32 copy (the loader's -exp(A_log) gives A
  * back within an f32 rounding), and the mamba.* metadata into the config
- * object that a config.json would hold.  Tokenizers stored in the metadata
- * (tokenizer.ggml.*) are not read yet: such a model serves token-id
- * prompts.  Anything else -- another architecture, an unknown tensor
- * type -- is refused by name.  Never knows the backends.
+ * object that a config.json would hold, and a byte-level BPE tokenizer
+ * (tokenizer.ggml.model "gpt2") into a tokenizer.json object.  Anything
+ * else -- another architecture, an unknown tensor type, another tokenizer
+ * -- is refused by name.  Never knows the backends.
  */
 #include <math.h>
 #include <sys/stat.h>
@@ -381,6 +381,78 @@ static int make_config(eng_weights *w, const json_t *meta, const char *path, ssm
     return SSMD_OK;
 }
 
+/* ---- tokenizer ------------------------------------------------------------------------ */
+
+/* tokenizer.ggml.pre names whose pre-tokenizer is GPT-2's byte-level regex
+ * (the tokenizer of the GPT-NeoX-based Mamba checkpoints); absent counts. */
+static const char *const gpt2_pre[] = {"default", "gpt-2", "gpt2", "olmo", "pythia", "gpt-neox"};
+
+/* The tokenizer.json of a "gpt2" (byte-level BPE) tokenizer from
+ * tokenizer.ggml.*: every token in the vocab, CONTROL tokens (type 3) as
+ * special added tokens and USER_DEFINED ones (4) as plain added tokens;
+ * NFC, byte-level pre-tokenizer and decoder as in GPT-NeoX's
+ * tokenizer.json.  No tokenizer.ggml.model: none (token-id prompts). */
+static int make_tokenizer(eng_weights *w, const json_t *meta, const char *path, ssmd_err *err)
+{
+    const json_t *model = json_object_get(meta, "tokenizer.ggml.model");
+    if (!model)
+        return SSMD_OK;
+    if (!json_is_string(model) || strcmp(json_string_value(model), "gpt2") != 0)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: 'tokenizer.ggml.model' %s%.64s%s is not "
+                            "supported (have: gpt2)", path, json_is_string(model) ? "\"" : "",
+                            json_is_string(model) ? json_string_value(model) : "(not a string)",
+                            json_is_string(model) ? "\"" : "");
+    const json_t *pre = json_object_get(meta, "tokenizer.ggml.pre");
+    size_t k = 0;
+    while (json_is_string(pre) && k < sizeof gpt2_pre / sizeof gpt2_pre[0] &&
+           strcmp(gpt2_pre[k], json_string_value(pre)))
+        k++;
+    if (pre && k == sizeof gpt2_pre / sizeof gpt2_pre[0])
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: 'tokenizer.ggml.pre' %s%.64s%s is not "
+                            "supported (GPT-2's byte-level pre-tokenizer only)", path,
+                            json_is_string(pre) ? "\"" : "",
+                            json_is_string(pre) ? json_string_value(pre) : "(not a string)",
+                            json_is_string(pre) ? "\"" : "");
+    const json_t *tokens = json_object_get(meta, "tokenizer.ggml.tokens");
+    const json_t *merges = json_object_get(meta, "tokenizer.ggml.merges");
+    const json_t *types = json_object_get(meta, "tokenizer.ggml.token_type");
+    if (!json_is_array(tokens) || !json_array_size(tokens) || (merges && !json_is_array(merges)) ||
+        (types && (!json_is_array(types) || json_array_size(types) != json_array_size(tokens))))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'tokenizer.ggml.tokens', '.merges' or "
+                            "'.token_type' is missing or malformed", path);
+    json_t *vocab = json_object(), *added = json_array();
+    for (size_t i = 0; i < json_array_size(tokens); i++) {
+        const json_t *tok = json_array_get(tokens, i);
+        if (!json_is_string(tok)) {
+            json_decref(vocab), json_decref(added);
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: token %zu is not a string", path, i);
+        }
+        json_object_set_new(vocab, json_string_value(tok), json_integer((json_int_t)i));
+        json_int_t type = types ? json_integer_value(json_array_get(types, i)) : 1;
+        if (type == 3 || type == 4)
+            json_array_append_new(added,
+                                  json_pack("{s:I, s:O, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)i,
+                                            "content", tok, "single_word", 0, "lstrip", 0,
+                                            "rstrip", 0, "normalized", type == 4, "special",
+                                            type == 3));
+    }
+    json_t *merge_list = merges ? json_incref((json_t *)merges) : json_array();
+    json_t *byte_level = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space",
+                                   0, "trim_offsets", 1, "use_regex", 1);
+    json_t *t = json_pack("{s:{s:s}, s:O, s:O, s:o, s:{s:s, s:o, s:o, s:b, s:b, s:n},"
+                          " s:o}",
+                          "normalizer", "type", "NFC", "pre_tokenizer", byte_level, "decoder",
+                          byte_level, "post_processor", json_null(), "model", "type", "BPE",
+                          "vocab", vocab, "merges", merge_list,
+                          "byte_fallback", 0, "ignore_merges", 0, "unk_token", "added_tokens",
+                          added);
+    json_decref(byte_level);
+    if (!t)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: cannot build its tokenizer", path);
+    eng_weights_set_tokenizer(w, t);
+    return SSMD_OK;
+}
+
 /* ---- the source --------------------------------------------------------------------- */
 
 /* A model given as one regular file is a GGUF file (its magic is checked
@@ -468,8 +540,8 @@ static int gguf_load(eng_weights *w, const char *path, void **priv, ssmd_err *er
     if (rc)
         return rc;
     json_t *meta = json_object();
-    if (!(rc = gguf_parse(w, src, meta, err)))
-        rc = make_config(w, meta, path, err);
+    if (!(rc = gguf_parse(w, src, meta, err)) && !(rc = make_config(w, meta, path, err)))
+        rc = make_tokenizer(w, meta, path, err);
     json_decref(meta);
     return rc;
 }

@@ -29,6 +29,7 @@ struct eng_weights {
     const eng_weights_source *source;
     void *priv;          /* the source's open files */
     json_t *config;      /* the model's config from the file itself, or NULL */
+    json_t *tokenizer;   /* its tokenizer as a tokenizer.json object, or NULL */
 };
 
 /* The sources, probed in order; the last one without a probe is the
@@ -67,6 +68,7 @@ void eng_weights_close(eng_weights *w)
     if (w->source)
         w->source->close(w->priv);
     json_decref(w->config);
+    json_decref(w->tokenizer);
     free(w->copies);
     free(w->tensors);
     free(w->origin);
@@ -74,6 +76,7 @@ void eng_weights_close(eng_weights *w)
 }
 
 const json_t *eng_weights_config(const eng_weights *w) { return w->config; }
+const json_t *eng_weights_tokenizer(const eng_weights *w) { return w->tokenizer; }
 
 /* ---- for sources ------------------------------------------------------------- */
 
@@ -81,6 +84,12 @@ void eng_weights_set_config(eng_weights *w, json_t *config)
 {
     json_decref(w->config);
     w->config = config;
+}
+
+void eng_weights_set_tokenizer(eng_weights *w, json_t *tokenizer)
+{
+    json_decref(w->tokenizer);
+    w->tokenizer = tokenizer;
 }
 
 int eng_file_map(const char *path, size_t min_size, const char *format, const char *why,

@@ -58,6 +58,8 @@ void eng_file_unmap(eng_mapped_file *f);
 /* Hands w a config (the JSON object a config.json would hold) that the
  * weights file carries itself (GGUF's metadata); w owns it. */
 void eng_weights_set_config(eng_weights *w, json_t *config);
+/* The same for the tokenizer the file carries, as a tokenizer.json object. */
+void eng_weights_set_tokenizer(eng_weights *w, json_t *tokenizer);
 
 /* "[3, 4]" into buf (truncated if it does not fit). */
 const char *eng_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/text/tokenizer.h"
 #include "engine/tensor.h"
 #include "tests/engine/st_writer.h"
 #include "tests/models/reference.h"
@@ -25,8 +26,37 @@ START_TEST(test_fixture_matches_reference)
     snprintf(ref_path, sizeof ref_path, "tests/fixtures/mamba/%s/expected.json", fixtures[_i]);
     eng_model *m = ref_open(path, 1, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, _i == 2 ? "falcon_mamba" : "mamba");
-    ck_assert_ptr_null(eng_model_tokenizer(m)); /* tokenizer.ggml.* is not read yet */
+    ck_assert_ptr_null(eng_model_tokenizer(m)); /* these files carry no tokenizer */
     ref_check_matches(m, ref_path, fixtures[_i]);
+    eng_model_close(m);
+}
+END_TEST
+
+/* The tokenizer rebuilt from text_tiny.gguf's tokenizer.ggml.* encodes
+ * every case of the tokenizer fixture as Hugging Face tokenizers does (the
+ * same tokenizer as tests/fixtures/tokenizer), and decodes back. */
+START_TEST(test_fixture_tokenizer_parity)
+{
+    eng_model *m = ref_open("tests/fixtures/gguf/text_tiny.gguf", 1, 4);
+    const eng_tokenizer *tok = eng_model_tokenizer(m);
+    ck_assert_ptr_nonnull(tok);
+    json_error_t jerr;
+    json_t *cases = json_load_file("tests/fixtures/tokenizer/cases.json", JSON_ALLOW_NUL, &jerr);
+    ck_assert_msg(cases, "%s", jerr.text);
+    json_t *enc = json_object_get(cases, "encode");
+    ck_assert_int_gt(json_array_size(enc), 10);
+    for (size_t i = 0; i < json_array_size(enc); i++) {
+        json_t *c = json_array_get(enc, i), *want = json_object_get(c, "ids");
+        json_t *jt = json_object_get(c, "text");
+        int32_t *ids = NULL;
+        int n = eng_tokenizer_encode(tok, json_string_value(jt), json_string_length(jt), &ids);
+        ck_assert_msg(n == (int)json_array_size(want), "case %s: %d ids, want %zu",
+                      json_string_value(json_object_get(c, "name")), n, json_array_size(want));
+        for (int k = 0; k < n; k++)
+            ck_assert_int_eq(ids[k], json_integer_value(json_array_get(want, (size_t)k)));
+        free(ids);
+    }
+    json_decref(cases);
     eng_model_close(m);
 }
 END_TEST
@@ -259,6 +289,7 @@ Suite *test_suite(void)
     TCase *fx = tcase_create("fixtures");
     tcase_set_timeout(fx, 120);
     tcase_add_loop_test(fx, test_fixture_matches_reference, 0, 3);
+    tcase_add_test(fx, test_fixture_tokenizer_parity);
     suite_add_tcase(s, fx);
     TCase *tc = tcase_create("files");
     tcase_set_timeout(tc, 120);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "engine/model_config.h"
+#include "engine/text/tokenizer.h"
 #include "engine/tensor.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -36,6 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         eng_tensor_to_f32(t, dst);
         free(dst);
     }
+    const json_t *tj = eng_weights_tokenizer(w);
+    eng_tokenizer *tok = NULL;
+    ssmd_err e3 = {0};
+    if (tj && eng_tokenizer_from_json(tj, "model.gguf", &tok, &e3) != SSMD_OK && !e3.msg[0])
+        abort();
+    eng_tokenizer_free(tok);
     eng_model_config cfg;
     ssmd_err e2 = {0};
     if (eng_model_config_from_json(eng_weights_config(w), "model.gguf", &cfg, &e2) != SSMD_OK &&

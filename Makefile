@@ -26,7 +26,18 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKG_MODS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKG_MODS) 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-ARCH_FLAGS ?= -march=native
+# The target architecture ($(CC)'s: a cross compiler names its own).  The
+# default ARCH_FLAGS is that architecture's baseline, so that one binary runs
+# on every CPU of it: the SIMD kernels are compiled once per level
+# (kernels/cpu/cpu_isa_*.c, flags below) and chosen at run time by cpuid
+# (kernels/cpu/cpu_level.c; SSMD_CPU=scalar|avx2|avx512|neon forces one).
+# ARCH_FLAGS=-march=native tunes the rest of the code to this machine.
+SSMD_ARCH := $(shell $(CC) -dumpmachine 2>/dev/null | cut -d- -f1)
+ifeq ($(SSMD_ARCH),x86_64)
+ARCH_FLAGS ?= -march=x86-64-v2
+else
+ARCH_FLAGS ?=
+endif
 WARN      := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 BASEFLAGS  = -std=c11 -D_GNU_SOURCE -I. $(WARN) $(PKG_CFLAGS) -pthread -MMD -MP
 OPTFLAGS  ?= -O3 $(ARCH_FLAGS) -fno-math-errno -g
@@ -47,6 +58,17 @@ TEST_BIN  := $(TEST_SRC:%.c=$(BUILD)/san/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/rel/%)
 
 DEPS_STAMP := $(BUILD)/.deps-ok
+
+# Each kernel level's flags, whatever ARCH_FLAGS says (explicit -m options
+# win over -march): the scalar level stays below AVX even in a native
+# build, the AVX2 one never uses AVX-512.  Every build dir (rel, san, fuzz,
+# tsan) compiles with $(BASEFLAGS), so they all get these.
+ifeq ($(SSMD_ARCH),x86_64)
+ISA_AVX2_FLAGS := -mavx2 -mfma -mf16c
+%/kernels/cpu/cpu_isa_scalar.o: BASEFLAGS += -mno-avx
+%/kernels/cpu/cpu_isa_avx2.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mno-avx512f
+%/kernels/cpu/cpu_isa_avx512.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
+endif
 
 .PHONY: all deps run test bench bench-serve fixtures clean train
 all: $(BUILD)/ssmd

@@ -88,6 +88,11 @@ int cpu_kernels_list(const cpu_kernels *out[CPU_LEVEL_COUNT]);
  * then unchanged. */
 int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *err);
 
+/* One line for start-up logs: the level a cpu backend created now uses and
+ * why, e.g. "avx2 (forced by SSMD_CPU; this CPU runs scalar, avx2, avx512)"
+ * or "avx512 (the best of scalar, avx2, avx512)". */
+void cpu_kernels_describe(char *buf, size_t size);
+
 /* Each level's table, defined by its cpu_isa_*.c (only those the target
  * architecture has are linked). */
 extern const cpu_kernels cpu_kernels_scalar, cpu_kernels_neon, cpu_kernels_avx2,

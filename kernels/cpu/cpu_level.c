@@ -10,6 +10,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -110,6 +111,20 @@ static void list_levels(char *buf, size_t size)
         size_t used = strlen(buf);
         snprintf(buf + used, size - used, "%s%s", i ? ", " : "", all[i]->name);
     }
+}
+
+void cpu_kernels_describe(char *buf, size_t size)
+{
+    char have[64];
+    list_levels(have, sizeof have);
+    const char *forced = getenv("SSMD_CPU");
+    const cpu_kernels *k;
+    if (cpu_kernels_choose(forced, &k, NULL) != SSMD_OK)
+        snprintf(buf, size, "none (SSMD_CPU=%s cannot run here; this CPU runs %s)", forced, have);
+    else if (forced && *forced)
+        snprintf(buf, size, "%s (forced by SSMD_CPU; this CPU runs %s)", k->name, have);
+    else
+        snprintf(buf, size, "%s (the best of %s)", k->name, have);
 }
 
 int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *err)

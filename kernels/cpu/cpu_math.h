@@ -18,6 +18,16 @@ static inline float cpu_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x
 static inline float cpu_silu(float x) { return x / (1.0f + expf(-x)); }
 
 #if defined(SSMD_CPU_VEC_H)
+/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule; c is a constant table, so
+ * the loop unrolls into n-1 FMAs on broadcast constants. */
+static inline vf vf_poly(vf x, const float *c, int n)
+{
+    vf p = vf_set1(c[0]);
+    for (int i = 1; i < n; i++)
+        p = vf_fma(p, x, vf_set1(c[i]));
+    return p;
+}
+
 /* 2^n for integer-valued n in [-126, 127], from the exponent bits. */
 static inline vf vf_pow2i(vf n)
 {
@@ -34,14 +44,9 @@ static inline vf vf_exp(vf x)
     vf n = vf_round(vf_mul(x, vf_set1(1.44269504088896341f)));
     vf r = vf_sub(x, vf_mul(n, vf_set1(0.693359375f)));
     r = vf_sub(r, vf_mul(n, vf_set1(-2.12194440e-4f)));
-    vf p = vf_set1(1.0f / 5040.0f);
-    p = vf_fma(p, r, vf_set1(1.0f / 720.0f));
-    p = vf_fma(p, r, vf_set1(1.0f / 120.0f));
-    p = vf_fma(p, r, vf_set1(1.0f / 24.0f));
-    p = vf_fma(p, r, vf_set1(1.0f / 6.0f));
-    p = vf_fma(p, r, vf_set1(0.5f));
-    p = vf_fma(p, r, vf_set1(1.0f));
-    p = vf_fma(p, r, vf_set1(1.0f));
+    static const float taylor[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24,
+                                   1.0f / 6,    0.5f,       1.0f,       1.0f};
+    vf p = vf_poly(r, taylor, 8);
     vf n1 = vf_round(vf_mul(n, vf_set1(0.5f)));
     return vf_mul(vf_mul(p, vf_pow2i(n1)), vf_pow2i(vf_sub(n, n1)));
 }
@@ -58,12 +63,8 @@ static inline vf vf_log(vf v)
     m = vf_select_gt(m, big, vf_mul(m, vf_set1(0.5f)), m);
     vf s = vf_div(vf_sub(m, vf_set1(1.0f)), vf_add(m, vf_set1(1.0f)));
     vf s2 = vf_mul(s, s);
-    vf p = vf_set1(2.0f / 11.0f);
-    p = vf_fma(p, s2, vf_set1(2.0f / 9.0f));
-    p = vf_fma(p, s2, vf_set1(2.0f / 7.0f));
-    p = vf_fma(p, s2, vf_set1(2.0f / 5.0f));
-    p = vf_fma(p, s2, vf_set1(2.0f / 3.0f));
-    p = vf_fma(p, s2, vf_set1(2.0f));
+    static const float atanh_series[] = {2.0f / 11, 2.0f / 9, 2.0f / 7, 2.0f / 5, 2.0f / 3, 2.0f};
+    vf p = vf_poly(s2, atanh_series, 6);
     return vf_fma(e, vf_set1(0.693147180559945309f), vf_mul(p, s));
 }
 

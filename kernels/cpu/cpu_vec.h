@@ -18,96 +18,75 @@
 
 #include "engine/tensor.h"
 
-#if defined(CPU_ISA_AVX512)
+#if defined(CPU_ISA_AVX512) || defined(CPU_ISA_AVX2)
 #include <immintrin.h>
+/* The x86 levels share their intrinsics' names up to the width prefix
+ * (_mm512_ / _mm256_) and the integer-vector suffix (si512 / si256). */
+#if defined(CPU_ISA_AVX512)
+#define VFX(op) _mm512_##op
+#define VSI(op) _mm512_##op##_si512
 typedef __m512 vf;
 typedef __m512i vint;
 enum { VF_W = 16 }; /* 32 registers: a 4x4 tile of sums fits */
 #define VF_TILE_M 4 /* rows of x per pass of the matmul tile */
-#define vf_zero() _mm512_setzero_ps()
-#define vf_set1(f) _mm512_set1_ps(f)
-#define vf_load(p) _mm512_loadu_ps(p)
-#define vf_store(p, v) _mm512_storeu_ps(p, v)
-#define vf_add(a, b) _mm512_add_ps(a, b)
-#define vf_sub(a, b) _mm512_sub_ps(a, b)
-#define vf_mul(a, b) _mm512_mul_ps(a, b)
-#define vf_div(a, b) _mm512_div_ps(a, b)
-#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c) /* a * b + c */
-#define vf_max(a, b) _mm512_max_ps(a, b)
-#define vf_min(a, b) _mm512_min_ps(a, b)
+#else
+#define VFX(op) _mm256_##op
+#define VSI(op) _mm256_##op##_si256
+typedef __m256 vf;
+typedef __m256i vint;
+enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
+#define VF_TILE_M 2 /* rows of x per pass of the matmul tile */
+#endif
+#define vf_zero() VFX(setzero_ps)()
+#define vf_set1(f) VFX(set1_ps)(f)
+#define vf_load(p) VFX(loadu_ps)(p)
+#define vf_store(p, v) VFX(storeu_ps)(p, v)
+#define vf_add(a, b) VFX(add_ps)(a, b)
+#define vf_sub(a, b) VFX(sub_ps)(a, b)
+#define vf_mul(a, b) VFX(mul_ps)(a, b)
+#define vf_div(a, b) VFX(div_ps)(a, b)
+#define vf_fma(a, b, c) VFX(fmadd_ps)(a, b, c) /* a * b + c */
+#define vf_max(a, b) VFX(max_ps)(a, b)
+#define vf_min(a, b) VFX(min_ps)(a, b)
+#define vf_as_int(v) VSI(castps)(v)
+#define vi_set1(n) VFX(set1_epi32)(n)
+#define vi_add(a, b) VFX(add_epi32)(a, b)
+#define vi_sub(a, b) VFX(sub_epi32)(a, b)
+#define vi_and(a, b) VSI(and)(a, b)
+#define vi_or(a, b) VSI(or)(a, b)
+#define vi_shl(a, n) VFX(slli_epi32)(a, n)
+#define vi_shr(a, n) VFX(srli_epi32)(a, n)
+#define vi_from_vf(v) VFX(cvtps_epi32)(v) /* round to nearest */
+#define vf_from_vi(i) VFX(cvtepi32_ps)(i)
+
+#if defined(CPU_ISA_AVX512)
 #define vf_abs(a) _mm512_abs_ps(a)
 #define vf_hsum(v) _mm512_reduce_add_ps(v)
 #define vf_round(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define vf_select_gt(x, t, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_GT_OQ), b, a)
 #define vf_select_eq(x, t, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_EQ_OQ), b, a)
-#define vf_as_int(v) _mm512_castps_si512(v)
 #define vf_from_int(i) _mm512_castsi512_ps(i)
-#define vi_set1(n) _mm512_set1_epi32(n)
-#define vi_add(a, b) _mm512_add_epi32(a, b)
-#define vi_sub(a, b) _mm512_sub_epi32(a, b)
-#define vi_and(a, b) _mm512_and_si512(a, b)
-#define vi_or(a, b) _mm512_or_si512(a, b)
-#define vi_shl(a, n) _mm512_slli_epi32(a, n)
-#define vi_shr(a, n) _mm512_srli_epi32(a, n)
-#define vi_from_vf(v) _mm512_cvtps_epi32(v) /* round to nearest */
-#define vf_from_vi(i) _mm512_cvtepi32_ps(i)
-static inline vf vf_load_bf16(const uint16_t *p)
-{
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-static inline vf vf_load_f16(const uint16_t *p)
-{
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
-
-#elif defined(CPU_ISA_AVX2)
-#include <immintrin.h>
-typedef __m256 vf;
-typedef __m256i vint;
-enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
-#define VF_TILE_M 2 /* rows of x per pass of the matmul tile */
-#define vf_zero() _mm256_setzero_ps()
-#define vf_set1(f) _mm256_set1_ps(f)
-#define vf_load(p) _mm256_loadu_ps(p)
-#define vf_store(p, v) _mm256_storeu_ps(p, v)
-#define vf_add(a, b) _mm256_add_ps(a, b)
-#define vf_sub(a, b) _mm256_sub_ps(a, b)
-#define vf_mul(a, b) _mm256_mul_ps(a, b)
-#define vf_div(a, b) _mm256_div_ps(a, b)
-#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define vf_max(a, b) _mm256_max_ps(a, b)
-#define vf_min(a, b) _mm256_min_ps(a, b)
+#define vh_load(p) _mm256_loadu_si256((const __m256i *)(p)) /* VF_W 16-bit values */
+#else
 #define vf_abs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
 #define vf_round(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define vf_select_gt(x, t, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, t, _CMP_GT_OQ))
 #define vf_select_eq(x, t, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, t, _CMP_EQ_OQ))
-#define vf_as_int(v) _mm256_castps_si256(v)
 #define vf_from_int(i) _mm256_castsi256_ps(i)
-#define vi_set1(n) _mm256_set1_epi32(n)
-#define vi_add(a, b) _mm256_add_epi32(a, b)
-#define vi_sub(a, b) _mm256_sub_epi32(a, b)
-#define vi_and(a, b) _mm256_and_si256(a, b)
-#define vi_or(a, b) _mm256_or_si256(a, b)
-#define vi_shl(a, n) _mm256_slli_epi32(a, n)
-#define vi_shr(a, n) _mm256_srli_epi32(a, n)
-#define vi_from_vf(v) _mm256_cvtps_epi32(v)
-#define vf_from_vi(i) _mm256_cvtepi32_ps(i)
+#define vh_load(p) _mm_loadu_si128((const __m128i *)(p))
 static inline float vf_hsum(vf v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
+#endif
+/* bf16 is the top half of an f32: widen and shift; f16 through F16C. */
 static inline vf vf_load_bf16(const uint16_t *p)
 {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return vf_from_int(vi_shl(VFX(cvtepu16_epi32)(vh_load(p)), 16));
 }
-static inline vf vf_load_f16(const uint16_t *p)
-{
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
+static inline vf vf_load_f16(const uint16_t *p) { return VFX(cvtph_ps)(vh_load(p)); }
 
 #elif defined(CPU_ISA_NEON)
 #include <arm_neon.h>

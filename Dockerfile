@@ -16,7 +16,7 @@ ARG DEBIAN_BASE=debian:bookworm-slim
 ARG CUDA_VERSION=12.4.1
 ARG CUDA_UBUNTU=22.04
 # A portable baseline: the image may run on other CPUs than the builder's.
-ARG ARCH_FLAGS=-march=x86-64-v3
+ARG ARCH_FLAGS=-march=x86-64-v2
 
 # ---- CPU: build ------------------------------------------------------------
 FROM ${DEBIAN_BASE} AS build

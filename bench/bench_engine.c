@@ -2,12 +2,14 @@
  *
  *   bench_engine MODEL_DIR [--threads N] [--prompt-len 512] [--batches 1,4,16,64]
  *
- * Measures, in this one run: the machine's read bandwidth (two threads
- * streaming a buffer far larger than the caches), prefill tokens/s of one
+ * Measures, in this one run: the machine's read bandwidth (the benchmark's
+ * threads summing a buffer far larger than the caches with the SIMD sum of
+ * the kernel level in use, so the probe works on every architecture the
+ * kernels do), prefill tokens/s of one
  * prompt, decode tokens/s (total over the batch) per batch size, and the
  * bandwidth batch-1 decode achieves (weight bytes per step x steps/s) as a
- * fraction of the measured read bandwidth.  Prints a table on stderr and one
- * JSON object on stdout.
+ * fraction of the measured read bandwidth.  Prints the CPU kernel level
+ * (SSMD_CPU forces one), a table on stderr and one JSON object on stdout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +18,8 @@
 
 #include "engine/model.h"
 #include "engine/state_pool.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/threadpool.h"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 static double now_s(void)
 {
@@ -30,9 +29,10 @@ static double now_s(void)
 }
 
 typedef struct bw_job {
+    const cpu_kernels *k;
     const float *buf;
     long n;
-    float sink[64];
+    double sink[256];
 } bw_job;
 
 static void bw_worker(void *arg, int tid, int n_threads)
@@ -40,26 +40,16 @@ static void bw_worker(void *arg, int tid, int n_threads)
     bw_job *j = arg;
     long b, e;
     eng_split_range(j->n, 1024, tid, n_threads, &b, &e);
-#if defined(__AVX512F__)
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (long i = b; i + 64 <= e; i += 64) {
-        a0 = _mm512_add_ps(a0, _mm512_load_ps(j->buf + i));
-        a1 = _mm512_add_ps(a1, _mm512_load_ps(j->buf + i + 16));
-        a2 = _mm512_add_ps(a2, _mm512_load_ps(j->buf + i + 32));
-        a3 = _mm512_add_ps(a3, _mm512_load_ps(j->buf + i + 48));
-    }
-    j->sink[tid] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-#else
-    float s = 0;
-    for (long i = b; i < e; i++)
-        s += j->buf[i];
-    j->sink[tid] = s;
-#endif
+    j->sink[tid] = j->k->sum(j->buf + b, e - b);
 }
 
-/* Best of 5 passes over 1 GiB, in GB/s (1e9 bytes). */
-static double read_bandwidth(int threads)
+/* Best of 5 passes over 1 GiB, in GB/s (1e9 bytes), summed with k's
+ * vector sum (the scalar level's sum is not a memory probe: it measures
+ * the adder, so it borrows the best level's). */
+static double read_bandwidth(const cpu_kernels *k, int threads)
 {
+    if (k->level == CPU_LEVEL_SCALAR)
+        k = cpu_kernels_best();
     long n = 1L << 28;
     float *buf = aligned_alloc(64, (size_t)n * sizeof(float));
     if (!buf)
@@ -67,7 +57,7 @@ static double read_bandwidth(int threads)
     for (long i = 0; i < n; i++)
         buf[i] = (float)(i & 7);
     eng_threadpool *pool = eng_threadpool_create(threads);
-    bw_job j = {.buf = buf, .n = n};
+    bw_job j = {.k = k, .buf = buf, .n = n};
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
         double t0 = now_s();
@@ -79,6 +69,25 @@ static double read_bandwidth(int threads)
     eng_threadpool_destroy(pool);
     free(buf);
     return (double)n * sizeof(float) / best / 1e9;
+}
+
+/* /proc/cpuinfo's "model name" (x86) or "CPU part" (Arm), "unknown" else. */
+static void cpu_model(char *out, size_t size)
+{
+    snprintf(out, size, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && (!strncmp(line, "model name", 10) || !strncmp(line, "CPU part", 8))) {
+            snprintf(out, size, "%s", colon + 2);
+            out[strcspn(out, "\n")] = '\0';
+            break;
+        }
+    }
+    fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -115,8 +124,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         return 1;
     }
+    /* the level the backend chose, by the same rule (SSMD_CPU or the best) */
+    const cpu_kernels *k = NULL;
+    if (cpu_kernels_choose(getenv("SSMD_CPU"), &k, &err) != SSMD_OK) {
+        fprintf(stderr, "bench_engine: %s\n", err.msg);
+        return 1;
+    }
+    char cpu[128];
+    cpu_model(cpu, sizeof cpu);
+    fprintf(stderr, "cpu: %s; kernel level %s (best here: %s)%s\n", cpu, k->name,
+            cpu_kernels_best()->name, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
     int n_threads = threads > 0 ? threads : 0;
-    double bw = read_bandwidth(n_threads > 0 ? n_threads : 2);
+    double bw = read_bandwidth(k, n_threads > 0 ? n_threads : 2);
     const int V = eng_model_n_vocab(m);
     eng_state_pool *pool;
     if (eng_state_pool_create(m, max_batch, &pool, &err)) {
@@ -145,9 +164,9 @@ int main(int argc, char **argv)
             (long long)eng_model_n_params(m), dtype, eng_model_weight_bytes(m) / 1e6);
     fprintf(stderr, "read bandwidth: %.1f GB/s\nprefill (%d tokens): %.1f tokens/s\n", bw,
             prompt_len, prefill_tps);
-    printf("{\"impl\": \"ssmd\", \"dtype\": \"%s\", \"read_bw_gbs\": %.2f, \"prefill_tok_s\": %.1f, "
-           "\"decode_tok_s\": {",
-           dtype, bw, prefill_tps);
+    printf("{\"impl\": \"ssmd\", \"cpu\": \"%s\", \"level\": \"%s\", \"dtype\": \"%s\", "
+           "\"read_bw_gbs\": %.2f, \"prefill_tok_s\": %.1f, \"decode_tok_s\": {",
+           cpu, k->name, dtype, bw, prefill_tps);
 
     double b1_bw = 0;
     int32_t slots[1024];

@@ -3,11 +3,15 @@
 # random model (F32 and BF16), next to transformers on the same model files
 # in the same run.  Python (torch + transformers) is only needed for making
 # the model and for the peer numbers; it is installed here when missing.
+# Each ssmd run prints the CPU and the kernel level it used: the best this
+# CPU runs, or each of LEVELS (e.g. LEVELS="avx512 avx2" on an AVX-512
+# machine measures the AVX2 path too, through SSMD_CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 THREADS=${THREADS:-2}
+LEVELS=${LEVELS:-best}
 out=$BUILD/bench
 mkdir -p "$out"
 
@@ -21,24 +25,33 @@ fi
 for dtype in f32 bf16; do
     dir=$out/mamba130m-$dtype
     [ -f "$dir/model.safetensors" ] || "$PYTHON" bench/make_model.py "$dir" --dtype $dtype >&2
-    echo "== ssmd ($dtype) ==" >&2
-    "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$dtype.json"
+    for level in $LEVELS; do
+        tag=$dtype; [ "$level" = best ] || tag=$dtype-$level
+        echo "== ssmd ($dtype, kernel level $level) ==" >&2
+        if [ "$level" = best ]; then
+            "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
+        else
+            SSMD_CPU=$level "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
+        fi
+    done
     if [ "${SKIP_PEER:-0}" != 1 ]; then
         echo "== transformers ($dtype weights) ==" >&2
         "$PYTHON" bench/hf_bench.py "$dir" --threads "$THREADS" | tee "$out/hf-$dtype.json" || true
     fi
 done
-"$PYTHON" - "$out" <<'PY'
+"$PYTHON" - "$out" $LEVELS <<'PY'
 import json, sys, os
-out = sys.argv[1]
+out, levels = sys.argv[1], sys.argv[2:]
 def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else None
 print("\nsummary (tokens/s; ratio = ssmd / transformers, same run)")
-for dt in ("f32", "bf16"):
-    s, h = load(f"ssmd-{dt}.json"), load(f"hf-{dt}.json")
+for dt, lv in [(d, l) for d in ("f32", "bf16") for l in levels]:
+    s = load(f"ssmd-{dt}.json" if lv == "best" else f"ssmd-{dt}-{lv}.json")
+    h = load(f"hf-{dt}.json")
     if not s:
         continue
+    print(f"{dt}: {s.get('cpu', '?')}, kernel level {s.get('level', '?')}")
     def ratio(a, b):
         return f"{a / b:5.1f}x" if a and b else "   - "
     hp = h.get("prefill_tok_s") if h else None

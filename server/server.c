@@ -6,6 +6,7 @@
  * Loop thread only.  Never blocks on the engine: the only engine calls are
  * the queue operations of scheduler.h (and eng_sched_stop at shutdown).
  */
+#include "kernels/cpu/cpu_kernels.h"
 #include "server/srv.h"
 #include "server/store.h"
 
@@ -96,6 +97,10 @@ static void log_ready(srv_server *s)
                             "max_batch", (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions,
                             "numerics", cfg->numerics, "device", (int)cfg->device),
                   msg);
+    if (!strcmp(cfg->backend, "cpu")) { /* which SIMD level the cpu kernels run, and why */
+        cpu_kernels_describe(msg, sizeof msg);
+        srv_log_msg(&s->log, "info", "cpu_kernels", "cpu kernels: %s", msg);
+    }
     snprintf(msg, sizeof msg, "memory: weights %s, state pool %s (%d slots x %zu bytes)", wmb, pmb, slots,
              in->state_bytes);
     srv_log_event(&s->log, "info", "memory",

@@ -1,5 +1,7 @@
 /* backend_cpu.c - the reference backend: host memory, OpenBLAS + our own
- * AVX-512 kernels, one fork-join thread pool for every op.
+ * SIMD kernels at the best level the CPU runs (cpu_kernels.h: scalar, AVX2,
+ * AVX-512, NEON; SSMD_CPU forces one), one fork-join thread pool for every
+ * op.
  *
  * Weights stay in the mmap (a view, zero-copy) in whatever dtype the file
  * has; kernels convert bf16/f16 on the fly.  OpenBLAS is told to use one
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/backend.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_matmul.h"
 #include "kernels/cpu/cpu_norm.h"
 #include "kernels/cpu/cpu_s4.h"
@@ -25,6 +28,7 @@ void openblas_set_num_threads(int n); /* not declared by every cblas.h */
 typedef struct cpu_backend {
     bk_backend base;
     eng_threadpool *pool;
+    const cpu_kernels *k; /* chosen once at creation, static tables */
     cpu_matmul_ctx mm;
 } cpu_backend;
 
@@ -86,7 +90,8 @@ static void cpu_matmul_op(bk_backend *bk, const bk_matrix *w, const float *x, in
 static void cpu_embed(bk_backend *bk, const bk_matrix *w, const int32_t *ids, int n, float *out)
 {
     for (int i = 0; i < n; i++)
-        cpu_row_to_f32((const char *)w->data + (size_t)ids[i] * w->row_bytes, w->dtype, w->cols,
+        cpu_of(bk)->k->row_to_f32((const char *)w->data + (size_t)ids[i] * w->row_bytes, w->dtype,
+                                  w->cols,
                        out + (size_t)i * w->cols);
 }
 
@@ -121,25 +126,25 @@ static void cpu_step_mark(bk_backend *bk) {}
 static void cpu_conv_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *window,
                                 const bk_mamba1_io *io)
 {
-    cpu_conv_prefill(cpu_of(bk)->pool, l, window, io);
+    cpu_conv_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, window, io);
 }
 
 static void cpu_scan_prefill_op(bk_backend *bk, const bk_ssm_layer *l, float *state,
                                 const bk_mamba1_io *io)
 {
-    cpu_scan_prefill(cpu_of(bk)->pool, l, state, io);
+    cpu_scan_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, state, io);
 }
 
 static void cpu_conv_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
                              const bk_mamba1_io *io)
 {
-    cpu_conv_step(cpu_of(bk)->pool, l, st, io);
+    cpu_conv_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, io);
 }
 
 static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
                              const bk_mamba1_io *io)
 {
-    cpu_scan_step(cpu_of(bk)->pool, l, st, io);
+    cpu_scan_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, io);
 }
 
 static const bk_mamba1_ops cpu_mamba1 = {
@@ -155,7 +160,7 @@ static const bk_mamba1_ops cpu_mamba1 = {
 static void cpu_m2_conv_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *window,
                                    const bk_mamba2_io *io)
 {
-    cpu_m2_conv_prefill(cpu_of(bk)->pool, l, window, io);
+    cpu_m2_conv_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, window, io);
 }
 
 static void cpu_ssd_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *state,
@@ -167,7 +172,7 @@ static void cpu_ssd_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *
 static void cpu_m2_conv_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
                                 const bk_mamba2_io *io)
 {
-    cpu_m2_conv_step(cpu_of(bk)->pool, l, st, io);
+    cpu_m2_conv_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, io);
 }
 
 static void cpu_ssd_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
@@ -189,13 +194,13 @@ static const bk_mamba2_ops cpu_mamba2 = {
 static void cpu_s4_prefill_op(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
                               int T, float *y)
 {
-    cpu_s4_prefill(cpu_of(bk)->pool, l, state, u, T, y);
+    cpu_s4_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, state, u, T, y);
 }
 
 static void cpu_s4_step_op(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
                            const float *u, float *y)
 {
-    cpu_s4_step(cpu_of(bk)->pool, l, st, u, y);
+    cpu_s4_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, u, y);
 }
 
 static const bk_s4_ops cpu_s4 = {
@@ -213,9 +218,15 @@ static void cpu_destroy(bk_backend *bk)
 }
 
 /* The cpu backend's constructor, for the registry.  numerics has no
- * effect yet: the cpu kernels always run the exact path. */
+ * effect yet: the cpu kernels always run the exact path.  The kernel level
+ * is the best the CPU runs, or SSMD_CPU's (an error names the levels this
+ * machine has when it cannot run that one). */
 int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
 {
+    const cpu_kernels *k;
+    int rc = cpu_kernels_choose(getenv("SSMD_CPU"), &k, err);
+    if (rc != SSMD_OK)
+        return rc;
     int threads = o->threads;
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -232,7 +243,9 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
         return ssmd_err_set(err, SSMD_ENOMEM, "cpu backend: cannot start %d threads", threads);
     }
     openblas_set_num_threads(1);
+    c->k = k;
     c->mm.pool = c->pool;
+    c->mm.k = k;
     c->base = (bk_backend){
         .name = "cpu",
         .destroy = cpu_destroy,

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "engine/backend.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/threadpool.h"
 
 #define CPU_MAX_THREADS 256
@@ -18,6 +19,7 @@
 
 typedef struct cpu_matmul_ctx {
     eng_threadpool *pool;                 /* borrowed */
+    const cpu_kernels *k;                 /* the level's kernels (static) */
     float *panels[CPU_MAX_THREADS];       /* per-thread f32 conversion panel */
     size_t panel_floats[CPU_MAX_THREADS];
 } cpu_matmul_ctx;
@@ -28,8 +30,6 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
 /* Frees the panels. */
 void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx);
 
-/* Converts n weights of one row (dtype dt) to f32. */
-void cpu_row_to_f32(const void *row, eng_dtype dt, long n, float *dst);
 /* Thread tid's conversion panel of at least `floats` floats. */
 float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats);
 

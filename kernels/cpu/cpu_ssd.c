@@ -33,22 +33,22 @@ static void as_conv(const bk_mamba2_layer *l, const bk_mamba2_io *io, int rows, 
     *cio = (bk_mamba1_io){.x = io->xbc_in, .ldx = io->ld_in, .xc = io->xbc, .rows = rows};
 }
 
-void cpu_m2_conv_prefill(eng_threadpool *pool, const bk_mamba2_layer *l, float *window,
+void cpu_m2_conv_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l, float *window,
                          const bk_mamba2_io *io)
 {
     bk_ssm_layer cl;
     bk_mamba1_io cio;
     as_conv(l, io, io->rows, &cl, &cio);
-    cpu_conv_prefill(pool, &cl, window, &cio);
+    cpu_conv_prefill(k, pool, &cl, window, &cio);
 }
 
-void cpu_m2_conv_step(eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
+void cpu_m2_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
                       const bk_mamba2_io *io)
 {
     bk_ssm_layer cl;
     bk_mamba1_io cio;
     as_conv(l, io, st->batch, &cl, &cio);
-    cpu_conv_step(pool, &cl, st, &cio);
+    cpu_conv_step(k, pool, &cl, st, &cio);
 }
 
 /* One token of heads [h0, h1): row `xbc` ([x | B | C]), raw dt row `dtr`,

@@ -5,21 +5,21 @@
 #define SSMD_CPU_SSM_H
 
 #include "engine/backend.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/threadpool.h"
 
 /* The scan keeps d_state vectors in registers/stack; models above this are
  * rejected at load. */
 #define CPU_SSM_MAX_STATE 256
 
-void cpu_conv_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *window,
-                      const bk_mamba1_io *io);
-void cpu_scan_prefill(eng_threadpool *pool, const bk_ssm_layer *l, float *state,
-                      const bk_mamba1_io *io);
-void cpu_conv_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const bk_mamba1_io *io);
-void cpu_scan_step(eng_threadpool *pool, const bk_ssm_layer *l, const bk_state_ref *st,
-                   const bk_mamba1_io *io);
-/* v[i] = silu(v[i]). */
-void cpu_silu_inplace(float *v, long n);
+/* k: the kernel level to run (cpu_kernels_choose). */
+void cpu_conv_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_layer *l,
+                      float *window, const bk_mamba1_io *io);
+void cpu_scan_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_layer *l,
+                      float *state, const bk_mamba1_io *io);
+void cpu_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_layer *l,
+                   const bk_state_ref *st, const bk_mamba1_io *io);
+void cpu_scan_step(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_layer *l,
+                   const bk_state_ref *st, const bk_mamba1_io *io);
 
 #endif

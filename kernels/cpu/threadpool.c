@@ -12,9 +12,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#if defined(__x86_64__)
+/* A spin-wait hint where the architecture has one (it frees the core's
+ * shared resources for the sibling hyperthread); a no-op elsewhere. */
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
 #else
 #define cpu_relax() ((void)0)
 #endif

@@ -1,14 +1,19 @@
 /* test_cpu_kernels.c - the CPU backend's building blocks against plain
- * double-precision references: vector exp/softplus/silu, matmul in every
- * dtype on both paths (streaming kernel and sgemm), thread pool splits. */
+ * double-precision references, at every kernel level this machine runs
+ * (cpu_kernels_list: scalar, avx2, avx512 here; scalar, neon on aarch64):
+ * vector exp/softplus/silu, matmul in every dtype on both paths (streaming
+ * kernel and sgemm), weight-row conversion and the bandwidth probe's sum,
+ * the level choice (SSMD_CPU), thread pool splits. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/backend.h"
+#include "engine/tensor.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_matmul.h"
-#include "engine/tensor.h"
 #include "kernels/cpu/threadpool.h"
 
 static float frand(unsigned *s)
@@ -17,49 +22,136 @@ static float frand(unsigned *s)
     return ((*s >> 8) / 16777216.0f) * 2.0f - 1.0f;
 }
 
+/* The _i-th level this machine runs (loop tests run once per level). */
+static const cpu_kernels *level_at(int i)
+{
+    const cpu_kernels *all[CPU_LEVEL_COUNT];
+    int n = cpu_kernels_list(all);
+    ck_assert_int_lt(i, n);
+    return all[i];
+}
+
 START_TEST(test_vector_math_accuracy)
 {
-#if CPU_HAVE_AVX512
+    const cpu_kernels *k = level_at(_i);
+    enum { N = 40000 * 16 };
+    float *x = malloc(sizeof(float) * N), *e = malloc(sizeof(float) * N);
+    float *sp = malloc(sizeof(float) * N), *si = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++)
+        x[i] = -90.0f + (float)i * (120.0f / N);
+    k->math(CPU_MATH_EXP, x, N, e);
+    k->math(CPU_MATH_SOFTPLUS, x, N, sp);
+    k->math(CPU_MATH_SILU, x, N, si);
     double worst_exp = 0, worst_sp = 0, worst_silu = 0;
-    for (int i = 0; i < 40000; i++) {
-        float x[16], e[16], sp[16], si[16];
-        for (int k = 0; k < 16; k++)
-            x[k] = -90.0f + (float)(i * 16 + k) * (120.0f / (40000.0f * 16));
-        _mm512_storeu_ps(e, cpu_exp16(_mm512_loadu_ps(x)));
-        _mm512_storeu_ps(sp, cpu_softplus16(_mm512_loadu_ps(x)));
-        _mm512_storeu_ps(si, cpu_silu16(_mm512_loadu_ps(x)));
-        for (int k = 0; k < 16; k++) {
-            double re = exp((double)x[k]);
-            if (re > 1e-37)
-                worst_exp = fmax(worst_exp, fabs(e[k] - re) / re);
-            double rs = x[k] > 20 ? x[k] : log1p(exp((double)x[k]));
-            if (rs > 1e-37)
-                worst_sp = fmax(worst_sp, fabs(sp[k] - rs) / rs);
-            double rsi = x[k] / (1 + exp(-(double)x[k]));
-            worst_silu = fmax(worst_silu, fabs(si[k] - rsi) / fmax(fabs(rsi), 1e-30));
-        }
+    for (int i = 0; i < N; i++) {
+        double re = exp((double)x[i]);
+        if (re > 1e-37)
+            worst_exp = fmax(worst_exp, fabs(e[i] - re) / re);
+        double rs = x[i] > 20 ? x[i] : log1p(exp((double)x[i]));
+        if (rs > 1e-37)
+            worst_sp = fmax(worst_sp, fabs(sp[i] - rs) / rs);
+        double rsi = x[i] / (1 + exp(-(double)x[i]));
+        worst_silu = fmax(worst_silu, fabs(si[i] - rsi) / fmax(fabs(rsi), 1e-30));
     }
-    ck_assert_msg(worst_exp < 4e-7, "exp rel err %g", worst_exp);
-    ck_assert_msg(worst_sp < 1e-6, "softplus rel err %g", worst_sp);
-    ck_assert_msg(worst_silu < 1e-6, "silu rel err %g", worst_silu);
-#endif
+    ck_assert_msg(worst_exp < 4e-7, "%s: exp rel err %g", k->name, worst_exp);
+    ck_assert_msg(worst_sp < 1e-6, "%s: softplus rel err %g", k->name, worst_sp);
+    ck_assert_msg(worst_silu < 1e-6, "%s: silu rel err %g", k->name, worst_silu);
+    /* subnormal results: exp(-100) is 3.7e-44, not flushed to zero */
+    float tiny_x[16], tiny[16];
+    for (int i = 0; i < 16; i++)
+        tiny_x[i] = -100.0f;
+    k->math(CPU_MATH_EXP, tiny_x, 16, tiny);
+    ck_assert_msg(fabs(tiny[0] - exp(-100.0)) < 2e-45, "%s: exp(-100) = %g", k->name, tiny[0]);
     ck_assert_float_eq(cpu_softplus(30.0f), 30.0f);
     ck_assert(fabsf(cpu_softplus(0.0f) - logf(2.0f)) < 1e-7f);
+    free(x), free(e), free(sp), free(si);
+}
+END_TEST
+
+/* Row conversion (every dtype, lengths with tails) and the probe's sum. */
+START_TEST(test_row_convert_and_sum)
+{
+    const cpu_kernels *k = level_at(_i);
+    enum { N = 77 };
+    uint16_t bf[N], hf[N];
+    float want_bf[N], want_hf[N], got[N], f[N];
+    unsigned seed = 3;
+    for (int i = 0; i < N; i++) {
+        f[i] = frand(&seed);
+        bf[i] = eng_f32_to_bf16(f[i]);
+        want_bf[i] = eng_bf16_to_f32(bf[i]);
+        float q = roundf(f[i] * 1024.0f) / 1024.0f; /* an exact half */
+        _Float16 hv = (_Float16)q;
+        memcpy(&hf[i], &hv, 2);
+        want_hf[i] = q;
+    }
+    for (int n = 0; n <= N; n += 11) {
+        memset(got, 0, sizeof got);
+        k->row_to_f32(bf, ENG_DTYPE_BF16, n, got);
+        ck_assert_msg(!memcmp(got, want_bf, sizeof(float) * n), "%s: bf16 row of %d", k->name, n);
+        k->row_to_f32(hf, ENG_DTYPE_F16, n, got);
+        ck_assert_msg(!memcmp(got, want_hf, sizeof(float) * n), "%s: f16 row of %d", k->name, n);
+        k->row_to_f32(f, ENG_DTYPE_F32, n, got);
+        ck_assert_msg(!memcmp(got, f, sizeof(float) * n), "%s: f32 row of %d", k->name, n);
+        double ref = 0;
+        for (int i = 0; i < n; i++)
+            ref += f[i];
+        ck_assert_msg(fabs(k->sum(f, n) - ref) < 1e-5, "%s: sum of %d", k->name, n);
+    }
+}
+END_TEST
+
+/* SSMD_CPU: empty = best, a level the machine runs = that one, an unknown
+ * name or a level this binary/CPU lacks = an error naming what it has. */
+START_TEST(test_level_choice)
+{
+    const cpu_kernels *k = NULL, *all[CPU_LEVEL_COUNT];
+    ssmd_err err = {0};
+    int n = cpu_kernels_list(all);
+    ck_assert_int_ge(n, 1);
+    ck_assert_int_eq(all[0]->level, CPU_LEVEL_SCALAR);
+    ck_assert_int_eq(cpu_kernels_choose(NULL, &k, &err), SSMD_OK);
+    ck_assert_ptr_eq(k, all[n - 1]);
+    ck_assert_ptr_eq(cpu_kernels_best(), all[n - 1]);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(cpu_kernels_choose(all[i]->name, &k, &err), SSMD_OK);
+        ck_assert_ptr_eq(k, all[i]);
+        ck_assert_str_eq(cpu_level_name(k->level), k->name);
+    }
+    k = NULL;
+    ck_assert_int_eq(cpu_kernels_choose("sse9", &k, &err), SSMD_EINVAL);
+    ck_assert_ptr_null(k);
+    ck_assert_ptr_nonnull(strstr(err.msg, "sse9"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "scalar"));
+#if defined(__x86_64__)
+    const char *foreign = "neon";
+#else
+    const char *foreign = "avx2";
+#endif
+    ck_assert_int_eq(cpu_kernels_choose(foreign, &k, &err), SSMD_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, foreign));
+    /* the backend refuses to start on a level it cannot run */
+    setenv("SSMD_CPU", foreign, 1);
+    bk_backend *bk = NULL;
+    ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_EUNSUPPORTED);
+    ck_assert_ptr_null(bk);
+    unsetenv("SSMD_CPU");
 }
 END_TEST
 
 /* y = x W^T for rows m in {1..5, 8, 17, 97} (both paths), K with tails,
- * every dtype, 1 and 3 threads; reference in double from the same
- * (rounded) weights. */
+ * every dtype, 1 and 3 threads, at level _i; reference in double from the
+ * same (rounded) weights. */
 START_TEST(test_matmul_all_paths)
 {
+    const cpu_kernels *k = level_at(_i);
     const int ms[] = {1, 2, 3, 4, 5, 7, 17, 97};
     const int Ks[] = {7, 16, 33, 96};
     const int Ns[] = {1, 5, 37, 130};
     const eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_BF16, ENG_DTYPE_F16};
     for (int threads = 1; threads <= 3; threads += 2) {
         eng_threadpool *pool = eng_threadpool_create(threads);
-        cpu_matmul_ctx ctx = {.pool = pool};
+        cpu_matmul_ctx ctx = {.pool = pool, .k = k};
         unsigned seed = 1;
         for (size_t di = 0; di < 3; di++)
             for (size_t ki = 0; ki < 4; ki++)
@@ -99,14 +191,14 @@ START_TEST(test_matmul_all_paths)
                         for (int i = 0; i < m; i++)
                             for (int n = 0; n < N; n++) {
                                 double ref = (mi & 1) ? bias[n] : 0.0, mag = fabs(ref);
-                                for (int k = 0; k < K; k++) {
-                                    ref += (double)wf[n * K + k] * x[i * K + k];
-                                    mag += fabs((double)wf[n * K + k] * x[i * K + k]);
+                                for (int c = 0; c < K; c++) {
+                                    ref += (double)wf[n * K + c] * x[i * K + c];
+                                    mag += fabs((double)wf[n * K + c] * x[i * K + c]);
                                 }
                                 double got = y[i * (N + 3) + n];
                                 ck_assert_msg(fabs(got - ref) <= 1e-6 * (mag + 1),
-                                              "dtype %d m %d K %d N %d: y[%d][%d] = %g, want %g", dt,
-                                              m, K, N, i, n, got, ref);
+                                              "%s dtype %d m %d K %d N %d: y[%d][%d] = %g, want %g",
+                                              k->name, dt, m, K, N, i, n, got, ref);
                             }
                         free(wf), free(wh), free(x), free(bias), free(y);
                     }
@@ -206,8 +298,12 @@ Suite *test_suite(void)
     Suite *s = suite_create("cpu_kernels");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_vector_math_accuracy);
-    tcase_add_test(tc, test_matmul_all_paths);
+    const cpu_kernels *all[CPU_LEVEL_COUNT];
+    int levels = cpu_kernels_list(all);
+    tcase_add_loop_test(tc, test_vector_math_accuracy, 0, levels);
+    tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
+    tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
+    tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
     tcase_add_test(tc, test_backend_matmul_row_scale);
     suite_add_tcase(s, tc);

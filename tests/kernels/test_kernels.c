@@ -127,7 +127,7 @@ static double conv_prefill_case(int E, int K, int T, int bias, unsigned seed)
     float *xc = rnd((size_t)T * E, &s, 5, 6), *xc_ref = dup(xc, (size_t)T * E);
     eng_threadpool *pool = eng_threadpool_create(1);
     bk_mamba1_io io = cpu_io(&p, p.xz, xc_ref, NULL, NULL, NULL, T);
-    cpu_conv_prefill(pool, &p.l, win_ref, &io);
+    cpu_conv_prefill(cpu_kernels_best(), pool, &p.l, win_ref, &io);
     kc_conv_args a = {.w = p.conv_w, .b = p.conv_b, .E = E, .K = K, .x = p.xz, .ldx = 2 * E,
                       .out = xc, .window = win, .T = T};
     kc_emu_seed(seed);
@@ -232,9 +232,9 @@ static double step_case(int scan, int E, int N, int K, int B, int pad, unsigned 
     bk_mamba1_io io = scan ? cpu_io(&p, xz_p, (float *)xc_p, dt_p, dbc_p, ref, pk.n)
                            : cpu_io(&p, xz_p, ref, NULL, NULL, NULL, pk.n);
     if (pk.n && !scan)
-        cpu_conv_step(tp, &p.l, &st, &io);
+        cpu_conv_step(cpu_kernels_best(), tp, &p.l, &st, &io);
     if (pk.n && scan)
-        cpu_scan_step(tp, &p.l, &st, &io);
+        cpu_scan_step(cpu_kernels_best(), tp, &p.l, &st, &io);
     if (!scan) {
         kc_conv_args a = {.w = p.conv_w, .b = p.conv_b, .E = E, .K = K, .x = p.xz, .ldx = 2 * E,
                           .out = out, .at = {pool, stride, 2, slots, B}};
@@ -276,7 +276,7 @@ static double scan_prefill_case(int E, int N, int R, int T, int chunk, int rows,
     float *y = rnd((size_t)T * E, &s, 5, 6), *y_ref = dup(y, (size_t)T * E);
     eng_threadpool *tp = eng_threadpool_create(1);
     bk_mamba1_io io = cpu_io(&p, p.xz, xc, p.dt, p.dbc, y_ref, T);
-    cpu_scan_prefill(tp, &p.l, state_ref, &io);
+    cpu_scan_prefill(cpu_kernels_best(), tp, &p.l, state_ref, &io);
     kc_tuning tune;
     kc_tuning_default(&tune);
     tune.scan_chunk = chunk;

@@ -17,6 +17,38 @@
 
 #include "engine/model.h"
 #include "engine/state_pool.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+/* Per-level runs: the exactness tests run once per CPU kernel level this
+ * machine has (scalar, avx2, avx512 on an AVX-512 x86; scalar, neon on
+ * aarch64), the level going to the backend through SSMD_CPU as it would
+ * in production.  SSMD_TEST_LEVELS=best runs the best level only (the
+ * TSan run: threading does not depend on the level). */
+static inline int ref_levels(const cpu_kernels *out[CPU_LEVEL_COUNT])
+{
+    const char *only = getenv("SSMD_TEST_LEVELS");
+    if (only && !strcmp(only, "best")) {
+        out[0] = cpu_kernels_best();
+        return 1;
+    }
+    return cpu_kernels_list(out);
+}
+
+static inline int ref_n_levels(void)
+{
+    const cpu_kernels *all[CPU_LEVEL_COUNT];
+    return ref_levels(all);
+}
+
+/* The backends created from now on use the level-th level; returns its
+ * name for messages. */
+static inline const char *ref_use_level(int level)
+{
+    const cpu_kernels *all[CPU_LEVEL_COUNT];
+    ck_assert_int_lt(level, ref_levels(all));
+    setenv("SSMD_CPU", all[level]->name, 1);
+    return all[level]->name;
+}
 
 typedef struct ref_case {
     int32_t *seq; /* prompt then greedy */

@@ -25,13 +25,14 @@ static eng_model *open_fixture(const char *name, int threads, int max_batch)
 }
 
 /* The reference rows and greedy tokens (ref_check_matches), at 1 and 2
- * threads. */
+ * threads, at every kernel level. */
 START_TEST(test_matches_transformers)
 {
     const char *name = fixtures[_i % N_FIXTURES];
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/mamba/%s/expected.json", name);
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES, 4);
+    ref_use_level(_i / (2 * N_FIXTURES));
+    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
     ref_check_matches(m, path, name);
     eng_model_close(m);
 }
@@ -41,7 +42,8 @@ END_TEST
  * once, in two uneven pieces, and token by token all agree. */
 START_TEST(test_prefill_equivalences)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 4);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
     ref_check_prefill_equivalences(m, 700, 333);
     eng_model_close(m);
 }
@@ -51,7 +53,8 @@ END_TEST
  * kernel tile and the BLAS threshold) = each decoded alone. */
 START_TEST(test_batched_decode_equals_single)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 16);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
     ref_check_batched_decode(m, 11, 5);
     eng_model_close(m);
 }
@@ -83,9 +86,10 @@ Suite *test_suite(void)
     Suite *s = suite_create("mamba1");
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_matches_transformers, 0, 2 * N_FIXTURES);
-    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES);
-    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES);
+    const int levels = ref_n_levels();
+    tcase_add_loop_test(tc, test_matches_transformers, 0, 2 * N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
     tcase_add_test(tc, test_bad_input_changes_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -3,7 +3,8 @@
  * with one and two groups, head_dim != d_state, a dt clamp, f32/f16/bf16,
  * tied and untied heads, and the original layout with norm_before_gate and
  * a padded vocabulary), the conformance checks every family passes, and
- * its config.json: Hugging Face's bare Infinity, and the refusals. */
+ * its config.json: Hugging Face's bare Infinity, and the refusals.  The
+ * forward runs at every CPU kernel level the machine has. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +32,8 @@ START_TEST(test_matches_reference)
     const char *name = fixtures[_i % N_FIXTURES];
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/mamba2/%s/expected.json", name);
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES, 4);
+    ref_use_level(_i / (2 * N_FIXTURES));
+    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, "mamba2");
     ref_check_matches(m, path, name);
     eng_model_close(m);
@@ -40,7 +42,8 @@ END_TEST
 
 START_TEST(test_prefill_equivalences)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 4);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
     ref_check_prefill_equivalences(m, 600, 277);
     eng_model_close(m);
 }
@@ -48,7 +51,8 @@ END_TEST
 
 START_TEST(test_batched_decode_equals_single)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 16);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
     ref_check_batched_decode(m, 9, 5);
     eng_model_close(m);
 }
@@ -151,9 +155,10 @@ Suite *test_suite(void)
     Suite *s = suite_create("mamba2");
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES);
-    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES);
-    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES);
+    const int levels = ref_n_levels();
+    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
     tcase_add_test(tc, test_state_size);
     suite_add_tcase(s, tc);
     TCase *cfg = tcase_create("config");

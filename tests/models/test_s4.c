@@ -33,13 +33,14 @@ static eng_model *open_fixture(const char *name, int threads, int max_batch)
 }
 
 /* The reference rows and greedy tokens (ref_check_matches), at 1 and 2
- * threads. */
+ * threads, at every kernel level. */
 START_TEST(test_matches_reference)
 {
     const char *name = fixtures[_i % N_FIXTURES];
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES, 4);
+    ref_use_level(_i / (2 * N_FIXTURES));
+    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, name[2] == 'd' ? "s4d" : "s4");
     ref_check_matches(m, path, name);
     eng_model_close(m);
@@ -52,7 +53,8 @@ static float frand(unsigned *s) { return (float)(lcg(s) >> 8) / 16777216.0f * 2.
  * at once, in two uneven pieces, and token by token agree, states too. */
 START_TEST(test_prefill_equivalences)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 4);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
     ref_check_prefill_equivalences(m, 701, 333);
     eng_model_close(m);
 }
@@ -61,7 +63,8 @@ END_TEST
 /* B sequences decoded together (slots out of order) = each decoded alone. */
 START_TEST(test_batched_decode_equals_single)
 {
-    eng_model *m = open_fixture(fixtures[_i], 2, 16);
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
     ref_check_batched_decode(m, 11, 5);
     eng_model_close(m);
 }
@@ -155,7 +158,9 @@ static void assert_close(const float *got, const float *want, size_t n, double t
  * diagonal layer also equals the closed-form Vandermonde sum. */
 START_TEST(test_views_agree)
 {
-    const int rank = _i % 2, threads = 1 + _i / 2, H = 37, N2 = 5, T = 61;
+    const int rank = _i % 2, threads = 1 + _i / 2 % 2, H = 37, N2 = 5, T = 61;
+    const cpu_kernels *kern = NULL;
+    ck_assert_int_eq(cpu_kernels_choose(ref_use_level(_i / 4), &kern, NULL), SSMD_OK);
     test_layer t;
     layer_make(&t, H, N2, rank, 99 + _i);
     const bk_s4_layer *l = &t.l;
@@ -174,28 +179,28 @@ START_TEST(test_views_agree)
     /* recurrence: prefill vs step by step, from s0 */
     memcpy(s1, s0, sf * sizeof(float));
     memcpy(s2, s0, sf * sizeof(float));
-    cpu_s4_prefill(pool, l, s1, u, T, y1);
+    cpu_s4_prefill(kern, pool, l, s1, u, T, y1);
     int32_t slot = 0;
     for (int k = 0; k < T; k++) {
         bk_state_ref st = {.pool = s2, .slot_stride = sf, .ssm_offset = 0, .slots = &slot,
                            .batch = 1};
-        cpu_s4_step(pool, l, &st, u + (size_t)k * H, y2 + (size_t)k * H);
+        cpu_s4_step(kern, pool, l, &st, u + (size_t)k * H, y2 + (size_t)k * H);
     }
     assert_close(y2, y1, (size_t)T * H, 1e-5, "step y");
     assert_close(s2, s1, sf, 1e-5, "step state");
     if (rank == 0) { /* scan, chunks of 8 (odd tail) */
         memcpy(s3, s0, sf * sizeof(float));
         float *scratch = malloc(cpu_s4_scan_scratch_floats(l, T, 8) * sizeof(float));
-        cpu_s4_scan(pool, l, s3, u, T, 8, scratch, y3);
+        cpu_s4_scan(kern, pool, l, s3, u, T, 8, scratch, y3);
         assert_close(y3, y1, (size_t)T * H, 1e-5, "scan y");
         assert_close(s3, s1, sf, 1e-5, "scan state");
         free(scratch);
     }
     /* convolution from a zero state */
     memset(s1, 0, sf * sizeof(float));
-    cpu_s4_prefill(pool, l, s1, u, T, y1);
+    cpu_s4_prefill(kern, pool, l, s1, u, T, y1);
     float *K = malloc((size_t)T * H * sizeof(float));
-    cpu_s4_kernel(l, T, K);
+    cpu_s4_kernel(kern, l, T, K);
     cpu_s4_conv(l, K, u, T, y3);
     assert_close(y3, y1, (size_t)T * H, 1e-5, "conv y");
     if (rank == 0) { /* K_l = 2 Re sum_n C_n B~_n exp(dt lam_n l), in double */
@@ -344,10 +349,11 @@ Suite *test_suite(void)
     Suite *s = suite_create("s4");
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES);
-    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES);
-    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES);
-    tcase_add_loop_test(tc, test_views_agree, 0, 4);
+    const int levels = ref_n_levels();
+    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_views_agree, 0, 4 * levels);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_weights_mismatch);
     tcase_add_test(tc, test_own_head_without_tie_key);

@@ -46,10 +46,11 @@ $(TSAN_DIR)/tests/%: $(TSAN_DIR)/tests/%.o $(TSAN_DIR)/tests/check_main.o $(BUIL
 	$(CC) $(TSAN_FLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 # OpenBLAS gets one thread (it is not instrumented; the engine sets it to 1
-# too); Check's per-test timeouts are doubled for TSan's 5-15x slowdown.
+# too); Check's per-test timeouts are doubled for TSan's 5-15x slowdown; the
+# model tests run at the best kernel level only (threading is the same at all).
 tsan: $(TSAN_BIN) $(if $(filter tests/integration/%,$(TSAN_TESTS)),$(BUILD)/ssmd-tsan)
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath $(TSAN_SUPP))" \
-	  OPENBLAS_NUM_THREADS=1 CK_TIMEOUT_MULTIPLIER=2 BUILD=$(BUILD) \
+	  OPENBLAS_NUM_THREADS=1 CK_TIMEOUT_MULTIPLIER=2 BUILD=$(BUILD) SSMD_TEST_LEVELS=best \
 	  SSMD_ITEST_SERVER=$(abspath $(BUILD)/ssmd-tsan) bash tests/tsan/run.sh $(TSAN_BIN)
 
 ifneq ($(strip $(TSAN_TESTS)),)

@@ -1,0 +1,138 @@
+/* cpu_gen_matmul.h - the streaming decode matmul, weight-row conversion and
+ * the bandwidth probe's sum, written once on cpu_vec.h's vector type.
+ *
+ * A template: included by cpu_gen_table.h inside each cpu_isa_*.c, which
+ * compiles it for its level; every function is static.  Never include it
+ * anywhere else.  Accumulation is f32; weights (f32, f16, bf16) are widened
+ * to f32 as they are loaded, so every level computes the same products.
+ */
+#include "kernels/cpu/cpu_vec.h"
+
+/* Prefetching the next panel pays where a step consumes at least a cache
+ * line per row; one-lane code leaves it to the hardware prefetcher. */
+#define GEN_PREFETCH (VF_W >= 4)
+
+static inline const void *gen_w_row(const bk_matrix *w, long r)
+{
+    return (const char *)w->data + (size_t)r * w->row_bytes;
+}
+
+/* One tile: 4 rows of W (wr) against NI rows of x, KV elements each (a
+ * multiple of VF_W), into acc[a][b].  Inlined with NI and dt constants so
+ * that acc stays in registers and the weight load has no branch. */
+static inline __attribute__((always_inline)) void gen_tile(const void *const wr[4], eng_dtype dt,
+                                                           const float *x, int ldx, int NI, long KV,
+                                                           vf acc[4][VF_TILE_M], const char *next)
+{
+    const long esize = dt == ENG_DTYPE_F32 ? 4 : 2;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < NI; b++)
+            acc[a][b] = vf_zero();
+    for (long k = 0; k < KV; k += VF_W) {
+        /* Prefetch the next panel (the 4 rows after these, contiguous) at
+         * the pace this one is consumed: 4 x VF_W weights per step. */
+        if (GEN_PREFETCH && next) {
+            const char *p = next + 4 * k * esize;
+            for (long off = 0; off < 4 * VF_W * esize; off += 64)
+                __builtin_prefetch(p + off, 0, 3);
+        }
+        vf wv[4];
+        for (int a = 0; a < 4; a++)
+            wv[a] = vf_load_w(wr[a], dt, k);
+        for (int b = 0; b < NI; b++) {
+            vf xv = vf_load(x + (size_t)b * ldx + k);
+            for (int a = 0; a < 4; a++)
+                acc[a][b] = vf_fma(wv[a], xv, acc[a][b]);
+        }
+    }
+}
+
+/* Rows [r0, r1) of W (dtype dt, a constant after inlining) against rows
+ * [0, m) of x.  Each 4-row panel of W is read from memory once and kept in
+ * L1 while it meets every row of x, VF_TILE_M at a time. */
+static inline __attribute__((always_inline)) void gen_gemv_dt(const bk_matrix *w, eng_dtype dt,
+                                                              const float *x, int ldx, int m,
+                                                              float *y, int ldy, const float *bias,
+                                                              long r0, long r1)
+{
+    const long K = w->cols, KV = K / VF_W * VF_W;
+    long r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const void *const wr[4] = {gen_w_row(w, r), gen_w_row(w, r + 1), gen_w_row(w, r + 2),
+                                   gen_w_row(w, r + 3)};
+        for (int i0 = 0; i0 < m; i0 += VF_TILE_M) {
+            int ni = m - i0 < VF_TILE_M ? m - i0 : VF_TILE_M;
+            const float *xi = x + (size_t)i0 * ldx;
+            vf acc[4][VF_TILE_M];
+            /* only the first pass over the panel prefetches the next one */
+            const char *next = i0 == 0 && r + 8 <= r1 ? (const char *)gen_w_row(w, r + 4) : NULL;
+            switch (ni) {
+            case 1: gen_tile(wr, dt, xi, ldx, 1, KV, acc, next); break;
+#if VF_TILE_M >= 4
+            case 2: gen_tile(wr, dt, xi, ldx, 2, KV, acc, next); break;
+            case 3: gen_tile(wr, dt, xi, ldx, 3, KV, acc, next); break;
+#endif
+            default: gen_tile(wr, dt, xi, ldx, VF_TILE_M, KV, acc, next); break;
+            }
+            for (int b = 0; b < ni; b++) {
+                const float *xr = xi + (size_t)b * ldx;
+                for (int a = 0; a < 4; a++) {
+                    float s = vf_hsum(acc[a][b]);
+                    for (long k = KV; k < K; k++)
+                        s += vf_load_w1(wr[a], dt, k) * xr[k];
+                    y[(size_t)(i0 + b) * ldy + r + a] = s + (bias ? bias[r + a] : 0.0f);
+                }
+            }
+        }
+    }
+    /* the last rows (fewer than 4) one at a time */
+    for (; r < r1; r++) {
+        const void *wr = gen_w_row(w, r);
+        for (int i = 0; i < m; i++) {
+            const float *xr = x + (size_t)i * ldx;
+            vf acc = vf_zero();
+            for (long k = 0; k < KV; k += VF_W)
+                acc = vf_fma(vf_load_w(wr, dt, k), vf_load(xr + k), acc);
+            float s = vf_hsum(acc);
+            for (long k = KV; k < K; k++)
+                s += vf_load_w1(wr, dt, k) * xr[k];
+            y[(size_t)i * ldy + r] = s + (bias ? bias[r] : 0.0f);
+        }
+    }
+}
+
+static void gen_gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
+                          const float *bias, long r0, long r1)
+{
+    switch (w->dtype) {
+    case ENG_DTYPE_F32: gen_gemv_dt(w, ENG_DTYPE_F32, x, ldx, m, y, ldy, bias, r0, r1); break;
+    case ENG_DTYPE_F16: gen_gemv_dt(w, ENG_DTYPE_F16, x, ldx, m, y, ldy, bias, r0, r1); break;
+    default: gen_gemv_dt(w, ENG_DTYPE_BF16, x, ldx, m, y, ldy, bias, r0, r1); break;
+    }
+}
+
+static void gen_row_to_f32(const void *row, eng_dtype dt, long n, float *dst)
+{
+    long k = 0;
+    for (; k + VF_W <= n; k += VF_W)
+        vf_store(dst + k, vf_load_w(row, dt, k));
+    for (; k < n; k++)
+        dst[k] = vf_load_w1(row, dt, k);
+}
+
+/* Four independent sums so that the adds overlap; memory is the limit. */
+static double gen_sum(const float *p, long n)
+{
+    vf a0 = vf_zero(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 4 * VF_W <= n; i += 4 * VF_W) {
+        a0 = vf_add(a0, vf_load(p + i));
+        a1 = vf_add(a1, vf_load(p + i + VF_W));
+        a2 = vf_add(a2, vf_load(p + i + 2 * VF_W));
+        a3 = vf_add(a3, vf_load(p + i + 3 * VF_W));
+    }
+    double s = vf_hsum(vf_add(vf_add(a0, a1), vf_add(a2, a3)));
+    for (; i < n; i++)
+        s += p[i];
+    return s;
+}

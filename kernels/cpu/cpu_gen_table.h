@@ -1,0 +1,33 @@
+/* cpu_gen_table.h - compiles every generic CPU kernel (cpu_gen_*.h) for
+ * the level its includer selected, and defines that level's table.
+ *
+ * Included once by each cpu_isa_*.c after it has defined its CPU_ISA_*
+ * macro; CPU_GEN_TABLE(name, level) then defines cpu_kernels_<name>.  The
+ * level's flags come from the Makefile (per-file), so nothing in here may
+ * be called before cpu_level.c has checked that the CPU runs the level.
+ */
+#ifndef SSMD_CPU_GEN_TABLE_H
+#define SSMD_CPU_GEN_TABLE_H
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_vec.h"
+
+#include "kernels/cpu/cpu_gen_matmul.h"
+#include "kernels/cpu/cpu_gen_s4.h"
+#include "kernels/cpu/cpu_gen_ssm.h"
+
+#define CPU_GEN_TABLE(NAME, LEVEL)                                                                \
+    const cpu_kernels cpu_kernels_##NAME = {                                                      \
+        .level = LEVEL,                                                                           \
+        .name = #NAME,                                                                            \
+        .gemv_rows = gen_gemv_rows,                                                               \
+        .row_to_f32 = gen_row_to_f32,                                                             \
+        .sum = gen_sum,                                                                           \
+        .math = gen_math,                                                                         \
+        .conv_channels = gen_conv_channels,                                                       \
+        .scan_channels = gen_scan_channels,                                                       \
+        .s4_block = gen_s4_block,                                                                 \
+        .s4_diag_step = gen_s4_diag_step,                                                         \
+    }
+
+#endif

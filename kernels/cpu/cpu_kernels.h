@@ -1,0 +1,101 @@
+/* cpu_kernels.h - the CPU backend's instruction-set levels: the table of
+ * SIMD kernels one level provides, and the choice of a level at run time.
+ *
+ * One binary carries every level its target architecture has (scalar and
+ * AVX2 / AVX-512 on x86-64, scalar and NEON on aarch64): the same generic
+ * kernels (cpu_gen_*.h) compiled once per level (cpu_isa_*.c, each with its
+ * own flags).  The backend asks cpu_kernels_choose for a table when it is
+ * created, from cpuid / hwcaps or the SSMD_CPU environment variable, and
+ * passes that table down to every op.  Nothing here runs a level's code
+ * before the CPU has been checked for it.
+ */
+#ifndef SSMD_CPU_KERNELS_H
+#define SSMD_CPU_KERNELS_H
+
+#include "engine/backend.h"
+#include "engine/error.h"
+
+typedef enum cpu_level {
+    CPU_LEVEL_SCALAR = 0, /* plain C at the build's baseline */
+    CPU_LEVEL_NEON,       /* aarch64 Advanced SIMD (always present there) */
+    CPU_LEVEL_AVX2,       /* AVX2 + FMA + F16C */
+    CPU_LEVEL_AVX512,     /* AVX-512 F/BW/DQ/VL (x86-64-v4) */
+    CPU_LEVEL_COUNT
+} cpu_level;
+
+/* What the test-only math entry computes. */
+typedef enum cpu_math_fn { CPU_MATH_EXP, CPU_MATH_SOFTPLUS, CPU_MATH_SILU } cpu_math_fn;
+
+/* What an S4 channel walk writes to y: the activated output gelu(Re C x +
+ * D u), the raw Re C x (input still drives the state), or, for the scan's
+ * correction, gelu(y + Re C x + D u) with the state evolving without input. */
+enum { CPU_S4_OUT_ACT = 0, CPU_S4_OUT_RAW = 1, CPU_S4_OUT_FIX = 2 };
+
+typedef struct cpu_kernels {
+    cpu_level level;
+    const char *name; /* "scalar", "neon", "avx2", "avx512" */
+
+    /* Rows [r0, r1) of y (m, w->rows; stride ldy) = x (m, w->cols; stride
+     * ldx) W^T (+ bias): the streaming matmul decode lives on, each 4-row
+     * panel of W read once per call. */
+    void (*gemv_rows)(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
+                      const float *bias, long r0, long r1);
+    /* n weights of one row (dtype dt) to f32. */
+    void (*row_to_f32)(const void *row, eng_dtype dt, long n, float *dst);
+    /* Sum of n floats: the bandwidth probe of bench_engine. */
+    double (*sum)(const float *p, long n);
+    /* y[i] = fn(x[i]) with the vector math the kernels use (tests). */
+    void (*math)(cpu_math_fn fn, const float *x, long n, float *y);
+
+    /* Mamba-1 (cpu_ssm.c): channels [e0, e1) of the causal conv over T
+     * steps (window (d_conv-1, d_inner), oldest first, left holding the
+     * last inputs) and of the selective scan (state (d_state, d_inner)). */
+    void (*conv_channels)(const bk_ssm_layer *l, float *window, const float *x, long ldx, int T,
+                          float *xc, long ldxc, long e0, long e1);
+    void (*scan_channels)(const bk_ssm_layer *l, float *state, const float *x, const float *dt,
+                          const float *z, long ldx, long ldz, const float *dbc, long ldd, int T,
+                          float *y, long e0, long e1);
+
+    /* S4 (cpu_s4.c): channels [h0, h1) of a layer, T steps on one state
+     * (2, N2, H), output mode CPU_S4_OUT_*; and the decode step of a
+     * diagonal layer for slots [b0, b1) of channels [h0, h0 + w), w <= 16. */
+    void (*s4_block)(const bk_s4_layer *l, float *state, const float *u, long ldu, int T, float *y,
+                     long ldy, int h0, int h1, int mode);
+    void (*s4_diag_step)(const bk_s4_layer *l, const bk_state_ref *st, const float *u, float *y,
+                         int h0, int w, int b0, int b1);
+} cpu_kernels;
+
+/* "scalar", "neon", "avx2", "avx512". */
+const char *cpu_level_name(cpu_level l);
+/* Name -> level; -1 for an unknown name, *out unchanged. */
+int cpu_level_parse(const char *name, cpu_level *out);
+
+/* Level l's table when this binary has it and this CPU runs it; NULL
+ * otherwise.  Any thread; the tables are constant. */
+const cpu_kernels *cpu_kernels_for(cpu_level l);
+/* The best level this CPU runs (never NULL: scalar always runs). */
+const cpu_kernels *cpu_kernels_best(void);
+
+/* Fills out with the tables of every level this binary and CPU run,
+ * scalar first, best last; returns how many (at least 1).  For start-up
+ * logs and for tests that cover every level the machine has. */
+int cpu_kernels_list(const cpu_kernels *out[CPU_LEVEL_COUNT]);
+
+/* The table the backend uses: the level named by `forced` (the SSMD_CPU
+ * environment variable; NULL or "" = the best).  Returns SSMD_OK, or
+ * SSMD_EINVAL for an unknown name / SSMD_EUNSUPPORTED for a level this
+ * binary or CPU lacks, with a message naming the levels available; *out is
+ * then unchanged. */
+int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *err);
+
+/* One line for start-up logs: the level a cpu backend created now uses and
+ * why, e.g. "avx2 (forced by SSMD_CPU; this CPU runs scalar, avx2, avx512)"
+ * or "avx512 (the best of scalar, avx2, avx512)". */
+void cpu_kernels_describe(char *buf, size_t size);
+
+/* Each level's table, defined by its cpu_isa_*.c (only those the target
+ * architecture has are linked). */
+extern const cpu_kernels cpu_kernels_scalar, cpu_kernels_neon, cpu_kernels_avx2,
+    cpu_kernels_avx512;
+
+#endif

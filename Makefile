@@ -344,14 +344,15 @@ test-clients: $(BUILD)/ssmd
 ARM64_CC       ?= aarch64-linux-gnu-gcc
 ARM64_DIR      := $(BUILD)/arm64
 ARM64_DEB_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
-                  libjansson-dev:arm64 libopenblas-dev:arm64 check:arm64 libsubunit-dev:arm64
+                  libjansson-dev:arm64 libopenblas-dev:arm64 check:arm64 libsubunit-dev:arm64 \
+                  libpcre2-dev:arm64
 ARM64_STAMP    := $(BUILD)/.arm64-deps-ok
 ARM64_PKG      := PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
 ARM64_CFLAGS    = -std=c11 -D_GNU_SOURCE -I. $(WARN) -pthread -MMD -MP -O1 -g \
                   -fno-math-errno -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                   -fno-omit-frame-pointer \
-                  $(shell $(ARM64_PKG) --cflags jansson openblas check 2>/dev/null)
-ARM64_LIBS      = $(shell $(ARM64_PKG) --libs jansson openblas check 2>/dev/null) -lm -pthread
+                  $(shell $(ARM64_PKG) --cflags jansson openblas check libpcre2-8 2>/dev/null)
+ARM64_LIBS      = $(shell $(ARM64_PKG) --libs jansson openblas check libpcre2-8 2>/dev/null) -lm -pthread
 ARM64_LIB_SRC  := $(filter engine/% kernels/% models/%,$(LIB_SRC))
 ARM64_TESTS    := $(sort $(wildcard tests/engine/test_*.c tests/models/test_*.c))
 ARM64_OBJ      := $(ARM64_LIB_SRC:%.c=$(ARM64_DIR)/%.o)

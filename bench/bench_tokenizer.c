@@ -1,7 +1,7 @@
 /* bench_tokenizer.c - encode speed of engine/text/ on one text file:
- *   bench_tokenizer TOKENIZER.json TEXT [REPEATS]
+ *   bench_tokenizer TOKENIZER.json TEXT [REPEATS [IDS_OUT]]
  * prints one JSON line {"bytes", "ids", "best_s", "mb_per_s"} (best of
- * REPEATS, one thread).  bench/tokenizer_vs_hf.py runs it next to Hugging
+ * REPEATS, one thread) and writes the ids, one per line, to IDS_OUT.  bench/tokenizer_vs_hf.py runs it next to Hugging
  * Face `tokenizers` on the same files.  Never part of ssmd.
  */
 #include <stdio.h>
@@ -20,7 +20,7 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_tokenizer TOKENIZER.json TEXT [REPEATS]\n");
+        fprintf(stderr, "usage: bench_tokenizer TOKENIZER.json TEXT [REPEATS [IDS_OUT]]\n");
         return 2;
     }
     int repeats = argc > 3 ? atoi(argv[3]) : 5;
@@ -46,11 +46,17 @@ int main(int argc, char **argv)
     fclose(f);
     double best = 1e30;
     int ids_n = 0;
+    FILE *ids_out = argc > 4 ? fopen(argv[4], "w") : NULL;
     for (int r = 0; r < repeats; r++) {
         int32_t *ids = NULL;
         double t0 = now_s();
         ids_n = eng_tokenizer_encode(tok, text, (size_t)n, &ids);
         double dt = now_s() - t0;
+        for (int i = 0; ids_out && i < ids_n; i++)
+            fprintf(ids_out, "%d\n", (int)ids[i]);
+        if (ids_out)
+            fclose(ids_out);
+        ids_out = NULL;
         free(ids);
         if (dt < best)
             best = dt;

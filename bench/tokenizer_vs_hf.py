@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ["RAYON_NUM_THREADS"] = "1"
@@ -29,17 +30,19 @@ def main():
     text_path = sys.argv[1]
     paths = sys.argv[2:] or sorted(glob.glob("tests/fixtures/tokenizer*/tokenizer.json"))
     text = open(text_path, encoding="utf-8", newline="").read()  # bytes as C reads them
+    ids_file = tempfile.NamedTemporaryFile(suffix=".ids")
     for p in paths:
         ours = json.loads(subprocess.run([os.path.join(BUILD, "rel/bench/bench_tokenizer"), p,
-                                          text_path, "5"], capture_output=True, text=True,
-                                         check=True).stdout)
+                                          text_path, "5", ids_file.name], capture_output=True,
+                                         text=True, check=True).stdout)
+        our_ids = [int(x) for x in open(ids_file.name)]
         tok = Tokenizer.from_file(p)
-        best, n = 1e30, 0
+        best, ids = 1e30, []
         for _ in range(5):
             t0 = time.perf_counter()
-            n = len(tok.encode(text, add_special_tokens=False).ids)
+            ids = tok.encode(text, add_special_tokens=False).ids
             best = min(best, time.perf_counter() - t0)
-        same = "same ids count" if n == ours["ids"] else "ids differ: %d vs %d" % (ours["ids"], n)
+        same = "same ids" if ids == our_ids else "IDS DIFFER: %d vs %d ids" % (len(our_ids), len(ids))
         print("%-50s ssmd %.3f s (%.1f MB/s)  tokenizers %.3f s  ratio %.2fx  (%s)"
               % (p, ours["best_s"], ours["mb_per_s"], best, best / ours["best_s"], same))
 

@@ -151,13 +151,18 @@ static int load_vocab(eng_bpe *b, const json_t *vocab, const char *path, ssmd_er
 
 /* ---- merges ----------------------------------------------------------------- */
 
-static size_t merge_slot(const eng_bpe *b, uint64_t key)
+size_t eng_bpe_pair_slot(const uint64_t *keys, size_t mask, uint64_t key)
 {
     uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h ^ (h >> 29)) & b->merge_mask;
-    while (b->merge_key[i] != key && b->merge_key[i] != UINT64_MAX)
-        i = (i + 1) & b->merge_mask;
+    size_t i = (size_t)(h ^ (h >> 29)) & mask;
+    while (keys[i] != key && keys[i] != UINT64_MAX)
+        i = (i + 1) & mask;
     return i;
+}
+
+static size_t merge_slot(const eng_bpe *b, uint64_t key)
+{
+    return eng_bpe_pair_slot(b->merge_key, b->merge_mask, key);
 }
 
 static int add_merge(eng_bpe *b, const char *l, size_t ln, const char *r, size_t rn, size_t rank,
@@ -297,6 +302,7 @@ int eng_bpe_load(eng_bpe *b, const json_t *model, const char *path, ssmd_err *er
         snprintf(hex, sizeof hex, "<0x%02X>", x);
         b->fallback_id[x] = eng_bpe_token_id(b, hex, 6);
     }
+    eng_bpe_find_cuts(b);
     return SSMD_OK;
 fail:
     eng_bpe_free(b);
@@ -312,6 +318,7 @@ void eng_bpe_free(eng_bpe *b)
     free(b->merge_key);
     free(b->merge_rank);
     free(b->merge_new);
+    free(b->join_key);
     free(b->prefix);
     free(b->suffix);
     memset(b, 0, sizeof *b);
@@ -411,12 +418,10 @@ static bpe_sym *sym_room(eng_bpe_scratch *s, size_t n)
     return s->sym;
 }
 
-/* Runs the merges over the ns symbols in s->sym and appends the result. */
-static void merge_all(const eng_bpe *b, eng_bpe_scratch *s, int32_t ns, eng_idvec *out)
+/* Runs the merges over the ns symbols at sym and appends the result. */
+static void merge_piece(const eng_bpe *b, eng_bpe_scratch *s, bpe_sym *sym, int32_t ns,
+                        eng_idvec *out)
 {
-    if (ns == 0)
-        return;
-    bpe_sym *sym = s->sym;
     for (int32_t i = 0; i < ns; i++)
         sym[i] = (bpe_sym){sym[i].id, i - 1, i + 1, 1};
     sym[ns - 1].next = -1;
@@ -446,6 +451,19 @@ static void merge_all(const eng_bpe *b, eng_bpe_scratch *s, int32_t ns, eng_idve
     }
     for (int32_t i = 0; i >= 0; i = sym[i].next)
         eng_idvec_push(out, sym[i].id);
+}
+
+/* Merges the ns symbols in s->sym piece by piece, cutting wherever no token
+ * can span the boundary (bpe_cuts.c): the result is the whole word's. */
+static void merge_all(const eng_bpe *b, eng_bpe_scratch *s, int32_t ns, eng_idvec *out)
+{
+    bpe_sym *sym = s->sym;
+    int32_t start = 0;
+    for (int32_t i = 1; i <= ns; i++)
+        if (i == ns || !eng_bpe_may_join(b, sym[i - 1].id, sym[i].id)) {
+            merge_piece(b, s, sym + start, i - start, out);
+            start = i;
+        }
 }
 
 void eng_bpe_encode_word(const eng_bpe *b, const unsigned char *word, size_t n,

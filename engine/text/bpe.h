@@ -38,6 +38,9 @@ typedef struct eng_bpe {
     int32_t *merge_new;  /* (merge_mask + 1) id of the merged token */
     size_t merge_mask;
     size_t n_merges;
+    uint64_t *join_key;  /* (join_mask + 1) starting-symbol pairs a merge can span
+                          * (bpe_cuts.c); NULL = any pair may join */
+    size_t join_mask;
     int32_t byte_id[256]; /* id of the one-byte token of each byte, -1 if none */
     int32_t unk_id;       /* -1 when the model has no unk_token */
     int fuse_unk;
@@ -90,6 +93,16 @@ void eng_bpe_encode_chars(const eng_bpe *b, const char *word, size_t n, eng_bpe_
 
 /* GPT-2's bytes_to_unicode: the code point that stands for byte x in token
  * strings, and the inverse (-1 for a code point that stands for no byte). */
+/* Open addressing over (left id << 32 | right id) keys, UINT64_MAX = empty:
+ * the slot holding key, or the empty slot where it would go. */
+size_t eng_bpe_pair_slot(const uint64_t *keys, size_t mask, uint64_t key);
+
+/* bpe_cuts.c: builds join_key from the loaded merges (called by
+ * eng_bpe_load), and tells whether two neighbouring starting symbols can
+ * ever end up in one token; where they cannot, a word is cut in two. */
+void eng_bpe_find_cuts(eng_bpe *b);
+int eng_bpe_may_join(const eng_bpe *b, int32_t left, int32_t right);
+
 uint32_t eng_bpe_byte_to_cp(unsigned x);
 int eng_bpe_cp_to_byte(uint32_t cp);
 

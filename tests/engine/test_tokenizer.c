@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/text/bpe.h"
 #include "engine/text/pretokenizers.h"
 #include "engine/text/tokenizer.h"
 #include "engine/text/unicode.h"
@@ -551,6 +552,84 @@ START_TEST(test_encode_100kb_fast_and_round_trips)
 }
 END_TEST
 
+/* Merges a word as characters with and without the cuts of bpe_cuts.c. */
+static void encode_both_ways(eng_bpe *b, const char *text, eng_idvec *cut, eng_idvec *whole)
+{
+    eng_bpe_scratch s = {0};
+    eng_bpe_encode_chars(b, text, strlen(text), &s, cut);
+    uint64_t *join = b->join_key;
+    b->join_key = NULL; /* NULL: every pair may join, the word is merged whole */
+    eng_bpe_encode_chars(b, text, strlen(text), &s, whole);
+    b->join_key = join;
+    eng_bpe_scratch_free(&s);
+}
+
+/* A long word is merged piece by piece where no token can span a boundary;
+ * that must give the whole word's tokens, on every family's vocab, and the
+ * cuts must actually happen (else a long unsplit text is slow again). */
+START_TEST(test_bpe_cuts_keep_the_whole_word_result)
+{
+    static const char *families[] = {"tokenizer", "tokenizer_mistral", "tokenizer_llama3",
+                                     "tokenizer_falcon", "tokenizer_nfkc"};
+    char text[8192] = "";
+    for (int r = 0; strlen(text) + 200 < sizeof text; r++)
+        strcat(text, r % 2 ? "\u2581And\u2581God\u2581said,\u2581Let\u2581there\u2581be\u2581light:"
+                          : "and there was light. \xc3\xa9t\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 LORD\n");
+    for (size_t f = 0; f < sizeof families / sizeof *families; f++) {
+        char path[128];
+        snprintf(path, sizeof path, "tests/fixtures/%s/tokenizer.json", families[f]);
+        json_t *j = load_json(path);
+        eng_bpe b;
+        ssmd_err err = {0};
+        ck_assert_msg(eng_bpe_load(&b, json_object_get(j, "model"), path, &err) == SSMD_OK, "%s",
+                      err.msg);
+        ck_assert_msg(b.join_key != NULL, "%s: no join set", path);
+        eng_idvec cut = {0}, whole = {0};
+        encode_both_ways(&b, text, &cut, &whole);
+        ck_assert_uint_eq(cut.n, whole.n);
+        ck_assert_msg(memcmp(cut.v, whole.v, cut.n * sizeof *cut.v) == 0, "%s: cuts changed ids", path);
+        size_t may_cut = 0;
+        for (int32_t i = 1; i < b.n_ids && i < 2000; i++)
+            may_cut += !eng_bpe_may_join(&b, i - 1, i);
+        ck_assert_msg(may_cut > 0, "%s: no pair of tokens can be cut", path);
+        free(cut.v);
+        free(whole.v);
+        eng_bpe_free(&b);
+        json_decref(j);
+    }
+}
+END_TEST
+
+/* A token built two ways keeps cuts when the ways agree on its first and
+ * last starting symbols ("ab" + "c" and "a" + "bc"), and turns them off
+ * when they do not ("x" + "yz" and "xy" + "z", where no merge builds "xy",
+ * so "xy" itself may start a word). */
+START_TEST(test_bpe_cuts_refused_when_leaves_disagree)
+{
+    json_t *model = json_pack("{s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:[s, s, s, s]}", "type", "BPE",
+                              "vocab", "a", 0, "b", 1, "c", 2, "ab", 3, "bc", 4, "abc", 5,
+                              "merges", "a b", "b c", "ab c", "a bc");
+    eng_bpe b;
+    ssmd_err err = {0};
+    ck_assert_int_eq(eng_bpe_load(&b, model, "agree.json", &err), SSMD_OK);
+    ck_assert_ptr_nonnull(b.join_key);
+    ck_assert_int_eq(eng_bpe_may_join(&b, 0, 1), 1); /* a|b */
+    ck_assert_int_eq(eng_bpe_may_join(&b, 1, 2), 1); /* b|c */
+    ck_assert_int_eq(eng_bpe_may_join(&b, 2, 0), 0); /* c|a: no token spans it */
+    ck_assert_int_eq(eng_bpe_may_join(&b, 1, 0), 0);
+    eng_bpe_free(&b);
+    json_decref(model);
+    model = json_pack("{s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:[s, s, s]}", "type", "BPE",
+                      "vocab", "x", 0, "y", 1, "z", 2, "yz", 3, "xy", 4, "xyz", 5, "merges", "y z",
+                      "x yz", "xy z");
+    ck_assert_int_eq(eng_bpe_load(&b, model, "disagree.json", &err), SSMD_OK);
+    ck_assert_ptr_null(b.join_key);
+    ck_assert_int_eq(eng_bpe_may_join(&b, 2, 0), 1);
+    eng_bpe_free(&b);
+    json_decref(model);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -563,6 +642,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_detok_holds_back_and_refuses_small_cap);
     tcase_add_test(tc, test_invalid_input);
     tcase_add_test(tc, test_merges_as_pairs);
+    tcase_add_test(tc, test_bpe_cuts_keep_the_whole_word_result);
+    tcase_add_test(tc, test_bpe_cuts_refused_when_leaves_disagree);
     tcase_add_test(tc, test_sequence_pre_tokenizer);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_concurrent_encode);

@@ -166,7 +166,7 @@ static void cpu_m2_conv_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, flo
 static void cpu_ssd_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *state,
                                const bk_mamba2_io *io)
 {
-    cpu_ssd_prefill(cpu_of(bk)->pool, l, state, io);
+    cpu_ssd_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, state, io);
 }
 
 static void cpu_m2_conv_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
@@ -178,7 +178,7 @@ static void cpu_m2_conv_step_op(bk_backend *bk, const bk_mamba2_layer *l, const 
 static void cpu_ssd_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
                             const bk_mamba2_io *io)
 {
-    cpu_ssd_step(cpu_of(bk)->pool, l, st, io);
+    cpu_ssd_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, io);
 }
 
 static const bk_mamba2_ops cpu_mamba2 = {

@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/cpu_gen_matmul.h"
 #include "kernels/cpu/cpu_gen_s4.h"
+#include "kernels/cpu/cpu_gen_ssd.h"
 #include "kernels/cpu/cpu_gen_ssm.h"
 
 #define CPU_GEN_TABLE(NAME, LEVEL)                                                                \
@@ -26,6 +27,7 @@
         .math = gen_math,                                                                         \
         .conv_channels = gen_conv_channels,                                                       \
         .scan_channels = gen_scan_channels,                                                       \
+        .ssd_token = gen_ssd_token,                                                               \
         .s4_block = gen_s4_block,                                                                 \
         .s4_diag_step = gen_s4_diag_step,                                                         \
     }

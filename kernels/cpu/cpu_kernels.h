@@ -56,6 +56,11 @@ typedef struct cpu_kernels {
                           const float *z, long ldx, long ldz, const float *dbc, long ldd, int T,
                           float *y, long e0, long e1);
 
+    /* Mamba-2 (cpu_ssd.c): the SSD recurrence of heads [h0, h1) for one
+     * token (row xbc = [x | B | C], raw dt row dtr, state (nheads,
+     * head_dim, d_state)), writing y before the gated norm. */
+    void (*ssd_token)(const bk_mamba2_layer *l, float *state, const float *xbc, const float *dtr,
+                      float *y, int h0, int h1);
     /* S4 (cpu_s4.c): channels [h0, h1) of a layer, T steps on one state
      * (2, N2, H), output mode CPU_S4_OUT_*; and the decode step of a
      * diagonal layer for slots [b0, b1) of channels [h0, h0 + w), w <= 16. */

@@ -2,17 +2,12 @@
  * conv kernel, run over conv_dim channels), the SSD recurrence per head and
  * the gated RMSNorm.
  *
- * The recurrence, for head h (group g = h / (nheads/ngroups)), channel p of
- * the head and state index n:
- *   dt = clamp(softplus(dt_raw + dt_bias), dt_min, dt_max),
- *   s[p][n] = exp(dt A) s[p][n] + dt x[p] B[g][n],
- *   y[p] = sum_n s[p][n] C[g][n] + D x[p].
+ * The recurrence of one token is the level's kernel (cpu_gen_ssd.h).
  * Prefill walks time in order with the heads split over the threads (the
  * state of a head stays in cache for the whole prompt); the chunked matmul
- * form of SSD is not used here.  State is (nheads, head_dim, d_state), so
- * the inner loop over n is contiguous and vectorises.  Then each row is
- * gated and normalised per group of d_inner / ngroups channels.  Never
- * allocates: the caller's buffers hold everything.
+ * form of SSD is not used here.  Then each row is gated and normalised per
+ * group of d_inner / ngroups channels.  Never allocates: the caller's
+ * buffers hold everything.
  */
 #include "kernels/cpu/cpu_ssd.h"
 
@@ -51,32 +46,6 @@ void cpu_m2_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba
     cpu_conv_step(k, pool, &cl, st, &cio);
 }
 
-/* One token of heads [h0, h1): row `xbc` ([x | B | C]), raw dt row `dtr`,
- * state (nheads, head_dim, d_state), output row y (pre-norm). */
-static void ssd_token(const bk_mamba2_layer *l, float *state, const float *xbc, const float *dtr,
-                      float *y, int h0, int h1)
-{
-    const int P = l->head_dim, N = l->d_state, heads_per_group = l->nheads / l->ngroups;
-    const float *B0 = xbc + l->d_inner, *C0 = B0 + (size_t)l->ngroups * N;
-    for (int h = h0; h < h1; h++) {
-        const float *B = B0 + (size_t)(h / heads_per_group) * N;
-        const float *C = C0 + (size_t)(h / heads_per_group) * N;
-        float dt = cpu_softplus(dtr[h] + l->dt_bias[h]);
-        dt = fminf(fmaxf(dt, l->dt_min), l->dt_max);
-        const float decay = expf(dt * l->A[h]);
-        for (int p = 0; p < P; p++) {
-            const float xv = xbc[h * P + p], dx = dt * xv;
-            float *s = state + ((size_t)h * P + p) * N;
-            float acc = 0.0f;
-            for (int n = 0; n < N; n++) {
-                s[n] = s[n] * decay + dx * B[n];
-                acc += s[n] * C[n];
-            }
-            y[h * P + p] = acc + l->D[h] * xv;
-        }
-    }
-}
-
 /* y = rmsnorm_g(y * silu(z)) * w, or rmsnorm_g(y) * w * silu(z) when the
  * norm comes before the gate; per group of d_inner / ngroups channels. */
 static void gated_norm_row(const bk_mamba2_layer *l, float *y, const float *z)
@@ -96,6 +65,7 @@ static void gated_norm_row(const bk_mamba2_layer *l, float *y, const float *z)
 }
 
 typedef struct ssd_job {
+    const cpu_kernels *k;
     const bk_mamba2_layer *l;
     const bk_mamba2_io *io;
     float *state;           /* prefill: this layer's state; NULL for decode */
@@ -117,7 +87,7 @@ static void scan_worker(void *arg, int tid, int n_threads)
     long h0, h1;
     eng_split_range(j->l->nheads, 1, tid, n_threads, &h0, &h1);
     for (int t = 0; t < rows && h0 < h1; t++)
-        ssd_token(j->l, j->st ? slot_state(j->st, t) : j->state, io->xbc + (size_t)t * cd,
+        j->k->ssd_token(j->l, j->st ? slot_state(j->st, t) : j->state, io->xbc + (size_t)t * cd,
                   io->dt + (size_t)t * io->lddt, io->y + (size_t)t * j->l->d_inner, (int)h0,
                   (int)h1);
 }
@@ -140,16 +110,16 @@ static void run_ssd(eng_threadpool *pool, const ssd_job *j, int rows)
     eng_threadpool_run_sized(pool, norm_worker, (void *)j, 8.0 * rows * l->d_inner);
 }
 
-void cpu_ssd_prefill(eng_threadpool *pool, const bk_mamba2_layer *l, float *state,
-                     const bk_mamba2_io *io)
+void cpu_ssd_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
+                     float *state, const bk_mamba2_io *io)
 {
-    ssd_job j = {.l = l, .io = io, .state = state};
+    ssd_job j = {.k = k, .l = l, .io = io, .state = state};
     run_ssd(pool, &j, io->rows);
 }
 
-void cpu_ssd_step(eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
-                  const bk_mamba2_io *io)
+void cpu_ssd_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
+                  const bk_state_ref *st, const bk_mamba2_io *io)
 {
-    ssd_job j = {.l = l, .io = io, .st = st};
+    ssd_job j = {.k = k, .l = l, .io = io, .st = st};
     run_ssd(pool, &j, st->batch);
 }

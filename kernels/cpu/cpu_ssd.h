@@ -8,8 +8,8 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/threadpool.h"
 
-/* The conv runs on the level's kernels (k); the recurrence and the norm are
- * plain C at the build's baseline (not yet in the per-level tables).
+/* The conv and the recurrence run on the level's kernels (k); the gated
+ * norm is plain C at the build's baseline.
  * The scan has no size limit of its own (the state lives in the pool);
  * this only bounds what a config may ask. */
 #define CPU_SSD_MAX_STATE 65536
@@ -18,9 +18,9 @@ void cpu_m2_conv_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_ma
                          const bk_mamba2_io *io);
 void cpu_m2_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
                       const bk_mamba2_io *io);
-void cpu_ssd_prefill(eng_threadpool *pool, const bk_mamba2_layer *l, float *state,
-                     const bk_mamba2_io *io);
-void cpu_ssd_step(eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
-                  const bk_mamba2_io *io);
+void cpu_ssd_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
+                     float *state, const bk_mamba2_io *io);
+void cpu_ssd_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
+                  const bk_state_ref *st, const bk_mamba2_io *io);
 
 #endif

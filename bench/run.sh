@@ -5,13 +5,17 @@
 # the model and for the peer numbers; it is installed here when missing.
 # Each ssmd run prints the CPU and the kernel level it used: the best this
 # CPU runs, or each of LEVELS (e.g. LEVELS="avx512 avx2" on an AVX-512
-# machine measures the AVX2 path too, through SSMD_CPU).
+# machine measures the AVX2 path too, through SSMD_CPU).  FAMILIES="mamba
+# mamba2" (the default) adds a mamba2-130m-shaped model; transformers is the
+# peer for Mamba-1 only (its Mamba-2 CPU path has no cache API that
+# hf_bench.py drives), so Mamba-2 rows stand beside Mamba-1's in this run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 THREADS=${THREADS:-2}
 LEVELS=${LEVELS:-best}
+FAMILIES=${FAMILIES:-mamba mamba2}
 out=$BUILD/bench
 mkdir -p "$out"
 
@@ -22,36 +26,38 @@ if ! "$PYTHON" -c 'import torch, transformers, safetensors' 2>/dev/null; then
     "$PYTHON" -m pip install -q --break-system-packages "transformers==4.44.2" "tokenizers>=0.19,<0.20" safetensors
 fi
 
+for family in $FAMILIES; do
 for dtype in f32 bf16; do
-    dir=$out/mamba130m-$dtype
-    [ -f "$dir/model.safetensors" ] || "$PYTHON" bench/make_model.py "$dir" --dtype $dtype >&2
+    dir=$out/$family-130m-$dtype
+    [ -f "$dir/model.safetensors" ] || "$PYTHON" bench/make_model.py "$dir" --dtype $dtype --family $family >&2
     for level in $LEVELS; do
-        tag=$dtype; [ "$level" = best ] || tag=$dtype-$level
-        echo "== ssmd ($dtype, kernel level $level) ==" >&2
+        tag=$family-$dtype; [ "$level" = best ] || tag=$family-$dtype-$level
+        echo "== ssmd ($family $dtype, kernel level $level) ==" >&2
         if [ "$level" = best ]; then
             "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
         else
             SSMD_CPU=$level "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
         fi
     done
-    if [ "${SKIP_PEER:-0}" != 1 ]; then
+    if [ "${SKIP_PEER:-0}" != 1 ] && [ "$family" = mamba ]; then
         echo "== transformers ($dtype weights) ==" >&2
         "$PYTHON" bench/hf_bench.py "$dir" --threads "$THREADS" | tee "$out/hf-$dtype.json" || true
     fi
 done
-"$PYTHON" - "$out" $LEVELS <<'PY'
+done
+"$PYTHON" - "$out" "$FAMILIES" $LEVELS <<'PY'
 import json, sys, os
-out, levels = sys.argv[1], sys.argv[2:]
+out, families, levels = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) and os.path.getsize(p) else None
 print("\nsummary (tokens/s; ratio = ssmd / transformers, same run)")
-for dt, lv in [(d, l) for d in ("f32", "bf16") for l in levels]:
-    s = load(f"ssmd-{dt}.json" if lv == "best" else f"ssmd-{dt}-{lv}.json")
-    h = load(f"hf-{dt}.json")
+for fam, dt, lv in [(f, d, l) for f in families for d in ("f32", "bf16") for l in levels]:
+    s = load(f"ssmd-{fam}-{dt}.json" if lv == "best" else f"ssmd-{fam}-{dt}-{lv}.json")
+    h = load(f"hf-{dt}.json") if fam == "mamba" else None
     if not s:
         continue
-    print(f"{dt}: {s.get('cpu', '?')}, kernel level {s.get('level', '?')}")
+    print(f"{fam} {dt}: {s.get('cpu', '?')}, kernel level {s.get('level', '?')}")
     def ratio(a, b):
         return f"{a / b:5.1f}x" if a and b else "   - "
     hp = h.get("prefill_tok_s") if h else None

@@ -32,6 +32,7 @@ typedef struct eng_sampling {
     float frequency_penalty;  /* 0 = off; subtracted per time a token was generated so far */
     uint64_t seed;            /* RNG seed */
     int logprobs;             /* how many top log-probabilities to report, 0..ENG_LOGPROBS_MAX */
+    int json_object;          /* 1: the output is one JSON object (sequence.c holds it so) */
     int n_logit_bias;         /* 0..ENG_LOGIT_BIAS_MAX */
     eng_logit_bias logit_bias[ENG_LOGIT_BIAS_MAX]; /* (n_logit_bias) token ids below n_vocab */
 } eng_sampling;

@@ -1,7 +1,8 @@
 /* sequence.h - one generated sequence, whoever drives it: the token history
- * (prompt + generated, for the repetition penalty), sampling, incremental
+ * (prompt + generated, for the repetition penalty), sampling (held to one
+ * JSON object when the request asked for json_object), incremental
  * detokenization, stop strings, and the finish reasons (EOS, a stop string,
- * max_tokens).  The scheduler (a batch of them) and `ssmd generate` (one)
+ * the JSON object's end, max_tokens).  The scheduler (a batch of them) and `ssmd generate` (one)
  * both step through eng_seq_next, so there is one generation loop.
  *
  * Knows nothing of slots, sessions, events or output: the caller runs the
@@ -17,6 +18,7 @@
 #include "engine/error.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
+#include "engine/text/json_prefix.h"
 #include "engine/text/stop.h"
 #include "engine/text/tokenizer.h"
 
@@ -45,12 +47,18 @@ typedef struct eng_seq {
     int n_history, cap;
     int32_t last;              /* the last token taken */
     int n_gen;                 /* tokens taken */
+    /* sampling.json_object: the output is held to one JSON object
+     * (json_mask.h) and ends when it closes */
+    int json;                  /* 1 while the constraint holds */
+    eng_json_prefix json_state;
+    uint8_t *json_ok;          /* (n_vocab) scratch of the mask */
     char text[ENG_SEQ_TEXT_MAX]; /* text released by the last eng_seq_next / eng_seq_finish */
     size_t text_len;
 } eng_seq;
 
 /* Returns SSMD_OK, or the sampler's / stop matcher's error (SSMD_EINVAL,
- * SSMD_ENOMEM) with nothing left to close.  p's strings are copied. */
+ * SSMD_ENOMEM; SSMD_EINVAL too for json_object without a tokenizer) with
+ * nothing left to close.  p's strings are copied. */
 int eng_seq_init(eng_seq *q, const eng_seq_params *p, ssmd_err *err);
 void eng_seq_close(eng_seq *q);
 

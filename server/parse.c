@@ -277,6 +277,10 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     v = json_object_get(body, "logit_bias");
     if (v && !json_is_null(v) && parse_logit_bias(c, v, lim, err) != SSMD_OK)
         return SSMD_EINVAL;
+    /* srv_compat_parse let through only "text" and "json_object" */
+    v = json_object_get(body, "response_format");
+    c->sampling.json_object = v && json_is_object(v) &&
+                              !strcmp(json_string_value(json_object_get(v, "type")), "json_object");
     if (is_chat && !c->chat_logprobs)
         c->logprobs = 0;
     else if (is_chat && c->logprobs == 0)

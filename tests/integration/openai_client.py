@@ -199,8 +199,9 @@ def t_refused():
             ("tools", lambda: client.chat.completions.create(
                 tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}], **chat)),
             ("store", lambda: client.chat.completions.create(store=True, **chat)),
-            ("response_format", lambda: client.chat.completions.create(response_format={"type": "json_object"},
-                                                                       **chat))]:
+            ("response_format", lambda: client.chat.completions.create(
+                response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+                **chat))]:
         out.append(name)
         refused(fn)
     return "400 for " + ", ".join(out)

@@ -204,6 +204,52 @@ START_TEST(test_fields_accepted)
 }
 END_TEST
 
+/* response_format json_object: the text is one JSON object when the
+ * choice stops, at any temperature and seed, streamed or not; with too
+ * few tokens it is cut ("length") but still the start of one. */
+static void check_json_choice(const char *path, const char *body, int want_stop)
+{
+    json_t *j = post(path, body, 200);
+    json_t *c = choice0(j);
+    const json_t *msg = json_object_get(c, "message");
+    const char *text = json_string_value(msg ? json_object_get(msg, "content") : json_object_get(c, "text"));
+    const char *finish = json_string_value(json_object_get(c, "finish_reason"));
+    ck_assert_ptr_nonnull(text);
+    json_error_t jerr;
+    json_t *obj = json_loads(text, JSON_ALLOW_NUL, &jerr);
+    if (want_stop || !strcmp(finish, "stop")) {
+        ck_assert_msg(!strcmp(finish, "stop"), "%s: finish %s", body, finish);
+        ck_assert_msg(obj && json_is_object(obj), "%s: not an object: [%s]: %s", body, text, jerr.text);
+    } else {
+        ck_assert_str_eq(finish, "length");
+        ck_assert_msg(!obj, "%s: cut at length yet complete: [%s]", body, text);
+        const char c0 = text[strspn(text, " \t\r\n")];
+        ck_assert_msg(c0 == '{' || c0 == '\0', "%s: [%s]", body, text);
+    }
+    if (getenv("SSMD_TEST_VERBOSE"))
+        fprintf(stderr, "%s -> %s [%s]\n", body, finish, text);
+    json_decref(obj);
+    json_decref(j);
+}
+
+START_TEST(test_json_object_output)
+{
+    char body[256];
+    for (int seed = 0; seed < 6; seed++) {
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"And God said\",\"max_tokens\":400,\"seed\":%d,\"temperature\":%.1f,"
+                 "\"response_format\":{\"type\":\"json_object\"}}", seed, 0.5 * seed);
+        check_json_choice("/v1/completions", body, 0);
+    }
+    check_json_choice("/v1/chat/completions",
+                      "{\"messages\":[{\"role\":\"user\",\"content\":\"Answer in JSON\"}],\"max_tokens\":400,"
+                      "\"temperature\":0,\"response_format\":{\"type\":\"json_object\"}}", 0);
+    check_json_choice("/v1/completions",
+                      "{\"prompt\":\"x\",\"max_tokens\":2,\"temperature\":0,"
+                      "\"response_format\":{\"type\":\"json_object\"}}", 0);
+}
+END_TEST
+
 START_TEST(test_fields_refused)
 {
     /* C: chat, P: completions; the message must name the last string */
@@ -224,7 +270,7 @@ START_TEST(test_fields_refused)
         {P, "{\"prompt\":\"a\",\"logit_bias\":[1]}", "'logit_bias' must be an object"},
         {P, "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}", "not a token id"},
         {P, "{\"prompt\":\"a\",\"logit_bias\":{\"1\":101}}", "between -100 and 100"},
-        {P, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}", "not supported"},
+        {P, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", "json_object"},
         {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_schema\","
          "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}}", "response_format"},
         {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\",\"function\":"
@@ -363,6 +409,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_penalties_and_bias);
     tcase_add_test(tc, test_fields_accepted);
     tcase_add_test(tc, test_fields_refused);
+    tcase_add_test(tc, test_json_object_output);
     tcase_add_test(tc, test_model_route);
     tcase_add_test(tc, test_content_type);
     tcase_add_test(tc, test_prompt_tokens_agree);

@@ -91,7 +91,7 @@ START_TEST(test_rejections)
         "{\"prompt\": [1], \"best_of\": 2}",
         "{\"prompt\": [1], \"suffix\": \"x\"}",
         "{\"prompt\": [1], \"user\": 1}",
-        "{\"prompt\": [1], \"response_format\": {\"type\": \"json_object\"}}",
+        "{\"prompt\": [1], \"response_format\": {\"type\": \"json_schema\"}}",
         "{\"prompt\": [1], \"model\": \"other\"}",
         "{\"prompt\": [[1], [2]]}",                  /* two prompts */
         "{\"prompt\": [[1, \"x\"]]}",
@@ -131,6 +131,11 @@ START_TEST(test_openai_fields)
     ck_assert_int_eq(c.sampling.logit_bias[1 - i7].token, 49);
     ck_assert_double_eq_tol(c.sampling.presence_penalty, -2, 1e-6);
     ck_assert_double_eq_tol(c.sampling.frequency_penalty, 0.5, 1e-6);
+    ck_assert_int_eq(c.sampling.json_object, 0);
+    srv_completion_free(&c);
+    ck_assert_int_eq(parse("{\"prompt\": [1], \"response_format\": {\"type\": \"json_object\"}}", 0, &c,
+                           &err), SSMD_OK);
+    ck_assert_int_eq(c.sampling.json_object, 1);
     srv_completion_free(&c);
     ck_assert_int_eq(parse("{\"prompt\": [1], \"seed\": 0}", 0, &c, &err), SSMD_OK);
     ck_assert(c.seed_given);

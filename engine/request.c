@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine/sched_internal.h"
+#include "engine/text/json_schema.h"
 #include "engine/xalloc.h"
 
 double eng_now_wall_s(void)
@@ -43,6 +44,7 @@ void eng_request_free(eng_request *r)
         return;
     free(r->prompt);
     free(r->blob);
+    eng_json_schema_free(r->json_schema);
     free(r);
 }
 

@@ -50,7 +50,8 @@ typedef struct eng_request {
     int n_prompt;
     int max_tokens;                      /* >= 0 */
     int ignore_eos;
-    eng_sampling sampling;
+    eng_sampling sampling;               /* its json_schema is json_schema below */
+    struct eng_json_schema *json_schema; /* response_format json_schema, compiled, owned; or NULL */
     int n_stop;
     char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];
 

@@ -35,6 +35,8 @@ void eng_sampling_defaults(eng_sampling *p)
     p->frequency_penalty = 0.0f;
     p->seed = 0;
     p->logprobs = 0;
+    p->json_object = 0;
+    p->json_schema = NULL;
     p->n_logit_bias = 0;
 }
 

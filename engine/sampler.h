@@ -33,6 +33,9 @@ typedef struct eng_sampling {
     uint64_t seed;            /* RNG seed */
     int logprobs;             /* how many top log-probabilities to report, 0..ENG_LOGPROBS_MAX */
     int json_object;          /* 1: the output is one JSON object (sequence.c holds it so) */
+    /* response_format json_schema: the output is one instance of it;
+     * compiled, borrowed (the request owns it); NULL = none */
+    const struct eng_json_schema *json_schema;
     int n_logit_bias;         /* 0..ENG_LOGIT_BIAS_MAX */
     eng_logit_bias logit_bias[ENG_LOGIT_BIAS_MAX]; /* (n_logit_bias) token ids below n_vocab */
 } eng_sampling;

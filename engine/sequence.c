@@ -9,15 +9,14 @@
 #include <assert.h>
 #include <string.h>
 
-#include "engine/text/json_mask.h"
 #include "engine/xalloc.h"
 
 int eng_seq_init(eng_seq *q, const eng_seq_params *p, ssmd_err *err)
 {
     memset(q, 0, sizeof *q);
-    if (p->sampling->json_object && !p->tok)
+    if ((p->sampling->json_object || p->sampling->json_schema) && !p->tok)
         return ssmd_err_set(err, SSMD_EINVAL,
-                            "response_format json_object needs the model's tokenizer, and this model "
+                            "response_format json_object / json_schema needs the model's tokenizer, and this model "
                             "has none");
     int rc = eng_sampler_init(&q->sampler, p->sampling, p->n_vocab, err);
     if (rc != SSMD_OK)
@@ -32,9 +31,9 @@ int eng_seq_init(eng_seq *q, const eng_seq_params *p, ssmd_err *err)
         eng_detok_init(&q->detok, q->tok, 1);
     q->max_tokens = p->max_tokens;
     q->eos_id = p->eos_id;
-    if (p->sampling->json_object) {
+    if (p->sampling->json_object || p->sampling->json_schema) {
         q->json = 1;
-        eng_json_prefix_init(&q->json_state);
+        eng_json_rule_init(&q->json_rule, p->sampling->json_schema);
         q->json_ok = xrealloc(NULL, (size_t)p->n_vocab);
     }
     return SSMD_OK;
@@ -82,9 +81,9 @@ eng_finish eng_seq_next(eng_seq *q, float *logits, eng_logprobs *lp)
     /* a vocabulary that cannot go on leaves the logits free (then the take
      * below fails and the constraint ends: the text is what the model says) */
     if (q->json)
-        eng_json_mask(&q->json_state, q->tok, logits, q->sampler.n_vocab, q->json_ok);
+        eng_json_mask(&q->json_rule, q->tok, logits, q->sampler.n_vocab, q->json_ok);
     int32_t tok = eng_sampler_sample(&q->sampler, logits, q->history, q->n_history, lp);
-    if (q->json && !eng_json_take(&q->json_state, q->tok, tok))
+    if (q->json && !eng_json_take(&q->json_rule, q->tok, tok))
         q->json = 0;
     q->last = tok;
     q->n_gen++;
@@ -102,7 +101,7 @@ eng_finish eng_seq_next(eng_seq *q, float *logits, eng_logprobs *lp)
         if (q->stop.stopped)
             return ENG_FINISH_STOP;
     }
-    if (q->json && eng_json_prefix_complete(&q->json_state))
+    if (q->json && eng_json_rule_complete(&q->json_rule))
         return ENG_FINISH_STOP;
     return q->n_gen >= q->max_tokens ? ENG_FINISH_LENGTH : ENG_FINISH_NONE;
 }

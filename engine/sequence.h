@@ -18,7 +18,7 @@
 #include "engine/error.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
-#include "engine/text/json_prefix.h"
+#include "engine/text/json_mask.h"
 #include "engine/text/stop.h"
 #include "engine/text/tokenizer.h"
 
@@ -47,10 +47,10 @@ typedef struct eng_seq {
     int n_history, cap;
     int32_t last;              /* the last token taken */
     int n_gen;                 /* tokens taken */
-    /* sampling.json_object: the output is held to one JSON object
-     * (json_mask.h) and ends when it closes */
+    /* sampling.json_object / json_schema: the output is held to one JSON
+     * object (json_mask.h) and ends when it closes */
     int json;                  /* 1 while the constraint holds */
-    eng_json_prefix json_state;
+    eng_json_rule json_rule;
     uint8_t *json_ok;          /* (n_vocab) scratch of the mask */
     char text[ENG_SEQ_TEXT_MAX]; /* text released by the last eng_seq_next / eng_seq_finish */
     size_t text_len;

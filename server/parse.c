@@ -7,6 +7,7 @@
  */
 #include "server/parse.h"
 
+#include "engine/text/json_schema.h"
 #include "server/chat.h"
 
 #include <math.h>
@@ -202,6 +203,26 @@ static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer 
     return SSMD_OK;
 }
 
+/* response_format, once srv_compat_parse let through only "text",
+ * "json_object" and "json_schema": the latter's schema is compiled here
+ * (json_schema.h says which subset; anything else is a 400 naming it). */
+static int parse_response_format(srv_completion *c, const json_t *v, ssmd_err *err)
+{
+    const char *type = json_string_value(json_object_get(v, "type"));
+    c->sampling.json_object = !strcmp(type, "json_object");
+    if (strcmp(type, "json_schema") != 0)
+        return SSMD_OK;
+    const json_t *js = json_object_get(v, "json_schema");
+    const json_t *schema = json_object_get(js, "schema");
+    if (!json_is_object(js) || !json_is_object(schema))
+        return ssmd_err_set(err, SSMD_EINVAL,
+                            "'response_format' json_schema must be {\"type\": \"json_schema\", "
+                            "\"json_schema\": {\"name\": ..., \"schema\": {...}}}");
+    int rc = eng_json_schema_compile(schema, &c->json_schema, err);
+    c->sampling.json_schema = c->json_schema;
+    return rc;
+}
+
 /* logit_bias: {"token id": bias in [-100, 100], ...} as OpenAI sends it
  * (ids as decimal strings, the keys of a JSON object). */
 static int parse_logit_bias(srv_completion *c, const json_t *v, const srv_limits *lim, ssmd_err *err)
@@ -277,10 +298,9 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     v = json_object_get(body, "logit_bias");
     if (v && !json_is_null(v) && parse_logit_bias(c, v, lim, err) != SSMD_OK)
         return SSMD_EINVAL;
-    /* srv_compat_parse let through only "text" and "json_object" */
     v = json_object_get(body, "response_format");
-    c->sampling.json_object = v && json_is_object(v) &&
-                              !strcmp(json_string_value(json_object_get(v, "type")), "json_object");
+    if (v && !json_is_null(v) && (rc = parse_response_format(c, v, err)) != SSMD_OK)
+        return rc;
     if (is_chat && !c->chat_logprobs)
         c->logprobs = 0;
     else if (is_chat && c->logprobs == 0)
@@ -340,8 +360,11 @@ void srv_completion_free(srv_completion *c)
 {
     free(c->prompt_text);
     free(c->prompt_ids);
+    eng_json_schema_free(c->json_schema);
     c->prompt_text = NULL;
     c->prompt_ids = NULL;
+    c->json_schema = NULL;
+    c->sampling.json_schema = NULL;
 }
 
 eng_request *srv_completion_to_request(srv_completion *c)
@@ -353,6 +376,8 @@ eng_request *srv_completion_to_request(srv_completion *c)
     r->max_tokens = c->max_tokens;
     r->ignore_eos = c->ignore_eos;
     r->sampling = c->sampling;
+    r->json_schema = c->json_schema; /* moved, like the prompt */
+    c->json_schema = NULL;
     r->n_stop = c->n_stop;
     memcpy(r->stop, c->stop, sizeof r->stop);
     memcpy(r->session, c->session, sizeof r->session);

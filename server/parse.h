@@ -42,7 +42,8 @@ typedef struct srv_completion {
     int ignore_eos;
     int n;
     int add_generation_prompt; /* chat: end the prompt with the assistant's header (default 1) */
-    eng_sampling sampling;
+    eng_sampling sampling;   /* its json_schema is json_schema below */
+    struct eng_json_schema *json_schema; /* response_format json_schema, compiled, owned; or NULL */
     int seed_given;          /* the body named a seed; else the caller draws one */
     int n_stop;
     char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];

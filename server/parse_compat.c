@@ -18,7 +18,7 @@ typedef enum compat_kind {
     COMPAT_ANY_BOOL,    /* a boolean; either is accepted (and ignored) */
     COMPAT_EMPTY_LIST,  /* an array; only [] is accepted */
     COMPAT_NO_CALL,     /* "none" or "auto" (with no tools, both mean: answer in text) */
-    COMPAT_TEXT_FORMAT, /* {"type": "text"} or {"type": "json_object"} (see srv_parse_completion) */
+    COMPAT_TEXT_FORMAT, /* {"type": "text" | "json_object" | "json_schema"} (parse.c reads the schema) */
 } compat_kind;
 
 typedef struct compat_row {
@@ -52,8 +52,7 @@ static const compat_row compat_rows[] = {
     {"function_call", 1, 0, COMPAT_NO_CALL,
      "'function_call' may only be \"none\" or \"auto\": ssmd has no tool (function) calling"},
     {"response_format", 1, 1, COMPAT_TEXT_FORMAT,
-     "'response_format' may be {\"type\": \"text\"} or {\"type\": \"json_object\"}: output held to a JSON "
-     "schema (json_schema) is not supported yet; ask for json_object and describe the fields in the prompt"},
+     "'response_format' type must be \"text\", \"json_object\" or \"json_schema\""},
 };
 #define N_COMPAT (sizeof compat_rows / sizeof compat_rows[0])
 
@@ -116,7 +115,8 @@ static int compat_check(const compat_row *r, const json_t *v, const char **want)
         if (!json_is_object(v) || !json_is_string(json_object_get(v, "type")))
             return -1;
         return str_is(json_object_get(v, "type"), "text") ||
-               str_is(json_object_get(v, "type"), "json_object");
+               str_is(json_object_get(v, "type"), "json_object") ||
+               str_is(json_object_get(v, "type"), "json_schema");
     }
     return -1;
 }

@@ -1,27 +1,40 @@
-/* json_mask.h - which tokens keep a generated text the prefix of one JSON
- * object: the logits step of response_format {"type": "json_object"}.
+/* json_mask.h - which tokens keep a generated text the beginning of one
+ * JSON object, or of one instance of a JSON schema: the logits step of
+ * response_format json_object / json_schema.
  *
- * Each token is judged by the bytes it decodes to mid-text
- * (eng_tokenizer_token_bytes) fed to a copy of the output's json_prefix
- * state; special tokens, holes and empty tokens never qualify (a token
- * that adds nothing could repeat forever).  Read-only on the tokenizer:
- * any number of sequences may mask at once.
+ * A rule is the output's check state: json_prefix.h for any object,
+ * json_schema.h for a schema.  Each token is judged by the bytes it decodes
+ * to mid-text (eng_tokenizer_token_bytes) fed to a copy of the rule;
+ * special tokens, holes and empty tokens never qualify (a token that adds
+ * nothing could repeat forever).  Read-only on the tokenizer and the
+ * schema: any number of sequences may mask at once.
  */
 #ifndef SSMD_JSON_MASK_H
 #define SSMD_JSON_MASK_H
 
 #include "engine/text/json_prefix.h"
+#include "engine/text/json_schema.h"
 #include "engine/text/tokenizer.h"
 
+typedef struct eng_json_rule {
+    const eng_json_schema *schema; /* NULL: any JSON object */
+    eng_json_prefix any;           /* used when schema is NULL */
+    eng_schema_state inst;         /* used with a schema */
+} eng_json_rule;
+
+void eng_json_rule_init(eng_json_rule *r, const eng_json_schema *schema);
+
+/* 1 once the object has closed: nothing may follow. */
+int eng_json_rule_complete(const eng_json_rule *r);
+
 /* Sets logits[id] = -INFINITY for every id below n_vocab that would break
- * the object p has begun, and returns how many ids remain.  When none
- * would remain (a vocabulary that cannot spell what must come next) the
- * logits are left as they were and 0 is returned.  ok: n_vocab bytes of
- * scratch. */
-int eng_json_mask(const eng_json_prefix *p, const eng_tokenizer *tok, float *logits, int n_vocab,
+ * the rule, and returns how many ids remain.  When none would remain (a
+ * vocabulary that cannot spell what must come next) the logits are left as
+ * they were and 0 is returned.  ok: n_vocab bytes of scratch. */
+int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, float *logits, int n_vocab,
                   uint8_t *ok);
 
-/* Feeds token id's bytes to p: 1 when the output is still a prefix. */
-int eng_json_take(eng_json_prefix *p, const eng_tokenizer *tok, int32_t id);
+/* Feeds token id's bytes to r: 1 when the output still keeps the rule. */
+int eng_json_take(eng_json_rule *r, const eng_tokenizer *tok, int32_t id);
 
 #endif

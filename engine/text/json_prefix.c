@@ -1,11 +1,13 @@
-/* json_prefix.c - the byte automaton behind json_prefix.h: a lexer state
- * plus a stack of open containers (one bit each: array or object).
+/* json_prefix.c - the byte automaton behind json_prefix.h: a structural
+ * state plus a stack of open containers (one bit each: array or object);
+ * strings and numbers go through json_lex.c.
  */
 #include "engine/text/json_prefix.h"
 
 #include <string.h>
 
 enum {
+    /* between tokens: whitespace may come first */
     JS_START,     /* before the object: '{' */
     JS_OBJ_FIRST, /* after '{': a key or '}' */
     JS_KEY,       /* after ',' in an object: a key */
@@ -13,19 +15,10 @@ enum {
     JS_VALUE,     /* after ':' or after ',' in an array */
     JS_ARR_FIRST, /* after '[': a value or ']' */
     JS_AFTER,     /* after a value inside a container: ',' or its closer */
-    JS_STR,       /* inside a string */
-    JS_ESC,       /* after a backslash */
-    JS_HEX,       /* inside \uXXXX */
-    JS_UTF8,      /* inside a multi-byte character */
-    JS_LIT,       /* inside true / false / null */
-    JS_MINUS,     /* number: after '-' */
-    JS_ZERO,      /* number: a leading 0 */
-    JS_INT,       /* number: integer digits */
-    JS_DOT,       /* number: after '.' */
-    JS_FRAC,      /* number: fraction digits */
-    JS_E,         /* number: after 'e' */
-    JS_ESIGN,     /* number: after the exponent's sign */
-    JS_EXP,       /* number: exponent digits */
+    /* inside a token */
+    JS_STR,       /* a string (json_lex) */
+    JS_NUM,       /* a number (json_lex) */
+    JS_LIT,       /* true / false / null */
     JS_DONE,      /* the object is closed */
 };
 
@@ -38,11 +31,6 @@ void eng_json_prefix_init(eng_json_prefix *p)
 int eng_json_prefix_complete(const eng_json_prefix *p) { return p->state == JS_DONE; }
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static int is_hex(unsigned char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
 static int top_is_array(const eng_json_prefix *p) { return (p->arrays >> (p->depth - 1)) & 1; }
 
 /* A value has just ended: back in its container, or the end. */
@@ -67,125 +55,34 @@ static int close_container(eng_json_prefix *p, int array)
     return 1;
 }
 
+static void begin_string(eng_json_prefix *p, int key)
+{
+    p->state = JS_STR;
+    p->in_key = (uint8_t)key;
+    json_lex_string(&p->lex);
+}
+
 /* The first byte of a value. */
 static int value_start(eng_json_prefix *p, unsigned char c)
 {
     switch (c) {
     case '{': return open_container(p, 0);
     case '[': return open_container(p, 1);
-    case '"': p->state = JS_STR; p->in_key = 0; return 1;
+    case '"': begin_string(p, 0); return 1;
     case 't': p->state = JS_LIT; p->lit = "rue"; return 1;
     case 'f': p->state = JS_LIT; p->lit = "alse"; return 1;
     case 'n': p->state = JS_LIT; p->lit = "ull"; return 1;
-    case '-': p->state = JS_MINUS; return 1;
-    case '0': p->state = JS_ZERO; return 1;
     default:
-        if (c >= '1' && c <= '9') {
-            p->state = JS_INT;
-            return 1;
-        }
-        return 0;
+        p->state = JS_NUM;
+        return json_lex_number(&p->lex, c);
     }
-}
-
-/* The lead byte of a UTF-8 character inside a string; sets how many
- * continuation bytes follow and the range of the first (which rules out
- * overlong forms, surrogates and code points above U+10FFFF). */
-static int utf8_lead(eng_json_prefix *p, unsigned char c)
-{
-    p->lo = 0x80;
-    p->hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        p->left = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        p->left = 2;
-        if (c == 0xE0)
-            p->lo = 0xA0;
-        if (c == 0xED)
-            p->hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        p->left = 3;
-        if (c == 0xF0)
-            p->lo = 0x90;
-        if (c == 0xF4)
-            p->hi = 0x8F;
-    } else
-        return 0;
-    p->state = JS_UTF8;
-    return 1;
-}
-
-static int string_byte(eng_json_prefix *p, unsigned char c)
-{
-    if (c == '"') {
-        if (p->in_key)
-            p->state = JS_COLON;
-        else
-            value_end(p);
-        return 1;
-    }
-    if (c == '\\') {
-        p->state = JS_ESC;
-        return 1;
-    }
-    if (c < 0x20)
-        return 0; /* control characters must be escaped */
-    return c < 0x80 ? 1 : utf8_lead(p, c);
-}
-
-/* A byte after a number's last digit ends it; the byte is then read in the
- * state the number's end left. */
-static int number_byte(eng_json_prefix *p, unsigned char c, int *again)
-{
-    switch (p->state) {
-    case JS_MINUS:
-        if (!is_digit(c))
-            return 0;
-        p->state = c == '0' ? JS_ZERO : JS_INT;
-        return 1;
-    case JS_DOT:
-        if (!is_digit(c))
-            return 0;
-        p->state = JS_FRAC;
-        return 1;
-    case JS_E:
-        if (c == '+' || c == '-') {
-            p->state = JS_ESIGN;
-            return 1;
-        }
-        /* else a digit right after the e: */
-        /* fall through */
-    case JS_ESIGN:
-        if (!is_digit(c))
-            return 0;
-        p->state = JS_EXP;
-        return 1;
-    }
-    if (is_digit(c) && p->state != JS_ZERO)
-        return 1; /* JS_INT, JS_FRAC, JS_EXP go on */
-    if (c == '.' && (p->state == JS_ZERO || p->state == JS_INT)) {
-        p->state = JS_DOT;
-        return 1;
-    }
-    if ((c == 'e' || c == 'E') && p->state != JS_EXP) {
-        p->state = JS_E;
-        return 1;
-    }
-    value_end(p);
-    *again = 1;
-    return 1;
 }
 
 static int feed_byte(eng_json_prefix *p, unsigned char c)
 {
-    int again = 0;
-    do {
-        again = 0;
-        if (is_ws(c) && p->state <= JS_AFTER) {
-            if (++p->ws > ENG_JSON_WS_MAX)
-                return 0;
-            return 1;
-        }
+    for (;;) {
+        if (is_ws(c) && p->state <= JS_AFTER)
+            return ++p->ws <= ENG_JSON_WS_MAX;
         if (p->state <= JS_AFTER)
             p->ws = 0;
         switch (p->state) {
@@ -199,8 +96,7 @@ static int feed_byte(eng_json_prefix *p, unsigned char c)
         case JS_KEY:
             if (c != '"')
                 return 0;
-            p->state = JS_STR;
-            p->in_key = 1;
+            begin_string(p, 1);
             return 1;
         case JS_COLON:
             if (c != ':')
@@ -222,43 +118,32 @@ static int feed_byte(eng_json_prefix *p, unsigned char c)
                 return close_container(p, c == ']');
             return 0;
         case JS_STR:
-            return string_byte(p, c);
-        case JS_ESC:
-            if (c == 'u') {
-                p->state = JS_HEX;
-                p->left = 4;
-                return 1;
+            switch (json_lex_string_byte(&p->lex, c)) {
+            case JL_BAD: return 0;
+            case JL_END:
+                if (p->in_key)
+                    p->state = JS_COLON;
+                else
+                    value_end(p);
             }
-            p->state = JS_STR;
-            return strchr("\"\\/bfnrt", c) != NULL && c != 0;
-        case JS_HEX:
-            if (!is_hex(c))
-                return 0;
-            if (--p->left == 0)
-                p->state = JS_STR;
             return 1;
-        case JS_UTF8:
-            if (c < p->lo || c > p->hi)
-                return 0;
-            p->lo = 0x80;
-            p->hi = 0xBF;
-            if (--p->left == 0)
-                p->state = JS_STR;
-            return 1;
+        case JS_NUM:
+            switch (json_lex_number_byte(&p->lex, c, 0)) {
+            case JL_BAD: return 0;
+            case JL_MORE: return 1;
+            }
+            value_end(p); /* c follows the number: read it again */
+            continue;
         case JS_LIT:
             if (c != (unsigned char)*p->lit)
                 return 0;
             if (*++p->lit == '\0')
                 value_end(p);
             return 1;
-        case JS_DONE:
+        default: /* JS_DONE */
             return 0;
-        default:
-            if (!number_byte(p, c, &again))
-                return 0;
         }
-    } while (again);
-    return 1;
+    }
 }
 
 int eng_json_prefix_feed(eng_json_prefix *p, const char *bytes, size_t n)

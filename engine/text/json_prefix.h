@@ -9,14 +9,16 @@
  *
  * Beyond RFC 8259 it refuses what would let a model run on without ever
  * finishing: nesting deeper than ENG_JSON_DEPTH_MAX and runs of more than
- * ENG_JSON_WS_MAX whitespace bytes.  Strings must be valid UTF-8 (no
- * overlong forms, no surrogates); \u escapes take any four hex digits.
+ * ENG_JSON_WS_MAX whitespace bytes.  Strings and numbers are read by
+ * json_lex.h.
  */
 #ifndef SSMD_JSON_PREFIX_H
 #define SSMD_JSON_PREFIX_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "engine/text/json_lex.h"
 
 #define ENG_JSON_DEPTH_MAX 64
 #define ENG_JSON_WS_MAX 16
@@ -26,9 +28,8 @@ typedef struct eng_json_prefix {
     uint8_t depth;     /* containers open */
     uint8_t state;     /* what may come next (json_prefix.c's JS_*) */
     uint8_t in_key;    /* the string being read is an object key */
-    uint8_t left;      /* literal bytes, hex digits or UTF-8 continuation bytes still due */
-    uint8_t lo, hi;    /* range of the next UTF-8 continuation byte */
     uint8_t ws;        /* whitespace bytes in a row */
+    json_lex lex;      /* the string or number being read */
     const char *lit;   /* the rest of the literal being read ("rue" of true) */
 } eng_json_prefix;
 

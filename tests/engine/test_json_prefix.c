@@ -18,6 +18,7 @@
 #include "engine/text/json_mask.h"
 #include "engine/text/json_prefix.h"
 #include "engine/text/tokenizer.h"
+#include "tests/engine/json_gen.h"
 
 static int feed_all(const char *s, size_t n, int *complete)
 {
@@ -80,69 +81,50 @@ END_TEST
 
 /* ---- generated texts against jansson -------------------------------------- */
 
-typedef struct gen {
-    char buf[4096];
-    size_t n;
-    uint64_t rng;
-} gen;
-
-static unsigned rnd(gen *g, unsigned n)
-{
-    g->rng = g->rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (unsigned)(g->rng >> 33) % n;
-}
-
-static void put(gen *g, const char *s)
-{
-    size_t k = strlen(s);
-    if (g->n + k < sizeof g->buf)
-        memcpy(g->buf + g->n, s, k), g->n += k;
-}
-
-static void gen_ws(gen *g)
+static void gen_ws(json_gen *g)
 {
     static const char *ws[] = {"", "", "", " ", "\n", "  ", "\t", "\r\n"};
-    put(g, ws[rnd(g, 8)]);
+    jg_put(g, ws[jg_rnd(g, 8)]);
 }
 
-static void gen_value(gen *g, int depth);
+static void gen_value(json_gen *g, int depth);
 
-static void gen_string(gen *g)
+static void gen_string(json_gen *g)
 {
     static const char *parts[] = {"a", "key", " ", "\\n", "\\\"", "\\\\", "\\u00e9", "\\u4e2d",
                                   "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x99\x82", "/", "\\/"};
-    put(g, "\"");
-    for (unsigned k = rnd(g, 4); k > 0; k--)
-        put(g, parts[rnd(g, sizeof parts / sizeof *parts)]);
-    put(g, "\"");
+    jg_put(g, "\"");
+    for (unsigned k = jg_rnd(g, 4); k > 0; k--)
+        jg_put(g, parts[jg_rnd(g, sizeof parts / sizeof *parts)]);
+    jg_put(g, "\"");
 }
 
-static void gen_value(gen *g, int depth)
+static void gen_value(json_gen *g, int depth)
 {
     static const char *atoms[] = {"0", "-1", "12", "3.25", "-0.5", "1e3", "2E-2", "6.5e+1",
                                   "true", "false", "null"};
-    unsigned kind = depth > 6 ? 2 + rnd(g, 2) : rnd(g, 4);
+    unsigned kind = depth > 6 ? 2 + jg_rnd(g, 2) : jg_rnd(g, 4);
     gen_ws(g);
     if (kind == 0 || kind == 1) {
-        put(g, kind ? "[" : "{");
-        unsigned n = rnd(g, 4);
+        jg_put(g, kind ? "[" : "{");
+        unsigned n = jg_rnd(g, 4);
         for (unsigned i = 0; i < n; i++) {
             if (i)
-                put(g, ",");
+                jg_put(g, ",");
             if (!kind) {
                 gen_ws(g);
                 gen_string(g);
                 gen_ws(g);
-                put(g, ":");
+                jg_put(g, ":");
             }
             gen_value(g, depth + 1);
         }
         gen_ws(g);
-        put(g, kind ? "]" : "}");
+        jg_put(g, kind ? "]" : "}");
     } else if (kind == 2) {
         gen_string(g);
     } else {
-        put(g, atoms[rnd(g, sizeof atoms / sizeof *atoms)]);
+        jg_put(g, atoms[jg_rnd(g, sizeof atoms / sizeof *atoms)]);
     }
     gen_ws(g);
 }
@@ -150,44 +132,27 @@ static void gen_value(gen *g, int depth)
 /* One generated object, then maybe a byte mutation from JSON's own
  * alphabet (no 'd': no \u escape may turn into a lone surrogate, which
  * jansson refuses and RFC 8259 allows). */
-static void gen_text(gen *g)
+static void gen_text(json_gen *g)
 {
     g->n = 0;
     gen_ws(g);
-    put(g, "{");
-    for (unsigned i = 0, n = rnd(g, 4); i < n; i++) {
+    jg_put(g, "{");
+    for (unsigned i = 0, n = jg_rnd(g, 4); i < n; i++) {
         if (i)
-            put(g, ",");
+            jg_put(g, ",");
         gen_ws(g);
         gen_string(g);
-        put(g, ":");
+        jg_put(g, ":");
         gen_value(g, 1);
     }
-    put(g, "}");
+    jg_put(g, "}");
     static const char alphabet[] = "{}[]:,\"\\ 0123456789.eE+-truefalsnl\n\x01\xff\xc3\xa9";
-    for (unsigned m = rnd(g, 3); m > 0 && g->n > 0; m--) {
-        size_t at = rnd(g, (unsigned)g->n);
-        char c = alphabet[rnd(g, sizeof alphabet - 1)];
-        switch (rnd(g, 3)) {
-        case 0: g->buf[at] = c; break;
-        case 1: memmove(g->buf + at, g->buf + at + 1, g->n - at - 1), g->n--; break;
-        default:
-            if (g->n + 1 < sizeof g->buf) {
-                memmove(g->buf + at + 1, g->buf + at, g->n - at);
-                g->buf[at] = c;
-                g->n++;
-            }
-        }
-    }
-    /* jansson allows trailing whitespace, the automaton (which stops at the
-     * closing brace) does not: compare without it */
-    while (g->n > 0 && strchr(" \t\r\n", g->buf[g->n - 1]))
-        g->n--;
+    jg_mutate(g, alphabet, sizeof alphabet - 1, 2);
 }
 
 START_TEST(test_agrees_with_jansson)
 {
-    gen g = {.rng = 12345};
+    json_gen g = {.rng = 12345};
     int n_valid = 0, n_invalid = 0;
     for (int i = 0; i < 20000; i++) {
         gen_text(&g);
@@ -214,44 +179,6 @@ END_TEST
 
 /* ---- the mask on real tokenizers --------------------------------------- */
 
-/* Generates with random logits through the mask until the object closes;
- * later steps favour tokens that close something, so that every run ends. */
-static void run_masked(const eng_tokenizer *tok, uint64_t seed, char *out, size_t cap, size_t *n_out)
-{
-    const int V = eng_tokenizer_vocab_size(tok);
-    float *logits = malloc((size_t)V * sizeof *logits);
-    uint8_t *ok = malloc((size_t)V);
-    eng_json_prefix p;
-    eng_json_prefix_init(&p);
-    gen g = {.rng = seed};
-    size_t n = 0;
-    for (int step = 0; step < 4000 && !eng_json_prefix_complete(&p); step++) {
-        for (int id = 0; id < V; id++) {
-            logits[id] = (float)rnd(&g, 1000) / 100.0f;
-            size_t len;
-            const char *b = eng_tokenizer_token_bytes(tok, id, &len);
-            if (step > 40 && b && (memchr(b, '}', len) || memchr(b, ']', len) || memchr(b, '"', len)))
-                logits[id] += 20.0f;
-        }
-        int allowed = eng_json_mask(&p, tok, logits, V, ok);
-        ck_assert_int_gt(allowed, 0);
-        int best = -1;
-        for (int id = 0; id < V; id++)
-            if (!isinf(logits[id]) && (best < 0 || logits[id] > logits[best]))
-                best = id;
-        ck_assert(eng_json_take(&p, tok, best));
-        size_t len;
-        const char *b = eng_tokenizer_token_bytes(tok, best, &len);
-        ck_assert(n + len < cap);
-        memcpy(out + n, b, len);
-        n += len;
-    }
-    ck_assert_msg(eng_json_prefix_complete(&p), "no object after 4000 steps: %.*s", (int)n, out);
-    *n_out = n;
-    free(logits);
-    free(ok);
-}
-
 START_TEST(test_mask_outputs_parse)
 {
     static const char *paths[] = {"tests/fixtures/tokenizer/tokenizer.json",
@@ -263,7 +190,9 @@ START_TEST(test_mask_outputs_parse)
         for (uint64_t seed = 1; seed <= 4; seed++) {
             static char out[1 << 16];
             size_t n = 0;
-            run_masked(tok, seed, out, sizeof out, &n);
+            eng_json_rule r;
+            eng_json_rule_init(&r, NULL);
+            jg_run_masked(&r, tok, seed, 4000, out, sizeof out, &n);
             json_error_t jerr;
             json_t *j = json_loadb(out, n, JSON_ALLOW_NUL, &jerr);
             ck_assert_msg(j && json_is_object(j), "%s seed %d: [%.*s]: %s", paths[f], (int)seed, (int)n,

@@ -200,7 +200,8 @@ def t_refused():
                 tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}], **chat)),
             ("store", lambda: client.chat.completions.create(store=True, **chat)),
             ("response_format", lambda: client.chat.completions.create(
-                response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+                response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+                    "type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}}}},
                 **chat))]:
         out.append(name)
         refused(fn)

@@ -272,7 +272,8 @@ START_TEST(test_fields_refused)
         {P, "{\"prompt\":\"a\",\"logit_bias\":{\"1\":101}}", "between -100 and 100"},
         {P, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"xml\"}}", "json_object"},
         {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"response_format\":{\"type\":\"json_schema\","
-         "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\"}}}}", "response_format"},
+         "\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\",\"properties\":{\"a\":{\"type\":"
+         "\"string\",\"format\":\"date\"}}}}}}", "'format' (at $.properties.a)"},
         {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":\"function\",\"function\":"
          "{\"name\":\"f\"}}]}", "'tools' is not supported"},
         {C, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tool_choice\":\"required\"}", "tool_choice"},

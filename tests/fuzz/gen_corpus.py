@@ -188,6 +188,18 @@ def gen_route():
         put("route", data, name)
 
 
+def gen_json_schema():
+    person = (b'{"type":"object","properties":{"name":{"type":"string","maxLength":8},'
+              b'"age":{"type":"integer"},"tags":{"type":"array","items":{"enum":["a",1,null]},"maxItems":2},'
+              b'"pos":{"type":"object","properties":{"x":{"type":"number"}},"required":["x"]}},'
+              b'"required":["name"]}')
+    for name, data in [("person", person + b'\0{"name":"ab","age":-3,"tags":["a",1],"pos":{"x":1.5e2}}'),
+                       ("prefix", person + b'\0 {"tags":[null'),
+                       ("any", b'\0{"a":[1,{"b":"\\u00e9"}],"c":true}'),
+                       ("refused", b'{"type":"object","properties":{"a":{"pattern":"x"}}}\0{}')]:
+        put("json_schema", data, name)
+
+
 if __name__ == "__main__":
     gen_safetensors()
     gen_safetensors_index()
@@ -199,3 +211,4 @@ if __name__ == "__main__":
     gen_tmpl()
     gen_state_fmt()
     gen_route()
+    gen_json_schema()

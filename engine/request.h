@@ -70,6 +70,7 @@ typedef struct eng_request {
     uint64_t expect_gen;                 /* or ENG_GEN_DELETED: drop the copy held here */
     int want_state;
 
+    int64_t submit_ns;    /* eng_now_mono_ns() at eng_sched_submit (queue wait) */
     atomic_int canceled;  /* set by the loop: stop within one decode step */
     void *udata;          /* the loop's own pointer; the engine never reads it */
 } eng_request;
@@ -98,6 +99,7 @@ typedef struct eng_event {
     eng_event_kind kind;
     /* TOKEN */
     int32_t token;
+    uint64_t step;        /* the engine iteration that produced it (1, 2, ...) */
     int has_logprobs;
     eng_logprobs lp;
     /* TOKEN, DONE: released text (malloc'ed, owned by the event; may be NULL) */

@@ -1,7 +1,8 @@
 /* sched_internal.h - what the scheduler's own files share: the eng_sched
  * struct, an active sequence, the event list an engine iteration fills.
  *
- * Only engine/scheduler.c, engine/sched_session.c and engine/request.c may
+ * Only engine/scheduler.c, engine/sched_step.c, engine/sched_session.c and
+ * engine/request.c may
  * include it; everyone else goes through scheduler.h and request.h.  Apart
  * from the fields marked as guarded by `lock`, everything here belongs to
  * the engine thread.
@@ -22,7 +23,10 @@ typedef struct sched_seq {    /* one active completion */
     int session;              /* session index, -1 for a one-off state */
     int eph;                  /* index into eph_used, -1 for a session slot */
     int n_prompt;             /* tokens of the request's prompt */
-    eng_seq seq;              /* history, sampler, text, finish */
+    int n_ids;                /* tokens to prefill: a session's pending token + the prompt */
+    int n_done;               /* of those, prefilled so far; decoding once n_done == n_ids */
+    uint64_t order;           /* admission number: prefill is first come, first served */
+    eng_seq seq;              /* history (from which chunks are read), sampler, text, finish */
 } sched_seq;
 
 /* Events of one engine iteration, posted together (eng_evlist_*). */
@@ -58,7 +62,25 @@ struct eng_sched {
     int *eph_used;            /* (max_batch) one-off slots max_sessions + i */
     float *logits;            /* (max_batch, n_vocab) */
     int32_t *step_slots, *step_ids; /* (max_batch) */
+    int *step_seqs;           /* (max_batch) seqs index of each decode row */
+    int max_step_tokens;      /* prefill budget per iteration (opts, or the backend's default) */
+    uint64_t n_admitted;      /* admissions so far: the next sched_seq.order */
+    uint64_t iter;            /* engine iterations run so far */
 };
+
+/* ---- one iteration (sched_step.c) ---- */
+
+/* Runs one engine iteration over the active sequences: prefill chunks, the
+ * oldest admission first, up to max_step_tokens tokens (a sequence whose
+ * prompt completes samples its first token), then one batched decode step
+ * for every sequence whose prompt is done. */
+void eng_sched_iterate(eng_sched *s, eng_evlist *out);
+/* Ends the sequence at index i of seqs: DONE event (err NULL) or an ERROR
+ * with err, session bookkeeping, slot release.  The last sequence moves to
+ * index i. */
+void eng_sched_seq_end(eng_sched *s, int i, eng_finish finish, const ssmd_err *err, eng_evlist *out);
+/* The same with an error code and its default message. */
+void eng_sched_seq_fail(eng_sched *s, int i, int code, eng_evlist *out);
 
 /* ---- events (request.c) ---- */
 
@@ -77,9 +99,11 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out);
 /* Runs a session operation (anything but ENG_OP_COMPLETE) at once and
  * appends its final event. */
 void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out);
-/* A completion starts on session idx: busy, its pending token consumed,
- * n_prompt more tokens. */
-void eng_sched_session_begin(eng_sched *s, int idx, int n_prompt);
+/* A completion starts on session idx: busy until it ends. */
+void eng_sched_session_begin(eng_sched *s, int idx);
+/* n more of the completion's prefill tokens went into session idx's state:
+ * the pending token first (when there is one), then prompt tokens. */
+void eng_sched_session_consumed(eng_sched *s, int idx, int n);
 /* The completion on session idx ended (final event e, already appended):
  * not busy, the last sampled token pending, a new version tag, and e
  * carries the state when the request wants it. */

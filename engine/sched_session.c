@@ -154,19 +154,30 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         session_info(&t->entries[idx], &e->info);
 }
 
-void eng_sched_session_begin(eng_sched *s, int idx, int n_prompt)
+void eng_sched_session_begin(eng_sched *s, int idx)
+{
+    s->sessions.entries[idx].busy = 1;
+}
+
+void eng_sched_session_consumed(eng_sched *s, int idx, int n)
 {
     eng_session *ss = &s->sessions.entries[idx];
-    ss->busy = 1;
-    ss->pending = -1;
-    ss->n_tokens += n_prompt;
+    if (n > 0 && ss->pending >= 0) { /* already counted in n_tokens */
+        ss->pending = -1;
+        n--;
+    }
+    ss->n_tokens += n;
 }
 
 void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event *e)
 {
     eng_session *ss = &s->sessions.entries[idx];
     ss->busy = 0;
-    ss->pending = q->seq.n_gen > 0 ? q->seq.last : -1;
+    /* without a generated token, the pending one stays pending unless the
+     * prefill consumed it (eng_sched_session_consumed); a request canceled
+     * in the middle of its prompt leaves the state holding the chunks done */
+    if (q->seq.n_gen > 0)
+        ss->pending = q->seq.last;
     ss->n_tokens += q->seq.n_gen;
     ss->last_used_s = eng_now_wall_s();
     ss->gen = eng_session_new_gen();

@@ -1,12 +1,13 @@
 /* scheduler.c - the engine thread and its two queues (see scheduler.h):
- * admission of queued completions and the batched decode step.
+ * admission of queued completions.
  *
  * One iteration: take the incoming requests, run session operations at once
  * (sched_session.c), queue completions, drop canceled ones, admit waiting
- * completions in arrival order up to max_batch (prefill + first token), then
- * one batched decode step for every active sequence, posting events after
- * each phase.  Each sequence steps through eng_seq_next (sequence.c), the
- * same step `ssmd generate` uses.  Never touches HTTP or JSON and never
+ * completions in arrival order up to max_batch (a slot and a history; no
+ * model work), then eng_sched_iterate (sched_step.c): budgeted prefill
+ * chunks and one batched decode step, posting events after each phase.
+ * Each sequence steps through eng_seq_next (sequence.c), the same step
+ * `ssmd generate` uses.  Never touches HTTP or JSON and never
  * blocks on the loop thread: the only shared things are the two lists, the
  * stats and the stop and hold flags, all under `lock`.
  */
@@ -40,66 +41,11 @@ static void ev_post(eng_sched *s, eng_evlist *l)
         s->notify(s->notify_arg);
 }
 
-/* Appends text to the event's (malloc'ed, NUL-terminated) text. */
-static void ev_text_append(eng_event *e, const char *text, size_t len)
-{
-    if (!len)
-        return;
-    e->text = xrealloc(e->text, e->text_len + len + 1);
-    memcpy(e->text + e->text_len, text, len);
-    e->text_len += len;
-    e->text[e->text_len] = '\0';
-}
-
 /* ---- completions ---- */
 
-/* Ends the sequence at index i of seqs: DONE event, session bookkeeping,
- * slot release.  code != SSMD_OK ends it with an ERROR instead. */
-static void seq_end(eng_sched *s, int i, eng_finish finish, int code, eng_evlist *out)
-{
-    sched_seq *q = &s->seqs[i];
-    eng_request *r = q->req;
-    if (code == SSMD_OK) {
-        eng_event *e = eng_evlist_add(out, ENG_EV_DONE, r);
-        e->finish = finish;
-        e->n_prompt_tokens = q->n_prompt;
-        e->n_gen_tokens = q->seq.n_gen;
-        eng_seq_finish(&q->seq);
-        ev_text_append(e, q->seq.text, q->seq.text_len);
-    } else {
-        eng_evlist_error_code(out, r, code, NULL);
-    }
-    if (q->session >= 0)
-        eng_sched_session_end(s, q->session, q, out->tail);
-    if (q->eph >= 0)
-        s->eph_used[q->eph] = 0;
-    eng_seq_close(&q->seq);
-    s->n_active--;
-    if (i != s->n_active)
-        s->seqs[i] = s->seqs[s->n_active];
-    memset(&s->seqs[s->n_active], 0, sizeof(sched_seq));
-}
-
-/* Samples sequence i's next token from logits: TOKEN event with its text,
- * and the sequence ends when it finished. */
-static void seq_next(eng_sched *s, int i, float *logits, eng_evlist *out)
-{
-    sched_seq *q = &s->seqs[i];
-    eng_logprobs lp;
-    eng_finish finish = eng_seq_next(&q->seq, logits, &lp);
-    eng_event *e = eng_evlist_add(out, ENG_EV_TOKEN, q->req);
-    e->token = q->seq.last;
-    if (q->req->sampling.logprobs > 0) {
-        e->has_logprobs = 1;
-        e->lp = lp;
-    }
-    ev_text_append(e, q->seq.text, q->seq.text_len);
-    if (finish != ENG_FINISH_NONE)
-        seq_end(s, i, finish, SSMD_OK, out);
-}
-
 /* Starts r's sequence in a free seqs entry: its slot (the session's, or a
- * zeroed one-off), prefill, first token.  Errors become r's final event. */
+ * zeroed one-off) and its history; the prefill runs in later iterations
+ * (sched_step.c).  Errors become r's final event. */
 static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
 {
     ssmd_err err = {0};
@@ -121,6 +67,8 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
     q->session = sidx;
     q->eph = -1;
     q->n_prompt = r->n_prompt;
+    q->n_ids = n_ids;
+    q->order = s->n_admitted++;
     const char *stops[ENG_STOP_MAX];
     for (int k = 0; k < r->n_stop; k++)
         stops[k] = r->stop[k];
@@ -128,75 +76,26 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
                          .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
                          .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
     if (eng_seq_init(&q->seq, &sp, &err) != SSMD_OK) {
+        memset(q, 0, sizeof *q);
         eng_evlist_error(out, r, &err);
         return;
     }
     if (sidx >= 0) {
         q->slot = sidx;
+        eng_sched_session_begin(s, sidx);
     } else {
         for (int k = 0; k < s->opts.max_batch && q->eph < 0; k++)
             if (!s->eph_used[k])
                 q->eph = k;
         q->slot = s->opts.max_sessions + q->eph;
+        s->eph_used[q->eph] = 1;
         eng_state_slot_zero(s->pool, q->slot);
     }
+    /* the chunks are read from the history: pending token, then prompt */
     if (pending >= 0)
         eng_seq_push_history(&q->seq, &pending, 1);
     eng_seq_push_history(&q->seq, r->prompt, r->n_prompt);
-    float *logits = r->max_tokens > 0 ? s->logits : NULL;
-    int rc = eng_model_prefill(s->model, s->pool, q->slot, q->seq.history, n_ids, logits, 0, &err);
-    if (rc != SSMD_OK) {
-        eng_seq_close(&q->seq);
-        memset(q, 0, sizeof *q);
-        eng_evlist_error(out, r, &err);
-        return;
-    }
-    if (q->eph >= 0)
-        s->eph_used[q->eph] = 1;
-    if (sidx >= 0)
-        eng_sched_session_begin(s, sidx, r->n_prompt);
     s->n_active++;
-    pthread_mutex_lock(&s->lock);
-    /* the request's own prompt, as its usage counts it: a session's
-     * pending token was counted when it was generated */
-    s->stats.prompt_tokens += (uint64_t)r->n_prompt;
-    s->stats.gen_tokens += r->max_tokens > 0;
-    pthread_mutex_unlock(&s->lock);
-    int i = s->n_active - 1;
-    if (r->max_tokens == 0) {
-        seq_end(s, i, ENG_FINISH_LENGTH, SSMD_OK, out);
-        return;
-    }
-    seq_next(s, i, s->logits, out);
-}
-
-static void step(eng_sched *s, eng_evlist *out)
-{
-    int b = s->n_active;
-    for (int i = 0; i < b; i++) {
-        s->step_slots[i] = s->seqs[i].slot;
-        s->step_ids[i] = s->seqs[i].seq.last;
-    }
-    ssmd_err err = {0};
-    int rc = eng_model_decode(s->model, s->pool, s->step_slots, s->step_ids, b, s->logits, &err);
-    if (rc != SSMD_OK) {
-        while (s->n_active > 0)
-            seq_end(s, s->n_active - 1, ENG_FINISH_NONE, SSMD_EINTERNAL, out);
-        return;
-    }
-    int bucket = 0;
-    while (bucket < ENG_BATCH_BUCKETS - 1 && (1 << bucket) < b)
-        bucket++;
-    pthread_mutex_lock(&s->lock);
-    s->stats.steps++;
-    s->stats.batch_sum += (uint64_t)b;
-    s->stats.batch_hist[bucket]++;
-    s->stats.gen_tokens += (uint64_t)b;
-    pthread_mutex_unlock(&s->lock);
-    /* Sequence i's logits are row i; seq_end moves the last sequence into a
-     * freed index, so walk backwards over the rows of this step. */
-    for (int i = b - 1; i >= 0; i--)
-        seq_next(s, i, s->logits + (size_t)i * (size_t)s->info.n_vocab, out);
 }
 
 /* ---- the thread ---- */
@@ -204,7 +103,7 @@ static void step(eng_sched *s, eng_evlist *out)
 static void end_all(eng_sched *s, int code, eng_evlist *out)
 {
     while (s->n_active > 0)
-        seq_end(s, s->n_active - 1, ENG_FINISH_NONE, code, out);
+        eng_sched_seq_fail(s, s->n_active - 1, code, out);
     while (s->wait_head) {
         eng_request *r = s->wait_head;
         s->wait_head = r->next;
@@ -219,7 +118,7 @@ static void drop_canceled(eng_sched *s, eng_evlist *out)
 {
     for (int i = s->n_active - 1; i >= 0; i--)
         if (atomic_load(&s->seqs[i].req->canceled))
-            seq_end(s, i, ENG_FINISH_NONE, SSMD_ECANCELED, out);
+            eng_sched_seq_fail(s, i, SSMD_ECANCELED, out);
     eng_request **pp = &s->wait_head;
     s->wait_tail = NULL;
     while (*pp) {
@@ -269,6 +168,7 @@ static int load(eng_sched *s, ssmd_err *err)
     s->logits = xcalloc((size_t)mb * (size_t)in->n_vocab, sizeof *s->logits);
     s->step_slots = xcalloc((size_t)mb, sizeof *s->step_slots);
     s->step_ids = xcalloc((size_t)mb, sizeof *s->step_ids);
+    s->step_seqs = xcalloc((size_t)mb, sizeof *s->step_seqs);
     return SSMD_OK;
 }
 
@@ -349,7 +249,7 @@ static void *thread_main(void *arg)
             ev_post(s, &out);
         }
         if (s->n_active > 0) {
-            step(s, &out);
+            eng_sched_iterate(s, &out);
             ev_post(s, &out);
         }
     }
@@ -378,6 +278,9 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
     pthread_condattr_destroy(&ca);
     s->info.eos_id = -1;
     s->info.bos_id = -1;
+    s->max_step_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens
+                                                   : eng_sched_default_step_tokens(opts->model.backend);
+    s->stats.max_step_tokens = s->max_step_tokens;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
@@ -393,6 +296,7 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
 void eng_sched_submit(eng_sched *s, eng_request *r)
 {
     r->next = NULL;
+    r->submit_ns = eng_now_mono_ns();
     pthread_mutex_lock(&s->lock);
     if (s->in_tail)
         s->in_tail->next = r;
@@ -481,6 +385,7 @@ void eng_sched_destroy(eng_sched *s)
     free(s->logits);
     free(s->step_slots);
     free(s->step_ids);
+    free(s->step_seqs);
     eng_session_table_free(&s->sessions);
     if (s->pool)
         eng_state_pool_destroy(s->pool);

@@ -144,6 +144,29 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     }
     sb_printf(&b, "ssmd_batch_size_sum %llu\nssmd_batch_size_count %llu\n",
               (unsigned long long)st->batch_sum, (unsigned long long)st->steps);
+    gauge(&b, "ssmd_max_step_tokens", "gauge", "prompt tokens an engine iteration may prefill (--max-step-tokens)",
+          st->max_step_tokens);
+    gauge(&b, "ssmd_prefill_tokens_total", "counter",
+          "tokens prefilled, a session's pending token included", (double)st->prefill_tokens);
+    gauge(&b, "ssmd_prefill_step_tokens_max", "gauge", "the most tokens one engine iteration prefilled",
+          st->prefill_max);
+    sb_printf(&b, "# HELP ssmd_prefill_tokens_per_step prompt tokens prefilled per engine iteration that prefilled\n"
+                  "# TYPE ssmd_prefill_tokens_per_step histogram\n");
+    cum = 0;
+    for (int i = 0; i < ENG_PREFILL_BUCKETS; i++) {
+        cum += st->prefill_hist[i];
+        if (i < ENG_PREFILL_BUCKETS - 1)
+            sb_printf(&b, "ssmd_prefill_tokens_per_step_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
+        else
+            sb_printf(&b, "ssmd_prefill_tokens_per_step_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sb_printf(&b, "ssmd_prefill_tokens_per_step_sum %llu\nssmd_prefill_tokens_per_step_count %llu\n",
+              (unsigned long long)st->prefill_tokens, (unsigned long long)st->prefill_steps);
+    _Static_assert(ENG_WAIT_BUCKETS <= SRV_HIST_MAX + 1, "queue wait buckets fit a srv_hist");
+    srv_hist wait = {.bounds = eng_queue_wait_bounds_s, .n_bounds = ENG_WAIT_BUCKETS - 1,
+                     .sum = st->queue_wait_sum_s, .count = st->queue_waits};
+    memcpy(wait.counts, st->queue_wait_hist, sizeof st->queue_wait_hist);
+    hist_render(&b, "ssmd_queue_wait_seconds", "time from a completion's arrival to its first prefill chunk", &wait);
     if (b.oom) {
         free(b.p);
         return NULL;

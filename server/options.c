@@ -55,6 +55,7 @@ static const opt_row opt_rows[] = {
     {"numerics", OPT_STR, "exact", 0, 0, 0, OFF(numerics), "exact, or fast: the backend may use its fast units (TF32 on cuda) where they change results only by rounding", BOTH, "exact|fast", 0},
     {"device", OPT_LONG, "0", 0, 1023, 0, OFF(device), "accelerator index (cuda)", BOTH, NULL, 0},
     {"max-batch", OPT_LONG, "16", 1, 1024, 0, OFF(max_batch), "sequences decoded together per step", SERVE, NULL, 0},
+    {"max-step-tokens", OPT_LONG, "0", 0, 1000000, 0, OFF(max_step_tokens), "prompt tokens prefilled per engine iteration beside the decode step (long prompts go in chunks, so running streams keep their pace); 0 = the backend's default (256 on cpu, 2048 on cuda)", SERVE, NULL, 0},
     {"max-sessions", OPT_LONG, "64", 1, 1000000, 0, OFF(max_sessions), "live sessions; the least recently used idle one is evicted beyond", SERVE, NULL, 0},
     {"session-ttl", OPT_DOUBLE, "3600", 0, 1e9, 0, OFF(session_ttl), "seconds an idle session lives (0 = forever)", SERVE, NULL, 0},
     {"max-queue", OPT_LONG, "256", 0, 1000000, 0, OFF(max_queue), "completions waiting for a batch slot before 429", SERVE, NULL, 0},

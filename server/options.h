@@ -45,6 +45,7 @@ typedef struct srv_config {
     char *host;
     long port;
     long max_batch;        /* sequences per decode step */
+    long max_step_tokens;  /* prompt tokens prefilled per engine iteration; 0 = the backend's default */
     long max_sessions;     /* live sessions (state slots) */
     double session_ttl;    /* idle seconds before a session expires, 0 = never */
     long max_queue;        /* completions waiting beyond max_batch before 429 */

@@ -90,12 +90,17 @@ static void log_ready(srv_server *s)
                             in->d_model, "n_params", (json_int_t)in->n_params, "dtype", in->dtype, "n_vocab",
                             in->n_vocab),
                   msg);
-    snprintf(msg, sizeof msg, "backend %s, %ld threads, max batch %ld, max sessions %ld, numerics %s, device %ld",
-             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, cfg->numerics, cfg->device);
+    eng_sched_stats st;
+    eng_sched_get_stats(s->sched, &st);
+    snprintf(msg, sizeof msg,
+             "backend %s, %ld threads, max batch %ld, max sessions %ld, max step tokens %d, numerics %s, device %ld",
+             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, st.max_step_tokens, cfg->numerics,
+             cfg->device);
     srv_log_event(&s->log, "info", "engine",
-                  json_pack("{s:s, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
-                            "max_batch", (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions,
-                            "numerics", cfg->numerics, "device", (int)cfg->device),
+                  json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
+                            "max_batch", (int)cfg->max_batch, "max_step_tokens", st.max_step_tokens,
+                            "max_sessions", (int)cfg->max_sessions, "numerics", cfg->numerics, "device",
+                            (int)cfg->device),
                   msg);
     if (!strcmp(cfg->backend, "cpu")) { /* which SIMD level the cpu kernels run, and why */
         cpu_kernels_describe(msg, sizeof msg);
@@ -419,6 +424,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     o.max_batch = (int)cfg->max_batch;
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;
+    o.max_step_tokens = (int)cfg->max_step_tokens;
     s->t_load_ns = eng_now_mono_ns();
     srv_log_msg(&s->log, "info", "loading", "loading %s (backend %s) ...", cfg->model, cfg->backend);
     int rc = eng_sched_start(&o, notify_loop, s, &s->sched, err);

@@ -195,7 +195,7 @@ START_TEST(test_text_log)
     ck_assert_msg(strstr(log, "ssmd: loading ") != NULL, "%s", log);
     ck_assert_msg(strstr(log, "ssmd: loaded in ") != NULL, "%s", log);
     ck_assert_msg(strstr(log, "parameters") && strstr(log, "mamba"), "%s", log);
-    ck_assert_msg(strstr(log, "backend cpu, 2 threads, max batch 3, max sessions 5"), "%s", log);
+    ck_assert_msg(strstr(log, "backend cpu, 2 threads, max batch 3, max sessions 5, max step tokens 256,"), "%s", log);
     ck_assert_msg(strstr(log, "memory: weights ") && strstr(log, " MB, state pool ") && strstr(log, "(8 slots x "),
                   "%s", log);
     char url[64];

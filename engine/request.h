@@ -50,6 +50,11 @@ typedef struct eng_request {
     int n_prompt;
     int max_tokens;                      /* >= 0 */
     int ignore_eos;
+    /* On a session: the prompt is the whole conversation (a chat request),
+     * not only what is new.  The engine checks that it starts with the
+     * session's history (SSMD_ECONFLICT saying what differs if not) and
+     * prefills only the rest. */
+    int prompt_is_history;
     eng_sampling sampling;
     int n_stop;
     char stop[ENG_STOP_MAX][ENG_STOP_LEN_MAX + 1];

@@ -101,9 +101,15 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out);
 void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out);
 /* A completion starts on session idx: busy until it ends. */
 void eng_sched_session_begin(eng_sched *s, int idx);
-/* n more of the completion's prefill tokens went into session idx's state:
- * the pending token first (when there is one), then prompt tokens. */
-void eng_sched_session_consumed(eng_sched *s, int idx, int n);
+/* ids[0..n), n more of the completion's prefill tokens, went into session
+ * idx's state: the pending token first (when there is one), then prompt
+ * tokens.  prompt_done: they were the prompt's last ones. */
+void eng_sched_session_consumed(eng_sched *s, int idx, const int32_t *ids, int n, int prompt_done);
+/* r's prompt is a whole conversation (prompt_is_history): checks that it
+ * starts with session idx's history and drops that part from r->prompt.
+ * Returns 1, or 0 after appending the 409 that says what differs (r is
+ * unchanged then). */
+int eng_sched_session_trim_history(eng_sched *s, int idx, eng_request *r, eng_evlist *out);
 /* The completion on session idx ended (final event e, already appended):
  * not busy, the last sampled token pending, a new version tag, and e
  * carries the state when the request wants it. */

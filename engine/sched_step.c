@@ -157,7 +157,7 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
             continue;
         }
         if (q->session >= 0)
-            eng_sched_session_consumed(s, q->session, chunk);
+            eng_sched_session_consumed(s, q->session, q->seq.history + q->n_done, chunk, last);
         q->n_done += chunk;
         budget -= chunk;
         done += chunk;

@@ -54,6 +54,8 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
         sidx = eng_sched_session_find(s, r, out);
         if (sidx < 0)
             return;
+        if (r->prompt_is_history && !eng_sched_session_trim_history(s, sidx, r, out))
+            return;
     }
     int32_t pending = sidx >= 0 ? s->sessions.entries[sidx].pending : -1;
     int n_ids = r->n_prompt + (pending >= 0);

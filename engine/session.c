@@ -102,6 +102,18 @@ void eng_session_remove(eng_session_table *t, int idx)
     t->n_live--;
 }
 
+uint64_t eng_session_hash(uint64_t h, const int32_t *ids, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        for (int b = 0; b < 4; b++) {
+            h ^= (v >> (8 * b)) & 0xffu;
+            h *= UINT64_C(0x100000001b3);
+        }
+    }
+    return h;
+}
+
 uint64_t eng_session_new_gen(void)
 {
     static _Atomic uint64_t fallback = 1;
@@ -152,6 +164,9 @@ int eng_session_create(eng_session_table *t, const char *id, double now_s, int *
     s->busy = 0;
     s->pending = -1;
     s->n_tokens = 0;
+    s->hist_hash = s->mark_hash = ENG_SESSION_HASH_INIT;
+    s->hist_known = 1;
+    s->mark_tokens = 0;
     s->created_s = now_s;
     s->last_used_s = now_s;
     t->n_live++;

@@ -28,6 +28,15 @@ typedef struct eng_session {
                            * store can tell a stale copy (never 0) */
     double created_s;     /* wall clock (unix seconds) */
     double last_used_s;
+    /* The identity of the history behind the state, so that a chat request
+     * (which sends the whole conversation) can be checked to extend it:
+     * hist_hash is eng_session_hash over the n_tokens tokens (consumed +
+     * pending); mark_* are the length and hash at the end of the last
+     * completion's prompt, to tell a changed reply from a changed message. */
+    uint64_t hist_hash;
+    int hist_known;       /* 0 after a state import: the tokens are not known here */
+    int64_t mark_tokens;
+    uint64_t mark_hash;
 } eng_session;
 
 typedef struct eng_session_table {
@@ -65,6 +74,12 @@ int eng_session_expire(eng_session_table *t, double now_s, double ttl_s);
 
 /* Seconds until the next idle session expires (>= 0), or -1 if none can. */
 double eng_session_next_expiry(const eng_session_table *t, double now_s, double ttl_s);
+
+/* The history hash of an empty session, and h extended by ids[0..n)
+ * (64-bit FNV-1a over the ids' little-endian bytes): equal histories give
+ * equal hashes whichever requests fed them.  Any thread. */
+#define ENG_SESSION_HASH_INIT UINT64_C(0xcbf29ce484222325)
+uint64_t eng_session_hash(uint64_t h, const int32_t *ids, int64_t n);
 
 /* Fills id (ENG_SESSION_ID_HEX + 1 bytes) with a new random hex id.
  * Returns SSMD_OK or SSMD_EIO.  Any thread. */

@@ -352,6 +352,8 @@ eng_request *srv_completion_to_request(srv_completion *c)
     r->n_stop = c->n_stop;
     memcpy(r->stop, c->stop, sizeof r->stop);
     memcpy(r->session, c->session, sizeof r->session);
+    /* a chat request sends the whole conversation every turn */
+    r->prompt_is_history = c->is_chat && c->session[0];
     return r;
 }
 

@@ -324,6 +324,89 @@ START_TEST(test_prompt_tokens_agree)
 }
 END_TEST
 
+/* ---- chat on a session ---- */
+
+/* Chat on session sid (NULL: none), greedy, 8 tokens; messages are stolen.
+ * Returns the answer when the status is want. */
+static json_t *chat(const char *sid, json_t *messages, long want)
+{
+    json_t *b = json_pack("{s:o, s:i, s:f}", "messages", messages, "max_tokens", 8, "temperature", 0.0);
+    if (sid)
+        json_object_set_new(b, "session", json_string(sid));
+    char *body = json_dumps(b, 0);
+    json_t *j = post("/v1/chat/completions", body, want);
+    free(body);
+    json_decref(b);
+    return j;
+}
+
+static json_int_t usage_prompt(const json_t *j)
+{
+    return json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
+}
+
+static const char *reply(const json_t *j)
+{
+    return json_string_value(json_object_get(json_object_get(choice0(j), "message"), "content"));
+}
+
+/* OpenAI clients send the whole conversation every turn: on a session,
+ * turn 2 prefills only what follows the session's history (usage and the
+ * prompt-token counter agree), and answers what the whole conversation
+ * answers without a session.  A conversation that does not extend the
+ * history is a 409 that says what differs, and leaves the session as it
+ * was. */
+START_TEST(test_chat_session_prefills_only_new)
+{
+    json_t *sess = post("/v1/sessions", "{}", 200);
+    const char *sid = json_string_value(json_object_get(sess, "id"));
+    json_t *t1 = chat(sid, json_pack("[{s:s, s:s}]", "role", "user", "content", "And God said"), 200);
+    json_int_t p1 = usage_prompt(t1);
+    json_t *conv = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]", "role", "user", "content", "And God said",
+                             "role", "assistant", "content", reply(t1), "role", "user", "content",
+                             "Let there be light");
+    long before = prompt_tokens_metric();
+    json_t *t2 = chat(sid, json_deep_copy(conv), 200);
+    json_int_t p2 = usage_prompt(t2);
+    ck_assert_int_eq(prompt_tokens_metric() - before, p2);
+    json_t *whole = chat(NULL, json_deep_copy(conv), 200);
+    /* the history is turn 1's prompt and its 8 tokens */
+    ck_assert_int_eq(usage_prompt(whole), p1 + 8 + p2);
+    ck_assert_str_eq(reply(t2), reply(whole));
+    ck_assert(json_equal(json_object_get(choice0(t2), "tokens"), json_object_get(choice0(whole), "tokens")));
+
+    /* turn 3 with turn 2's reply changed, then with the first message
+     * changed: 409s naming what differs */
+    const char *long_msg = "And God saw the light, that it was good: and God divided the light from the darkness.";
+    json_t *bad = json_deep_copy(conv);
+    json_array_append_new(bad, json_pack("{s:s, s:s}", "role", "assistant", "content", "Amen."));
+    json_array_append_new(bad, json_pack("{s:s, s:s}", "role", "user", "content", long_msg));
+    json_t *j = chat(sid, bad, 409);
+    ck_assert_msg(strstr(error_message(j), "reply differs"), "%s", error_message(j));
+    json_decref(j);
+    json_t *good = json_deep_copy(conv);
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "assistant", "content", reply(t2)));
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "user", "content", long_msg));
+    bad = json_deep_copy(good);
+    json_object_set_new(json_array_get(bad, 0), "content", json_string("And Moses said"));
+    j = chat(sid, bad, 409);
+    ck_assert_msg(strstr(error_message(j), "earlier message"), "%s", error_message(j));
+    json_decref(j);
+    /* the session is untouched: the right turn 3 prefills only its new part */
+    json_t *whole3 = chat(NULL, json_deep_copy(good), 200);
+    json_t *t3 = chat(sid, good, 200);
+    ck_assert_int_eq(usage_prompt(whole3), p1 + 8 + p2 + 8 + usage_prompt(t3));
+    ck_assert_str_eq(reply(t3), reply(whole3));
+    json_decref(t3);
+    json_decref(whole3);
+    json_decref(whole);
+    json_decref(t2);
+    json_decref(conv);
+    json_decref(t1);
+    json_decref(sess);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 START_TEST(test_log_lines)
@@ -366,6 +449,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_model_route);
     tcase_add_test(tc, test_content_type);
     tcase_add_test(tc, test_prompt_tokens_agree);
+    tcase_add_test(tc, test_chat_session_prefills_only_new);
     tcase_add_test(tc, test_log_lines);
     suite_add_tcase(s, tc);
     return s;

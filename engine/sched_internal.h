@@ -17,14 +17,22 @@
 #include "engine/session.h"
 #include "engine/state_pool.h"
 
-typedef struct sched_seq {    /* one active completion */
+typedef enum sched_phase {
+    SCHED_PREFILL = 0,        /* its prompt is prefilled in chunks */
+    SCHED_FORK_WAIT,          /* choice k > 0: waits for choice 0's prompt, then copies its state */
+    SCHED_DECODE,             /* one token per iteration */
+} sched_phase;
+
+typedef struct sched_seq {    /* one active completion (one choice of it) */
     eng_request *req;
+    int choice;               /* 0 .. req->n_choices - 1; choice 0 prefills for all */
+    sched_phase phase;
     int slot;
     int session;              /* session index, -1 for a one-off state */
     int eph;                  /* index into eph_used, -1 for a session slot */
     int n_prompt;             /* tokens of the request's prompt */
     int n_ids;                /* tokens to prefill: a session's pending token + the prompt */
-    int n_done;               /* of those, prefilled so far; decoding once n_done == n_ids */
+    int n_done;               /* of those, prefilled so far */
     uint64_t order;           /* admission number: prefill is first come, first served */
     eng_seq seq;              /* history (from which chunks are read), sampler, text, finish */
 } sched_seq;
@@ -75,9 +83,11 @@ struct eng_sched {
  * prompt completes samples its first token), then one batched decode step
  * for every sequence whose prompt is done. */
 void eng_sched_iterate(eng_sched *s, eng_evlist *out);
-/* Ends the sequence at index i of seqs: DONE event (err NULL) or an ERROR
- * with err, session bookkeeping, slot release.  The last sequence moves to
- * index i. */
+/* Ends the sequence at index i of seqs (err NULL: it finished), session
+ * bookkeeping, slot release.  The request's final event comes with its
+ * last choice: DONE, or the ERROR of the first choice that failed; an
+ * earlier choice that finished posts CHOICE_END.  The last sequence moves
+ * to index i. */
 void eng_sched_seq_end(eng_sched *s, int i, eng_finish finish, const ssmd_err *err, eng_evlist *out);
 /* The same with an error code and its default message. */
 void eng_sched_seq_fail(eng_sched *s, int i, int code, eng_evlist *out);

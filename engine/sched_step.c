@@ -43,17 +43,24 @@ void eng_sched_seq_end(eng_sched *s, int i, eng_finish finish, const ssmd_err *e
 {
     sched_seq *q = &s->seqs[i];
     eng_request *r = q->req;
-    if (!err) {
-        eng_event *e = eng_evlist_add(out, ENG_EV_DONE, r);
+    r->run.choices_left--;
+    r->run.n_gen += q->seq.n_gen;
+    if (err && !r->run.failed) {
+        r->run.failed = 1;
+        r->run.err = *err;
+    }
+    if (r->run.choices_left == 0 && r->run.failed) {
+        eng_evlist_error(out, r, &r->run.err);
+    } else if (!err) { /* a failed choice of a request still running says nothing yet */
+        eng_event *e = eng_evlist_add(out, r->run.choices_left ? ENG_EV_CHOICE_END : ENG_EV_DONE, r);
+        e->choice = q->choice;
         e->finish = finish;
         e->n_prompt_tokens = q->n_prompt;
-        e->n_gen_tokens = q->seq.n_gen;
+        e->n_gen_tokens = r->run.choices_left ? q->seq.n_gen : r->run.n_gen;
         eng_seq_finish(&q->seq);
         ev_text_append(e, q->seq.text, q->seq.text_len);
-    } else {
-        eng_evlist_error(out, r, err);
     }
-    if (q->session >= 0)
+    if (q->session >= 0) /* one choice only: out's tail is the final event */
         eng_sched_session_end(s, q->session, q, out->tail);
     if (q->eph >= 0)
         s->eph_used[q->eph] = 0;
@@ -62,6 +69,14 @@ void eng_sched_seq_end(eng_sched *s, int i, eng_finish finish, const ssmd_err *e
     if (i != s->n_active)
         s->seqs[i] = s->seqs[s->n_active];
     memset(&s->seqs[s->n_active], 0, sizeof(sched_seq));
+}
+
+/* Ends every sequence of r with err (all its choices). */
+static void end_request(eng_sched *s, eng_request *r, const ssmd_err *err, eng_evlist *out)
+{
+    for (int i = s->n_active - 1; i >= 0; i--)
+        if (s->seqs[i].req == r)
+            eng_sched_seq_end(s, i, ENG_FINISH_NONE, err, out);
 }
 
 void eng_sched_seq_fail(eng_sched *s, int i, int code, eng_evlist *out)
@@ -81,6 +96,7 @@ static void seq_next(eng_sched *s, int i, float *logits, eng_evlist *out)
     eng_event *e = eng_evlist_add(out, ENG_EV_TOKEN, q->req);
     e->token = q->seq.last;
     e->step = s->iter;
+    e->choice = q->choice;
     if (q->req->sampling.logprobs > 0) {
         e->has_logprobs = 1;
         e->lp = lp;
@@ -98,7 +114,7 @@ static int oldest_prefilling(const eng_sched *s)
     int best = -1;
     for (int i = 0; i < s->n_active; i++) {
         const sched_seq *q = &s->seqs[i];
-        if (q->n_done < q->n_ids && (best < 0 || q->order < s->seqs[best].order))
+        if (q->phase == SCHED_PREFILL && (best < 0 || q->order < s->seqs[best].order))
             best = i;
     }
     return best;
@@ -118,21 +134,60 @@ static void observe_queue_wait(eng_sched *s, const sched_seq *q)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Sequence i's whole prompt is in its state: count it, and take the first
- * token from the last chunk's logits (or end at once for max_tokens 0). */
+/* Index of choice k of r, or -1 when it has ended. */
+static int find_choice(const eng_sched *s, const eng_request *r, int k)
+{
+    for (int i = 0; i < s->n_active; i++)
+        if (s->seqs[i].req == r && s->seqs[i].choice == k)
+            return i;
+    return -1;
+}
+
+/* Choice 0 (at index i) has its whole prompt in its state: every other
+ * choice of the request copies that state and history, and gets its own
+ * copy of the logits (row k for choice k: sampling uses them as scratch).
+ * This is what makes n choices cost one prefill. */
+static void fork_choices(eng_sched *s, int i)
+{
+    const sched_seq *lead = &s->seqs[i];
+    const size_t V = (size_t)s->info.n_vocab;
+    for (int j = 0; j < s->n_active; j++) {
+        sched_seq *q = &s->seqs[j];
+        if (q->req != lead->req || q->phase != SCHED_FORK_WAIT)
+            continue;
+        eng_state_slot_copy(s->pool, q->slot, lead->slot);
+        eng_seq_push_history(&q->seq, lead->seq.history, lead->seq.n_history);
+        q->n_done = lead->n_done;
+        q->phase = SCHED_DECODE;
+        if (lead->req->max_tokens > 0)
+            memcpy(s->logits + (size_t)q->choice * V, s->logits, V * sizeof *s->logits);
+    }
+}
+
+/* Sequence i's whole prompt is in its state: count it, fork the other
+ * choices, and take each choice's first token from the last chunk's
+ * logits (or end them at once for max_tokens 0). */
 static void prefill_done(eng_sched *s, int i, eng_evlist *out)
 {
     eng_request *r = s->seqs[i].req;
+    int n = r->n_choices > 1 ? r->n_choices : 1;
     pthread_mutex_lock(&s->lock);
-    /* the request's own prompt, as its usage counts it: a session's
+    /* the request's own prompt, once, as its usage counts it: a session's
      * pending token was counted when it was generated */
     s->stats.prompt_tokens += (uint64_t)r->n_prompt;
-    s->stats.gen_tokens += r->max_tokens > 0;
+    s->stats.gen_tokens += r->max_tokens > 0 ? (uint64_t)n : 0;
     pthread_mutex_unlock(&s->lock);
-    if (r->max_tokens == 0)
-        eng_sched_seq_end(s, i, ENG_FINISH_LENGTH, NULL, out);
-    else
-        seq_next(s, i, s->logits, out);
+    if (n > 1)
+        fork_choices(s, i);
+    for (int k = 0; k < n; k++) {
+        int j = find_choice(s, r, k); /* ending a choice moves the others */
+        if (j < 0)
+            continue;
+        if (r->max_tokens == 0)
+            eng_sched_seq_end(s, j, ENG_FINISH_LENGTH, NULL, out);
+        else
+            seq_next(s, j, s->logits + (size_t)k * (size_t)s->info.n_vocab, out);
+    }
 }
 
 /* Prefills chunks, oldest admission first, until the budget is spent or no
@@ -153,7 +208,7 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
         int rc = eng_model_prefill(s->model, s->pool, q->slot, q->seq.history + q->n_done, chunk, logits, 0,
                                    &err);
         if (rc != SSMD_OK) { /* a bad id: the state is unchanged */
-            eng_sched_seq_end(s, i, ENG_FINISH_NONE, &err, out);
+            end_request(s, q->req, &err, out);
             continue;
         }
         if (q->session >= 0)
@@ -161,8 +216,10 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
         q->n_done += chunk;
         budget -= chunk;
         done += chunk;
-        if (last)
+        if (last) {
+            q->phase = SCHED_DECODE;
             prefill_done(s, i, out);
+        }
     }
     return done;
 }
@@ -174,7 +231,7 @@ static void decode_step(eng_sched *s, eng_evlist *out)
 {
     int b = 0;
     for (int i = 0; i < s->n_active; i++) {
-        if (s->seqs[i].n_done < s->seqs[i].n_ids)
+        if (s->seqs[i].phase != SCHED_DECODE)
             continue;
         s->step_seqs[b] = i;
         s->step_slots[b] = s->seqs[i].slot;

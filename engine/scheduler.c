@@ -43,9 +43,52 @@ static void ev_post(eng_sched *s, eng_evlist *l)
 
 /* ---- completions ---- */
 
-/* Starts r's sequence in a free seqs entry: its slot (the session's, or a
- * zeroed one-off) and its history; the prefill runs in later iterations
- * (sched_step.c).  Errors become r's final event. */
+/* The seqs entries r takes: one per choice. */
+static int n_seqs(const eng_request *r) { return r->n_choices > 1 ? r->n_choices : 1; }
+
+/* Opens choice k of r in the next free seqs entry (not yet counted in
+ * n_active): its sampler (seed + k), its slot (the session's, or a free
+ * one-off slot).  Returns SSMD_OK or the sampler's error (nothing kept). */
+static int seq_open(eng_sched *s, eng_request *r, int k, int sidx, ssmd_err *err)
+{
+    sched_seq *q = &s->seqs[s->n_active];
+    memset(q, 0, sizeof *q);
+    q->req = r;
+    q->choice = k;
+    q->phase = k ? SCHED_FORK_WAIT : SCHED_PREFILL;
+    q->session = sidx;
+    q->eph = -1;
+    q->n_prompt = r->n_prompt;
+    q->order = s->n_admitted;
+    const char *stops[ENG_STOP_MAX];
+    for (int j = 0; j < r->n_stop; j++)
+        stops[j] = r->stop[j];
+    eng_sampling sampling = r->sampling;
+    sampling.seed += (uint64_t)k; /* wraps: the documented derivation */
+    eng_seq_params sp = {.sampling = &sampling, .n_vocab = s->info.n_vocab, .tok = s->info.tok,
+                         .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
+                         .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
+    if (eng_seq_init(&q->seq, &sp, err) != SSMD_OK) {
+        memset(q, 0, sizeof *q);
+        return err->code;
+    }
+    if (sidx >= 0) {
+        q->slot = sidx;
+    } else {
+        for (int j = 0; j < s->opts.max_batch && q->eph < 0; j++)
+            if (!s->eph_used[j])
+                q->eph = j;
+        q->slot = s->opts.max_sessions + q->eph;
+        s->eph_used[q->eph] = 1;
+    }
+    s->n_active++;
+    return SSMD_OK;
+}
+
+/* Starts r's sequences in free seqs entries (the caller made room for
+ * n_seqs(r)): choice 0 with the prompt in its history (pending token
+ * first), the others waiting to copy its state; the prefill runs in later
+ * iterations (sched_step.c).  Errors become r's final event. */
 static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
 {
     ssmd_err err = {0};
@@ -63,41 +106,50 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_evlist_error_code(out, r, SSMD_EINVAL, "prompt is empty");
         return;
     }
-    sched_seq *q = &s->seqs[s->n_active];
-    memset(q, 0, sizeof *q);
-    q->req = r;
-    q->session = sidx;
-    q->eph = -1;
-    q->n_prompt = r->n_prompt;
-    q->n_ids = n_ids;
-    q->order = s->n_admitted++;
-    const char *stops[ENG_STOP_MAX];
-    for (int k = 0; k < r->n_stop; k++)
-        stops[k] = r->stop[k];
-    eng_seq_params sp = {.sampling = &r->sampling, .n_vocab = s->info.n_vocab, .tok = s->info.tok,
-                         .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
-                         .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
-    if (eng_seq_init(&q->seq, &sp, &err) != SSMD_OK) {
-        memset(q, 0, sizeof *q);
-        eng_evlist_error(out, r, &err);
-        return;
+    int first = s->n_active;
+    for (int k = 0; k < n_seqs(r); k++) {
+        if (seq_open(s, r, k, sidx, &err) != SSMD_OK) {
+            while (s->n_active > first) { /* no event was posted for them */
+                sched_seq *q = &s->seqs[--s->n_active];
+                if (q->eph >= 0)
+                    s->eph_used[q->eph] = 0;
+                eng_seq_close(&q->seq);
+                memset(q, 0, sizeof *q);
+            }
+            eng_evlist_error(out, r, &err);
+            return;
+        }
     }
-    if (sidx >= 0) {
-        q->slot = sidx;
+    s->n_admitted++;
+    memset(&r->run, 0, sizeof r->run);
+    r->run.choices_left = n_seqs(r);
+    sched_seq *lead = &s->seqs[first];
+    lead->n_ids = n_ids;
+    if (sidx >= 0)
         eng_sched_session_begin(s, sidx);
-    } else {
-        for (int k = 0; k < s->opts.max_batch && q->eph < 0; k++)
-            if (!s->eph_used[k])
-                q->eph = k;
-        q->slot = s->opts.max_sessions + q->eph;
-        s->eph_used[q->eph] = 1;
-        eng_state_slot_zero(s->pool, q->slot);
-    }
+    else
+        eng_state_slot_zero(s->pool, lead->slot);
     /* the chunks are read from the history: pending token, then prompt */
     if (pending >= 0)
-        eng_seq_push_history(&q->seq, &pending, 1);
-    eng_seq_push_history(&q->seq, r->prompt, r->n_prompt);
-    s->n_active++;
+        eng_seq_push_history(&lead->seq, &pending, 1);
+    eng_seq_push_history(&lead->seq, r->prompt, r->n_prompt);
+}
+
+/* Whether a completion can never run here: more choices than a batch
+ * holds, or several choices on a session (which would it keep?).  Appends
+ * the error.  The server refuses both first; this guards the engine. */
+static int refuse_choices(eng_sched *s, eng_request *r, eng_evlist *out)
+{
+    ssmd_err err;
+    if (n_seqs(r) > s->opts.max_batch)
+        ssmd_err_set(&err, SSMD_EINVAL, "'n' is %d, more than the %d sequences a batch holds (--max-batch)",
+                     r->n_choices, s->opts.max_batch);
+    else if (n_seqs(r) > 1 && r->session[0])
+        ssmd_err_set(&err, SSMD_EINVAL, "'n' above 1 cannot continue a session: a session keeps one history");
+    else
+        return 0;
+    eng_evlist_error(out, r, &err);
+    return 1;
 }
 
 /* ---- the thread ---- */
@@ -221,6 +273,8 @@ static void *thread_main(void *arg)
             r->next = NULL;
             if (r->op != ENG_OP_COMPLETE) {
                 eng_sched_session_run_op(s, r, &out);
+            } else if (refuse_choices(s, r, &out)) {
+                /* answered now: it could never be admitted */
             } else if (r->session[0] && eng_sched_session_find(s, r, &out) < 0) {
                 /* unknown, busy or stale: answered now, not after waiting
                  * for a batch slot (admit checks again) */
@@ -240,7 +294,9 @@ static void *thread_main(void *arg)
         }
         drop_canceled(s, &out);
         ev_post(s, &out);
-        while (s->n_active < s->opts.max_batch && s->wait_head) {
+        /* first come, first served: a request with more choices than the
+         * batch has room for waits, and so does everyone behind it */
+        while (s->wait_head && s->n_active + n_seqs(s->wait_head) <= s->opts.max_batch) {
             eng_request *r = s->wait_head;
             s->wait_head = r->next;
             if (!s->wait_head)

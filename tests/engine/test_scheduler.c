@@ -5,7 +5,8 @@
  * table evicts the least recently used session; chunked prefill gives every
  * request the tokens whole prefill gives, at budgets 1, 7 and 512; prompts
  * are prefilled first come, first served; a running stream gets a token
- * every iteration while a 4,000-token prompt is prefilled.
+ * every iteration while a 4,000-token prompt is prefilled; n choices come
+ * from one prefill and equal separate requests seeded seed + k.
  *
  * No sleeping: the test waits on the notify callback (10 s at most per
  * event, then fails), and eng_sched_hold lets it queue several requests
@@ -520,6 +521,97 @@ START_TEST(test_running_stream_not_stalled)
 }
 END_TEST
 
+/* ---- n choices from one prefill ---- */
+
+#define N_CHOICES 3
+
+/* n = 3 with seed S prefills once (the prompt counted once) and gives
+ * choice k the tokens of a request of its own with seed S + k; at budget 7
+ * the shared prompt is prefilled in chunks before the fork. */
+START_TEST(test_n_choices_from_one_prefill)
+{
+    enum { LEN = 50, GEN = 10 };
+    const uint64_t seed = 41;
+    harness h;
+    start_budget(&h, 4, 2, 7);
+    int32_t alone[N_CHOICES][GEN];
+    for (int k = 0; k < N_CHOICES; k++) {
+        eng_request *r = prompt_completion(NULL, LEN, 9, seed + (uint64_t)k, GEN);
+        eng_sched_submit(h.s, r);
+        for (int n = 0;;) {
+            eng_event *e = next_event(&h);
+            ck_assert_ptr_eq(e->req, r);
+            if (e->kind == ENG_EV_TOKEN)
+                alone[k][n++] = e->token;
+            int final = is_final(e);
+            ck_assert(!final || e->kind == ENG_EV_DONE);
+            event_done(e);
+            if (final)
+                break;
+        }
+    }
+    eng_sched_stats before;
+    eng_sched_get_stats(h.s, &before);
+    eng_request *r = prompt_completion(NULL, LEN, 9, seed, GEN);
+    r->n_choices = N_CHOICES;
+    eng_sched_submit(h.s, r);
+    int got[N_CHOICES] = {0}, ended[N_CHOICES] = {0};
+    for (;;) {
+        eng_event *e = next_event(&h);
+        ck_assert_ptr_eq(e->req, r);
+        ck_assert_int_lt(e->choice, N_CHOICES);
+        int k = e->choice, final = is_final(e);
+        if (e->kind == ENG_EV_TOKEN) {
+            ck_assert_int_lt(got[k], GEN);
+            ck_assert_msg(e->token == alone[k][got[k]], "choice %d token %d: %d, alone %d", k, got[k], e->token,
+                          alone[k][got[k]]);
+            got[k]++;
+        } else if (e->kind == ENG_EV_CHOICE_END) {
+            ck_assert_int_eq(e->n_gen_tokens, GEN);
+            ended[k]++;
+        } else {
+            ck_assert_int_eq(e->kind, ENG_EV_DONE);
+            ck_assert_int_eq(e->n_prompt_tokens, LEN);
+            ck_assert_int_eq(e->n_gen_tokens, N_CHOICES * GEN);
+            ended[k]++;
+        }
+        event_done(e);
+        if (final)
+            break;
+    }
+    for (int k = 0; k < N_CHOICES; k++) {
+        ck_assert_int_eq(got[k], GEN);
+        ck_assert_int_eq(ended[k], 1);
+    }
+    eng_sched_stats after;
+    eng_sched_get_stats(h.s, &after);
+    ck_assert_uint_eq(after.prompt_tokens - before.prompt_tokens, LEN);
+    ck_assert_uint_eq(after.prefill_tokens - before.prefill_tokens, LEN); /* one prefill */
+    stop(&h);
+}
+END_TEST
+
+/* More choices than a batch holds, or several on a session: refused at
+ * once (never left waiting). */
+START_TEST(test_n_choices_refused)
+{
+    harness h;
+    start(&h, 2, 2);
+    int code;
+    eng_request *r = completion(NULL, 2);
+    r->n_choices = 3;
+    ck_assert_int_eq(run_op(&h, r, &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_EINVAL);
+    char id[ENG_SESSION_ID_HEX + 1];
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, id), ENG_EV_RESULT);
+    r = completion(id, 2);
+    r->n_choices = 2;
+    ck_assert_int_eq(run_op(&h, r, &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_EINVAL);
+    stop(&h);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -532,6 +624,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_chunked_prefill_same_tokens);
     tcase_add_test(tc, test_prefill_fcfs);
     tcase_add_test(tc, test_running_stream_not_stalled);
+    tcase_add_test(tc, test_n_choices_from_one_prefill);
+    tcase_add_test(tc, test_n_choices_refused);
     suite_add_tcase(s, tc);
     return s;
 }

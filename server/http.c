@@ -58,10 +58,7 @@ void srv_conn_unref(srv_conn *c)
         MHD_destroy_response(c->resp);
     srv_buf_free(&c->body);
     srv_buf_free(&c->out);
-    srv_buf_free(&c->gen.text);
-    free(c->gen.echo_text);
-    free(c->gen.tokens);
-    free(c->gen.lps);
+    srv_gen_free(&c->gen);
     free(c);
 }
 

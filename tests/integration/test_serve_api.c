@@ -215,7 +215,8 @@ START_TEST(test_fields_refused)
         {P, "{\"prompt\":\"a\",\"best_of\":2}", "best_of"},
         {P, "{\"prompt\":\"a\",\"suffix\":\"z\"}", "suffix"},
         {P, "{\"prompt\":\"a\",\"user\":7}", "'user' must be a string"},
-        {P, "{\"prompt\":\"a\",\"n\":2}", "'n'"},
+        {P, "{\"prompt\":\"a\",\"n\":17}", "--max-batch"},
+        {P, "{\"prompt\":\"a\",\"n\":2,\"session\":\"0123456789abcdef0123456789abcdef\"}", "fork the session"},
         {P, "{\"prompt\":[\"a\",\"b\"]}", "one request per prompt"},
         {P, "{\"prompt\":[1,\"b\"]}", "'prompt[1]' must be a token id"},
         {P, "{\"prompt\":\"a\",\"presence_penalty\":\"abc\"}",
@@ -407,6 +408,63 @@ START_TEST(test_chat_session_prefills_only_new)
 }
 END_TEST
 
+/* ---- n choices ---- */
+
+/* n = 3 with seed S: choice i is the completion of a request of its own
+ * with seed S + i (text and tokens), streamed or not; usage counts the
+ * prompt once. */
+START_TEST(test_n_choices_equal_seeded_requests)
+{
+    const char *base = "\"prompt\":\"In the beginning\",\"max_tokens\":6,\"temperature\":0.9";
+    char body[256];
+    json_t *alone[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body, "{%s,\"seed\":%d}", base, 5 + i);
+        alone[i] = post("/v1/completions", body, 200);
+    }
+    long before = prompt_tokens_metric();
+    snprintf(body, sizeof body, "{%s,\"seed\":5,\"n\":3}", base);
+    json_t *j = post("/v1/completions", body, 200);
+    ck_assert_int_eq(prompt_tokens_metric() - before, usage_prompt(alone[0]));
+    json_t *u = json_object_get(j, "usage");
+    ck_assert_int_eq(usage_prompt(j), usage_prompt(alone[0]));
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "completion_tokens")), 18);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "choices")), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *c = json_array_get(json_object_get(j, "choices"), (size_t)i);
+        ck_assert_int_eq(json_integer_value(json_object_get(c, "index")), i);
+        ck_assert_str_eq(json_string_value(json_object_get(c, "text")),
+                         json_string_value(json_object_get(choice0(alone[i]), "text")));
+        ck_assert(json_equal(json_object_get(c, "tokens"), json_object_get(choice0(alone[i]), "tokens")));
+    }
+    json_decref(j);
+    /* streamed: each choice's deltas, by index, add up to the same text */
+    snprintf(body, sizeof body, "{%s,\"seed\":5,\"n\":3,\"stream\":true}", base);
+    it_resp r = it_http(&srv, "POST", "/v1/completions", body);
+    ck_assert_int_eq(r.status, 200);
+    json_t *events = NULL;
+    ck_assert(it_sse_parse(r.body, &events));
+    char text[3][256] = {"", "", ""};
+    int finished[3] = {0};
+    for (size_t e = 0; e < json_array_size(events); e++) {
+        json_t *c = json_array_get(json_object_get(json_array_get(events, e), "choices"), 0);
+        if (!c)
+            continue;
+        json_int_t i = json_integer_value(json_object_get(c, "index"));
+        ck_assert(i >= 0 && i < 3);
+        strncat(text[i], json_string_value(json_object_get(c, "text")), sizeof text[i] - strlen(text[i]) - 1);
+        finished[i] += json_is_string(json_object_get(c, "finish_reason"));
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(finished[i], 1);
+        ck_assert_str_eq(text[i], json_string_value(json_object_get(choice0(alone[i]), "text")));
+        json_decref(alone[i]);
+    }
+    json_decref(events);
+    it_resp_free(&r);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 START_TEST(test_log_lines)
@@ -450,6 +508,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_content_type);
     tcase_add_test(tc, test_prompt_tokens_agree);
     tcase_add_test(tc, test_chat_session_prefills_only_new);
+    tcase_add_test(tc, test_n_choices_equal_seeded_requests);
     tcase_add_test(tc, test_log_lines);
     suite_add_tcase(s, tc);
     return s;

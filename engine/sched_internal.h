@@ -34,6 +34,7 @@ typedef struct sched_seq {    /* one active completion (one choice of it) */
     int n_ids;                /* tokens to prefill: a session's pending token + the prompt */
     int n_done;               /* of those, prefilled so far */
     uint64_t order;           /* admission number: prefill is first come, first served */
+    uint64_t planned;         /* the iteration that last planned a chunk of it */
     eng_seq seq;              /* history (from which chunks are read), sampler, text, finish */
 } sched_seq;
 
@@ -71,6 +72,12 @@ struct eng_sched {
     float *logits;            /* (max_batch, n_vocab) */
     int32_t *step_slots, *step_ids; /* (max_batch) */
     int *step_seqs;           /* (max_batch) seqs index of each decode row */
+    /* an iteration's prefill chunks (sched_step.c), (max_batch) each */
+    eng_prefill_chunk *chunks;
+    int *chunk_seq;           /* seqs index of chunk k while planning */
+    eng_request **chunk_req;  /* its request, once sequences may move */
+    ssmd_err *chunk_err;
+    float *prefill_logits;    /* (max_batch, n_vocab): chunk k's last-position logits */
     int max_step_tokens;      /* prefill budget per iteration (opts, or the backend's default) */
     uint64_t n_admitted;      /* admissions so far: the next sched_seq.order */
     uint64_t iter;            /* engine iterations run so far */

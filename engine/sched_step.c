@@ -108,19 +108,7 @@ static void seq_next(eng_sched *s, int i, float *logits, eng_evlist *out)
 
 /* ---- prefill ---- */
 
-/* Index of the earliest admitted sequence still prefilling, or -1. */
-static int oldest_prefilling(const eng_sched *s)
-{
-    int best = -1;
-    for (int i = 0; i < s->n_active; i++) {
-        const sched_seq *q = &s->seqs[i];
-        if (q->phase == SCHED_PREFILL && (best < 0 || q->order < s->seqs[best].order))
-            best = i;
-    }
-    return best;
-}
-
-/* Sequence i reaches its first chunk: how long it waited since submission. */
+/* Sequence q reaches its first chunk: how long it waited since submission. */
 static void observe_queue_wait(eng_sched *s, const sched_seq *q)
 {
     double wait_s = (double)(eng_now_mono_ns() - q->req->submit_ns) * 1e-9;
@@ -144,10 +132,10 @@ static int find_choice(const eng_sched *s, const eng_request *r, int k)
 }
 
 /* Choice 0 (at index i) has its whole prompt in its state: every other
- * choice of the request copies that state and history, and gets its own
- * copy of the logits (row k for choice k: sampling uses them as scratch).
- * This is what makes n choices cost one prefill. */
-static void fork_choices(eng_sched *s, int i)
+ * choice of the request copies that state and history, and its own copy
+ * of the prompt's logits (row k of s->logits for choice k: sampling uses
+ * them as scratch).  This is what makes n choices cost one prefill. */
+static void fork_choices(eng_sched *s, int i, const float *logits)
 {
     const sched_seq *lead = &s->seqs[i];
     const size_t V = (size_t)s->info.n_vocab;
@@ -159,17 +147,17 @@ static void fork_choices(eng_sched *s, int i)
         eng_seq_push_history(&q->seq, lead->seq.history, lead->seq.n_history);
         q->n_done = lead->n_done;
         q->phase = SCHED_DECODE;
-        if (lead->req->max_tokens > 0)
-            memcpy(s->logits + (size_t)q->choice * V, s->logits, V * sizeof *s->logits);
+        if (logits)
+            memcpy(s->logits + (size_t)q->choice * V, logits, V * sizeof *s->logits);
     }
 }
 
-/* Sequence i's whole prompt is in its state: count it, fork the other
- * choices, and take each choice's first token from the last chunk's
- * logits (or end them at once for max_tokens 0). */
-static void prefill_done(eng_sched *s, int i, eng_evlist *out)
+/* r's whole prompt is in choice 0's state: count it, fork the other
+ * choices, and take each choice's first token from logits, the last
+ * position's (choice 0 uses them as they are; NULL for max_tokens 0, which
+ * ends every choice at once). */
+static void prefill_done(eng_sched *s, eng_request *r, float *logits, eng_evlist *out)
 {
-    eng_request *r = s->seqs[i].req;
     int n = r->n_choices > 1 ? r->n_choices : 1;
     pthread_mutex_lock(&s->lock);
     /* the request's own prompt, once, as its usage counts it: a session's
@@ -178,7 +166,7 @@ static void prefill_done(eng_sched *s, int i, eng_evlist *out)
     s->stats.gen_tokens += r->max_tokens > 0 ? (uint64_t)n : 0;
     pthread_mutex_unlock(&s->lock);
     if (n > 1)
-        fork_choices(s, i);
+        fork_choices(s, find_choice(s, r, 0), logits);
     for (int k = 0; k < n; k++) {
         int j = find_choice(s, r, k); /* ending a choice moves the others */
         if (j < 0)
@@ -186,40 +174,93 @@ static void prefill_done(eng_sched *s, int i, eng_evlist *out)
         if (r->max_tokens == 0)
             eng_sched_seq_end(s, j, ENG_FINISH_LENGTH, NULL, out);
         else
-            seq_next(s, j, s->logits + (size_t)k * (size_t)s->info.n_vocab, out);
+            seq_next(s, j, k ? s->logits + (size_t)k * (size_t)s->info.n_vocab : logits, out);
     }
 }
 
-/* Prefills chunks, oldest admission first, until the budget is spent or no
- * sequence is prefilling; returns the tokens prefilled.  Only the oldest
- * prefilling sequence can be cut short, so no sequence waits behind a
- * younger one (no starvation). */
+/* The chunks of this iteration into s->chunks (n of them): the oldest
+ * prefilling sequences first, each taking what the budget leaves.  Only the
+ * last one planned can be cut short, so no sequence waits behind a younger
+ * one (no starvation). */
+static int plan_chunks(eng_sched *s)
+{
+    const size_t V = (size_t)s->info.n_vocab;
+    int budget = s->max_step_tokens, n = 0;
+    while (budget > 0) {
+        int i = -1;
+        for (int j = 0; j < s->n_active; j++) { /* the oldest not planned yet */
+            const sched_seq *q = &s->seqs[j];
+            if (q->phase == SCHED_PREFILL && q->planned != s->iter && (i < 0 || q->order < s->seqs[i].order))
+                i = j;
+        }
+        if (i < 0)
+            break;
+        sched_seq *q = &s->seqs[i];
+        int len = q->n_ids - q->n_done < budget ? q->n_ids - q->n_done : budget;
+        int last = q->n_done + len == q->n_ids;
+        q->planned = s->iter;
+        s->chunk_seq[n] = i;
+        s->chunks[n] = (eng_prefill_chunk){.slot = q->slot, .ids = q->seq.history + q->n_done, .n = len,
+                                           .logits = last && q->req->max_tokens > 0
+                                                         ? s->prefill_logits + (size_t)n * V
+                                                         : NULL};
+        budget -= len;
+        n++;
+    }
+    return n;
+}
+
+/* Runs the n planned chunks: one batched prefill, or (the test seam, or a
+ * bad id somewhere) one by one so each chunk's error is its own.  Sets
+ * s->chunk_err[k].code (SSMD_OK or the chunk's error). */
+static void run_chunks(eng_sched *s, int n)
+{
+    for (int k = 0; k < n; k++)
+        s->chunk_err[k].code = SSMD_OK;
+    if (!s->opts.prefill_unbatched &&
+        eng_model_prefill_multi(s->model, s->pool, s->chunks, n, &s->chunk_err[0]) == SSMD_OK)
+        return;
+    for (int k = 0; k < n; k++) { /* a failed chunk leaves its state unchanged */
+        const eng_prefill_chunk *c = &s->chunks[k];
+        eng_model_prefill(s->model, s->pool, c->slot, c->ids, c->n, c->logits, 0, &s->chunk_err[k]);
+    }
+}
+
+/* The prefill phase: plans, runs and books this iteration's chunks; a
+ * sequence whose last chunk ran takes its first tokens.  Returns the
+ * tokens prefilled. */
 static int prefill_phase(eng_sched *s, eng_evlist *out)
 {
-    int budget = s->max_step_tokens, done = 0, i;
-    while (budget > 0 && (i = oldest_prefilling(s)) >= 0) {
-        sched_seq *q = &s->seqs[i];
-        int chunk = q->n_ids - q->n_done < budget ? q->n_ids - q->n_done : budget;
-        int last = q->n_done + chunk == q->n_ids;
-        if (q->n_done == 0)
-            observe_queue_wait(s, q);
-        float *logits = last && q->req->max_tokens > 0 ? s->logits : NULL;
-        ssmd_err err = {0};
-        int rc = eng_model_prefill(s->model, s->pool, q->slot, q->seq.history + q->n_done, chunk, logits, 0,
-                                   &err);
-        if (rc != SSMD_OK) { /* a bad id: the state is unchanged */
-            end_request(s, q->req, &err, out);
+    int n = plan_chunks(s), done = 0;
+    if (n == 0)
+        return 0;
+    for (int k = 0; k < n; k++)
+        if (s->seqs[s->chunk_seq[k]].n_done == 0)
+            observe_queue_wait(s, &s->seqs[s->chunk_seq[k]]);
+    run_chunks(s, n);
+    /* book every chunk while the indices hold, then end and sample (which
+     * move sequences), finding each by its request */
+    for (int k = 0; k < n; k++) {
+        sched_seq *q = &s->seqs[s->chunk_seq[k]];
+        const eng_prefill_chunk *c = &s->chunks[k];
+        s->chunk_req[k] = q->req;
+        if (s->chunk_err[k].code != SSMD_OK)
             continue;
-        }
+        int last = q->n_done + c->n == q->n_ids;
         if (q->session >= 0)
-            eng_sched_session_consumed(s, q->session, q->seq.history + q->n_done, chunk, last);
-        q->n_done += chunk;
-        budget -= chunk;
-        done += chunk;
-        if (last) {
+            eng_sched_session_consumed(s, q->session, c->ids, c->n, last);
+        q->n_done += c->n;
+        done += c->n;
+        if (last)
             q->phase = SCHED_DECODE;
-            prefill_done(s, i, out);
-        }
+    }
+    for (int k = 0; k < n; k++) {
+        eng_request *r = s->chunk_req[k];
+        int i = find_choice(s, r, 0);
+        if (s->chunk_err[k].code != SSMD_OK)
+            end_request(s, r, &s->chunk_err[k], out);
+        else if (i >= 0 && s->seqs[i].phase == SCHED_DECODE)
+            prefill_done(s, r, s->chunks[k].logits, out);
     }
     return done;
 }

@@ -223,6 +223,11 @@ static int load(eng_sched *s, ssmd_err *err)
     s->step_slots = xcalloc((size_t)mb, sizeof *s->step_slots);
     s->step_ids = xcalloc((size_t)mb, sizeof *s->step_ids);
     s->step_seqs = xcalloc((size_t)mb, sizeof *s->step_seqs);
+    s->chunks = xcalloc((size_t)mb, sizeof *s->chunks);
+    s->chunk_seq = xcalloc((size_t)mb, sizeof *s->chunk_seq);
+    s->chunk_req = xcalloc((size_t)mb, sizeof *s->chunk_req);
+    s->chunk_err = xcalloc((size_t)mb, sizeof *s->chunk_err);
+    s->prefill_logits = xcalloc((size_t)mb * (size_t)in->n_vocab, sizeof *s->prefill_logits);
     return SSMD_OK;
 }
 
@@ -444,6 +449,11 @@ void eng_sched_destroy(eng_sched *s)
     free(s->step_slots);
     free(s->step_ids);
     free(s->step_seqs);
+    free(s->chunks);
+    free(s->chunk_seq);
+    free(s->chunk_req);
+    free(s->chunk_err);
+    free(s->prefill_logits);
     eng_session_table_free(&s->sessions);
     if (s->pool)
         eng_state_pool_destroy(s->pool);

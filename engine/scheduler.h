@@ -30,6 +30,8 @@ typedef struct eng_sched_opts {
     double session_ttl_s; /* idle seconds before a session expires; <= 0 never */
     int max_step_tokens; /* prompt tokens prefilled per iteration beside the
                           * decode step; <= 0: eng_sched_default_step_tokens */
+    int prefill_unbatched; /* test seam: each chunk prefilled alone, not in one
+                            * batched pass (the reference a test compares with) */
 } eng_sched_opts;
 
 /* The per-iteration prefill budget a backend gets by default: small on the

@@ -2,8 +2,9 @@
  * its public API with a fixture model: completions are admitted in arrival
  * order, a queued and a running request end with SSMD_ECANCELED, a request
  * on a session that is running gets the busy error at once, a full session
- * table evicts the least recently used session; chunked prefill gives every
- * request the tokens whole prefill gives, at budgets 1, 7 and 512; prompts
+ * table evicts the least recently used session; chunked and batched
+ * prefill give every request the tokens whole prefill gives, at budgets 1,
+ * 7 and 512; prompts
  * are prefilled first come, first served; a running stream gets a token
  * every iteration while a 4,000-token prompt is prefilled; n choices come
  * from one prefill and equal separate requests seeded seed + k.
@@ -87,7 +88,7 @@ static void event_done(eng_event *e)
     eng_event_free(e);
 }
 
-static void start_budget(harness *h, int max_batch, int max_sessions, int max_step_tokens)
+static void start_full(harness *h, int max_batch, int max_sessions, int max_step_tokens, int unbatched)
 {
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->mu, NULL);
@@ -100,11 +101,17 @@ static void start_budget(harness *h, int max_batch, int max_sessions, int max_st
     o.max_batch = max_batch;
     o.max_sessions = max_sessions;
     o.max_step_tokens = max_step_tokens;
+    o.prefill_unbatched = unbatched;
     ssmd_err err = {0};
     ck_assert_int_eq(eng_sched_start(&o, on_notify, h, &h->s, &err), SSMD_OK);
     eng_event *e = next_event(h);
     ck_assert_msg(e->kind == ENG_EV_LOADED, "load failed: %s", e->err.msg);
     event_done(e);
+}
+
+static void start_budget(harness *h, int max_batch, int max_sessions, int max_step_tokens)
+{
+    start_full(h, max_batch, max_sessions, max_step_tokens, 0);
 }
 
 static void start(harness *h, int max_batch, int max_sessions)
@@ -389,12 +396,12 @@ static void collect(harness *h, eng_request **reqs, int n, mix_out *o, int base)
  * completion (prompts of 1 to 1,300 tokens, greedy and sampled, all queued
  * at once), then a second one that continues the session (its pending
  * token first). */
-static void run_mix(int budget, mix_out *o)
+static void run_mix(int budget, int unbatched, mix_out *o)
 {
     static const int lens[MIX_N] = {1, 9, 300, 1300, 40};
     harness h;
     memset(o, 0, sizeof *o);
-    start_budget(&h, 3, MIX_N, budget);
+    start_full(&h, 3, MIX_N, budget, unbatched);
     char ids[MIX_N][ENG_SESSION_ID_HEX + 1];
     int code;
     for (int i = 0; i < MIX_N; i++)
@@ -419,21 +426,27 @@ static void run_mix(int budget, mix_out *o)
 }
 
 /* Every request's tokens are the same whether its prompt is prefilled whole
- * (a budget above every prompt) or in chunks of 1, 7 or 512 tokens
- * interleaved with other requests' chunks and decode steps. */
+ * and alone (a budget above every prompt, each chunk its own prefill) or in
+ * chunks of 1, 7 or 512 tokens interleaved with other requests' chunks and
+ * decode steps, the chunks of one iteration prefilled alone or together in
+ * one batched pass. */
 START_TEST(test_chunked_prefill_same_tokens)
 {
-    static const int budgets[] = {1, 7, 512};
+    static const int budgets[] = {1, 7, 512, 1 << 20};
     static mix_out whole, chunked; /* static: too big for a test's stack under ASan */
-    run_mix(1 << 20, &whole);
+    run_mix(1 << 20, 1, &whole);
     for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
-        run_mix(budgets[b], &chunked);
-        for (int i = 0; i < 2 * MIX_N; i++) {
-            ck_assert_int_eq(chunked.n[i], MIX_TOKENS);
-            for (int k = 0; k < MIX_TOKENS; k++)
-                ck_assert_msg(chunked.tokens[i][k] == whole.tokens[i][k],
-                              "budget %d, request %d, token %d: %d, whole prefill gave %d", budgets[b], i, k,
-                              chunked.tokens[i][k], whole.tokens[i][k]);
+        for (int unbatched = 0; unbatched < 2; unbatched++) {
+            if (budgets[b] == 1 << 20 && unbatched)
+                continue; /* the reference itself */
+            run_mix(budgets[b], unbatched, &chunked);
+            for (int i = 0; i < 2 * MIX_N; i++) {
+                ck_assert_int_eq(chunked.n[i], MIX_TOKENS);
+                for (int k = 0; k < MIX_TOKENS; k++)
+                    ck_assert_msg(chunked.tokens[i][k] == whole.tokens[i][k],
+                                  "budget %d%s, request %d, token %d: %d, whole prefill gave %d", budgets[b],
+                                  unbatched ? " unbatched" : "", i, k, chunked.tokens[i][k], whole.tokens[i][k]);
+            }
         }
     }
 }

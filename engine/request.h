@@ -71,6 +71,7 @@ typedef struct eng_request {
     int32_t blob_pending;
     int64_t blob_n_tokens;
     uint64_t blob_gen;                   /* the version tag to keep; 0 = a new one */
+    eng_session_history blob_hist;       /* known = 0: the export carried none */
 
     /* Session store support (server/store.c): a nonzero expect_gen makes a
      * request on a session fail with SSMD_ESTALE unless the session's
@@ -109,6 +110,7 @@ typedef struct eng_session_info {
     uint64_t gen;
     double created_s;
     double last_used_s;
+    eng_session_history hist;
 } eng_session_info;
 
 typedef struct eng_event {

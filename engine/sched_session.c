@@ -21,6 +21,7 @@ static void session_info(const eng_session *ss, eng_session_info *out)
     out->gen = ss->gen;
     out->created_s = ss->created_s;
     out->last_used_s = ss->last_used_s;
+    out->hist = ss->hist;
 }
 
 /* Gives e session idx's info and a copy of its state bytes. */
@@ -127,10 +128,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_state_slot_copy(s->pool, n, idx);
         t->entries[n].pending = t->entries[idx].pending;
         t->entries[n].n_tokens = t->entries[idx].n_tokens;
-        t->entries[n].hist_hash = t->entries[idx].hist_hash;
-        t->entries[n].hist_known = t->entries[idx].hist_known;
-        t->entries[n].mark_tokens = t->entries[idx].mark_tokens;
-        t->entries[n].mark_hash = t->entries[idx].mark_hash;
+        t->entries[n].hist = t->entries[idx].hist;
         idx = changed = n; /* the answer is about the new session */
         break;
     }
@@ -143,7 +141,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_state_slot_write(s->pool, idx, r->blob);
         t->entries[idx].pending = r->blob_pending;
         t->entries[idx].n_tokens = r->blob_n_tokens;
-        t->entries[idx].hist_known = 0; /* the export carries no token history */
+        t->entries[idx].hist = r->blob_hist; /* known = 0 when the export carried none */
         t->entries[idx].gen = r->blob_gen ? r->blob_gen : eng_session_new_gen();
         t->entries[idx].last_used_s = now;
         changed = idx;
@@ -173,10 +171,10 @@ void eng_sched_session_consumed(eng_sched *s, int idx, const int32_t *ids, int n
         n--;
     }
     ss->n_tokens += n;
-    ss->hist_hash = eng_session_hash(ss->hist_hash, ids, n);
+    ss->hist.hash = eng_session_hash(ss->hist.hash, ids, n);
     if (prompt_done) {
-        ss->mark_tokens = ss->n_tokens;
-        ss->mark_hash = ss->hist_hash;
+        ss->hist.mark_tokens = ss->n_tokens;
+        ss->hist.mark_hash = ss->hist.hash;
     }
 }
 
@@ -185,7 +183,7 @@ int eng_sched_session_trim_history(eng_sched *s, int idx, eng_request *r, eng_ev
     const eng_session *ss = &s->sessions.entries[idx];
     ssmd_err err;
     const int64_t n = ss->n_tokens;
-    if (!ss->hist_known) {
+    if (!ss->hist.known) {
         ssmd_err_set(&err, SSMD_ECONFLICT,
                      "session %s holds an imported state whose token history is unknown here, so a chat "
                      "conversation cannot be matched against it; continue it with /v1/completions, whose "
@@ -196,24 +194,24 @@ int eng_sched_session_trim_history(eng_sched *s, int idx, eng_request *r, eng_ev
                      "the conversation renders to %d tokens, fewer than the %lld tokens of history session %s "
                      "holds: send the whole conversation, the assistant's replies included",
                      r->n_prompt, (long long)n, ss->id);
-    } else if (eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, n) == ss->hist_hash) {
+    } else if (eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, n) == ss->hist.hash) {
         r->n_prompt -= (int)n;
         memmove(r->prompt, r->prompt + n, (size_t)r->n_prompt * sizeof *r->prompt);
         return 1;
-    } else if (ss->mark_tokens < n && eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, ss->mark_tokens) ==
-                                          ss->mark_hash) {
+    } else if (ss->hist.mark_tokens < n && eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, ss->hist.mark_tokens) ==
+                                          ss->hist.mark_hash) {
         ssmd_err_set(&err, SSMD_ECONFLICT,
                      "the conversation's first %lld tokens match session %s up to its last reply, but that "
                      "reply differs from the %lld tokens the session generated: send the assistant's message "
                      "back exactly as it was returned (the state holds those tokens, and is never prefilled "
                      "again silently)",
-                     (long long)ss->mark_tokens, ss->id, (long long)(n - ss->mark_tokens));
+                     (long long)ss->hist.mark_tokens, ss->id, (long long)(n - ss->hist.mark_tokens));
     } else {
         ssmd_err_set(&err, SSMD_ECONFLICT,
                      "the conversation differs from the %lld tokens of history session %s holds%s: an earlier "
                      "message was changed or removed; start a new session for a different conversation",
                      (long long)n, ss->id,
-                     ss->mark_tokens < n ? ", before its last reply" : "");
+                     ss->hist.mark_tokens < n ? ", before its last reply" : "");
     }
     eng_evlist_error(out, r, &err);
     return 0;
@@ -229,7 +227,7 @@ void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event 
     if (q->seq.n_gen > 0)
         ss->pending = q->seq.last;
     ss->n_tokens += q->seq.n_gen;
-    ss->hist_hash = eng_session_hash(ss->hist_hash, q->seq.history + q->seq.n_history - q->seq.n_gen,
+    ss->hist.hash = eng_session_hash(ss->hist.hash, q->seq.history + q->seq.n_history - q->seq.n_gen,
                                      q->seq.n_gen);
     ss->last_used_s = eng_now_wall_s();
     ss->gen = eng_session_new_gen();

@@ -164,9 +164,8 @@ int eng_session_create(eng_session_table *t, const char *id, double now_s, int *
     s->busy = 0;
     s->pending = -1;
     s->n_tokens = 0;
-    s->hist_hash = s->mark_hash = ENG_SESSION_HASH_INIT;
-    s->hist_known = 1;
-    s->mark_tokens = 0;
+    s->hist = (eng_session_history){.known = 1, .hash = ENG_SESSION_HASH_INIT, .mark_tokens = 0,
+                                    .mark_hash = ENG_SESSION_HASH_INIT};
     s->created_s = now_s;
     s->last_used_s = now_s;
     t->n_live++;

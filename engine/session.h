@@ -17,6 +17,17 @@
 #define ENG_SESSION_ID_BYTES 16                        /* 128 random bits */
 #define ENG_SESSION_ID_HEX (2 * ENG_SESSION_ID_BYTES)  /* 32 hex chars */
 
+/* The identity of the token history behind a session's state, so that a
+ * chat request (which sends the whole conversation) can be checked to
+ * extend it.  Travels with the state (exports, the session store). */
+typedef struct eng_session_history {
+    int known;            /* 0: not known here (a state imported without it) */
+    uint64_t hash;        /* eng_session_hash over the n_tokens tokens (consumed + pending) */
+    int64_t mark_tokens;  /* length and hash at the end of the last completion's
+                           * prompt: tells a changed reply from a changed message */
+    uint64_t mark_hash;
+} eng_session_history;
+
 typedef struct eng_session {
     char id[ENG_SESSION_ID_HEX + 1]; /* lowercase hex, "" when the entry is free */
     int in_use;
@@ -28,15 +39,7 @@ typedef struct eng_session {
                            * store can tell a stale copy (never 0) */
     double created_s;     /* wall clock (unix seconds) */
     double last_used_s;
-    /* The identity of the history behind the state, so that a chat request
-     * (which sends the whole conversation) can be checked to extend it:
-     * hist_hash is eng_session_hash over the n_tokens tokens (consumed +
-     * pending); mark_* are the length and hash at the end of the last
-     * completion's prompt, to tell a changed reply from a changed message. */
-    uint64_t hist_hash;
-    int hist_known;       /* 0 after a state import: the tokens are not known here */
-    int64_t mark_tokens;
-    uint64_t mark_hash;
+    eng_session_history hist;
 } eng_session;
 
 typedef struct eng_session_table {

@@ -395,9 +395,32 @@ START_TEST(test_chat_session_prefills_only_new)
     json_decref(j);
     /* the session is untouched: the right turn 3 prefills only its new part */
     json_t *whole3 = chat(NULL, json_deep_copy(good), 200);
-    json_t *t3 = chat(sid, good, 200);
+    json_t *t3 = chat(sid, json_deep_copy(good), 200);
     ck_assert_int_eq(usage_prompt(whole3), p1 + 8 + p2 + 8 + usage_prompt(t3));
     ck_assert_str_eq(reply(t3), reply(whole3));
+
+    /* the history travels with the state: exported and imported into
+     * another session, turn 4 there still prefills only its new part */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", sid);
+    it_resp st = it_http(&srv, "GET", path, NULL);
+    ck_assert_int_eq(st.status, 200);
+    json_t *other = post("/v1/sessions", "{}", 200);
+    const char *oid = json_string_value(json_object_get(other, "id"));
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", oid);
+    it_resp put = it_http_key(&srv, "PUT", path, st.body, (long)st.len, NULL);
+    ck_assert_msg(put.status == 200, "%s", put.body);
+    it_resp_free(&put);
+    it_resp_free(&st);
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "assistant", "content", reply(t3)));
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "user", "content", "And the evening"));
+    json_t *whole4 = chat(NULL, json_deep_copy(good), 200);
+    json_t *t4 = chat(oid, good, 200);
+    ck_assert_int_eq(usage_prompt(whole4), usage_prompt(whole3) + 8 + usage_prompt(t4));
+    ck_assert_str_eq(reply(t4), reply(whole4));
+    json_decref(t4);
+    json_decref(whole4);
+    json_decref(other);
     json_decref(t3);
     json_decref(whole3);
     json_decref(whole);

@@ -82,6 +82,7 @@ typedef struct eng_request {
     int want_state;
 
     int64_t submit_ns;    /* eng_now_mono_ns() at eng_sched_submit (queue wait) */
+    int from_host;        /* set by the engine: its session came back from host memory */
     struct {              /* the engine's own bookkeeping; the loop never reads it */
         int choices_left; /* choices not ended yet */
         int n_gen;        /* tokens generated over the ended choices */

@@ -63,7 +63,9 @@ struct eng_sched {
     /* engine thread only */
     eng_model *model;
     eng_state_pool *pool;
-    eng_session_table sessions;
+    eng_session_table sessions;  /* sessions with a state-pool slot: entry i owns slot i */
+    eng_session_table host;      /* idle sessions moved to host memory (sched_tier.c) */
+    unsigned char **host_states; /* (host.capacity) their state bytes, malloc'ed */
     eng_request *wait_head, *wait_tail;
     int n_waiting;
     sched_seq *seqs;          /* (max_batch) the first n_active are live */
@@ -107,6 +109,23 @@ eng_event *eng_evlist_add(eng_evlist *l, eng_event_kind kind, eng_request *r);
  * code's default message). */
 void eng_evlist_error(eng_evlist *l, eng_request *r, const ssmd_err *err);
 void eng_evlist_error_code(eng_evlist *l, eng_request *r, int code, const char *msg);
+
+/* ---- the host tier (sched_tier.c) ---- */
+
+/* Sizes the host tier from opts.host_session_bytes (none when it holds
+ * less than one state).  Returns SSMD_OK or SSMD_ENOMEM. */
+int eng_sched_tier_init(eng_sched *s, ssmd_err *err);
+void eng_sched_tier_free(eng_sched *s);
+/* Makes sure the session table has a free entry, moving the least recently
+ * used idle session to the host tier (or dropping it, without one).
+ * Returns SSMD_OK, or SSMD_EFULL when every session is busy. */
+int eng_sched_tier_make_room(eng_sched *s, ssmd_err *err);
+/* Brings session id back from the host tier into the session table and
+ * its slot.  Returns its index; -1 when the host tier does not hold it;
+ * -2 (err set) when no slot can be freed (it stays on the host). */
+int eng_sched_tier_unpark(eng_sched *s, const char *id, ssmd_err *err);
+/* Removes the host sessions idle beyond --session-ttl. */
+void eng_sched_tier_expire(eng_sched *s, double now_s);
 
 /* ---- sessions (sched_session.c) ---- */
 

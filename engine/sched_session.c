@@ -1,8 +1,9 @@
 /* sched_session.c - the engine thread's session operations: create, info,
  * delete, fork, state export and import; the checks a request on a session
  * passes (unknown, busy, the session store's version tags); a completion
- * taking and releasing its session; TTL expiry.  LRU eviction itself is
- * the session table's (session.c).
+ * taking and releasing its session; TTL expiry.  A session found in the
+ * host tier is brought back first, and making room for a new one moves the
+ * least recently used idle session there (sched_tier.c).
  *
  * Engine thread only (eng_sched_each_session: after the thread ended).
  * Must never queue or admit completions, or run the model: it only moves
@@ -39,8 +40,14 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out)
     eng_session_table *t = &s->sessions;
     int idx = eng_session_find(t, r->session, &err);
     if (idx < 0) {
-        eng_evlist_error(out, r, &err);
-        return -1;
+        ssmd_err full = {0};
+        int back = eng_sched_tier_unpark(s, r->session, &full);
+        if (back < 0) {
+            eng_evlist_error(out, r, back == -2 ? &full : &err);
+            return -1;
+        }
+        idx = back;
+        r->from_host = 1;
     }
     if (t->entries[idx].busy) {
         eng_evlist_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
@@ -57,6 +64,15 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out)
         return -1;
     }
     return idx;
+}
+
+/* A new session (id: a client's choice, or NULL) with a free entry: the
+ * least recently used idle one moves to the host tier first if needed.
+ * Returns its index or the error code (err set). */
+static int session_create(eng_sched *s, const char *id, double now, ssmd_err *err)
+{
+    int rc = eng_sched_tier_make_room(s, err);
+    return rc != SSMD_OK ? rc : eng_session_create(&s->sessions, id, now, NULL, err);
 }
 
 /* An import's blob fits this model; else appends the error, returns 0. */
@@ -81,10 +97,11 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
     int idx = -1, changed = -1; /* changed: the session whose state this op set */
     if (r->op == ENG_OP_STATE_IMPORT && !import_valid(s, r, out))
         return;
-    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0) {
+    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0 &&
+        eng_sched_tier_unpark(s, r->session, &err) == -1) {
         /* Importing a session this replica does not hold creates it (a
          * handoff from a draining peer, or the session store). */
-        idx = eng_session_create(t, r->session, now, NULL, &err);
+        idx = session_create(s, r->session, now, &err);
         if (idx < 0) {
             eng_evlist_error(out, r, &err);
             return;
@@ -101,7 +118,11 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
             eng_evlist_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
             return;
         }
-        idx = eng_session_create(t, r->session, now, NULL, &err);
+        if (eng_session_find(&s->host, r->session, NULL) >= 0) {
+            eng_evlist_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
+            return;
+        }
+        idx = session_create(s, r->session, now, &err);
         if (idx < 0) {
             eng_evlist_error(out, r, &err);
             return;
@@ -119,7 +140,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
     case ENG_OP_SESSION_FORK: {
         t->entries[idx].busy = 1; /* never the one evicted to make room */
         t->entries[idx].last_used_s = now;
-        int n = eng_session_create(t, NULL, now, NULL, &err);
+        int n = session_create(s, NULL, now, &err);
         t->entries[idx].busy = 0;
         if (n < 0) {
             eng_evlist_error(out, r, &err);
@@ -237,12 +258,17 @@ void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event 
 
 void eng_sched_session_expire(eng_sched *s)
 {
-    eng_session_expire(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+    double now = eng_now_wall_s();
+    eng_session_expire(&s->sessions, now, s->opts.session_ttl_s);
+    eng_sched_tier_expire(s, now);
 }
 
 double eng_sched_session_wait_s(const eng_sched *s)
 {
-    return eng_session_next_expiry(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+    double now = eng_now_wall_s();
+    double a = eng_session_next_expiry(&s->sessions, now, s->opts.session_ttl_s);
+    double b = s->host.capacity ? eng_session_next_expiry(&s->host, now, s->opts.session_ttl_s) : -1;
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
@@ -260,8 +286,19 @@ int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
         eng_state_slot_read(s->pool, i, state);
         n++;
         if (fn(arg, &info, state, s->info.state_bytes))
+            goto done;
+    }
+    for (int i = 0; i < s->host.capacity; i++) { /* and those in host memory */
+        const eng_session *ss = &s->host.entries[i];
+        if (!ss->in_use)
+            continue;
+        eng_session_info info;
+        session_info(ss, &info);
+        n++;
+        if (fn(arg, &info, s->host_states[i], s->info.state_bytes))
             break;
     }
+done:
     free(state);
     return n;
 }

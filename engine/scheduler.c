@@ -35,6 +35,7 @@ static void ev_post(eng_sched *s, eng_evlist *l)
     s->stats.running = s->n_active;
     s->stats.waiting = s->n_waiting;
     s->stats.sessions = s->sessions.n_live;
+    s->stats.sessions_host = s->host.n_live;
     pthread_mutex_unlock(&s->lock);
     l->head = l->tail = NULL;
     if (s->notify)
@@ -201,12 +202,18 @@ static int load(eng_sched *s, ssmd_err *err)
     if (rc != SSMD_OK)
         return rc;
     eng_model_info *in = &s->info;
+    in->state_bytes = eng_model_state_bytes(s->model); /* the host tier is sized by it */
+    rc = eng_sched_tier_init(s, err);
+    if (rc != SSMD_OK)
+        return rc;
+    pthread_mutex_lock(&s->lock);
+    s->stats.host_capacity = s->host.capacity;
+    pthread_mutex_unlock(&s->lock);
     const eng_model_config *cfg = eng_model_cfg(s->model);
     in->tok = eng_model_tokenizer(s->model);
     in->n_vocab = eng_model_n_vocab(s->model);
     in->eos_id = cfg->eos_token_id;
     in->bos_id = cfg->bos_token_id;
-    in->state_bytes = eng_model_state_bytes(s->model);
     snprintf(in->fingerprint, sizeof in->fingerprint, "%s", eng_model_fingerprint(s->model));
     snprintf(in->dtype, sizeof in->dtype, "%s", eng_model_dtype_name(s->model));
     in->n_params = eng_model_n_params(s->model);
@@ -454,6 +461,7 @@ void eng_sched_destroy(eng_sched *s)
     free(s->chunk_req);
     free(s->chunk_err);
     free(s->prefill_logits);
+    eng_sched_tier_free(s);
     eng_session_table_free(&s->sessions);
     if (s->pool)
         eng_state_pool_destroy(s->pool);

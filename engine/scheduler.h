@@ -30,6 +30,8 @@ typedef struct eng_sched_opts {
     double session_ttl_s; /* idle seconds before a session expires; <= 0 never */
     int max_step_tokens; /* prompt tokens prefilled per iteration beside the
                           * decode step; <= 0: eng_sched_default_step_tokens */
+    size_t host_session_bytes; /* host memory for idle sessions moved out of the
+                                * state pool; 0: none (the oldest is dropped) */
     int prefill_unbatched; /* test seam: each chunk prefilled alone, not in one
                             * batched pass (the reference a test compares with) */
 } eng_sched_opts;
@@ -67,7 +69,11 @@ extern const double eng_queue_wait_bounds_s[ENG_WAIT_BUCKETS - 1];
 typedef struct eng_sched_stats {
     int running;
     int waiting;
-    int sessions;
+    int sessions;                               /* in the state pool */
+    int sessions_host;                          /* in host memory */
+    int host_capacity;                          /* sessions host memory holds */
+    uint64_t sessions_to_host, sessions_from_host; /* moves between the tiers */
+    uint64_t sessions_dropped;                  /* evicted for lack of room in any tier */
     uint64_t prompt_tokens;
     uint64_t gen_tokens;
     uint64_t steps;

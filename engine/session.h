@@ -68,6 +68,10 @@ uint64_t eng_session_new_gen(void);
  * live id in full, so the time taken does not depend on where ids differ. */
 int eng_session_find(const eng_session_table *t, const char *id, ssmd_err *err);
 
+/* Index of the least recently used idle session, or -1 when every live
+ * session is busy (or none lives). */
+int eng_session_lru_idle(const eng_session_table *t);
+
 /* Frees entry idx (must be in use and not busy). */
 void eng_session_remove(eng_session_table *t, int idx);
 

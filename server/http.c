@@ -324,7 +324,7 @@ static void conn_log(const srv_conn *c, enum MHD_RequestTerminationCode toe)
         return;
     srv_log_req r = {c->method, c->path, c->queued ? c->status : 499u,
                      (double)(eng_now_mono_ns() - c->t_accept_ns) * 1e-6, -1, -1, c->session, c->streaming,
-                     c->gen.has_seed, c->gen.seed, c->status >= 400 ? c->why : ""};
+                     c->gen.has_seed, c->gen.seed, c->status >= 400 ? c->why : "", c->tier};
     if (c->gen.usage_known) {
         r.prompt_tokens = c->gen.n_prompt;
         r.completion_tokens = c->gen.n_gen;

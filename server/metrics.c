@@ -109,6 +109,14 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     gauge(&b, "ssmd_requests_running", "gauge", "completions in the decode batch", st->running);
     gauge(&b, "ssmd_requests_waiting", "gauge", "completions queued for a batch slot", st->waiting);
     gauge(&b, "ssmd_sessions_live", "gauge", "sessions holding a state slot", st->sessions);
+    gauge(&b, "ssmd_sessions_host", "gauge", "idle sessions moved to host memory (--host-session-memory)",
+          st->sessions_host);
+    gauge(&b, "ssmd_sessions_to_host_total", "counter", "sessions moved from the state pool to host memory",
+          (double)st->sessions_to_host);
+    gauge(&b, "ssmd_sessions_from_host_total", "counter", "sessions moved back from host memory for a request",
+          (double)st->sessions_from_host);
+    gauge(&b, "ssmd_sessions_dropped_total", "counter", "sessions evicted for lack of room in any tier",
+          (double)st->sessions_dropped);
     gauge(&b, "ssmd_prompt_tokens_total", "counter", "prompt tokens of requests, as usage.prompt_tokens counts them", (double)st->prompt_tokens);
     gauge(&b, "ssmd_generation_tokens_total", "counter", "tokens generated", (double)st->gen_tokens);
     gauge(&b, "ssmd_completions_total", "counter", "completion requests finished", (double)m->completions_total);

@@ -57,6 +57,7 @@ static const opt_row opt_rows[] = {
     {"max-batch", OPT_LONG, "16", 1, 1024, 0, OFF(max_batch), "sequences decoded together per step", SERVE, NULL, 0},
     {"max-step-tokens", OPT_LONG, "0", 0, 1000000, 0, OFF(max_step_tokens), "prompt tokens prefilled per engine iteration beside the decode step (long prompts go in chunks, so running streams keep their pace); 0 = the backend's default (256 on cpu, 2048 on cuda)", SERVE, NULL, 0},
     {"max-sessions", OPT_LONG, "64", 1, 1000000, 0, OFF(max_sessions), "live sessions; the least recently used idle one is evicted beyond", SERVE, NULL, 0},
+    {"host-session-memory", OPT_LONG, "1073741824", 0, 1e15, 0, OFF(host_session_memory), "bytes of host memory for idle sessions moved out of the state pool when it is full (they move back on their next request); 0 = none: the least recently used is dropped", SERVE, NULL, 0},
     {"session-ttl", OPT_DOUBLE, "3600", 0, 1e9, 0, OFF(session_ttl), "seconds an idle session lives (0 = forever)", SERVE, NULL, 0},
     {"max-queue", OPT_LONG, "256", 0, 1000000, 0, OFF(max_queue), "completions waiting for a batch slot before 429", SERVE, NULL, 0},
     {"max-body", OPT_LONG, "8388608", 64, 1e10, 0, OFF(max_body), "largest JSON request body in bytes (413 beyond)", SERVE, NULL, 0},

@@ -104,6 +104,8 @@ struct srv_conn {
     /* session store (store.c): while it works for this request, the engine
      * request or its final event waits here instead of in the engine */
     int store_tries;         /* loads from the store tried for this request */
+    int store_loaded;        /* its session was loaded from the store */
+    const char *tier;        /* the session's tier that served it (log): "pool", "host", "store" */
     eng_request *store_held; /* our request, back from the engine, waiting for a load */
     eng_request *store_aux;  /* the store's own import request, in the engine */
     eng_event *store_ev;     /* an event held until the store answers */

@@ -350,6 +350,7 @@ int srv_store_on_event(srv_store *st, srv_conn *c, eng_event *e)
         c->store_ev = NULL;
         if (e->kind == ENG_EV_RESULT && !c->closed && !c->abort && !st->srv->engine_stopped) {
             st->srv->metrics.store_loads_total++;
+            c->store_loaded = 1;
             eng_event_free(notfound); /* not its request: that goes round again */
             held->expect_gen = 0;
             eng_sched_submit(st->srv->sched, held);

@@ -7,7 +7,8 @@
  * 7 and 512; prompts
  * are prefilled first come, first served; a running stream gets a token
  * every iteration while a 4,000-token prompt is prefilled; n choices come
- * from one prefill and equal separate requests seeded seed + k.
+ * from one prefill and equal separate requests seeded seed + k; sessions
+ * moved to host memory and back continue exactly.
  *
  * No sleeping: the test waits on the notify callback (10 s at most per
  * event, then fails), and eng_sched_hold lets it queue several requests
@@ -88,6 +89,8 @@ static void event_done(eng_event *e)
     eng_event_free(e);
 }
 
+static size_t host_bytes; /* the next start's --host-session-memory (0: none) */
+
 static void start_full(harness *h, int max_batch, int max_sessions, int max_step_tokens, int unbatched)
 {
     memset(h, 0, sizeof *h);
@@ -102,6 +105,7 @@ static void start_full(harness *h, int max_batch, int max_sessions, int max_step
     o.max_sessions = max_sessions;
     o.max_step_tokens = max_step_tokens;
     o.prefill_unbatched = unbatched;
+    o.host_session_bytes = host_bytes;
     ssmd_err err = {0};
     ck_assert_int_eq(eng_sched_start(&o, on_notify, h, &h->s, &err), SSMD_OK);
     eng_event *e = next_event(h);
@@ -625,6 +629,79 @@ START_TEST(test_n_choices_refused)
 }
 END_TEST
 
+/* ---- the host tier ---- */
+
+/* Runs a greedy 4-token completion on session id (prompt from salt) and
+ * stores its tokens in out. */
+static void session_turn(harness *h, const char *id, uint32_t salt, int32_t out[4])
+{
+    eng_request *r = prompt_completion(id, 5, salt, 0, 4);
+    eng_sched_submit(h->s, r);
+    for (int n = 0;;) {
+        eng_event *e = next_event(h);
+        ck_assert_ptr_eq(e->req, r);
+        if (e->kind == ENG_EV_TOKEN)
+            out[n++] = e->token;
+        int final = is_final(e);
+        ck_assert_msg(!final || e->kind == ENG_EV_DONE, "turn failed: %s", e->err.msg);
+        event_done(e);
+        if (final)
+            break;
+    }
+}
+
+/* Two slots for sessions and host memory for two more: four sessions take
+ * a turn each, so the two oldest move to the host; their second turns
+ * (moved back, moving others out) give exactly the tokens of sessions that
+ * never moved.  With host memory for one, the oldest is dropped. */
+START_TEST(test_host_tier_exact)
+{
+    enum { N = 4 };
+    int32_t ref[N][2][4], got[N][2][4];
+    char ids[N][ENG_SESSION_ID_HEX + 1];
+    int code;
+    harness h;
+    host_bytes = 0;
+    start(&h, 2, N); /* the reference: every session keeps its slot */
+    size_t state_bytes = eng_sched_model_info(h.s)->state_bytes;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+    for (int turn = 0; turn < 2; turn++)
+        for (int i = 0; i < N; i++)
+            session_turn(&h, ids[i], (uint32_t)(10 * turn + i), ref[i][turn]);
+    stop(&h);
+
+    host_bytes = 2 * state_bytes;
+    start(&h, 2, 2);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+        session_turn(&h, ids[i], (uint32_t)i, got[i][0]);
+    }
+    for (int i = 0; i < N; i++)
+        session_turn(&h, ids[i], (uint32_t)(10 + i), got[i][1]);
+    ck_assert_int_eq(memcmp(got, ref, sizeof ref), 0);
+    eng_sched_stats st;
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_int_eq(st.host_capacity, 2);
+    ck_assert_uint_ge(st.sessions_to_host, 4);
+    ck_assert_uint_ge(st.sessions_from_host, 4);
+    ck_assert_uint_eq(st.sessions_dropped, 0);
+    stop(&h);
+
+    host_bytes = state_bytes; /* one in host memory: a third session drops the first */
+    start(&h, 2, 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_INFO, ids[0]), &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_ENOTFOUND);
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_INFO, ids[1]), &code, NULL), ENG_EV_RESULT);
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_uint_eq(st.sessions_dropped, 1);
+    stop(&h);
+    host_bytes = 0;
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -639,6 +716,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_running_stream_not_stalled);
     tcase_add_test(tc, test_n_choices_from_one_prefill);
     tcase_add_test(tc, test_n_choices_refused);
+    tcase_add_test(tc, test_host_tier_exact);
     suite_add_tcase(s, tc);
     return s;
 }

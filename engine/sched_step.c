@@ -1,6 +1,8 @@
 /* sched_step.c - one engine iteration over the active sequences (see
- * sched_internal.h): the prefill phase under the per-iteration token budget,
- * then the batched decode step; and how a sequence ends.
+ * sched_internal.h): the prefill phase under the per-iteration token budget
+ * (the chunks of one iteration in one batched pass), the fork of a
+ * request's n choices once its prompt is in, then the batched decode step;
+ * and how a sequence ends.
  *
  * Why a budget: a prompt prefilled whole stalls every running stream for
  * as long as it takes.  Here an iteration prefills at most max_step_tokens

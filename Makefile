@@ -167,6 +167,11 @@ bench: $(BENCH_BIN) $(BUILD)/ssmd
 # latency per concurrency level.
 bench-serve: $(BUILD)/rel/bench/bench_serve $(BUILD)/ssmd
 	$(BUILD)/rel/bench/bench_serve --server $(BUILD)/ssmd --model $(or $(MODEL),tests/fixtures/mamba/untied_bias) --concurrency 1,4,16
+	@echo "mixed-length load (prompts of 16-4000 tokens): whole prompts in one step, as before issue 16, then the default --max-step-tokens"
+	$(BUILD)/rel/bench/bench_serve --server $(BUILD)/ssmd --model $(or $(MODEL),models/default) --concurrency 16,64 \
+	  --prompt-len 16-4000 --requests $(or $(MIXED_REQUESTS),128) --server-arg --max-step-tokens --server-arg 1000000
+	$(BUILD)/rel/bench/bench_serve --server $(BUILD)/ssmd --model $(or $(MODEL),models/default) --concurrency 16,64 \
+	  --prompt-len 16-4000 --requests $(or $(MIXED_REQUESTS),128)
 
 # Retrains the embedded default model from the KJV text (CPU, ~25 min;
 # needs python3-torch, see models/train/README.md).

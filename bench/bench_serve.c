@@ -5,7 +5,11 @@
  * N clients that each send streaming greedy completions back to back, and
  * reports request and output-token throughput with TTFT, inter-token and
  * end-to-end latency (mean, p50, p99).  Batching gains show as tokens/s at
- * 16 clients against 1.  Never needs Python; only libcurl and jansson.
+ * 16 clients against 1.  --prompt-len MIN-MAX draws each prompt's length
+ * uniformly (a mixed-length load: long prompts arriving beside running
+ * streams), and --server-arg passes flags to the server it starts (e.g.
+ * --max-step-tokens, to compare prefill schedules in one run).  Never needs
+ * Python; only libcurl and jansson.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -101,8 +105,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static void client_arm(client *c, const char *url, int n_vocab, int prompt_len, int max_tokens, unsigned *seed)
+static void client_arm(client *c, const char *url, int n_vocab, int len_min, int len_max, int max_tokens,
+                       unsigned *seed)
 {
+    int prompt_len = len_min + (len_max > len_min ? rand_r(seed) % (len_max - len_min + 1) : 0);
     json_t *p = json_array();
     for (int i = 0; i < prompt_len; i++)
         json_array_append_new(p, json_integer(rand_r(seed) % n_vocab));
@@ -136,8 +142,9 @@ static void summary(const char *name, vec *a, double scale, const char *unit)
     double sum = 0;
     for (size_t i = 0; i < a->n; i++)
         sum += a->v[i];
-    printf("  %s mean %.1f p50 %.1f p99 %.1f %s", name, sum / (double)a->n * scale, a->v[a->n / 2] * scale,
-           a->v[(size_t)((double)(a->n - 1) * 0.99)] * scale, unit);
+    double p50 = a->v[a->n / 2], p99 = a->v[(size_t)((double)(a->n - 1) * 0.99)];
+    printf("  %s mean %.1f p50 %.1f p99 %.1f %s (p99/p50 %.1f)", name, sum / (double)a->n * scale, p50 * scale,
+           p99 * scale, unit, p50 > 0 ? p99 / p50 : 0.0);
 }
 
 static int free_port(void)
@@ -173,7 +180,9 @@ static long http_get(const char *url, char **out)
 int main(int argc, char **argv)
 {
     const char *server = NULL, *model = NULL, *levels = "1,4,16", *threads = NULL;
-    int port = 0, requests = 32, max_tokens = 64, prompt_len = 32;
+    int port = 0, requests = 32, max_tokens = 64, len_min = 32, len_max = 32;
+    const char *server_args[8];
+    int n_server_args = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--server") && v) server = argv[++i];
@@ -182,12 +191,16 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--concurrency") && v) levels = argv[++i];
         else if (!strcmp(a, "--requests") && v) requests = atoi(argv[++i]);
         else if (!strcmp(a, "--max-tokens") && v) max_tokens = atoi(argv[++i]);
-        else if (!strcmp(a, "--prompt-len") && v) prompt_len = atoi(argv[++i]);
+        else if (!strcmp(a, "--prompt-len") && v) {
+            if (sscanf(argv[++i], "%d-%d", &len_min, &len_max) != 2)
+                len_max = len_min;
+        }
+        else if (!strcmp(a, "--server-arg") && v && n_server_args < 8) server_args[n_server_args++] = argv[++i];
         else if (!strcmp(a, "--threads") && v) threads = argv[++i];
         else {
             fprintf(stderr, "usage: bench_serve (--server BIN --model DIR | --port P) [--concurrency 1,4,16]\n"
-                            "       [--requests N per level (32)] [--max-tokens N (64)] [--prompt-len N (32)]\n"
-                            "       [--threads N]\n");
+                            "       [--requests N per level (32)] [--max-tokens N (64)]\n"
+                            "       [--prompt-len N | MIN-MAX (32)] [--threads N] [--server-arg ARG]...\n");
             return 2;
         }
     }
@@ -203,9 +216,16 @@ int main(int argc, char **argv)
         snprintf(ps, sizeof ps, "%d", port);
         pid = fork();
         if (pid == 0) {
-            const char *args[] = {server, "serve", "--model", model, "--port", ps, "--max-batch", "64",
-                                  "--max-queue", "4096", "--max-tokens", "100000",
-                                  threads ? "--threads" : NULL, threads, NULL};
+            const char *args[32] = {server, "serve", "--model", model, "--port", ps, "--max-batch", "64",
+                                    "--max-queue", "4096", "--max-tokens", "100000", "--quiet"};
+            int n = 13;
+            if (threads) {
+                args[n++] = "--threads";
+                args[n++] = threads;
+            }
+            for (int k = 0; k < n_server_args; k++)
+                args[n++] = server_args[k];
+            args[n] = NULL;
             execv(server, (char *const *)args);
             perror("exec");
             _exit(127);
@@ -230,9 +250,12 @@ int main(int argc, char **argv)
     json_t *mj = json_loads(body ? body : "", 0, NULL);
     json_t *meta = json_object_get(json_array_get(json_object_get(mj, "data"), 0), "meta");
     int n_vocab = (int)json_integer_value(json_object_get(meta, "n_vocab"));
-    printf("model %s, n_vocab %d, prompt %d tokens, %d output tokens per request, %d requests per level\n",
+    printf("model %s, n_vocab %d, prompt %d-%d tokens, %d output tokens per request, %d requests per level",
            json_string_value(json_object_get(json_array_get(json_object_get(mj, "data"), 0), "id")), n_vocab,
-           prompt_len, max_tokens, requests);
+           len_min, len_max, max_tokens, requests);
+    for (int k = 0; k < n_server_args; k++)
+        printf("%s%s", k ? " " : ", server flags: ", server_args[k]);
+    printf("\n");
     json_decref(mj);
     free(body);
     if (n_vocab <= 0)
@@ -257,7 +280,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < conc && issued < requests; i++, issued++) {
             cl[i].hdrs = hdrs;
             cl[i].st = &st;
-            client_arm(&cl[i], url, n_vocab, prompt_len, max_tokens, &seed);
+            client_arm(&cl[i], url, n_vocab, len_min, len_max, max_tokens, &seed);
             curl_multi_add_handle(m, cl[i].h);
         }
         int running = 1;
@@ -282,7 +305,7 @@ int main(int argc, char **argv)
                 curl_multi_remove_handle(m, c->h);
                 if (issued < requests) {
                     issued++;
-                    client_arm(c, url, n_vocab, prompt_len, max_tokens, &seed);
+                    client_arm(c, url, n_vocab, len_min, len_max, max_tokens, &seed);
                     curl_multi_add_handle(m, c->h);
                     running = 1;
                 }

@@ -1,7 +1,8 @@
 /* soak.c - long mixed-traffic soak of `ssmd serve` (make soak).
  *
- * Starts the server (--server BIN --model DIR, small --max-sessions so
- * eviction happens) on a free loopback port, runs --clients threads of mixed
+ * Starts the server (--server BIN --model DIR, small --max-sessions and
+ * --host-session-memory so sessions move to host memory and get evicted
+ * from it) on a free loopback port, runs --clients threads of mixed
  * traffic for --seconds (completions streamed and not, chat, sessions
  * created / continued / forked / exported / imported / deleted, clients that
  * vanish mid-stream, bad requests, probes), samples the server's RSS
@@ -400,7 +401,9 @@ static int start_server(soak *S, const char *log)
     snprintf(ms, sizeof ms, "%d", S->o->max_sessions);
     const char *argv[] = {S->o->server, "serve", "--model", S->o->model, "--host", "127.0.0.1", "--port", port,
                           "--max-sessions", ms, "--max-batch", "4", "--max-queue", "64", "--threads", "1",
-                          "--session-ttl", "20", "--conn-timeout", "10", "--quiet", NULL, NULL, NULL};
+                          "--session-ttl", "20", "--conn-timeout", "10", "--quiet",
+                          /* a small host tier: sessions move out, back, and off its end */
+                          "--host-session-memory", "4000000", NULL, NULL, NULL};
     if (S->o->session_store) { /* the two spare slots before the final NULL */
         argv[sizeof argv / sizeof *argv - 3] = "--session-store";
         argv[sizeof argv / sizeof *argv - 2] = S->o->session_store;

@@ -53,6 +53,12 @@ typedef struct eng_arch {
      * memory; ids already validated. */
     void (*prefill)(void *arch, float *state, const int32_t *ids, int n, float *logits,
                     int all_logits);
+    /* Optional: several prefills at once, sequence k consuming ids[k][0..n[k])
+     * into states[k] (distinct) with logits[k] as prefill's logits
+     * (all_logits 0); ids validated.  NULL: the engine calls prefill for
+     * each. */
+    void (*prefill_multi)(void *arch, float *const *states, const int32_t *const *ids, const int *n,
+                          float *const *logits, int n_seq);
     /* As eng_model_decode; pool = slot 0's state, slots validated. */
     void (*decode)(void *arch, float *pool, const int32_t *slots, const int32_t *ids, int batch,
                    float *logits);

@@ -16,6 +16,7 @@
 #include "engine/backend.h"
 #include "engine/state_pool.h"
 #include "engine/tensor.h"
+#include "engine/xalloc.h"
 
 struct eng_model {
     eng_model_config cfg;
@@ -179,6 +180,47 @@ int eng_model_prefill(eng_model *m, eng_state_pool *pool, int slot, const int32_
     if (rc || n == 0)
         return rc;
     m->arch->prefill(m->arch_state, eng_state_slot_ptr(pool, slot), ids, n, logits, all_logits);
+    return SSMD_OK;
+}
+
+int eng_model_prefill_multi(eng_model *m, eng_state_pool *pool, const eng_prefill_chunk *chunks, int n,
+                            ssmd_err *err)
+{
+    for (int k = 0; k < n; k++) {
+        const eng_prefill_chunk *c = &chunks[k];
+        if (eng_state_pool_model(pool) != m || c->slot < 0 || c->slot >= eng_state_pool_n_slots(pool))
+            return ssmd_err_set(err, SSMD_EINVAL, "prefill: slot %d is not in the pool", c->slot);
+        if (c->n < 1)
+            return ssmd_err_set(err, SSMD_EINVAL, "prefill: chunk %d is empty", k);
+        for (int j = 0; j < k; j++)
+            if (chunks[j].slot == c->slot)
+                return ssmd_err_set(err, SSMD_EINVAL, "prefill: slot %d appears twice", c->slot);
+        int rc = check_ids(m, c->ids, c->n, err);
+        if (rc)
+            return rc;
+    }
+    if (!m->arch->prefill_multi || n == 1) {
+        for (int k = 0; k < n; k++)
+            m->arch->prefill(m->arch_state, eng_state_slot_ptr(pool, chunks[k].slot), chunks[k].ids,
+                             chunks[k].n, chunks[k].logits, 0);
+        return SSMD_OK;
+    }
+    /* the family's form: parallel arrays */
+    float **states = xcalloc((size_t)n, sizeof *states);
+    const int32_t **ids = xcalloc((size_t)n, sizeof *ids);
+    int *lens = xcalloc((size_t)n, sizeof *lens);
+    float **logits = xcalloc((size_t)n, sizeof *logits);
+    for (int k = 0; k < n; k++) {
+        states[k] = eng_state_slot_ptr(pool, chunks[k].slot);
+        ids[k] = chunks[k].ids;
+        lens[k] = chunks[k].n;
+        logits[k] = chunks[k].logits;
+    }
+    m->arch->prefill_multi(m->arch_state, states, ids, lens, logits, n);
+    free(logits);
+    free(lens);
+    free(ids);
+    free(states);
     return SSMD_OK;
 }
 

@@ -58,6 +58,22 @@ const char *eng_model_fingerprint(const eng_model *m);
 int eng_model_prefill(eng_model *m, eng_state_pool *pool, int slot, const int32_t *ids, int n,
                       float *logits, int all_logits, ssmd_err *err);
 
+/* One sequence's part of eng_model_prefill_multi. */
+typedef struct eng_prefill_chunk {
+    int slot;
+    const int32_t *ids;  /* (n) */
+    int n;               /* >= 1 */
+    float *logits;       /* NULL, or n_vocab floats for the chunk's last position */
+} eng_prefill_chunk;
+
+/* eng_model_prefill (all_logits 0) of n chunks, each into its own slot
+ * (distinct), in one pass where the family can: the projections run once
+ * over every chunk's tokens, the scan of each from its own state.  Returns
+ * SSMD_OK, or SSMD_EINVAL (a bad slot, length or id; no state changed).
+ * Engine thread only. */
+int eng_model_prefill_multi(eng_model *m, eng_state_pool *pool, const eng_prefill_chunk *chunks, int n,
+                            ssmd_err *err);
+
 /* Advances batch sequences by one token each: sequence b is in slot
  * slots[b] and consumes ids[b]; slots are distinct, in any order.  logits
  * receives batch x n_vocab rows.  batch <= opts.max_batch.  Returns SSMD_OK

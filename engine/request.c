@@ -33,6 +33,7 @@ eng_request *eng_request_new(eng_op op)
     eng_request *r = xcalloc(1, sizeof *r);
     r->op = op;
     r->blob_pending = -1;
+    r->n_choices = 1;
     eng_sampling_defaults(&r->sampling);
     atomic_init(&r->canceled, 0);
     return r;

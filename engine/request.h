@@ -50,6 +50,16 @@ typedef struct eng_request {
     int n_prompt;
     int max_tokens;                      /* >= 0 */
     int ignore_eos;
+    /* On a session: the prompt is the whole conversation (a chat request),
+     * not only what is new.  The engine checks that it starts with the
+     * session's history (SSMD_ECONFLICT saying what differs if not) and
+     * prefills only the rest. */
+    int prompt_is_history;
+    /* Choices sampled from one prefill (>= 1; 1 on a session): the state
+     * after the prompt is copied n ways, and choice k samples with seed
+     * sampling.seed + k (wrapping), so choice k equals a request of its
+     * own with that seed. */
+    int n_choices;
     eng_sampling sampling;               /* its json_schema is json_schema below */
     struct eng_json_schema *json_schema; /* response_format json_schema, compiled, owned; or NULL */
     int n_stop;
@@ -62,6 +72,7 @@ typedef struct eng_request {
     int32_t blob_pending;
     int64_t blob_n_tokens;
     uint64_t blob_gen;                   /* the version tag to keep; 0 = a new one */
+    eng_session_history blob_hist;       /* known = 0: the export carried none */
 
     /* Session store support (server/store.c): a nonzero expect_gen makes a
      * request on a session fail with SSMD_ESTALE unless the session's
@@ -71,6 +82,14 @@ typedef struct eng_request {
     uint64_t expect_gen;                 /* or ENG_GEN_DELETED: drop the copy held here */
     int want_state;
 
+    int64_t submit_ns;    /* eng_now_mono_ns() at eng_sched_submit (queue wait) */
+    int from_host;        /* set by the engine: its session came back from host memory */
+    struct {              /* the engine's own bookkeeping; the loop never reads it */
+        int choices_left; /* choices not ended yet */
+        int n_gen;        /* tokens generated over the ended choices */
+        int failed;       /* a choice ended with an error: the final event is err */
+        ssmd_err err;
+    } run;
     atomic_int canceled;  /* set by the loop: stop within one decode step */
     void *udata;          /* the loop's own pointer; the engine never reads it */
 } eng_request;
@@ -81,7 +100,9 @@ typedef enum eng_event_kind {
     ENG_EV_RESULT,     /* final: a session op succeeded */
     ENG_EV_ERROR,      /* final: failed or canceled (err) */
     ENG_EV_LOADED,     /* req == NULL: the model is loaded, admitting */
-    ENG_EV_LOAD_FAILED /* req == NULL: loading failed (err); the thread ended */
+    ENG_EV_LOAD_FAILED, /* req == NULL: loading failed (err); the thread ended */
+    ENG_EV_CHOICE_END  /* one choice of an n > 1 request finished (choice, finish, text tail);
+                        * the last choice to finish gets the DONE instead */
 } eng_event_kind;
 
 typedef struct eng_session_info {
@@ -91,6 +112,7 @@ typedef struct eng_session_info {
     uint64_t gen;
     double created_s;
     double last_used_s;
+    eng_session_history hist;
 } eng_session_info;
 
 typedef struct eng_event {
@@ -99,15 +121,18 @@ typedef struct eng_event {
     eng_event_kind kind;
     /* TOKEN */
     int32_t token;
+    uint64_t step;        /* the engine iteration that produced it (1, 2, ...) */
+    /* TOKEN, CHOICE_END, DONE: which choice (0 .. n_choices - 1) */
+    int choice;
     int has_logprobs;
     eng_logprobs lp;
     /* TOKEN, DONE: released text (malloc'ed, owned by the event; may be NULL) */
     char *text;
     size_t text_len;
-    /* DONE */
+    /* CHOICE_END, DONE */
     eng_finish finish;
-    int n_prompt_tokens;  /* tokens prefilled for this request */
-    int n_gen_tokens;
+    int n_prompt_tokens;  /* DONE: the request's prompt tokens (once, whatever n_choices) */
+    int n_gen_tokens;     /* DONE: over all choices; CHOICE_END: this choice's */
     /* RESULT (and any final event of a want_state request) */
     eng_session_info info;
     unsigned char *blob;  /* STATE_EXPORT, want_state: slot bytes, malloc'ed, owned */

@@ -1,8 +1,9 @@
 /* sched_session.c - the engine thread's session operations: create, info,
  * delete, fork, state export and import; the checks a request on a session
  * passes (unknown, busy, the session store's version tags); a completion
- * taking and releasing its session; TTL expiry.  LRU eviction itself is
- * the session table's (session.c).
+ * taking and releasing its session; TTL expiry.  A session found in the
+ * host tier is brought back first, and making room for a new one moves the
+ * least recently used idle session there (sched_tier.c).
  *
  * Engine thread only (eng_sched_each_session: after the thread ended).
  * Must never queue or admit completions, or run the model: it only moves
@@ -21,6 +22,7 @@ static void session_info(const eng_session *ss, eng_session_info *out)
     out->gen = ss->gen;
     out->created_s = ss->created_s;
     out->last_used_s = ss->last_used_s;
+    out->hist = ss->hist;
 }
 
 /* Gives e session idx's info and a copy of its state bytes. */
@@ -38,8 +40,14 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out)
     eng_session_table *t = &s->sessions;
     int idx = eng_session_find(t, r->session, &err);
     if (idx < 0) {
-        eng_evlist_error(out, r, &err);
-        return -1;
+        ssmd_err full = {0};
+        int back = eng_sched_tier_unpark(s, r->session, &full);
+        if (back < 0) {
+            eng_evlist_error(out, r, back == -2 ? &full : &err);
+            return -1;
+        }
+        idx = back;
+        r->from_host = 1;
     }
     if (t->entries[idx].busy) {
         eng_evlist_error_code(out, r, SSMD_ECONFLICT, "session is busy with a running completion");
@@ -56,6 +64,15 @@ int eng_sched_session_find(eng_sched *s, eng_request *r, eng_evlist *out)
         return -1;
     }
     return idx;
+}
+
+/* A new session (id: a client's choice, or NULL) with a free entry: the
+ * least recently used idle one moves to the host tier first if needed.
+ * Returns its index or the error code (err set). */
+static int session_create(eng_sched *s, const char *id, double now, ssmd_err *err)
+{
+    int rc = eng_sched_tier_make_room(s, err);
+    return rc != SSMD_OK ? rc : eng_session_create(&s->sessions, id, now, NULL, err);
 }
 
 /* An import's blob fits this model; else appends the error, returns 0. */
@@ -80,10 +97,11 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
     int idx = -1, changed = -1; /* changed: the session whose state this op set */
     if (r->op == ENG_OP_STATE_IMPORT && !import_valid(s, r, out))
         return;
-    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0) {
+    if (r->op == ENG_OP_STATE_IMPORT && eng_session_find(t, r->session, NULL) < 0 &&
+        eng_sched_tier_unpark(s, r->session, &err) == -1) {
         /* Importing a session this replica does not hold creates it (a
          * handoff from a draining peer, or the session store). */
-        idx = eng_session_create(t, r->session, now, NULL, &err);
+        idx = session_create(s, r->session, now, &err);
         if (idx < 0) {
             eng_evlist_error(out, r, &err);
             return;
@@ -100,7 +118,11 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
             eng_evlist_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
             return;
         }
-        idx = eng_session_create(t, r->session, now, NULL, &err);
+        if (eng_session_find(&s->host, r->session, NULL) >= 0) {
+            eng_evlist_error_code(out, r, SSMD_ECONFLICT, "a session with this id already exists");
+            return;
+        }
+        idx = session_create(s, r->session, now, &err);
         if (idx < 0) {
             eng_evlist_error(out, r, &err);
             return;
@@ -118,7 +140,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
     case ENG_OP_SESSION_FORK: {
         t->entries[idx].busy = 1; /* never the one evicted to make room */
         t->entries[idx].last_used_s = now;
-        int n = eng_session_create(t, NULL, now, NULL, &err);
+        int n = session_create(s, NULL, now, &err);
         t->entries[idx].busy = 0;
         if (n < 0) {
             eng_evlist_error(out, r, &err);
@@ -127,6 +149,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_state_slot_copy(s->pool, n, idx);
         t->entries[n].pending = t->entries[idx].pending;
         t->entries[n].n_tokens = t->entries[idx].n_tokens;
+        t->entries[n].hist = t->entries[idx].hist;
         idx = changed = n; /* the answer is about the new session */
         break;
     }
@@ -139,6 +162,7 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_state_slot_write(s->pool, idx, r->blob);
         t->entries[idx].pending = r->blob_pending;
         t->entries[idx].n_tokens = r->blob_n_tokens;
+        t->entries[idx].hist = r->blob_hist; /* known = 0 when the export carried none */
         t->entries[idx].gen = r->blob_gen ? r->blob_gen : eng_session_new_gen();
         t->entries[idx].last_used_s = now;
         changed = idx;
@@ -154,20 +178,78 @@ void eng_sched_session_run_op(eng_sched *s, eng_request *r, eng_evlist *out)
         session_info(&t->entries[idx], &e->info);
 }
 
-void eng_sched_session_begin(eng_sched *s, int idx, int n_prompt)
+void eng_sched_session_begin(eng_sched *s, int idx)
+{
+    s->sessions.entries[idx].busy = 1;
+}
+
+void eng_sched_session_consumed(eng_sched *s, int idx, const int32_t *ids, int n, int prompt_done)
 {
     eng_session *ss = &s->sessions.entries[idx];
-    ss->busy = 1;
-    ss->pending = -1;
-    ss->n_tokens += n_prompt;
+    if (n > 0 && ss->pending >= 0) { /* already in n_tokens and the hash */
+        ss->pending = -1;
+        ids++;
+        n--;
+    }
+    ss->n_tokens += n;
+    ss->hist.hash = eng_session_hash(ss->hist.hash, ids, n);
+    if (prompt_done) {
+        ss->hist.mark_tokens = ss->n_tokens;
+        ss->hist.mark_hash = ss->hist.hash;
+    }
+}
+
+int eng_sched_session_trim_history(eng_sched *s, int idx, eng_request *r, eng_evlist *out)
+{
+    const eng_session *ss = &s->sessions.entries[idx];
+    ssmd_err err;
+    const int64_t n = ss->n_tokens;
+    if (!ss->hist.known) {
+        ssmd_err_set(&err, SSMD_ECONFLICT,
+                     "session %s holds an imported state whose token history is unknown here, so a chat "
+                     "conversation cannot be matched against it; continue it with /v1/completions, whose "
+                     "prompt is only the new text",
+                     ss->id);
+    } else if (r->n_prompt < n) {
+        ssmd_err_set(&err, SSMD_ECONFLICT,
+                     "the conversation renders to %d tokens, fewer than the %lld tokens of history session %s "
+                     "holds: send the whole conversation, the assistant's replies included",
+                     r->n_prompt, (long long)n, ss->id);
+    } else if (eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, n) == ss->hist.hash) {
+        r->n_prompt -= (int)n;
+        memmove(r->prompt, r->prompt + n, (size_t)r->n_prompt * sizeof *r->prompt);
+        return 1;
+    } else if (ss->hist.mark_tokens < n && eng_session_hash(ENG_SESSION_HASH_INIT, r->prompt, ss->hist.mark_tokens) ==
+                                          ss->hist.mark_hash) {
+        ssmd_err_set(&err, SSMD_ECONFLICT,
+                     "the conversation's first %lld tokens match session %s up to its last reply, but that "
+                     "reply differs from the %lld tokens the session generated: send the assistant's message "
+                     "back exactly as it was returned (the state holds those tokens, and is never prefilled "
+                     "again silently)",
+                     (long long)ss->hist.mark_tokens, ss->id, (long long)(n - ss->hist.mark_tokens));
+    } else {
+        ssmd_err_set(&err, SSMD_ECONFLICT,
+                     "the conversation differs from the %lld tokens of history session %s holds%s: an earlier "
+                     "message was changed or removed; start a new session for a different conversation",
+                     (long long)n, ss->id,
+                     ss->hist.mark_tokens < n ? ", before its last reply" : "");
+    }
+    eng_evlist_error(out, r, &err);
+    return 0;
 }
 
 void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event *e)
 {
     eng_session *ss = &s->sessions.entries[idx];
     ss->busy = 0;
-    ss->pending = q->seq.n_gen > 0 ? q->seq.last : -1;
+    /* without a generated token, the pending one stays pending unless the
+     * prefill consumed it (eng_sched_session_consumed); a request canceled
+     * in the middle of its prompt leaves the state holding the chunks done */
+    if (q->seq.n_gen > 0)
+        ss->pending = q->seq.last;
     ss->n_tokens += q->seq.n_gen;
+    ss->hist.hash = eng_session_hash(ss->hist.hash, q->seq.history + q->seq.n_history - q->seq.n_gen,
+                                     q->seq.n_gen);
     ss->last_used_s = eng_now_wall_s();
     ss->gen = eng_session_new_gen();
     if (q->req->want_state) /* a canceled request changed the state too */
@@ -176,12 +258,17 @@ void eng_sched_session_end(eng_sched *s, int idx, const sched_seq *q, eng_event 
 
 void eng_sched_session_expire(eng_sched *s)
 {
-    eng_session_expire(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+    double now = eng_now_wall_s();
+    eng_session_expire(&s->sessions, now, s->opts.session_ttl_s);
+    eng_sched_tier_expire(s, now);
 }
 
 double eng_sched_session_wait_s(const eng_sched *s)
 {
-    return eng_session_next_expiry(&s->sessions, eng_now_wall_s(), s->opts.session_ttl_s);
+    double now = eng_now_wall_s();
+    double a = eng_session_next_expiry(&s->sessions, now, s->opts.session_ttl_s);
+    double b = s->host.capacity ? eng_session_next_expiry(&s->host, now, s->opts.session_ttl_s) : -1;
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
 }
 
 int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
@@ -199,8 +286,19 @@ int eng_sched_each_session(eng_sched *s, eng_session_visit_fn fn, void *arg)
         eng_state_slot_read(s->pool, i, state);
         n++;
         if (fn(arg, &info, state, s->info.state_bytes))
+            goto done;
+    }
+    for (int i = 0; i < s->host.capacity; i++) { /* and those in host memory */
+        const eng_session *ss = &s->host.entries[i];
+        if (!ss->in_use)
+            continue;
+        eng_session_info info;
+        session_info(ss, &info);
+        n++;
+        if (fn(arg, &info, s->host_states[i], s->info.state_bytes))
             break;
     }
+done:
     free(state);
     return n;
 }

@@ -1,12 +1,13 @@
 /* scheduler.c - the engine thread and its two queues (see scheduler.h):
- * admission of queued completions and the batched decode step.
+ * admission of queued completions.
  *
  * One iteration: take the incoming requests, run session operations at once
  * (sched_session.c), queue completions, drop canceled ones, admit waiting
- * completions in arrival order up to max_batch (prefill + first token), then
- * one batched decode step for every active sequence, posting events after
- * each phase.  Each sequence steps through eng_seq_next (sequence.c), the
- * same step `ssmd generate` uses.  Never touches HTTP or JSON and never
+ * completions in arrival order up to max_batch (a slot and a history; no
+ * model work), then eng_sched_iterate (sched_step.c): budgeted prefill
+ * chunks and one batched decode step, posting events after each phase.
+ * Each sequence steps through eng_seq_next (sequence.c), the same step
+ * `ssmd generate` uses.  Never touches HTTP or JSON and never
  * blocks on the loop thread: the only shared things are the two lists, the
  * stats and the stop and hold flags, all under `lock`.
  */
@@ -34,72 +35,61 @@ static void ev_post(eng_sched *s, eng_evlist *l)
     s->stats.running = s->n_active;
     s->stats.waiting = s->n_waiting;
     s->stats.sessions = s->sessions.n_live;
+    s->stats.sessions_host = s->host.n_live;
     pthread_mutex_unlock(&s->lock);
     l->head = l->tail = NULL;
     if (s->notify)
         s->notify(s->notify_arg);
 }
 
-/* Appends text to the event's (malloc'ed, NUL-terminated) text. */
-static void ev_text_append(eng_event *e, const char *text, size_t len)
-{
-    if (!len)
-        return;
-    e->text = xrealloc(e->text, e->text_len + len + 1);
-    memcpy(e->text + e->text_len, text, len);
-    e->text_len += len;
-    e->text[e->text_len] = '\0';
-}
-
 /* ---- completions ---- */
 
-/* Ends the sequence at index i of seqs: DONE event, session bookkeeping,
- * slot release.  code != SSMD_OK ends it with an ERROR instead. */
-static void seq_end(eng_sched *s, int i, eng_finish finish, int code, eng_evlist *out)
+/* The seqs entries r takes: one per choice. */
+static int n_seqs(const eng_request *r) { return r->n_choices > 1 ? r->n_choices : 1; }
+
+/* Opens choice k of r in the next free seqs entry (not yet counted in
+ * n_active): its sampler (seed + k), its slot (the session's, or a free
+ * one-off slot).  Returns SSMD_OK or the sampler's error (nothing kept). */
+static int seq_open(eng_sched *s, eng_request *r, int k, int sidx, ssmd_err *err)
 {
-    sched_seq *q = &s->seqs[i];
-    eng_request *r = q->req;
-    if (code == SSMD_OK) {
-        eng_event *e = eng_evlist_add(out, ENG_EV_DONE, r);
-        e->finish = finish;
-        e->n_prompt_tokens = q->n_prompt;
-        e->n_gen_tokens = q->seq.n_gen;
-        eng_seq_finish(&q->seq);
-        ev_text_append(e, q->seq.text, q->seq.text_len);
+    sched_seq *q = &s->seqs[s->n_active];
+    memset(q, 0, sizeof *q);
+    q->req = r;
+    q->choice = k;
+    q->phase = k ? SCHED_FORK_WAIT : SCHED_PREFILL;
+    q->session = sidx;
+    q->eph = -1;
+    q->n_prompt = r->n_prompt;
+    q->order = s->n_admitted;
+    const char *stops[ENG_STOP_MAX];
+    for (int j = 0; j < r->n_stop; j++)
+        stops[j] = r->stop[j];
+    eng_sampling sampling = r->sampling;
+    sampling.seed += (uint64_t)k; /* wraps: the documented derivation */
+    eng_seq_params sp = {.sampling = &sampling, .n_vocab = s->info.n_vocab, .tok = s->info.tok,
+                         .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
+                         .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
+    if (eng_seq_init(&q->seq, &sp, err) != SSMD_OK) {
+        memset(q, 0, sizeof *q);
+        return err->code;
+    }
+    if (sidx >= 0) {
+        q->slot = sidx;
     } else {
-        eng_evlist_error_code(out, r, code, NULL);
+        for (int j = 0; j < s->opts.max_batch && q->eph < 0; j++)
+            if (!s->eph_used[j])
+                q->eph = j;
+        q->slot = s->opts.max_sessions + q->eph;
+        s->eph_used[q->eph] = 1;
     }
-    if (q->session >= 0)
-        eng_sched_session_end(s, q->session, q, out->tail);
-    if (q->eph >= 0)
-        s->eph_used[q->eph] = 0;
-    eng_seq_close(&q->seq);
-    s->n_active--;
-    if (i != s->n_active)
-        s->seqs[i] = s->seqs[s->n_active];
-    memset(&s->seqs[s->n_active], 0, sizeof(sched_seq));
+    s->n_active++;
+    return SSMD_OK;
 }
 
-/* Samples sequence i's next token from logits: TOKEN event with its text,
- * and the sequence ends when it finished. */
-static void seq_next(eng_sched *s, int i, float *logits, eng_evlist *out)
-{
-    sched_seq *q = &s->seqs[i];
-    eng_logprobs lp;
-    eng_finish finish = eng_seq_next(&q->seq, logits, &lp);
-    eng_event *e = eng_evlist_add(out, ENG_EV_TOKEN, q->req);
-    e->token = q->seq.last;
-    if (q->req->sampling.logprobs > 0) {
-        e->has_logprobs = 1;
-        e->lp = lp;
-    }
-    ev_text_append(e, q->seq.text, q->seq.text_len);
-    if (finish != ENG_FINISH_NONE)
-        seq_end(s, i, finish, SSMD_OK, out);
-}
-
-/* Starts r's sequence in a free seqs entry: its slot (the session's, or a
- * zeroed one-off), prefill, first token.  Errors become r's final event. */
+/* Starts r's sequences in free seqs entries (the caller made room for
+ * n_seqs(r)): choice 0 with the prompt in its history (pending token
+ * first), the others waiting to copy its state; the prefill runs in later
+ * iterations (sched_step.c).  Errors become r's final event. */
 static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
 {
     ssmd_err err = {0};
@@ -108,6 +98,8 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
         sidx = eng_sched_session_find(s, r, out);
         if (sidx < 0)
             return;
+        if (r->prompt_is_history && !eng_sched_session_trim_history(s, sidx, r, out))
+            return;
     }
     int32_t pending = sidx >= 0 ? s->sessions.entries[sidx].pending : -1;
     int n_ids = r->n_prompt + (pending >= 0);
@@ -115,88 +107,50 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
         eng_evlist_error_code(out, r, SSMD_EINVAL, "prompt is empty");
         return;
     }
-    sched_seq *q = &s->seqs[s->n_active];
-    memset(q, 0, sizeof *q);
-    q->req = r;
-    q->session = sidx;
-    q->eph = -1;
-    q->n_prompt = r->n_prompt;
-    const char *stops[ENG_STOP_MAX];
-    for (int k = 0; k < r->n_stop; k++)
-        stops[k] = r->stop[k];
-    eng_seq_params sp = {.sampling = &r->sampling, .n_vocab = s->info.n_vocab, .tok = s->info.tok,
-                         .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
-                         .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
-    if (eng_seq_init(&q->seq, &sp, &err) != SSMD_OK) {
-        eng_evlist_error(out, r, &err);
-        return;
+    int first = s->n_active;
+    for (int k = 0; k < n_seqs(r); k++) {
+        if (seq_open(s, r, k, sidx, &err) != SSMD_OK) {
+            while (s->n_active > first) { /* no event was posted for them */
+                sched_seq *q = &s->seqs[--s->n_active];
+                if (q->eph >= 0)
+                    s->eph_used[q->eph] = 0;
+                eng_seq_close(&q->seq);
+                memset(q, 0, sizeof *q);
+            }
+            eng_evlist_error(out, r, &err);
+            return;
+        }
     }
-    if (sidx >= 0) {
-        q->slot = sidx;
-    } else {
-        for (int k = 0; k < s->opts.max_batch && q->eph < 0; k++)
-            if (!s->eph_used[k])
-                q->eph = k;
-        q->slot = s->opts.max_sessions + q->eph;
-        eng_state_slot_zero(s->pool, q->slot);
-    }
-    if (pending >= 0)
-        eng_seq_push_history(&q->seq, &pending, 1);
-    eng_seq_push_history(&q->seq, r->prompt, r->n_prompt);
-    float *logits = r->max_tokens > 0 ? s->logits : NULL;
-    int rc = eng_model_prefill(s->model, s->pool, q->slot, q->seq.history, n_ids, logits, 0, &err);
-    if (rc != SSMD_OK) {
-        eng_seq_close(&q->seq);
-        memset(q, 0, sizeof *q);
-        eng_evlist_error(out, r, &err);
-        return;
-    }
-    if (q->eph >= 0)
-        s->eph_used[q->eph] = 1;
+    s->n_admitted++;
+    memset(&r->run, 0, sizeof r->run);
+    r->run.choices_left = n_seqs(r);
+    sched_seq *lead = &s->seqs[first];
+    lead->n_ids = n_ids;
     if (sidx >= 0)
-        eng_sched_session_begin(s, sidx, r->n_prompt);
-    s->n_active++;
-    pthread_mutex_lock(&s->lock);
-    /* the request's own prompt, as its usage counts it: a session's
-     * pending token was counted when it was generated */
-    s->stats.prompt_tokens += (uint64_t)r->n_prompt;
-    s->stats.gen_tokens += r->max_tokens > 0;
-    pthread_mutex_unlock(&s->lock);
-    int i = s->n_active - 1;
-    if (r->max_tokens == 0) {
-        seq_end(s, i, ENG_FINISH_LENGTH, SSMD_OK, out);
-        return;
-    }
-    seq_next(s, i, s->logits, out);
+        eng_sched_session_begin(s, sidx);
+    else
+        eng_state_slot_zero(s->pool, lead->slot);
+    /* the chunks are read from the history: pending token, then prompt */
+    if (pending >= 0)
+        eng_seq_push_history(&lead->seq, &pending, 1);
+    eng_seq_push_history(&lead->seq, r->prompt, r->n_prompt);
 }
 
-static void step(eng_sched *s, eng_evlist *out)
+/* Whether a completion can never run here: more choices than a batch
+ * holds, or several choices on a session (which would it keep?).  Appends
+ * the error.  The server refuses both first; this guards the engine. */
+static int refuse_choices(eng_sched *s, eng_request *r, eng_evlist *out)
 {
-    int b = s->n_active;
-    for (int i = 0; i < b; i++) {
-        s->step_slots[i] = s->seqs[i].slot;
-        s->step_ids[i] = s->seqs[i].seq.last;
-    }
-    ssmd_err err = {0};
-    int rc = eng_model_decode(s->model, s->pool, s->step_slots, s->step_ids, b, s->logits, &err);
-    if (rc != SSMD_OK) {
-        while (s->n_active > 0)
-            seq_end(s, s->n_active - 1, ENG_FINISH_NONE, SSMD_EINTERNAL, out);
-        return;
-    }
-    int bucket = 0;
-    while (bucket < ENG_BATCH_BUCKETS - 1 && (1 << bucket) < b)
-        bucket++;
-    pthread_mutex_lock(&s->lock);
-    s->stats.steps++;
-    s->stats.batch_sum += (uint64_t)b;
-    s->stats.batch_hist[bucket]++;
-    s->stats.gen_tokens += (uint64_t)b;
-    pthread_mutex_unlock(&s->lock);
-    /* Sequence i's logits are row i; seq_end moves the last sequence into a
-     * freed index, so walk backwards over the rows of this step. */
-    for (int i = b - 1; i >= 0; i--)
-        seq_next(s, i, s->logits + (size_t)i * (size_t)s->info.n_vocab, out);
+    ssmd_err err;
+    if (n_seqs(r) > s->opts.max_batch)
+        ssmd_err_set(&err, SSMD_EINVAL, "'n' is %d, more than the %d sequences a batch holds (--max-batch)",
+                     r->n_choices, s->opts.max_batch);
+    else if (n_seqs(r) > 1 && r->session[0])
+        ssmd_err_set(&err, SSMD_EINVAL, "'n' above 1 cannot continue a session: a session keeps one history");
+    else
+        return 0;
+    eng_evlist_error(out, r, &err);
+    return 1;
 }
 
 /* ---- the thread ---- */
@@ -204,7 +158,7 @@ static void step(eng_sched *s, eng_evlist *out)
 static void end_all(eng_sched *s, int code, eng_evlist *out)
 {
     while (s->n_active > 0)
-        seq_end(s, s->n_active - 1, ENG_FINISH_NONE, code, out);
+        eng_sched_seq_fail(s, s->n_active - 1, code, out);
     while (s->wait_head) {
         eng_request *r = s->wait_head;
         s->wait_head = r->next;
@@ -219,7 +173,7 @@ static void drop_canceled(eng_sched *s, eng_evlist *out)
 {
     for (int i = s->n_active - 1; i >= 0; i--)
         if (atomic_load(&s->seqs[i].req->canceled))
-            seq_end(s, i, ENG_FINISH_NONE, SSMD_ECANCELED, out);
+            eng_sched_seq_fail(s, i, SSMD_ECANCELED, out);
     eng_request **pp = &s->wait_head;
     s->wait_tail = NULL;
     while (*pp) {
@@ -248,12 +202,18 @@ static int load(eng_sched *s, ssmd_err *err)
     if (rc != SSMD_OK)
         return rc;
     eng_model_info *in = &s->info;
+    in->state_bytes = eng_model_state_bytes(s->model); /* the host tier is sized by it */
+    rc = eng_sched_tier_init(s, err);
+    if (rc != SSMD_OK)
+        return rc;
+    pthread_mutex_lock(&s->lock);
+    s->stats.host_capacity = s->host.capacity;
+    pthread_mutex_unlock(&s->lock);
     const eng_model_config *cfg = eng_model_cfg(s->model);
     in->tok = eng_model_tokenizer(s->model);
     in->n_vocab = eng_model_n_vocab(s->model);
     in->eos_id = cfg->eos_token_id;
     in->bos_id = cfg->bos_token_id;
-    in->state_bytes = eng_model_state_bytes(s->model);
     snprintf(in->fingerprint, sizeof in->fingerprint, "%s", eng_model_fingerprint(s->model));
     snprintf(in->dtype, sizeof in->dtype, "%s", eng_model_dtype_name(s->model));
     in->n_params = eng_model_n_params(s->model);
@@ -269,6 +229,12 @@ static int load(eng_sched *s, ssmd_err *err)
     s->logits = xcalloc((size_t)mb * (size_t)in->n_vocab, sizeof *s->logits);
     s->step_slots = xcalloc((size_t)mb, sizeof *s->step_slots);
     s->step_ids = xcalloc((size_t)mb, sizeof *s->step_ids);
+    s->step_seqs = xcalloc((size_t)mb, sizeof *s->step_seqs);
+    s->chunks = xcalloc((size_t)mb, sizeof *s->chunks);
+    s->chunk_seq = xcalloc((size_t)mb, sizeof *s->chunk_seq);
+    s->chunk_req = xcalloc((size_t)mb, sizeof *s->chunk_req);
+    s->chunk_err = xcalloc((size_t)mb, sizeof *s->chunk_err);
+    s->prefill_logits = xcalloc((size_t)mb * (size_t)in->n_vocab, sizeof *s->prefill_logits);
     return SSMD_OK;
 }
 
@@ -319,6 +285,8 @@ static void *thread_main(void *arg)
             r->next = NULL;
             if (r->op != ENG_OP_COMPLETE) {
                 eng_sched_session_run_op(s, r, &out);
+            } else if (refuse_choices(s, r, &out)) {
+                /* answered now: it could never be admitted */
             } else if (r->session[0] && eng_sched_session_find(s, r, &out) < 0) {
                 /* unknown, busy or stale: answered now, not after waiting
                  * for a batch slot (admit checks again) */
@@ -338,7 +306,9 @@ static void *thread_main(void *arg)
         }
         drop_canceled(s, &out);
         ev_post(s, &out);
-        while (s->n_active < s->opts.max_batch && s->wait_head) {
+        /* first come, first served: a request with more choices than the
+         * batch has room for waits, and so does everyone behind it */
+        while (s->wait_head && s->n_active + n_seqs(s->wait_head) <= s->opts.max_batch) {
             eng_request *r = s->wait_head;
             s->wait_head = r->next;
             if (!s->wait_head)
@@ -349,7 +319,7 @@ static void *thread_main(void *arg)
             ev_post(s, &out);
         }
         if (s->n_active > 0) {
-            step(s, &out);
+            eng_sched_iterate(s, &out);
             ev_post(s, &out);
         }
     }
@@ -378,6 +348,9 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
     pthread_condattr_destroy(&ca);
     s->info.eos_id = -1;
     s->info.bos_id = -1;
+    s->max_step_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens
+                                                   : eng_sched_default_step_tokens(opts->model.backend);
+    s->stats.max_step_tokens = s->max_step_tokens;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);
@@ -393,6 +366,7 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
 void eng_sched_submit(eng_sched *s, eng_request *r)
 {
     r->next = NULL;
+    r->submit_ns = eng_now_mono_ns();
     pthread_mutex_lock(&s->lock);
     if (s->in_tail)
         s->in_tail->next = r;
@@ -481,6 +455,13 @@ void eng_sched_destroy(eng_sched *s)
     free(s->logits);
     free(s->step_slots);
     free(s->step_ids);
+    free(s->step_seqs);
+    free(s->chunks);
+    free(s->chunk_seq);
+    free(s->chunk_req);
+    free(s->chunk_err);
+    free(s->prefill_logits);
+    eng_sched_tier_free(s);
     eng_session_table_free(&s->sessions);
     if (s->pool)
         eng_state_pool_destroy(s->pool);

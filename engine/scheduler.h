@@ -1,7 +1,9 @@
 /* scheduler.h - the engine thread: loads the model, owns the state pool and
- * the session table, and runs continuous batching (admit queued requests up
- * to max_batch, prefill each new one, then one batched decode step for all
- * active sequences), posting events back to the loop thread.
+ * the session table, and runs continuous batching: queued requests are
+ * admitted up to max_batch, and each engine iteration prefills chunks of the
+ * admitted prompts (first come, first served, at most max_step_tokens
+ * tokens) and then runs one batched decode step for every sequence whose
+ * prompt is done, posting events back to the loop thread.
  *
  * Two queues joined by one mutex: requests in (woken by a condition
  * variable), events out (the notify callback, e.g. uv_async_send, is called
@@ -26,7 +28,18 @@ typedef struct eng_sched_opts {
     int max_batch;       /* active sequences per decode step (>= 1) */
     int max_sessions;    /* session slots (>= 1) */
     double session_ttl_s; /* idle seconds before a session expires; <= 0 never */
+    int max_step_tokens; /* prompt tokens prefilled per iteration beside the
+                          * decode step; <= 0: eng_sched_default_step_tokens */
+    size_t host_session_bytes; /* host memory for idle sessions moved out of the
+                                * state pool; 0: none (the oldest is dropped) */
+    int prefill_unbatched; /* test seam: each chunk prefilled alone, not in one
+                            * batched pass (the reference a test compares with) */
 } eng_sched_opts;
+
+/* The per-iteration prefill budget a backend gets by default: small on the
+ * CPU, where a prefill token costs about what a decode step does, larger on
+ * a GPU, where a chunk is one wide GEMM.  Any thread. */
+int eng_sched_default_step_tokens(const char *backend);
 
 /* Read-only facts about the loaded model, valid after ENG_EV_LOADED until
  * eng_sched_destroy; any thread may read them then. */
@@ -46,17 +59,34 @@ typedef struct eng_model_info {
 } eng_model_info;
 
 #define ENG_BATCH_BUCKETS 8  /* batch size histogram: <=1,2,4,...,64,+Inf */
+#define ENG_PREFILL_BUCKETS 14 /* prefill tokens per iteration: <=1,2,4,...,4096,+Inf */
+#define ENG_WAIT_BUCKETS 12  /* queue wait histogram: eng_queue_wait_bounds_s, +Inf */
+
+/* Upper bounds (seconds) of the queue wait buckets but the last (+Inf). */
+extern const double eng_queue_wait_bounds_s[ENG_WAIT_BUCKETS - 1];
 
 /* Counters for /metrics, copied under the queue lock. */
 typedef struct eng_sched_stats {
     int running;
     int waiting;
-    int sessions;
+    int sessions;                               /* in the state pool */
+    int sessions_host;                          /* in host memory */
+    int host_capacity;                          /* sessions host memory holds */
+    uint64_t sessions_to_host, sessions_from_host; /* moves between the tiers */
+    uint64_t sessions_dropped;                  /* evicted for lack of room in any tier */
     uint64_t prompt_tokens;
     uint64_t gen_tokens;
     uint64_t steps;
     uint64_t batch_sum;                         /* sum of batch sizes over steps */
     uint64_t batch_hist[ENG_BATCH_BUCKETS];     /* non-cumulative counts */
+    int max_step_tokens;                        /* the budget in force */
+    uint64_t prefill_tokens;                    /* tokens prefilled, sessions' pending ones included */
+    uint64_t prefill_steps;                     /* iterations that prefilled anything */
+    uint64_t prefill_hist[ENG_PREFILL_BUCKETS]; /* tokens per such iteration, non-cumulative */
+    int prefill_max;                            /* the most tokens one iteration prefilled */
+    uint64_t queue_wait_hist[ENG_WAIT_BUCKETS]; /* submission -> first prefill chunk */
+    double queue_wait_sum_s;
+    uint64_t queue_waits;                       /* requests that reached their first chunk */
 } eng_sched_stats;
 
 typedef void (*eng_notify_fn)(void *arg);

@@ -102,6 +102,29 @@ void eng_session_remove(eng_session_table *t, int idx)
     t->n_live--;
 }
 
+int eng_session_lru_idle(const eng_session_table *t)
+{
+    int idx = -1;
+    for (int i = 0; i < t->capacity; i++) {
+        const eng_session *s = &t->entries[i];
+        if (s->in_use && !s->busy && (idx < 0 || s->last_used_s < t->entries[idx].last_used_s))
+            idx = i;
+    }
+    return idx;
+}
+
+uint64_t eng_session_hash(uint64_t h, const int32_t *ids, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        for (int b = 0; b < 4; b++) {
+            h ^= (v >> (8 * b)) & 0xffu;
+            h *= UINT64_C(0x100000001b3);
+        }
+    }
+    return h;
+}
+
 uint64_t eng_session_new_gen(void)
 {
     static _Atomic uint64_t fallback = 1;
@@ -126,11 +149,7 @@ int eng_session_create(eng_session_table *t, const char *id, double now_s, int *
         if (!t->entries[i].in_use)
             idx = i;
     if (idx < 0) {
-        for (int i = 0; i < t->capacity; i++) {
-            const eng_session *s = &t->entries[i];
-            if (!s->busy && (idx < 0 || s->last_used_s < t->entries[idx].last_used_s))
-                idx = i;
-        }
+        idx = eng_session_lru_idle(t);
         if (idx < 0)
             return ssmd_err_set(err, SSMD_EFULL, "all %d sessions are busy", t->capacity);
         eng_session_remove(t, idx);
@@ -152,6 +171,8 @@ int eng_session_create(eng_session_table *t, const char *id, double now_s, int *
     s->busy = 0;
     s->pending = -1;
     s->n_tokens = 0;
+    s->hist = (eng_session_history){.known = 1, .hash = ENG_SESSION_HASH_INIT, .mark_tokens = 0,
+                                    .mark_hash = ENG_SESSION_HASH_INIT};
     s->created_s = now_s;
     s->last_used_s = now_s;
     t->n_live++;

@@ -17,6 +17,17 @@
 #define ENG_SESSION_ID_BYTES 16                        /* 128 random bits */
 #define ENG_SESSION_ID_HEX (2 * ENG_SESSION_ID_BYTES)  /* 32 hex chars */
 
+/* The identity of the token history behind a session's state, so that a
+ * chat request (which sends the whole conversation) can be checked to
+ * extend it.  Travels with the state (exports, the session store). */
+typedef struct eng_session_history {
+    int known;            /* 0: not known here (a state imported without it) */
+    uint64_t hash;        /* eng_session_hash over the n_tokens tokens (consumed + pending) */
+    int64_t mark_tokens;  /* length and hash at the end of the last completion's
+                           * prompt: tells a changed reply from a changed message */
+    uint64_t mark_hash;
+} eng_session_history;
+
 typedef struct eng_session {
     char id[ENG_SESSION_ID_HEX + 1]; /* lowercase hex, "" when the entry is free */
     int in_use;
@@ -28,6 +39,7 @@ typedef struct eng_session {
                            * store can tell a stale copy (never 0) */
     double created_s;     /* wall clock (unix seconds) */
     double last_used_s;
+    eng_session_history hist;
 } eng_session;
 
 typedef struct eng_session_table {
@@ -56,6 +68,10 @@ uint64_t eng_session_new_gen(void);
  * live id in full, so the time taken does not depend on where ids differ. */
 int eng_session_find(const eng_session_table *t, const char *id, ssmd_err *err);
 
+/* Index of the least recently used idle session, or -1 when every live
+ * session is busy (or none lives). */
+int eng_session_lru_idle(const eng_session_table *t);
+
 /* Frees entry idx (must be in use and not busy). */
 void eng_session_remove(eng_session_table *t, int idx);
 
@@ -65,6 +81,12 @@ int eng_session_expire(eng_session_table *t, double now_s, double ttl_s);
 
 /* Seconds until the next idle session expires (>= 0), or -1 if none can. */
 double eng_session_next_expiry(const eng_session_table *t, double now_s, double ttl_s);
+
+/* The history hash of an empty session, and h extended by ids[0..n)
+ * (64-bit FNV-1a over the ids' little-endian bytes): equal histories give
+ * equal hashes whichever requests fed them.  Any thread. */
+#define ENG_SESSION_HASH_INIT UINT64_C(0xcbf29ce484222325)
+uint64_t eng_session_hash(uint64_t h, const int32_t *ids, int64_t n);
 
 /* Fills id (ENG_SESSION_ID_HEX + 1 bytes) with a new random hex id.
  * Returns SSMD_OK or SSMD_EIO.  Any thread. */

@@ -340,6 +340,59 @@ void mdl_lm_prefill(void *arch, float *state, const int32_t *ids, int n, float *
     }
 }
 
+/* One pass of mdl_lm_prefill_multi: segments [0, n_seg) together, rows
+ * tokens in all (<= max_rows). */
+static void prefill_pass(mdl_lm *m, float *const *states, const int32_t *const *ids, const int *n,
+                         float *const *logits, int n_seg, int rows)
+{
+    bk_backend *bk = m->bk;
+    const size_t per_layer = m->fam->layer_floats(&m->cfg);
+    const int D = m->cfg.d_model, V = m->lm_head.rows;
+    int32_t *all = malloc((size_t)rows * sizeof *all);
+    float **layer_states = malloc((size_t)n_seg * sizeof *layer_states);
+    if (!all || !layer_states)
+        ssmd_fatal("out of memory for a batched prefill of %d tokens", rows);
+    for (int k = 0, off = 0; k < n_seg; off += n[k], k++)
+        memcpy(all + off, ids[k], (size_t)n[k] * sizeof *all);
+    bk->step_begin(bk);
+    bk->embed(bk, &m->embed, all, rows, m->resid);
+    for (int i = 0; i < m->cfg.n_layer; i++) {
+        for (int k = 0; k < n_seg; k++)
+            layer_states[k] = states[k] + i * per_layer;
+        m->fam->prefill_layer_multi(m, i, layer_at(m, i), layer_states, n, n_seg, rows);
+    }
+    add_norm(m, m->out, m->norm_f_w, m->norm_f_b, rows);
+    for (int k = 0, off = 0; k < n_seg; off += n[k], k++) {
+        if (!logits[k])
+            continue;
+        int r = off + n[k] - 1; /* the segment's last position, one row as prefill's head */
+        bk->matmul(bk, &m->lm_head, m->xn + (size_t)r * D, D, 1, m->logits, V, m->lm_head_b,
+                   BK_PRECISION_DEFAULT);
+        bk->read(bk, logits[k], m->logits, (size_t)V * sizeof(float));
+    }
+    bk->step_end(bk);
+    free(layer_states);
+    free(all);
+}
+
+void mdl_lm_prefill_multi(void *arch, float *const *states, const int32_t *const *ids, const int *n,
+                          float *const *logits, int n_seq)
+{
+    mdl_lm *m = arch;
+    int k = 0;
+    while (k < n_seq) {
+        if (!m->fam->prefill_layer_multi || n[k] > m->max_rows) { /* alone, in chunks */
+            mdl_lm_prefill(arch, states[k], ids[k], n[k], logits[k], 0);
+            k++;
+            continue;
+        }
+        int first = k, rows = 0; /* as many whole sequences as the scratch holds */
+        while (k < n_seq && rows + n[k] <= m->max_rows)
+            rows += n[k++];
+        prefill_pass(m, states + first, ids + first, n + first, logits + first, k - first, rows);
+    }
+}
+
 void mdl_lm_decode(void *arch, float *pool, const int32_t *slots, const int32_t *ids, int batch,
                    float *logits)
 {

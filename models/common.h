@@ -58,6 +58,13 @@ typedef struct mdl_family {
      * (conv_offset = ssm_offset = the layer's start). */
     void (*prefill_layer)(mdl_lm *m, int i, const void *layer, float *state, int rows);
     void (*decode_layer)(mdl_lm *m, int i, const void *layer, const bk_state_ref *st);
+    /* Optional: prefill of several sequences at once.  The rows are the
+     * segments' tokens back to back (segment k: seg_rows[k] rows, states[k]
+     * its state for this layer); the row-wise work (norms, matmuls) runs
+     * once over all rows, the sequence ops per segment from its own state.
+     * NULL: mdl_lm_prefill_multi runs the sequences one by one. */
+    void (*prefill_layer_multi)(mdl_lm *m, int i, const void *layer, float *const *states,
+                                const int *seg_rows, int n_seg, int rows);
 } mdl_family;
 
 struct mdl_lm {
@@ -146,6 +153,10 @@ size_t mdl_lm_weight_bytes(const void *arch);
 eng_dtype mdl_lm_weight_dtype(const void *arch);
 void mdl_lm_prefill(void *arch, float *state, const int32_t *ids, int n, float *logits,
                     int all_logits);
+/* eng_arch.prefill_multi: one pass over the sequences' tokens (at most
+ * max_rows rows at a time) when the family has prefill_layer_multi. */
+void mdl_lm_prefill_multi(void *arch, float *const *states, const int32_t *const *ids, const int *n,
+                          float *const *logits, int n_seq);
 void mdl_lm_decode(void *arch, float *pool, const int32_t *slots, const int32_t *ids, int batch,
                    float *logits);
 
@@ -153,6 +164,6 @@ void mdl_lm_decode(void *arch, float *pool, const int32_t *slots, const int32_t 
 #define MDL_LM_ARCH_OPS                                                                  \
     .free = mdl_lm_free, .state_floats = mdl_lm_state_floats, .n_params = mdl_lm_n_params, \
     .weight_bytes = mdl_lm_weight_bytes, .weight_dtype = mdl_lm_weight_dtype,              \
-    .prefill = mdl_lm_prefill, .decode = mdl_lm_decode
+    .prefill = mdl_lm_prefill, .prefill_multi = mdl_lm_prefill_multi, .decode = mdl_lm_decode
 
 #endif

@@ -346,6 +346,47 @@ static void m1_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state,
     mixer_out(m, L, rows);
 }
 
+/* The rows of io from row `off` on, n of them: one segment of a batched
+ * prefill (pointer arithmetic is valid on backend memory too). */
+static bk_mamba1_io m1_io_rows(const mamba1 *m, const bk_mamba1_io *all, int off, int n)
+{
+    const mamba1_config *f = mamba1_cfg(&m->lm.cfg);
+    const size_t E = (size_t)f->d_inner, ldd = (size_t)(f->dt_rank + 2 * f->d_state), o = (size_t)off;
+    bk_mamba1_io io = *all;
+    io.x += o * (size_t)all->ldx;
+    io.z += o * (size_t)all->ldz;
+    io.xc += o * E;
+    io.dt += o * E;
+    io.dbc += o * ldd;
+    io.y += o * E;
+    io.rows = n;
+    return io;
+}
+
+/* Several sequences' chunks: the projections once over all rows (one
+ * matmul each), conv and scan per segment from its own state. */
+static void m1_prefill_layer_multi(mdl_lm *lm, int i, const void *layer, float *const *states,
+                                   const int *seg_rows, int n_seg, int rows)
+{
+    mamba1 *m = (mamba1 *)lm;
+    const m1_layer *L = layer;
+    const mamba1_config *f = mamba1_cfg(&lm->cfg);
+    const bk_mamba1_ops *ops = lm->bk->mamba1;
+    const size_t ssm_at = (size_t)(f->d_conv - 1) * f->d_inner;
+    bk_mamba1_io all = m1_io(m, rows);
+    mixer_in(m, i, L, rows);
+    for (int k = 0, off = 0; k < n_seg; off += seg_rows[k], k++) {
+        bk_mamba1_io io = m1_io_rows(m, &all, off, seg_rows[k]);
+        ops->conv_prefill(lm->bk, &L->ssm, states[k], &io);
+    }
+    mixer_mid(m, L, rows);
+    for (int k = 0, off = 0; k < n_seg; off += seg_rows[k], k++) {
+        bk_mamba1_io io = m1_io_rows(m, &all, off, seg_rows[k]);
+        ops->scan_prefill(lm->bk, &L->ssm, states[k] + ssm_at, &io);
+    }
+    mixer_out(m, L, rows);
+}
+
 static void m1_decode_layer(mdl_lm *lm, int i, const void *layer, const bk_state_ref *base)
 {
     mamba1 *m = (mamba1 *)lm;
@@ -375,6 +416,7 @@ static const mdl_family m1_family = {
     .free_scratch = m1_free_scratch,
     .prefill_layer = m1_prefill_layer,
     .decode_layer = m1_decode_layer,
+    .prefill_layer_multi = m1_prefill_layer_multi,
 };
 
 static int m1_load(const eng_model_config *cfg, const eng_weights *w, bk_backend *bk, int max_batch,

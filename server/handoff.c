@@ -43,7 +43,7 @@ static int put_one(void *arg, const eng_session_info *info, const void *state, s
         return 1;
     unsigned char *buf;
     size_t len;
-    if (srv_state_pack(s->info->fingerprint, info->n_tokens, info->pending, state, bytes, &buf, &len, NULL) !=
+    if (srv_state_pack(s->info->fingerprint, info, state, bytes, &buf, &len, NULL) !=
         SSMD_OK) {
         h->failed++;
         return 0;

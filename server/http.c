@@ -58,10 +58,7 @@ void srv_conn_unref(srv_conn *c)
         MHD_destroy_response(c->resp);
     srv_buf_free(&c->body);
     srv_buf_free(&c->out);
-    srv_buf_free(&c->gen.text);
-    free(c->gen.echo_text);
-    free(c->gen.tokens);
-    free(c->gen.lps);
+    srv_gen_free(&c->gen);
     free(c);
 }
 
@@ -327,7 +324,7 @@ static void conn_log(const srv_conn *c, enum MHD_RequestTerminationCode toe)
         return;
     srv_log_req r = {c->method, c->path, c->queued ? c->status : 499u,
                      (double)(eng_now_mono_ns() - c->t_accept_ns) * 1e-6, -1, -1, c->session, c->streaming,
-                     c->gen.has_seed, c->gen.seed, c->status >= 400 ? c->why : ""};
+                     c->gen.has_seed, c->gen.seed, c->status >= 400 ? c->why : "", c->tier};
     if (c->gen.usage_known) {
         r.prompt_tokens = c->gen.n_prompt;
         r.completion_tokens = c->gen.n_gen;

@@ -81,11 +81,11 @@ void srv_log_msg(const srv_log *l, const char *level, const char *event, const c
 
 void srv_log_request(const srv_log *l, const srv_log_req *r)
 {
-    char msg[900], tok[80] = "", sess[64] = "", seed[40] = "", why[300] = "";
+    char msg[900], tok[80] = "", sess[80] = "", seed[40] = "", why[300] = "";
     if (r->prompt_tokens >= 0)
         snprintf(tok, sizeof tok, " tokens=%d+%d", r->prompt_tokens, r->completion_tokens);
     if (r->session && *r->session)
-        snprintf(sess, sizeof sess, " session=%s", r->session);
+        snprintf(sess, sizeof sess, " session=%s%s%s", r->session, r->tier ? " tier=" : "", r->tier ? r->tier : "");
     if (r->has_seed)
         snprintf(seed, sizeof seed, " seed=%llu", (unsigned long long)r->seed);
     if (r->why && *r->why)
@@ -106,6 +106,8 @@ void srv_log_request(const srv_log *l, const srv_log_req *r)
         json_object_set_new(f, "stream", json_true());
     if (r->session && *r->session)
         json_object_set_new(f, "session", json_string(r->session));
+    if (r->tier)
+        json_object_set_new(f, "tier", json_string(r->tier));
     if (r->has_seed)
         json_object_set_new(f, "seed", json_integer((json_int_t)r->seed));
     if (r->why && *r->why)

@@ -43,6 +43,7 @@ typedef struct srv_log_req {
     int has_seed;                /* a completion: seed is the sampler's */
     uint64_t seed;
     const char *why;             /* an error's message, "" when none */
+    const char *tier;            /* the session's tier: "pool", "host", "store"; NULL when none */
 } srv_log_req;
 
 void srv_log_request(const srv_log *l, const srv_log_req *r);

@@ -109,6 +109,14 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     gauge(&b, "ssmd_requests_running", "gauge", "completions in the decode batch", st->running);
     gauge(&b, "ssmd_requests_waiting", "gauge", "completions queued for a batch slot", st->waiting);
     gauge(&b, "ssmd_sessions_live", "gauge", "sessions holding a state slot", st->sessions);
+    gauge(&b, "ssmd_sessions_host", "gauge", "idle sessions moved to host memory (--host-session-memory)",
+          st->sessions_host);
+    gauge(&b, "ssmd_sessions_to_host_total", "counter", "sessions moved from the state pool to host memory",
+          (double)st->sessions_to_host);
+    gauge(&b, "ssmd_sessions_from_host_total", "counter", "sessions moved back from host memory for a request",
+          (double)st->sessions_from_host);
+    gauge(&b, "ssmd_sessions_dropped_total", "counter", "sessions evicted for lack of room in any tier",
+          (double)st->sessions_dropped);
     gauge(&b, "ssmd_prompt_tokens_total", "counter", "prompt tokens of requests, as usage.prompt_tokens counts them", (double)st->prompt_tokens);
     gauge(&b, "ssmd_generation_tokens_total", "counter", "tokens generated", (double)st->gen_tokens);
     gauge(&b, "ssmd_completions_total", "counter", "completion requests finished", (double)m->completions_total);
@@ -144,6 +152,29 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
     }
     sb_printf(&b, "ssmd_batch_size_sum %llu\nssmd_batch_size_count %llu\n",
               (unsigned long long)st->batch_sum, (unsigned long long)st->steps);
+    gauge(&b, "ssmd_max_step_tokens", "gauge", "prompt tokens an engine iteration may prefill (--max-step-tokens)",
+          st->max_step_tokens);
+    gauge(&b, "ssmd_prefill_tokens_total", "counter",
+          "tokens prefilled, a session's pending token included", (double)st->prefill_tokens);
+    gauge(&b, "ssmd_prefill_step_tokens_max", "gauge", "the most tokens one engine iteration prefilled",
+          st->prefill_max);
+    sb_printf(&b, "# HELP ssmd_prefill_tokens_per_step prompt tokens prefilled per engine iteration that prefilled\n"
+                  "# TYPE ssmd_prefill_tokens_per_step histogram\n");
+    cum = 0;
+    for (int i = 0; i < ENG_PREFILL_BUCKETS; i++) {
+        cum += st->prefill_hist[i];
+        if (i < ENG_PREFILL_BUCKETS - 1)
+            sb_printf(&b, "ssmd_prefill_tokens_per_step_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
+        else
+            sb_printf(&b, "ssmd_prefill_tokens_per_step_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sb_printf(&b, "ssmd_prefill_tokens_per_step_sum %llu\nssmd_prefill_tokens_per_step_count %llu\n",
+              (unsigned long long)st->prefill_tokens, (unsigned long long)st->prefill_steps);
+    _Static_assert(ENG_WAIT_BUCKETS <= SRV_HIST_MAX + 1, "queue wait buckets fit a srv_hist");
+    srv_hist wait = {.bounds = eng_queue_wait_bounds_s, .n_bounds = ENG_WAIT_BUCKETS - 1,
+                     .sum = st->queue_wait_sum_s, .count = st->queue_waits};
+    memcpy(wait.counts, st->queue_wait_hist, sizeof st->queue_wait_hist);
+    hist_render(&b, "ssmd_queue_wait_seconds", "time from a completion's arrival to its first prefill chunk", &wait);
     if (b.oom) {
         free(b.p);
         return NULL;

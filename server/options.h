@@ -45,7 +45,9 @@ typedef struct srv_config {
     char *host;
     long port;
     long max_batch;        /* sequences per decode step */
+    long max_step_tokens;  /* prompt tokens prefilled per engine iteration; 0 = the backend's default */
     long max_sessions;     /* live sessions (state slots) */
+    long host_session_memory; /* bytes of host memory for idle sessions beyond the state pool */
     double session_ttl;    /* idle seconds before a session expires, 0 = never */
     long max_queue;        /* completions waiting beyond max_batch before 429 */
     long max_body;         /* bytes of a JSON body */

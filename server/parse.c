@@ -45,6 +45,7 @@ static const field_row field_rows[] = {
     {"logprobs", F_BOOL, 0, 1, 0, OFF(chat_logprobs), ROUTE_CHAT},
     {"top_logprobs", F_INT, 0, ENG_LOGPROBS_MAX, 0, OFF(logprobs), ROUTE_CHAT},
     {"ignore_eos", F_BOOL, 0, 1, 0, OFF(ignore_eos), ROUTE_BOTH},
+    {"n", F_INT, 1, 128, 0, OFF(n), ROUTE_BOTH}, /* 128: OpenAI's own bound; srv_limits' below */
     {"add_generation_prompt", F_BOOL, 0, 1, 0, OFF(add_generation_prompt), ROUTE_CHAT},
 };
 #undef SAMPLING_ROW
@@ -351,6 +352,16 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
             return ssmd_err_set(err, SSMD_EINVAL,
                                 "the prompt encodes to token %d, outside the model's vocabulary (%d)",
                                 c->prompt_ids[i], lim->n_vocab);
+    int max_choices = lim->max_choices > 0 ? lim->max_choices : 1;
+    if (c->n > max_choices)
+        return ssmd_err_set(err, SSMD_EINVAL,
+                            "'n' is %d, more than the %d choices a request may ask for here: each choice is a "
+                            "sequence of the decode batch (--max-batch)",
+                            c->n, max_choices);
+    if (c->n > 1 && c->session[0])
+        return ssmd_err_set(err, SSMD_EINVAL,
+                            "'n' above 1 cannot continue a session, which keeps one history: fork the session "
+                            "once per choice instead");
     if (c->n_prompt == 0 && !c->session[0])
         return ssmd_err_set(err, SSMD_EINVAL, "the prompt is empty");
     return SSMD_OK;
@@ -381,6 +392,9 @@ eng_request *srv_completion_to_request(srv_completion *c)
     r->n_stop = c->n_stop;
     memcpy(r->stop, c->stop, sizeof r->stop);
     memcpy(r->session, c->session, sizeof r->session);
+    r->n_choices = c->n;
+    /* a chat request sends the whole conversation every turn */
+    r->prompt_is_history = c->is_chat && c->session[0];
     return r;
 }
 

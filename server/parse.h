@@ -25,6 +25,7 @@ typedef struct srv_limits {
     const char *chat_eos;    /* text of the EOS token for the default chat template, or NULL */
     const struct srv_chat *chat; /* the model's chat template (chat.h), NULL: the default */
     const char *model_name;  /* the served model: another "model" is SSMD_ENOTFOUND; NULL: any */
+    int max_choices;         /* the most choices ("n") a request may ask for; 0: 1 */
 } srv_limits;
 
 typedef struct srv_completion {
@@ -40,7 +41,7 @@ typedef struct srv_completion {
     int logprobs;            /* top-n per token; chat: top_logprobs when logprobs is true */
     int chat_logprobs;       /* chat's boolean "logprobs" */
     int ignore_eos;
-    int n;
+    int n;                   /* choices, >= 1: one prefill, the state copied n ways */
     int add_generation_prompt; /* chat: end the prompt with the assistant's header (default 1) */
     eng_sampling sampling;   /* its json_schema is json_schema below */
     struct eng_json_schema *json_schema; /* response_format json_schema, compiled, owned; or NULL */
@@ -62,7 +63,7 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
 void srv_completion_free(srv_completion *c);
 
 /* The OpenAI fields ssmd implements in part (best_of, suffix, user, store,
- * tools, tool_choice, response_format, n, ...; the table in
+ * tools, tool_choice, response_format, ...; the table in
  * parse_compat.c): SSMD_OK when body's values are accepted, else
  * SSMD_EINVAL (wrong type) or SSMD_EUNSUPPORTED saying why not. */
 int srv_compat_parse(const json_t *body, int is_chat, ssmd_err *err);

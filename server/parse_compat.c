@@ -29,9 +29,6 @@ typedef struct compat_row {
 } compat_row;
 
 static const compat_row compat_rows[] = {
-    {"n", 1, 1, COMPAT_ONE,
-     "'n' above 1 is not supported: ssmd returns one choice per request; send several requests (with "
-     "different seeds) instead"},
     {"best_of", 0, 1, COMPAT_ONE,
      "'best_of' above 1 is not supported: ssmd does not generate several completions to keep the best one; "
      "send several requests and compare their logprobs instead"},

@@ -58,16 +58,17 @@ static json_t *token_text(const srv_server *s, int32_t id)
     return json_string(buf);
 }
 
-/* Logprobs of tokens [from, to) in the completions or chat shape. */
-static json_t *logprobs_json(const srv_conn *c, int from, int to)
+/* Logprobs of choice ch's tokens [from, to) in the completions or chat
+ * shape. */
+static json_t *logprobs_json(const srv_conn *c, const srv_choice *ch, int from, int to)
 {
     const srv_gen *g = &c->gen;
-    if (g->logprobs <= 0 || !g->lps)
+    if (g->logprobs <= 0 || !ch->lps)
         return json_null();
     if (g->is_chat) {
         json_t *content = json_array();
         for (int i = from; i < to; i++) {
-            const eng_logprobs *lp = &g->lps[i];
+            const eng_logprobs *lp = &ch->lps[i];
             json_t *top = json_array();
             for (int k = 0; k < lp->n_top; k++)
                 json_array_append_new(top, json_pack("{s:o, s:f, s:i}", "token", token_text(c->srv, lp->top_ids[k]),
@@ -80,7 +81,7 @@ static json_t *logprobs_json(const srv_conn *c, int from, int to)
     }
     json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *ids = json_array();
     for (int i = from; i < to; i++) {
-        const eng_logprobs *lp = &g->lps[i];
+        const eng_logprobs *lp = &ch->lps[i];
         json_array_append_new(toks, token_text(c->srv, lp->token));
         json_array_append_new(lps, json_real(lp->logprob));
         json_array_append_new(ids, json_integer(lp->token));
@@ -121,21 +122,25 @@ static json_t *ids_json(const int32_t *ids, int n)
     return a;
 }
 
-/* One choice: text (or delta) of tokens [from, to), with finish. */
-static json_t *choice_json(srv_conn *c, const char *text, size_t len, int from, int to, eng_finish f, int stream)
+/* Choice k: text (or delta) of its tokens [from, to), with finish. */
+static json_t *choice_json(srv_conn *c, int k, const char *text, size_t len, int from, int to, eng_finish f,
+                           int stream)
 {
     const srv_gen *g = &c->gen;
+    srv_choice *ch = &c->gen.choices[k];
     const char *fin = finish_name(f);
     json_t *fj = fin ? json_string(fin) : json_null();
     if (!g->is_chat)
-        return json_pack("{s:i, s:o, s:o, s:o, s:o}", "index", 0, "text", srv_json_text(text, len), "logprobs",
-                         logprobs_json(c, from, to), "finish_reason", fj, "tokens", ids_json(g->tokens + from, to - from));
+        return json_pack("{s:i, s:o, s:o, s:o, s:o}", "index", k, "text", srv_json_text(text, len), "logprobs",
+                         logprobs_json(c, ch, from, to), "finish_reason", fj, "tokens",
+                         ids_json(ch->tokens + from, to - from));
     json_t *msg = json_pack("{s:o}", "content", srv_json_text(text, len));
-    if (!stream || !g->sent_role)
+    if (!stream || !ch->sent_role)
         json_object_set_new(msg, "role", json_string("assistant"));
-    c->gen.sent_role = 1;
-    return json_pack("{s:i, s:o, s:o, s:o, s:o}", "index", 0, stream ? "delta" : "message", msg, "logprobs",
-                     logprobs_json(c, from, to), "finish_reason", fj, "tokens", ids_json(g->tokens + from, to - from));
+    ch->sent_role = 1;
+    return json_pack("{s:i, s:o, s:o, s:o, s:o}", "index", k, stream ? "delta" : "message", msg, "logprobs",
+                     logprobs_json(c, ch, from, to), "finish_reason", fj, "tokens",
+                     ids_json(ch->tokens + from, to - from));
 }
 
 static void sse_send(srv_conn *c, json_t *obj)
@@ -150,33 +155,67 @@ static void sse_send(srv_conn *c, json_t *obj)
     free(t);
 }
 
-static void sse_chunk(srv_conn *c, const char *text, size_t len, int from, int to, eng_finish f)
+static void sse_chunk(srv_conn *c, int k, const char *text, size_t len, int from, int to, eng_finish f)
 {
     json_t *ch = json_array();
-    json_array_append_new(ch, choice_json(c, text, len, from, to, f, 1));
+    json_array_append_new(ch, choice_json(c, k, text, len, from, to, f, 1));
     sse_send(c, envelope(c, c->gen.is_chat ? "chat.completion.chunk" : "text_completion", ch));
 }
 
-static void gen_push(srv_gen *g, const eng_event *e)
+static void choice_push(srv_choice *ch, int logprobs, const eng_event *e)
 {
-    if (g->n_tokens == g->cap_tokens) {
-        g->cap_tokens = g->cap_tokens ? 2 * g->cap_tokens : 32;
-        g->tokens = xrealloc(g->tokens, (size_t)g->cap_tokens * sizeof *g->tokens);
-        if (g->logprobs > 0)
-            g->lps = xrealloc(g->lps, (size_t)g->cap_tokens * sizeof *g->lps);
+    if (ch->n_tokens == ch->cap_tokens) {
+        ch->cap_tokens = ch->cap_tokens ? 2 * ch->cap_tokens : 32;
+        ch->tokens = xrealloc(ch->tokens, (size_t)ch->cap_tokens * sizeof *ch->tokens);
+        if (logprobs > 0)
+            ch->lps = xrealloc(ch->lps, (size_t)ch->cap_tokens * sizeof *ch->lps);
     }
-    if (g->logprobs > 0)
-        g->lps[g->n_tokens] = e->lp;
-    g->tokens[g->n_tokens++] = e->token;
+    if (logprobs > 0)
+        ch->lps[ch->n_tokens] = e->lp;
+    ch->tokens[ch->n_tokens++] = e->token;
 }
 
+void srv_gen_free(srv_gen *g)
+{
+    for (int k = 0; k < g->n_choices; k++) {
+        srv_buf_free(&g->choices[k].text);
+        free(g->choices[k].tokens);
+        free(g->choices[k].lps);
+    }
+    free(g->choices);
+    free(g->echo_text);
+    g->choices = NULL;
+    g->echo_text = NULL;
+    g->n_choices = 0;
+}
+
+/* The stream's head: the echoed prompt, once per choice. */
 static void stream_begin(srv_conn *c)
 {
     if (c->streaming)
         return;
     srv_stream_start(c);
-    if (c->gen.echo_text && *c->gen.echo_text)
-        sse_chunk(c, c->gen.echo_text, strlen(c->gen.echo_text), 0, 0, ENG_FINISH_NONE);
+    for (int k = 0; c->gen.echo_text && *c->gen.echo_text && k < c->gen.n_choices; k++)
+        sse_chunk(c, k, c->gen.echo_text, strlen(c->gen.echo_text), 0, 0, ENG_FINISH_NONE);
+}
+
+/* The whole body of a finished non-streamed completion: every choice. */
+static void reply_whole(srv_conn *c)
+{
+    srv_gen *g = &c->gen;
+    json_t *chs = json_array();
+    for (int k = 0; k < g->n_choices; k++) {
+        srv_choice *ch = &g->choices[k];
+        srv_buf full = {0};
+        if (g->echo_text)
+            srv_buf_add(&full, g->echo_text, strlen(g->echo_text));
+        srv_buf_add(&full, ch->text.p, ch->text.len);
+        json_array_append_new(chs, choice_json(c, k, full.p, full.len, 0, ch->n_tokens, ch->finish, 0));
+        srv_buf_free(&full);
+    }
+    json_t *env = envelope(c, g->is_chat ? "chat.completion" : "text_completion", chs);
+    json_object_set_new(env, "usage", usage_json(g));
+    srv_reply_json(c, 200, env);
 }
 
 static void on_complete_event(srv_conn *c, const eng_event *e)
@@ -194,6 +233,8 @@ static void on_complete_event(srv_conn *c, const eng_event *e)
         srv_stream_end(c);
         return;
     }
+    int k = e->choice >= 0 && e->choice < g->n_choices ? e->choice : 0;
+    srv_choice *ch = &g->choices[k];
     if (e->kind == ENG_EV_TOKEN) {
         if (!c->t_first_ns) {
             c->t_first_ns = now;
@@ -202,48 +243,45 @@ static void on_complete_event(srv_conn *c, const eng_event *e)
             srv_hist_observe(&s->metrics.itl, (double)(now - c->t_last_ns) * 1e-9);
         }
         c->t_last_ns = now;
-        gen_push(g, e);
+        choice_push(ch, g->logprobs, e);
     }
-    srv_buf_add(&g->text, e->text, e->text_len);
+    srv_buf_add(&ch->text, e->text, e->text_len);
     if (e->kind == ENG_EV_TOKEN) {
         if (g->stream) {
             stream_begin(c);
-            size_t n = srv_utf8_complete_prefix(g->text.p, g->text.len);
-            sse_chunk(c, g->text.p, n, g->n_tokens - 1, g->n_tokens, ENG_FINISH_NONE);
-            memmove(g->text.p, g->text.p + n, g->text.len - n);
-            g->text.len -= n;
+            size_t n = srv_utf8_complete_prefix(ch->text.p, ch->text.len);
+            sse_chunk(c, k, ch->text.p, n, ch->n_tokens - 1, ch->n_tokens, ENG_FINISH_NONE);
+            memmove(ch->text.p, ch->text.p + n, ch->text.len - n);
+            ch->text.len -= n;
         }
         return;
     }
-    /* ENG_EV_DONE */
-    g->finish = e->finish;
+    /* ENG_EV_CHOICE_END or ENG_EV_DONE: choice k finished */
+    ch->finish = e->finish;
+    if (g->stream) {
+        stream_begin(c);
+        sse_chunk(c, k, ch->text.p, ch->text.len, ch->n_tokens, ch->n_tokens, ch->finish);
+        ch->text.len = 0;
+    }
+    if (e->kind == ENG_EV_CHOICE_END)
+        return;
+    /* ENG_EV_DONE: the request */
     g->n_prompt = e->n_prompt_tokens;
     g->n_gen = e->n_gen_tokens;
     g->usage_known = 1;
     s->metrics.completions_total++;
     srv_hist_observe(&s->metrics.e2e, (double)(now - c->t_start_ns) * 1e-9);
-    if (g->stream) {
-        stream_begin(c);
-        sse_chunk(c, g->text.p, g->text.len, g->n_tokens, g->n_tokens, g->finish);
-        if (g->include_usage) {
-            json_t *env = envelope(c, g->is_chat ? "chat.completion.chunk" : "text_completion", json_array());
-            json_object_set_new(env, "usage", usage_json(g));
-            sse_send(c, env);
-        }
-        srv_stream_write(c, "data: [DONE]\n\n", 14);
-        srv_stream_end(c);
+    if (!g->stream) {
+        reply_whole(c);
         return;
     }
-    srv_buf full = {0};
-    if (g->echo_text)
-        srv_buf_add(&full, g->echo_text, strlen(g->echo_text));
-    srv_buf_add(&full, g->text.p, g->text.len);
-    json_t *ch = json_array();
-    json_array_append_new(ch, choice_json(c, full.p, full.len, 0, g->n_tokens, g->finish, 0));
-    srv_buf_free(&full);
-    json_t *env = envelope(c, g->is_chat ? "chat.completion" : "text_completion", ch);
-    json_object_set_new(env, "usage", usage_json(g));
-    srv_reply_json(c, 200, env);
+    if (g->include_usage) {
+        json_t *env = envelope(c, g->is_chat ? "chat.completion.chunk" : "text_completion", json_array());
+        json_object_set_new(env, "usage", usage_json(g));
+        sse_send(c, env);
+    }
+    srv_stream_write(c, "data: [DONE]\n\n", 14);
+    srv_stream_end(c);
 }
 
 /* The X-Session-Id header (for load balancers with session affinity) names
@@ -293,7 +331,7 @@ static void start_common(srv_conn *c, int is_chat)
         return;
     }
     srv_limits lim = {(int)s->cfg->max_prompt, (int)s->cfg->max_tokens, (int)s->cfg->default_max_tokens,
-                      s->info->n_vocab, s->eos_text, &s->chat, s->model_name};
+                      s->info->n_vocab, s->eos_text, &s->chat, s->model_name, (int)s->cfg->max_batch};
     if (is_chat && lim.default_max_tokens < 256)
         lim.default_max_tokens = lim.max_tokens < 256 ? lim.max_tokens : 256;
     srv_completion p;
@@ -324,6 +362,8 @@ static void start_common(srv_conn *c, int is_chat)
     g->seed = p.sampling.seed;
     g->has_seed = 1;
     g->created = (int64_t)eng_now_wall_s();
+    g->n_choices = p.n;
+    g->choices = xcalloc((size_t)p.n, sizeof *g->choices);
     char rnd[ENG_SESSION_ID_HEX + 1];
     if (eng_session_new_id(rnd, NULL) != SSMD_OK)
         snprintf(rnd, sizeof rnd, "%llx", (unsigned long long)eng_now_mono_ns());

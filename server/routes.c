@@ -196,7 +196,7 @@ static void on_session_event(srv_conn *c, const eng_event *e)
         unsigned char *buf;
         size_t len;
         ssmd_err err = {0};
-        if (srv_state_pack(s->info->fingerprint, e->info.n_tokens, e->info.pending, e->blob, e->blob_bytes, &buf,
+        if (srv_state_pack(s->info->fingerprint, &e->info, e->blob, e->blob_bytes, &buf,
                            &len, &err) != SSMD_OK) {
             srv_reply_error(c, err.code, err.msg);
             return;
@@ -279,6 +279,7 @@ eng_request *srv_import_request(const char *id, const srv_state_meta *m, const u
     r->blob_bytes = m->state_bytes;
     r->blob_pending = m->pending;
     r->blob_n_tokens = m->n_tokens;
+    r->blob_hist = m->hist;
     return r;
 }
 

@@ -90,12 +90,17 @@ static void log_ready(srv_server *s)
                             in->d_model, "n_params", (json_int_t)in->n_params, "dtype", in->dtype, "n_vocab",
                             in->n_vocab),
                   msg);
-    snprintf(msg, sizeof msg, "backend %s, %ld threads, max batch %ld, max sessions %ld, numerics %s, device %ld",
-             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, cfg->numerics, cfg->device);
+    eng_sched_stats st;
+    eng_sched_get_stats(s->sched, &st);
+    snprintf(msg, sizeof msg,
+             "backend %s, %ld threads, max batch %ld, max sessions %ld, max step tokens %d, numerics %s, device %ld",
+             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, st.max_step_tokens, cfg->numerics,
+             cfg->device);
     srv_log_event(&s->log, "info", "engine",
-                  json_pack("{s:s, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
-                            "max_batch", (int)cfg->max_batch, "max_sessions", (int)cfg->max_sessions,
-                            "numerics", cfg->numerics, "device", (int)cfg->device),
+                  json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
+                            "max_batch", (int)cfg->max_batch, "max_step_tokens", st.max_step_tokens,
+                            "max_sessions", (int)cfg->max_sessions, "numerics", cfg->numerics, "device",
+                            (int)cfg->device),
                   msg);
     if (!strcmp(cfg->backend, "cpu")) { /* which SIMD level the cpu kernels run, and why */
         cpu_kernels_describe(msg, sizeof msg);
@@ -106,6 +111,16 @@ static void log_ready(srv_server *s)
     srv_log_event(&s->log, "info", "memory",
                   json_pack("{s:I, s:I, s:i, s:I}", "weight_bytes", (json_int_t)in->weight_bytes, "pool_bytes",
                             (json_int_t)in->pool_bytes, "slots", slots, "state_bytes", (json_int_t)in->state_bytes),
+                  msg);
+    /* sessions per GB: what a deployment sizes memory by */
+    double per_gb = in->state_bytes ? 1e9 / (double)in->state_bytes : 0;
+    snprintf(msg, sizeof msg,
+             "sessions: %ld in the state pool, up to %d more in host memory (--host-session-memory); "
+             "%.0f sessions per GB of state",
+             cfg->max_sessions, st.host_capacity, per_gb);
+    srv_log_event(&s->log, "info", "sessions",
+                  json_pack("{s:i, s:i, s:f}", "pool_sessions", (int)cfg->max_sessions, "host_sessions",
+                            st.host_capacity, "sessions_per_gb", per_gb),
                   msg);
     const char *h = cfg->host;
     int v6 = strchr(h, ':') != NULL;
@@ -160,6 +175,8 @@ void srv_deliver_event(srv_server *s, eng_event *e)
 {
     srv_conn *c = e->req->udata;
     int final = e->kind == ENG_EV_DONE || e->kind == ENG_EV_RESULT || e->kind == ENG_EV_ERROR;
+    if (final && e->req->session[0] && e->kind != ENG_EV_ERROR)
+        c->tier = c->store_loaded ? "store" : e->req->from_host ? "host" : "pool";
     if (!c->closed && !c->abort)
         c->route->on_event(c, e);
     if (final) {
@@ -419,6 +436,8 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     o.max_batch = (int)cfg->max_batch;
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;
+    o.max_step_tokens = (int)cfg->max_step_tokens;
+    o.host_session_bytes = (size_t)cfg->host_session_memory;
     s->t_load_ns = eng_now_mono_ns();
     srv_log_msg(&s->log, "info", "loading", "loading %s (backend %s) ...", cfg->model, cfg->backend);
     int rc = eng_sched_start(&o, notify_loop, s, &s->sched, err);

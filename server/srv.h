@@ -47,22 +47,31 @@ typedef struct srv_route {
 } srv_route;
 
 /* What a completion request keeps between its events. */
-typedef struct srv_gen {
-    int is_chat, stream, echo, include_usage, logprobs;
-    uint64_t seed;         /* the sampler's seed, given or drawn */
-    int has_seed;          /* a completion got as far as choosing it (for the log) */
-    char id[48];
-    int64_t created;
-    char *echo_text;       /* prompt text to echo (malloc'ed) or NULL */
+/* One choice of a completion as it arrives (n of them for "n": n). */
+typedef struct srv_choice {
     srv_buf text;          /* non-stream: all text; stream: unsent UTF-8 tail */
     int32_t *tokens;       /* (n_tokens) generated ids */
     eng_logprobs *lps;     /* (n_tokens) when logprobs > 0 */
     int n_tokens, cap_tokens;
     int sent_role;         /* chat stream: the first delta carried the role */
     eng_finish finish;
+} srv_choice;
+
+typedef struct srv_gen {
+    int is_chat, stream, echo, include_usage, logprobs;
+    uint64_t seed;         /* the sampler's seed, given or drawn (choice k: seed + k) */
+    int has_seed;          /* a completion got as far as choosing it (for the log) */
+    char id[48];
+    int64_t created;
+    char *echo_text;       /* prompt text to echo (malloc'ed) or NULL */
+    srv_choice *choices;   /* (n_choices) xcalloc'ed */
+    int n_choices;
     int n_prompt, n_gen;
     int usage_known;       /* n_prompt/n_gen came from the engine */
 } srv_gen;
+
+/* Frees what g holds (route_complete.c).  Loop thread. */
+void srv_gen_free(srv_gen *g);
 
 struct srv_conn {
     srv_server *srv;
@@ -95,6 +104,8 @@ struct srv_conn {
     /* session store (store.c): while it works for this request, the engine
      * request or its final event waits here instead of in the engine */
     int store_tries;         /* loads from the store tried for this request */
+    int store_loaded;        /* its session was loaded from the store */
+    const char *tier;        /* the session's tier that served it (log): "pool", "host", "store" */
     eng_request *store_held; /* our request, back from the engine, waiting for a load */
     eng_request *store_aux;  /* the store's own import request, in the engine */
     eng_event *store_ev;     /* an event held until the store answers */

@@ -323,7 +323,7 @@ static int write_first(srv_store *st, srv_conn *c, eng_event *e)
     }
     unsigned char *buf;
     size_t len;
-    if (srv_state_pack(st->srv->info->fingerprint, e->info.n_tokens, e->info.pending, e->blob, e->blob_bytes, &buf,
+    if (srv_state_pack(st->srv->info->fingerprint, &e->info, e->blob, e->blob_bytes, &buf,
                        &len, NULL) != SSMD_OK)
         return 0;
     key_of(key, sizeof key, e->info.id);
@@ -350,6 +350,7 @@ int srv_store_on_event(srv_store *st, srv_conn *c, eng_event *e)
         c->store_ev = NULL;
         if (e->kind == ENG_EV_RESULT && !c->closed && !c->abort && !st->srv->engine_stopped) {
             st->srv->metrics.store_loads_total++;
+            c->store_loaded = 1;
             eng_event_free(notfound); /* not its request: that goes round again */
             held->expect_gen = 0;
             eng_sched_submit(st->srv->sched, held);
@@ -472,7 +473,7 @@ static int drain_one(void *arg, const eng_session_info *info, const void *state,
         return 0;
     unsigned char *buf;
     size_t len;
-    if (srv_state_pack(s->info->fingerprint, info->n_tokens, info->pending, state, bytes, &buf, &len, NULL) != SSMD_OK)
+    if (srv_state_pack(s->info->fingerprint, info, state, bytes, &buf, &len, NULL) != SSMD_OK)
         return 1;
     r = redisCommand(d->rc, "HSET %s state %b", key, buf, len);
     free(buf);

@@ -1,8 +1,14 @@
-/* test_scheduler.c - engine/scheduler.c driven through its public API with
- * a fixture model: completions are admitted in arrival order, a queued and
- * a running request end with SSMD_ECANCELED, a request on a session that is
- * running gets the busy error at once, a full session table evicts the
- * least recently used session.
+/* test_scheduler.c - engine/scheduler.c (and sched_step.c) driven through
+ * its public API with a fixture model: completions are admitted in arrival
+ * order, a queued and a running request end with SSMD_ECANCELED, a request
+ * on a session that is running gets the busy error at once, a full session
+ * table evicts the least recently used session; chunked and batched
+ * prefill give every request the tokens whole prefill gives, at budgets 1,
+ * 7 and 512; prompts
+ * are prefilled first come, first served; a running stream gets a token
+ * every iteration while a 4,000-token prompt is prefilled; n choices come
+ * from one prefill and equal separate requests seeded seed + k; sessions
+ * moved to host memory and back continue exactly.
  *
  * No sleeping: the test waits on the notify callback (10 s at most per
  * event, then fails), and eng_sched_hold lets it queue several requests
@@ -83,7 +89,9 @@ static void event_done(eng_event *e)
     eng_event_free(e);
 }
 
-static void start(harness *h, int max_batch, int max_sessions)
+static size_t host_bytes; /* the next start's --host-session-memory (0: none) */
+
+static void start_full(harness *h, int max_batch, int max_sessions, int max_step_tokens, int unbatched)
 {
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->mu, NULL);
@@ -95,11 +103,24 @@ static void start(harness *h, int max_batch, int max_sessions)
     o.model.backend_opts.threads = 1;
     o.max_batch = max_batch;
     o.max_sessions = max_sessions;
+    o.max_step_tokens = max_step_tokens;
+    o.prefill_unbatched = unbatched;
+    o.host_session_bytes = host_bytes;
     ssmd_err err = {0};
     ck_assert_int_eq(eng_sched_start(&o, on_notify, h, &h->s, &err), SSMD_OK);
     eng_event *e = next_event(h);
     ck_assert_msg(e->kind == ENG_EV_LOADED, "load failed: %s", e->err.msg);
     event_done(e);
+}
+
+static void start_budget(harness *h, int max_batch, int max_sessions, int max_step_tokens)
+{
+    start_full(h, max_batch, max_sessions, max_step_tokens, 0);
+}
+
+static void start(harness *h, int max_batch, int max_sessions)
+{
+    start_budget(h, max_batch, max_sessions, 0);
 }
 
 static void stop(harness *h)
@@ -317,6 +338,370 @@ START_TEST(test_lru_eviction)
 }
 END_TEST
 
+/* ---- chunked prefill ---- */
+
+#define FIXTURE_VOCAB 97
+
+/* A completion of n prompt tokens, a fixed pseudo-random sequence drawn
+ * from `salt` (ids in [1, FIXTURE_VOCAB)), greedy when seed is 0, else
+ * sampled with that seed; never stops at EOS. */
+static eng_request *prompt_completion(const char *session, int n, uint32_t salt, uint64_t seed, int max_tokens)
+{
+    eng_request *r = eng_request_new(ENG_OP_COMPLETE);
+    r->n_prompt = n;
+    r->prompt = malloc((size_t)n * sizeof *r->prompt);
+    uint32_t x = salt * 2654435761u + 1;
+    for (int i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        r->prompt[i] = 1 + (int32_t)((x >> 8) % (FIXTURE_VOCAB - 1));
+    }
+    r->max_tokens = max_tokens;
+    r->ignore_eos = 1;
+    r->sampling.temperature = seed ? 0.9f : 0;
+    r->sampling.seed = seed;
+    if (session)
+        snprintf(r->session, sizeof r->session, "%s", session);
+    return r;
+}
+
+#define MIX_N 5
+#define MIX_TOKENS 12
+
+/* What every request of one run generated, by request. */
+typedef struct mix_out {
+    int32_t tokens[2 * MIX_N][MIX_TOKENS];
+    int n[2 * MIX_N];
+} mix_out;
+
+/* Collects the events of reqs (n of them) until each has its final event,
+ * which must be DONE; tokens go to row base + i of o. */
+static void collect(harness *h, eng_request **reqs, int n, mix_out *o, int base)
+{
+    int left = n;
+    while (left > 0) {
+        eng_event *e = next_event(h);
+        int i = 0;
+        while (i < n && reqs[i] != e->req)
+            i++;
+        ck_assert_msg(i < n, "event of an unknown request");
+        if (e->kind == ENG_EV_TOKEN) {
+            ck_assert_int_lt(o->n[base + i], MIX_TOKENS);
+            o->tokens[base + i][o->n[base + i]++] = e->token;
+        } else {
+            ck_assert_msg(e->kind == ENG_EV_DONE, "request %d failed: %s", i, e->err.msg);
+            ck_assert_int_eq(e->n_gen_tokens, MIX_TOKENS);
+            left--;
+        }
+        event_done(e);
+    }
+}
+
+/* One run of a mixed load at a budget: MIX_N sessions each take a first
+ * completion (prompts of 1 to 1,300 tokens, greedy and sampled, all queued
+ * at once), then a second one that continues the session (its pending
+ * token first). */
+static void run_mix(int budget, int unbatched, mix_out *o)
+{
+    static const int lens[MIX_N] = {1, 9, 300, 1300, 40};
+    harness h;
+    memset(o, 0, sizeof *o);
+    start_full(&h, 3, MIX_N, budget, unbatched);
+    char ids[MIX_N][ENG_SESSION_ID_HEX + 1];
+    int code;
+    for (int i = 0; i < MIX_N; i++)
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+    for (int round = 0; round < 2; round++) {
+        eng_request *r[MIX_N];
+        eng_sched_hold(h.s, 1);
+        for (int i = 0; i < MIX_N; i++) {
+            int n = round ? lens[MIX_N - 1 - i] / 2 + 1 : lens[i];
+            r[i] = prompt_completion(ids[i], n, (uint32_t)(10 * round + i), i % 2 ? 0 : 100 + (uint64_t)i,
+                                     MIX_TOKENS);
+            eng_sched_submit(h.s, r[i]);
+        }
+        eng_sched_hold(h.s, 0);
+        collect(&h, r, MIX_N, o, round * MIX_N);
+    }
+    eng_sched_stats st;
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_int_eq(st.max_step_tokens, budget);
+    ck_assert_int_le(st.prefill_max, budget);
+    stop(&h);
+}
+
+/* Every request's tokens are the same whether its prompt is prefilled whole
+ * and alone (a budget above every prompt, each chunk its own prefill) or in
+ * chunks of 1, 7 or 512 tokens interleaved with other requests' chunks and
+ * decode steps, the chunks of one iteration prefilled alone or together in
+ * one batched pass. */
+START_TEST(test_chunked_prefill_same_tokens)
+{
+    static const int budgets[] = {1, 7, 512, 1 << 20};
+    static mix_out whole, chunked; /* static: too big for a test's stack under ASan */
+    run_mix(1 << 20, 1, &whole);
+    for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++) {
+        for (int unbatched = 0; unbatched < 2; unbatched++) {
+            if (budgets[b] == 1 << 20 && unbatched)
+                continue; /* the reference itself */
+            run_mix(budgets[b], unbatched, &chunked);
+            for (int i = 0; i < 2 * MIX_N; i++) {
+                ck_assert_int_eq(chunked.n[i], MIX_TOKENS);
+                for (int k = 0; k < MIX_TOKENS; k++)
+                    ck_assert_msg(chunked.tokens[i][k] == whole.tokens[i][k],
+                                  "budget %d%s, request %d, token %d: %d, whole prefill gave %d", budgets[b],
+                                  unbatched ? " unbatched" : "", i, k, chunked.tokens[i][k], whole.tokens[i][k]);
+            }
+        }
+    }
+}
+END_TEST
+
+/* Budget 16: a 100-token prompt queued before a 10-token one gets its first
+ * token first, although the short one could have finished sooner. */
+START_TEST(test_prefill_fcfs)
+{
+    harness h;
+    start_budget(&h, 3, 2, 16);
+    eng_request *first = prompt_completion(NULL, 100, 1, 0, 1), *second = prompt_completion(NULL, 10, 2, 0, 1);
+    eng_sched_hold(h.s, 1);
+    eng_sched_submit(h.s, first);
+    eng_sched_submit(h.s, second);
+    eng_sched_hold(h.s, 0);
+    eng_event *e = next_event(&h);
+    ck_assert_ptr_eq(e->req, first);
+    ck_assert_int_eq(e->kind, ENG_EV_TOKEN);
+    ck_assert_int_eq(e->step, 7); /* ceil(100 / 16) iterations */
+    event_done(e);
+    int final = 0;
+    while (final < 2) {
+        e = next_event(&h);
+        if (e->req == second && e->kind == ENG_EV_TOKEN)
+            ck_assert_int_eq(e->step, 7); /* the rest of iteration 7's budget */
+        final += is_final(e);
+        event_done(e);
+    }
+    stop(&h);
+}
+END_TEST
+
+/* Budget 64: while a 4,000-token prompt is prefilled (63 iterations), a
+ * running stream gets one token in every iteration, and no iteration
+ * prefills more than the budget.  Counted in iterations, not seconds, so
+ * the test cannot flake on a slow machine. */
+START_TEST(test_running_stream_not_stalled)
+{
+    enum { BUDGET = 64, LONG = 4000 };
+    harness h;
+    start_budget(&h, 2, 2, BUDGET);
+    eng_request *run = completion(NULL, FOREVER);
+    eng_sched_submit(h.s, run);
+    eng_event *e;
+    uint64_t last_step = 0;
+    for (int k = 0; k < 2; k++) { /* iteration 1: the token after its prompt, then a decoded one */
+        e = next_event(&h);
+        ck_assert_ptr_eq(e->req, run);
+        ck_assert_uint_eq(e->step, 1);
+        last_step = e->step;
+        event_done(e);
+    }
+    eng_request *lng = prompt_completion(NULL, LONG, 3, 0, 1);
+    eng_sched_submit(h.s, lng);
+    int during = 0; /* run's tokens before lng's first */
+    for (;;) {
+        e = next_event(&h);
+        if (e->req == lng) {
+            ck_assert_int_eq(e->kind, ENG_EV_TOKEN);
+            ck_assert_uint_eq(e->step, last_step + 1); /* in the iteration after run's last token */
+            event_done(e);
+            break;
+        }
+        ck_assert_ptr_eq(e->req, run);
+        ck_assert_int_eq(e->kind, ENG_EV_TOKEN);
+        ck_assert_uint_eq(e->step, last_step + 1); /* a token in every iteration */
+        last_step = e->step;
+        during++;
+        event_done(e);
+    }
+    ck_assert_int_ge(during, (LONG + BUDGET - 1) / BUDGET - 1);
+    eng_sched_stats st;
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_int_eq(st.prefill_max, BUDGET);
+    ck_assert_uint_ge(st.prefill_steps, (LONG + BUDGET - 1) / BUDGET);
+    ck_assert_uint_eq(st.queue_waits, 2);
+    eng_sched_cancel(h.s, run);
+    for (int final = 0; final < 2;) {
+        e = next_event(&h);
+        final += is_final(e);
+        event_done(e);
+    }
+    stop(&h);
+}
+END_TEST
+
+/* ---- n choices from one prefill ---- */
+
+#define N_CHOICES 3
+
+/* n = 3 with seed S prefills once (the prompt counted once) and gives
+ * choice k the tokens of a request of its own with seed S + k; at budget 7
+ * the shared prompt is prefilled in chunks before the fork. */
+START_TEST(test_n_choices_from_one_prefill)
+{
+    enum { LEN = 50, GEN = 10 };
+    const uint64_t seed = 41;
+    harness h;
+    start_budget(&h, 4, 2, 7);
+    int32_t alone[N_CHOICES][GEN];
+    for (int k = 0; k < N_CHOICES; k++) {
+        eng_request *r = prompt_completion(NULL, LEN, 9, seed + (uint64_t)k, GEN);
+        eng_sched_submit(h.s, r);
+        for (int n = 0;;) {
+            eng_event *e = next_event(&h);
+            ck_assert_ptr_eq(e->req, r);
+            if (e->kind == ENG_EV_TOKEN)
+                alone[k][n++] = e->token;
+            int final = is_final(e);
+            ck_assert(!final || e->kind == ENG_EV_DONE);
+            event_done(e);
+            if (final)
+                break;
+        }
+    }
+    eng_sched_stats before;
+    eng_sched_get_stats(h.s, &before);
+    eng_request *r = prompt_completion(NULL, LEN, 9, seed, GEN);
+    r->n_choices = N_CHOICES;
+    eng_sched_submit(h.s, r);
+    int got[N_CHOICES] = {0}, ended[N_CHOICES] = {0};
+    for (;;) {
+        eng_event *e = next_event(&h);
+        ck_assert_ptr_eq(e->req, r);
+        ck_assert_int_lt(e->choice, N_CHOICES);
+        int k = e->choice, final = is_final(e);
+        if (e->kind == ENG_EV_TOKEN) {
+            ck_assert_int_lt(got[k], GEN);
+            ck_assert_msg(e->token == alone[k][got[k]], "choice %d token %d: %d, alone %d", k, got[k], e->token,
+                          alone[k][got[k]]);
+            got[k]++;
+        } else if (e->kind == ENG_EV_CHOICE_END) {
+            ck_assert_int_eq(e->n_gen_tokens, GEN);
+            ended[k]++;
+        } else {
+            ck_assert_int_eq(e->kind, ENG_EV_DONE);
+            ck_assert_int_eq(e->n_prompt_tokens, LEN);
+            ck_assert_int_eq(e->n_gen_tokens, N_CHOICES * GEN);
+            ended[k]++;
+        }
+        event_done(e);
+        if (final)
+            break;
+    }
+    for (int k = 0; k < N_CHOICES; k++) {
+        ck_assert_int_eq(got[k], GEN);
+        ck_assert_int_eq(ended[k], 1);
+    }
+    eng_sched_stats after;
+    eng_sched_get_stats(h.s, &after);
+    ck_assert_uint_eq(after.prompt_tokens - before.prompt_tokens, LEN);
+    ck_assert_uint_eq(after.prefill_tokens - before.prefill_tokens, LEN); /* one prefill */
+    stop(&h);
+}
+END_TEST
+
+/* More choices than a batch holds, or several on a session: refused at
+ * once (never left waiting). */
+START_TEST(test_n_choices_refused)
+{
+    harness h;
+    start(&h, 2, 2);
+    int code;
+    eng_request *r = completion(NULL, 2);
+    r->n_choices = 3;
+    ck_assert_int_eq(run_op(&h, r, &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_EINVAL);
+    char id[ENG_SESSION_ID_HEX + 1];
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, id), ENG_EV_RESULT);
+    r = completion(id, 2);
+    r->n_choices = 2;
+    ck_assert_int_eq(run_op(&h, r, &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_EINVAL);
+    stop(&h);
+}
+END_TEST
+
+/* ---- the host tier ---- */
+
+/* Runs a greedy 4-token completion on session id (prompt from salt) and
+ * stores its tokens in out. */
+static void session_turn(harness *h, const char *id, uint32_t salt, int32_t out[4])
+{
+    eng_request *r = prompt_completion(id, 5, salt, 0, 4);
+    eng_sched_submit(h->s, r);
+    for (int n = 0;;) {
+        eng_event *e = next_event(h);
+        ck_assert_ptr_eq(e->req, r);
+        if (e->kind == ENG_EV_TOKEN)
+            out[n++] = e->token;
+        int final = is_final(e);
+        ck_assert_msg(!final || e->kind == ENG_EV_DONE, "turn failed: %s", e->err.msg);
+        event_done(e);
+        if (final)
+            break;
+    }
+}
+
+/* Two slots for sessions and host memory for two more: four sessions take
+ * a turn each, so the two oldest move to the host; their second turns
+ * (moved back, moving others out) give exactly the tokens of sessions that
+ * never moved.  With host memory for one, the oldest is dropped. */
+START_TEST(test_host_tier_exact)
+{
+    enum { N = 4 };
+    int32_t ref[N][2][4], got[N][2][4];
+    char ids[N][ENG_SESSION_ID_HEX + 1];
+    int code;
+    harness h;
+    host_bytes = 0;
+    start(&h, 2, N); /* the reference: every session keeps its slot */
+    size_t state_bytes = eng_sched_model_info(h.s)->state_bytes;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+    for (int turn = 0; turn < 2; turn++)
+        for (int i = 0; i < N; i++)
+            session_turn(&h, ids[i], (uint32_t)(10 * turn + i), ref[i][turn]);
+    stop(&h);
+
+    host_bytes = 2 * state_bytes;
+    start(&h, 2, 2);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+        session_turn(&h, ids[i], (uint32_t)i, got[i][0]);
+    }
+    for (int i = 0; i < N; i++)
+        session_turn(&h, ids[i], (uint32_t)(10 + i), got[i][1]);
+    ck_assert_int_eq(memcmp(got, ref, sizeof ref), 0);
+    eng_sched_stats st;
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_int_eq(st.host_capacity, 2);
+    ck_assert_uint_ge(st.sessions_to_host, 4);
+    ck_assert_uint_ge(st.sessions_from_host, 4);
+    ck_assert_uint_eq(st.sessions_dropped, 0);
+    stop(&h);
+
+    host_bytes = state_bytes; /* one in host memory: a third session drops the first */
+    start(&h, 2, 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, ids[i]), ENG_EV_RESULT);
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_INFO, ids[0]), &code, NULL), ENG_EV_ERROR);
+    ck_assert_int_eq(code, SSMD_ENOTFOUND);
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_INFO, ids[1]), &code, NULL), ENG_EV_RESULT);
+    eng_sched_get_stats(h.s, &st);
+    ck_assert_uint_eq(st.sessions_dropped, 1);
+    stop(&h);
+    host_bytes = 0;
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -326,6 +711,12 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cancel_queued_and_running);
     tcase_add_test(tc, test_busy_session);
     tcase_add_test(tc, test_lru_eviction);
+    tcase_add_test(tc, test_chunked_prefill_same_tokens);
+    tcase_add_test(tc, test_prefill_fcfs);
+    tcase_add_test(tc, test_running_stream_not_stalled);
+    tcase_add_test(tc, test_n_choices_from_one_prefill);
+    tcase_add_test(tc, test_n_choices_refused);
+    tcase_add_test(tc, test_host_tier_exact);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!body)
         return 0;
     srv_limits lim = {256, 64, 16, eng_tokenizer_vocab_size(tok), "<|endoftext|>", own_template ? &chat : NULL,
-                      NULL /* any model name */};
+                      NULL /* any model name */, 4 /* choices: n up to 4 */};
     srv_completion c;
     ssmd_err err = {0};
     int rc = srv_completion_parse(&c, body, is_chat, no_tok ? NULL : tok, &lim, &err);

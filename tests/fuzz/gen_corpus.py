@@ -166,17 +166,22 @@ def gen_tmpl():
 
 
 def gen_state_fmt():
-    def enc(state, n_tokens=3, pending=-1, fp="mamba1:abcdef", version=1, hdr=168):
-        b = bytearray(168)
+    def enc(state, n_tokens=3, pending=-1, fp="mamba1:abcdef", version=1, hdr=168, hist=None):
+        b = bytearray(hdr)
         b[0:8] = b"SSMDSTAT"
-        struct.pack_into("<IIQqiI", b, 8, version, hdr, len(state), n_tokens, pending, 0)
+        struct.pack_into("<IIQqiI", b, 8, version, hdr, len(state), n_tokens, pending, 1 if hist else 0)
         b[40:40 + len(fp)] = fp.encode()
+        if hist:  # version 2: history hash, mark tokens, mark hash
+            struct.pack_into("<QqQ", b, 168, *hist)
         b += state
         return bytes(b) + struct.pack("<I", zlib.crc32(bytes(b)))
     put("state_fmt", enc(bytes(range(64))), "valid64")
     put("state_fmt", enc(b"", 0, 42), "empty_pending")
     put("state_fmt", enc(b"\x01" * 16, fp="x" * 128), "long_fp")
     put("state_fmt", enc(b"\x01" * 16, version=2), "version2")
+    put("state_fmt", enc(bytes(range(32)), 9, 5, version=2, hdr=192, hist=(0xcbf29ce484222325, 4, 77)),
+        "v2_history")
+    put("state_fmt", enc(b"\x03" * 8, version=2, hdr=192), "v2_no_history")
     put("state_fmt", enc(b"\x02" * 8)[:-1], "truncated")
 
 

@@ -192,7 +192,7 @@ def t_refused():
     for name, fn in [
             ("best_of", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, best_of=2)),
             ("suffix", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, suffix="end")),
-            ("n", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, n=2)),
+            ("n above --max-batch", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, n=100000)),
             ("prompts", lambda: client.completions.create(model=model, prompt=["a", "b"], max_tokens=1)),
             ("presence_penalty", lambda: client.completions.create(model=model, prompt="x", presence_penalty="abc")),
             ("logit_bias", lambda: client.completions.create(model=model, prompt="x", logit_bias={"x": 1})),

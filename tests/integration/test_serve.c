@@ -637,17 +637,25 @@ START_TEST(test_stop_echo_logprobs)
 }
 END_TEST
 
+/* --max-sessions 6: a seventh session moves the least recently used one
+ * to host memory (the default --host-session-memory), not away: it answers
+ * again, and /metrics counts the moves. */
 START_TEST(test_session_lru)
 {
     char *ids[7];
-    for (int i = 0; i < 7; i++) /* --max-sessions 6 */
+    for (int i = 0; i < 7; i++)
         ids[i] = it_new_session(&srv);
     char path[128];
-    snprintf(path, sizeof path, "/v1/sessions/%s", ids[0]);
-    expect_error("GET", path, NULL, 404, NULL);
-    snprintf(path, sizeof path, "/v1/sessions/%s", ids[6]);
-    it_resp r = it_http(&srv, "GET", path, NULL);
-    ck_assert_int_eq(r.status, 200);
+    for (int i = 0; i < 7; i++) {
+        snprintf(path, sizeof path, "/v1/sessions/%s", ids[i]);
+        it_resp r = it_http(&srv, "GET", path, NULL);
+        ck_assert_msg(r.status == 200, "session %d: %ld %s", i, r.status, r.body);
+        it_resp_free(&r);
+    }
+    it_resp r = it_http(&srv, "GET", "/metrics", NULL);
+    ck_assert_ptr_nonnull(strstr(r.body, "\nssmd_sessions_to_host_total "));
+    ck_assert_ptr_null(strstr(r.body, "\nssmd_sessions_to_host_total 0\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\nssmd_sessions_dropped_total 0\n"));
     it_resp_free(&r);
     for (int i = 0; i < 7; i++)
         free(ids[i]);

@@ -261,7 +261,8 @@ START_TEST(test_fields_refused)
         {P, "{\"prompt\":\"a\",\"best_of\":2}", "best_of"},
         {P, "{\"prompt\":\"a\",\"suffix\":\"z\"}", "suffix"},
         {P, "{\"prompt\":\"a\",\"user\":7}", "'user' must be a string"},
-        {P, "{\"prompt\":\"a\",\"n\":2}", "'n'"},
+        {P, "{\"prompt\":\"a\",\"n\":17}", "--max-batch"},
+        {P, "{\"prompt\":\"a\",\"n\":2,\"session\":\"0123456789abcdef0123456789abcdef\"}", "fork the session"},
         {P, "{\"prompt\":[\"a\",\"b\"]}", "one request per prompt"},
         {P, "{\"prompt\":[1,\"b\"]}", "'prompt[1]' must be a token id"},
         {P, "{\"prompt\":\"a\",\"presence_penalty\":\"abc\"}",
@@ -371,6 +372,169 @@ START_TEST(test_prompt_tokens_agree)
 }
 END_TEST
 
+/* ---- chat on a session ---- */
+
+/* Chat on session sid (NULL: none), greedy, 8 tokens; messages are stolen.
+ * Returns the answer when the status is want. */
+static json_t *chat(const char *sid, json_t *messages, long want)
+{
+    json_t *b = json_pack("{s:o, s:i, s:f}", "messages", messages, "max_tokens", 8, "temperature", 0.0);
+    if (sid)
+        json_object_set_new(b, "session", json_string(sid));
+    char *body = json_dumps(b, 0);
+    json_t *j = post("/v1/chat/completions", body, want);
+    free(body);
+    json_decref(b);
+    return j;
+}
+
+static json_int_t usage_prompt(const json_t *j)
+{
+    return json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
+}
+
+static const char *reply(const json_t *j)
+{
+    return json_string_value(json_object_get(json_object_get(choice0(j), "message"), "content"));
+}
+
+/* OpenAI clients send the whole conversation every turn: on a session,
+ * turn 2 prefills only what follows the session's history (usage and the
+ * prompt-token counter agree), and answers what the whole conversation
+ * answers without a session.  A conversation that does not extend the
+ * history is a 409 that says what differs, and leaves the session as it
+ * was. */
+START_TEST(test_chat_session_prefills_only_new)
+{
+    json_t *sess = post("/v1/sessions", "{}", 200);
+    const char *sid = json_string_value(json_object_get(sess, "id"));
+    json_t *t1 = chat(sid, json_pack("[{s:s, s:s}]", "role", "user", "content", "And God said"), 200);
+    json_int_t p1 = usage_prompt(t1);
+    json_t *conv = json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]", "role", "user", "content", "And God said",
+                             "role", "assistant", "content", reply(t1), "role", "user", "content",
+                             "Let there be light");
+    long before = prompt_tokens_metric();
+    json_t *t2 = chat(sid, json_deep_copy(conv), 200);
+    json_int_t p2 = usage_prompt(t2);
+    ck_assert_int_eq(prompt_tokens_metric() - before, p2);
+    json_t *whole = chat(NULL, json_deep_copy(conv), 200);
+    /* the history is turn 1's prompt and its 8 tokens */
+    ck_assert_int_eq(usage_prompt(whole), p1 + 8 + p2);
+    ck_assert_str_eq(reply(t2), reply(whole));
+    ck_assert(json_equal(json_object_get(choice0(t2), "tokens"), json_object_get(choice0(whole), "tokens")));
+
+    /* turn 3 with turn 2's reply changed, then with the first message
+     * changed: 409s naming what differs */
+    const char *long_msg = "And God saw the light, that it was good: and God divided the light from the darkness.";
+    json_t *bad = json_deep_copy(conv);
+    json_array_append_new(bad, json_pack("{s:s, s:s}", "role", "assistant", "content", "Amen."));
+    json_array_append_new(bad, json_pack("{s:s, s:s}", "role", "user", "content", long_msg));
+    json_t *j = chat(sid, bad, 409);
+    ck_assert_msg(strstr(error_message(j), "reply differs"), "%s", error_message(j));
+    json_decref(j);
+    json_t *good = json_deep_copy(conv);
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "assistant", "content", reply(t2)));
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "user", "content", long_msg));
+    bad = json_deep_copy(good);
+    json_object_set_new(json_array_get(bad, 0), "content", json_string("And Moses said"));
+    j = chat(sid, bad, 409);
+    ck_assert_msg(strstr(error_message(j), "earlier message"), "%s", error_message(j));
+    json_decref(j);
+    /* the session is untouched: the right turn 3 prefills only its new part */
+    json_t *whole3 = chat(NULL, json_deep_copy(good), 200);
+    json_t *t3 = chat(sid, json_deep_copy(good), 200);
+    ck_assert_int_eq(usage_prompt(whole3), p1 + 8 + p2 + 8 + usage_prompt(t3));
+    ck_assert_str_eq(reply(t3), reply(whole3));
+
+    /* the history travels with the state: exported and imported into
+     * another session, turn 4 there still prefills only its new part */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", sid);
+    it_resp st = it_http(&srv, "GET", path, NULL);
+    ck_assert_int_eq(st.status, 200);
+    json_t *other = post("/v1/sessions", "{}", 200);
+    const char *oid = json_string_value(json_object_get(other, "id"));
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", oid);
+    it_resp put = it_http_key(&srv, "PUT", path, st.body, (long)st.len, NULL);
+    ck_assert_msg(put.status == 200, "%s", put.body);
+    it_resp_free(&put);
+    it_resp_free(&st);
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "assistant", "content", reply(t3)));
+    json_array_append_new(good, json_pack("{s:s, s:s}", "role", "user", "content", "And the evening"));
+    json_t *whole4 = chat(NULL, json_deep_copy(good), 200);
+    json_t *t4 = chat(oid, good, 200);
+    ck_assert_int_eq(usage_prompt(whole4), usage_prompt(whole3) + 8 + usage_prompt(t4));
+    ck_assert_str_eq(reply(t4), reply(whole4));
+    json_decref(t4);
+    json_decref(whole4);
+    json_decref(other);
+    json_decref(t3);
+    json_decref(whole3);
+    json_decref(whole);
+    json_decref(t2);
+    json_decref(conv);
+    json_decref(t1);
+    json_decref(sess);
+}
+END_TEST
+
+/* ---- n choices ---- */
+
+/* n = 3 with seed S: choice i is the completion of a request of its own
+ * with seed S + i (text and tokens), streamed or not; usage counts the
+ * prompt once. */
+START_TEST(test_n_choices_equal_seeded_requests)
+{
+    const char *base = "\"prompt\":\"In the beginning\",\"max_tokens\":6,\"temperature\":0.9";
+    char body[256];
+    json_t *alone[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof body, "{%s,\"seed\":%d}", base, 5 + i);
+        alone[i] = post("/v1/completions", body, 200);
+    }
+    long before = prompt_tokens_metric();
+    snprintf(body, sizeof body, "{%s,\"seed\":5,\"n\":3}", base);
+    json_t *j = post("/v1/completions", body, 200);
+    ck_assert_int_eq(prompt_tokens_metric() - before, usage_prompt(alone[0]));
+    json_t *u = json_object_get(j, "usage");
+    ck_assert_int_eq(usage_prompt(j), usage_prompt(alone[0]));
+    ck_assert_int_eq(json_integer_value(json_object_get(u, "completion_tokens")), 18);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "choices")), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *c = json_array_get(json_object_get(j, "choices"), (size_t)i);
+        ck_assert_int_eq(json_integer_value(json_object_get(c, "index")), i);
+        ck_assert_str_eq(json_string_value(json_object_get(c, "text")),
+                         json_string_value(json_object_get(choice0(alone[i]), "text")));
+        ck_assert(json_equal(json_object_get(c, "tokens"), json_object_get(choice0(alone[i]), "tokens")));
+    }
+    json_decref(j);
+    /* streamed: each choice's deltas, by index, add up to the same text */
+    snprintf(body, sizeof body, "{%s,\"seed\":5,\"n\":3,\"stream\":true}", base);
+    it_resp r = it_http(&srv, "POST", "/v1/completions", body);
+    ck_assert_int_eq(r.status, 200);
+    json_t *events = NULL;
+    ck_assert(it_sse_parse(r.body, &events));
+    char text[3][256] = {"", "", ""};
+    int finished[3] = {0};
+    for (size_t e = 0; e < json_array_size(events); e++) {
+        json_t *c = json_array_get(json_object_get(json_array_get(events, e), "choices"), 0);
+        if (!c)
+            continue;
+        json_int_t i = json_integer_value(json_object_get(c, "index"));
+        ck_assert(i >= 0 && i < 3);
+        strncat(text[i], json_string_value(json_object_get(c, "text")), sizeof text[i] - strlen(text[i]) - 1);
+        finished[i] += json_is_string(json_object_get(c, "finish_reason"));
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(finished[i], 1);
+        ck_assert_str_eq(text[i], json_string_value(json_object_get(choice0(alone[i]), "text")));
+        json_decref(alone[i]);
+    }
+    json_decref(events);
+    it_resp_free(&r);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 START_TEST(test_log_lines)
@@ -414,6 +578,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_model_route);
     tcase_add_test(tc, test_content_type);
     tcase_add_test(tc, test_prompt_tokens_agree);
+    tcase_add_test(tc, test_chat_session_prefills_only_new);
+    tcase_add_test(tc, test_n_choices_equal_seeded_requests);
     tcase_add_test(tc, test_log_lines);
     suite_add_tcase(s, tc);
     return s;

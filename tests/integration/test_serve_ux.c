@@ -195,7 +195,7 @@ START_TEST(test_text_log)
     ck_assert_msg(strstr(log, "ssmd: loading ") != NULL, "%s", log);
     ck_assert_msg(strstr(log, "ssmd: loaded in ") != NULL, "%s", log);
     ck_assert_msg(strstr(log, "parameters") && strstr(log, "mamba"), "%s", log);
-    ck_assert_msg(strstr(log, "backend cpu, 2 threads, max batch 3, max sessions 5"), "%s", log);
+    ck_assert_msg(strstr(log, "backend cpu, 2 threads, max batch 3, max sessions 5, max step tokens 256,"), "%s", log);
     ck_assert_msg(strstr(log, "memory: weights ") && strstr(log, " MB, state pool ") && strstr(log, "(8 slots x "),
                   "%s", log);
     char url[64];
@@ -420,12 +420,15 @@ START_TEST(test_session_header)
     it_resp_free(&r);
     ck_assert_str_eq(h.session, sid);
 
-    /* chat completions take the header too */
+    /* chat completions take the header too (on a session of their own: a
+     * chat request's messages must extend the session's history) */
+    char *chat_sid = it_new_session(&s);
     r = http_sess(&s, "POST", "/v1/chat/completions",
-                  "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}", sid, &h);
+                  "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}", chat_sid, &h);
     ck_assert_msg(r.status == 200, "%s", r.body);
     it_resp_free(&r);
-    ck_assert_str_eq(h.session, sid);
+    ck_assert_str_eq(h.session, chat_sid);
+    free(chat_sid);
 
     /* session routes: the path's id comes back; a differing header is 400 */
     char path[128];

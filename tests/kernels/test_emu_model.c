@@ -8,7 +8,9 @@
  *    row's largest logit, as the CPU backend does;
  *  - batched decode over slots out of order, steps recorded into traces and
  *    replayed as graphs (or evicted from the cache), matches the CPU backend
- *    step by step, logits and states, with and without logits read back. */
+ *    step by step, logits and states, with and without logits read back;
+ *  - a batched prefill of several sequences (one matmul over all their
+ *    rows, conv and scan per sequence in device memory) = each alone. */
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
@@ -166,6 +168,18 @@ static void batched_vs_cpu(const char *name, bk_backend *bk_gpu, int B, unsigned
     eng_weights_close(gpu.w);
 }
 
+/* Mamba-1's batched prefill through the GPU code, on "emu" and "cuda". */
+START_TEST(test_emu_prefill_multi)
+{
+    static const int picks[] = {1, 11}; /* mamba/untied_bias on emu, then on cuda */
+    eng_model *m = open_run(picks[_i], 4);
+    ref_check_prefill_multi(m);
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    eng_model_close(m);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+}
+END_TEST
+
 START_TEST(test_emu_batched_decode_matches_cpu)
 {
     const char *name = fixtures[_i];
@@ -227,6 +241,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_emu_matches_reference, 0, N_RUNS);
     tcase_add_loop_test(tc, test_emu_family_conformance, 0, 7);
+    tcase_add_loop_test(tc, test_emu_prefill_multi, 0, 2);
     tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
     suite_add_tcase(s, tc);

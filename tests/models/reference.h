@@ -259,6 +259,50 @@ static inline void ref_check_prefill_equivalences(eng_model *m, int n, int cut)
     eng_state_pool_destroy(pool);
 }
 
+/* eng_model_prefill_multi of sequences of different lengths (one above the
+ * 512-row prefill chunk, so it runs alone), each continuing a state that
+ * already holds a prefix = each prefilled alone: logits and states. */
+static inline void ref_check_prefill_multi(eng_model *m)
+{
+    enum { K = 4, PREFIX = 7 };
+    static const int lens[K] = {5, 1, 200, 600};
+    const int V = eng_model_n_vocab(m);
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 2 * K, &pool, &err), 0);
+    int32_t *ids[K];
+    float *alone = malloc(sizeof(float) * V * K), *multi = malloc(sizeof(float) * V * K);
+    eng_prefill_chunk chunks[K];
+    unsigned s = 11;
+    for (int k = 0; k < K; k++) {
+        ids[k] = malloc(sizeof(int32_t) * (PREFIX + lens[k]));
+        for (int i = 0; i < PREFIX + lens[k]; i++)
+            ids[k][i] = (int32_t)(lcg(&s) % (unsigned)V);
+        /* slot 2k: alone; slot 2k + 1: in the batch (listed in reverse) */
+        ck_assert_int_eq(eng_model_prefill(m, pool, 2 * k, ids[k], PREFIX, NULL, 0, &err), 0);
+        eng_state_slot_copy(pool, 2 * k + 1, 2 * k);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 2 * k, ids[k] + PREFIX, lens[k], alone + (size_t)k * V, 0,
+                                           &err), 0);
+        chunks[K - 1 - k] = (eng_prefill_chunk){.slot = 2 * k + 1, .ids = ids[k] + PREFIX, .n = lens[k],
+                                                .logits = k == 1 ? NULL : multi + (size_t)k * V};
+    }
+    ck_assert_int_eq(eng_model_prefill_multi(m, pool, chunks, K, &err), 0);
+    for (int k = 0; k < K; k++) {
+        if (k != 1)
+            assert_rows_close(multi + (size_t)k * V, alone + (size_t)k * V, 1, V, 1e-5, "batched prefill");
+        assert_states_close(pool, 2 * k + 1, 2 * k, 1e-5);
+    }
+    /* a repeated slot or a bad id: refused, nothing changed */
+    eng_state_slot_copy(pool, 0, 1);
+    chunks[0].slot = chunks[1].slot;
+    ck_assert_int_eq(eng_model_prefill_multi(m, pool, chunks, 2, &err), SSMD_EINVAL);
+    assert_states_close(pool, 0, 1, 0.0);
+    for (int k = 0; k < K; k++)
+        free(ids[k]);
+    free(alone), free(multi);
+    eng_state_pool_destroy(pool);
+}
+
 /* B sequences of different prompt lengths decoded together for `steps`
  * steps (slots out of order, odd and descending) = each decoded alone:
  * logits and states.  m needs max_batch >= B. */

@@ -1,7 +1,8 @@
 /* test_mamba1.c - the Mamba-1 forward against transformers' reference
  * fixtures (tests/fixtures/mamba/, made by gen_mamba.py), and the
  * equivalences the engine promises: prefill = token-by-token decode,
- * prefill in pieces = prefill at once, batched decode = separate decodes. */
+ * prefill in pieces = prefill at once, batched decode = separate decodes,
+ * batched prefill of several sequences = each alone. */
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
@@ -60,6 +61,16 @@ START_TEST(test_batched_decode_equals_single)
 }
 END_TEST
 
+/* Several sequences prefilled in one batched pass = each alone. */
+START_TEST(test_prefill_multi_equals_single)
+{
+    ref_use_level(_i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
+    ref_check_prefill_multi(m);
+    eng_model_close(m);
+}
+END_TEST
+
 /* Bad input is refused with SSMD_EINVAL and leaves every state as it was. */
 START_TEST(test_bad_input_changes_nothing)
 {
@@ -90,6 +101,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_matches_transformers, 0, 2 * N_FIXTURES * levels);
     tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES * levels);
     tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_prefill_multi_equals_single, 0, N_FIXTURES * levels);
     tcase_add_test(tc, test_bad_input_changes_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -54,6 +54,7 @@ START_TEST(test_batched_decode_equals_single)
     ref_use_level(_i / N_FIXTURES);
     eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
     ref_check_batched_decode(m, 9, 5);
+    ref_check_prefill_multi(m); /* the family has no batched prefill: one by one */
     eng_model_close(m);
 }
 END_TEST

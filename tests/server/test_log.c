@@ -25,9 +25,10 @@ static char *capture(srv_log_format fmt, void (*fn)(const srv_log *))
 static void write_some(const srv_log *l)
 {
     srv_log_msg(l, "info", "loading", "loading %s ...", "dir \"q\"");
-    srv_log_req r = {"POST", "/v1/completions", 200, 12.5, 7, 9, "0123456789abcdef0123456789abcdef", 1, 1, 42, ""};
+    srv_log_req r = {"POST", "/v1/completions", 200, 12.5, 7, 9, "0123456789abcdef0123456789abcdef", 1, 1, 42, "",
+                     "host"};
     srv_log_request(l, &r);
-    srv_log_req e = {"GET", "/x", 404, 0.25, -1, -1, "", 0, 0, 0, "no such route"};
+    srv_log_req e = {"GET", "/x", 404, 0.25, -1, -1, "", 0, 0, 0, "no such route", NULL};
     srv_log_request(l, &e);
     srv_log_event(l, "info", "ready", json_pack("{s:s}", "url", "http://h:1"), "ready on http://h:1");
 }
@@ -63,7 +64,7 @@ START_TEST(test_text)
     strip_times(t);
     ck_assert_str_eq(t, "ssmd: loading dir \"q\" ...\n"
                         "ssmd: POST /v1/completions 200 12.5ms tokens=7+9 stream "
-                        "session=0123456789abcdef0123456789abcdef seed=42\n"
+                        "session=0123456789abcdef0123456789abcdef tier=host seed=42\n"
                         "ssmd: GET /x 404 0.2ms: no such route\n"
                         "ssmd: ready on http://h:1\n");
     free(t);
@@ -97,12 +98,14 @@ START_TEST(test_json)
     ck_assert(json_is_true(json_object_get(r, "stream")));
     ck_assert_str_eq(json_string_value(json_object_get(r, "level")), "info");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "seed")), 42);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "tier")), "host");
     ck_assert_ptr_null(json_object_get(r, "error"));
     json_t *e = lines[2];
     ck_assert_str_eq(json_string_value(json_object_get(e, "level")), "warn");
     ck_assert_ptr_null(json_object_get(e, "prompt_tokens"));
     ck_assert_ptr_null(json_object_get(e, "session"));
     ck_assert_ptr_null(json_object_get(e, "seed"));
+    ck_assert_ptr_null(json_object_get(e, "tier"));
     ck_assert_str_eq(json_string_value(json_object_get(e, "error")), "no such route");
     ck_assert_str_eq(json_string_value(json_object_get(lines[3], "url")), "http://h:1");
     for (int i = 0; i < 4; i++)

@@ -370,14 +370,14 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
             one.z = proj + (size_t)t * ld, one.y = y_ref + (size_t)t * E, one.rows = 1;
             bk_state_ref st1 = st;
             st1.slots = &slots[t], st1.batch = 1;
-            cpu_ssd_step(tp, &l, &st1, &one);
+            cpu_ssd_step(cpu_kernels_best(), tp, &l, &st1, &one);
         }
         for (int e = 0; e < E && T > 1; e++) /* row 1 is padding */
             y_ref[(size_t)E + e] = 0.0f;
         a.at = (kc_slots){state, stride, 2, slots, T};
         kc_ssd_step(&a, NULL);
     } else {
-        cpu_ssd_prefill(tp, &l, state_ref + 2, &io);
+        cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io);
         a.state = state + 2, a.T = T;
         kc_ssd_prefill(&a, NULL);
     }

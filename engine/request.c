@@ -43,6 +43,7 @@ void eng_request_free(eng_request *r)
     if (!r)
         return;
     free(r->prompt);
+    free(r->prompt_lens);
     free(r->blob);
     free(r);
 }

@@ -44,6 +44,7 @@ void eng_request_free(eng_request *r)
     if (!r)
         return;
     free(r->prompt);
+    free(r->prompt_lens);
     free(r->blob);
     eng_json_schema_free(r->json_schema);
     free(r);

@@ -47,7 +47,13 @@ typedef struct eng_request {
 
     /* ENG_OP_COMPLETE */
     int32_t *prompt;                     /* (n_prompt) malloc'ed, owned */
-    int n_prompt;
+    int n_prompt;                        /* all the prompts' tokens */
+    /* Several prompts (OpenAI's list form): prompt holds n_prompts of them
+     * back to back, prompt_lens[g] tokens each; each is prefilled once and
+     * gives n_choices choices (choice g * n_choices + k).  n_prompts <= 1:
+     * one prompt, prompt_lens NULL.  Never on a session. */
+    int n_prompts;
+    int *prompt_lens;                    /* (n_prompts) malloc'ed, owned, or NULL */
     int max_tokens;                      /* >= 0 */
     int ignore_eos;
     /* On a session: the prompt is the whole conversation (a chat request),
@@ -55,10 +61,10 @@ typedef struct eng_request {
      * session's history (SSMD_ECONFLICT saying what differs if not) and
      * prefills only the rest. */
     int prompt_is_history;
-    /* Choices sampled from one prefill (>= 1; 1 on a session): the state
-     * after the prompt is copied n ways, and choice k samples with seed
-     * sampling.seed + k (wrapping), so choice k equals a request of its
-     * own with that seed. */
+    /* Choices sampled from one prefill of each prompt (>= 1; 1 on a
+     * session): the state after the prompt is copied n ways, and choice i
+     * (over all prompts) samples with seed sampling.seed + i (wrapping), so
+     * it equals a request of its own with that seed. */
     int n_choices;
     eng_sampling sampling;               /* its json_schema is json_schema below */
     struct eng_json_schema *json_schema; /* response_format json_schema, compiled, owned; or NULL */

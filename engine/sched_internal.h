@@ -25,7 +25,8 @@ typedef enum sched_phase {
 
 typedef struct sched_seq {    /* one active completion (one choice of it) */
     eng_request *req;
-    int choice;               /* 0 .. req->n_choices - 1; choice 0 prefills for all */
+    int choice;               /* over all of req's prompts: group * n_choices + k */
+    int group;                /* which of req's prompts; its choice k = 0 prefills it for all */
     sched_phase phase;
     int slot;
     int session;              /* session index, -1 for a one-off state */
@@ -78,12 +79,28 @@ struct eng_sched {
     eng_prefill_chunk *chunks;
     int *chunk_seq;           /* seqs index of chunk k while planning */
     eng_request **chunk_req;  /* its request, once sequences may move */
+    int *chunk_choice;        /* and its sequence's choice (a prompt's first) */
     ssmd_err *chunk_err;
     float *prefill_logits;    /* (max_batch, n_vocab): chunk k's last-position logits */
     int max_step_tokens;      /* prefill budget per iteration (opts, or the backend's default) */
     uint64_t n_admitted;      /* admissions so far: the next sched_seq.order */
     uint64_t iter;            /* engine iterations run so far */
 };
+
+/* r's prompts and choices (request.h): n_prompts back to back in prompt. */
+static inline int sched_n_prompts(const eng_request *r) { return r->n_prompts > 1 ? r->n_prompts : 1; }
+static inline int sched_n_choices(const eng_request *r) { return r->n_choices > 1 ? r->n_choices : 1; }
+static inline int sched_prompt_len(const eng_request *r, int g)
+{
+    return r->n_prompts > 1 ? r->prompt_lens[g] : r->n_prompt;
+}
+static inline const int32_t *sched_prompt_at(const eng_request *r, int g)
+{
+    const int32_t *p = r->prompt;
+    for (int i = 0; i < g; i++)
+        p += r->prompt_lens[i];
+    return p;
+}
 
 /* ---- one iteration (sched_step.c) ---- */
 

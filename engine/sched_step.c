@@ -57,7 +57,7 @@ void eng_sched_seq_end(eng_sched *s, int i, eng_finish finish, const ssmd_err *e
         eng_event *e = eng_evlist_add(out, r->run.choices_left ? ENG_EV_CHOICE_END : ENG_EV_DONE, r);
         e->choice = q->choice;
         e->finish = finish;
-        e->n_prompt_tokens = q->n_prompt;
+        e->n_prompt_tokens = r->n_prompt; /* every prompt, once */
         e->n_gen_tokens = r->run.choices_left ? q->seq.n_gen : r->run.n_gen;
         eng_seq_finish(&q->seq);
         ev_text_append(e, q->seq.text, q->seq.text_len);
@@ -133,17 +133,18 @@ static int find_choice(const eng_sched *s, const eng_request *r, int k)
     return -1;
 }
 
-/* Choice 0 (at index i) has its whole prompt in its state: every other
- * choice of the request copies that state and history, and its own copy
- * of the prompt's logits (row k of s->logits for choice k: sampling uses
- * them as scratch).  This is what makes n choices cost one prefill. */
+/* A prompt's first choice (at index i) has the whole prompt in its state:
+ * every other choice of that prompt copies that state and history, and its
+ * own copy of the prompt's logits (row c of s->logits for choice c:
+ * sampling uses them as scratch).  This is what makes n choices cost one
+ * prefill. */
 static void fork_choices(eng_sched *s, int i, const float *logits)
 {
     const sched_seq *lead = &s->seqs[i];
     const size_t V = (size_t)s->info.n_vocab;
     for (int j = 0; j < s->n_active; j++) {
         sched_seq *q = &s->seqs[j];
-        if (q->req != lead->req || q->phase != SCHED_FORK_WAIT)
+        if (q->req != lead->req || q->group != lead->group || q->phase != SCHED_FORK_WAIT)
             continue;
         eng_state_slot_copy(s->pool, q->slot, lead->slot);
         eng_seq_push_history(&q->seq, lead->seq.history, lead->seq.n_history);
@@ -154,29 +155,29 @@ static void fork_choices(eng_sched *s, int i, const float *logits)
     }
 }
 
-/* r's whole prompt is in choice 0's state: count it, fork the other
- * choices, and take each choice's first token from logits, the last
- * position's (choice 0 uses them as they are; NULL for max_tokens 0, which
- * ends every choice at once). */
-static void prefill_done(eng_sched *s, eng_request *r, float *logits, eng_evlist *out)
+/* Prompt g of r is whole in the state of its first choice (choice
+ * c0 = g * n): count it, fork its other choices, and take each choice's
+ * first token from logits, the last position's (the first choice uses them
+ * as they are; NULL for max_tokens 0, which ends every choice at once). */
+static void prefill_done(eng_sched *s, eng_request *r, int c0, float *logits, eng_evlist *out)
 {
-    int n = r->n_choices > 1 ? r->n_choices : 1;
+    const int n = sched_n_choices(r), g = c0 / n;
     pthread_mutex_lock(&s->lock);
-    /* the request's own prompt, once, as its usage counts it: a session's
-     * pending token was counted when it was generated */
-    s->stats.prompt_tokens += (uint64_t)r->n_prompt;
+    /* the prompt, once, as usage counts it: a session's pending token was
+     * counted when it was generated */
+    s->stats.prompt_tokens += (uint64_t)sched_prompt_len(r, g);
     s->stats.gen_tokens += r->max_tokens > 0 ? (uint64_t)n : 0;
     pthread_mutex_unlock(&s->lock);
     if (n > 1)
-        fork_choices(s, find_choice(s, r, 0), logits);
-    for (int k = 0; k < n; k++) {
-        int j = find_choice(s, r, k); /* ending a choice moves the others */
+        fork_choices(s, find_choice(s, r, c0), logits);
+    for (int c = c0; c < c0 + n; c++) {
+        int j = find_choice(s, r, c); /* ending a choice moves the others */
         if (j < 0)
             continue;
         if (r->max_tokens == 0)
             eng_sched_seq_end(s, j, ENG_FINISH_LENGTH, NULL, out);
         else
-            seq_next(s, j, k ? s->logits + (size_t)k * (size_t)s->info.n_vocab : logits, out);
+            seq_next(s, j, c > c0 ? s->logits + (size_t)c * (size_t)s->info.n_vocab : logits, out);
     }
 }
 
@@ -246,6 +247,7 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
         sched_seq *q = &s->seqs[s->chunk_seq[k]];
         const eng_prefill_chunk *c = &s->chunks[k];
         s->chunk_req[k] = q->req;
+        s->chunk_choice[k] = q->choice;
         if (s->chunk_err[k].code != SSMD_OK)
             continue;
         int last = q->n_done + c->n == q->n_ids;
@@ -258,11 +260,13 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
     }
     for (int k = 0; k < n; k++) {
         eng_request *r = s->chunk_req[k];
-        int i = find_choice(s, r, 0);
-        if (s->chunk_err[k].code != SSMD_OK)
-            end_request(s, r, &s->chunk_err[k], out);
-        else if (i >= 0 && s->seqs[i].phase == SCHED_DECODE)
-            prefill_done(s, r, s->chunks[k].logits, out);
+        int i = find_choice(s, r, s->chunk_choice[k]);
+        if (s->chunk_err[k].code != SSMD_OK) {
+            if (i >= 0) /* not yet ended by another of its prompts' chunks */
+                end_request(s, r, &s->chunk_err[k], out);
+        } else if (i >= 0 && s->seqs[i].phase == SCHED_DECODE && s->seqs[i].seq.n_gen == 0) {
+            prefill_done(s, r, s->chunk_choice[k], s->chunks[k].logits, out);
+        }
     }
     return done;
 }

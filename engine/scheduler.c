@@ -44,28 +44,30 @@ static void ev_post(eng_sched *s, eng_evlist *l)
 
 /* ---- completions ---- */
 
-/* The seqs entries r takes: one per choice. */
-static int n_seqs(const eng_request *r) { return r->n_choices > 1 ? r->n_choices : 1; }
+/* The seqs entries r takes: one per choice of each prompt. */
+static int n_seqs(const eng_request *r) { return sched_n_prompts(r) * sched_n_choices(r); }
 
-/* Opens choice k of r in the next free seqs entry (not yet counted in
- * n_active): its sampler (seed + k), its slot (the session's, or a free
+/* Opens choice c of r in the next free seqs entry (not yet counted in
+ * n_active): its sampler (seed + c), its slot (the session's, or a free
  * one-off slot).  Returns SSMD_OK or the sampler's error (nothing kept). */
-static int seq_open(eng_sched *s, eng_request *r, int k, int sidx, ssmd_err *err)
+static int seq_open(eng_sched *s, eng_request *r, int c, int sidx, ssmd_err *err)
 {
     sched_seq *q = &s->seqs[s->n_active];
+    const int k = c % sched_n_choices(r);
     memset(q, 0, sizeof *q);
     q->req = r;
-    q->choice = k;
+    q->choice = c;
+    q->group = c / sched_n_choices(r);
     q->phase = k ? SCHED_FORK_WAIT : SCHED_PREFILL;
     q->session = sidx;
     q->eph = -1;
-    q->n_prompt = r->n_prompt;
+    q->n_prompt = sched_prompt_len(r, q->group);
     q->order = s->n_admitted;
     const char *stops[ENG_STOP_MAX];
     for (int j = 0; j < r->n_stop; j++)
         stops[j] = r->stop[j];
     eng_sampling sampling = r->sampling;
-    sampling.seed += (uint64_t)k; /* wraps: the documented derivation */
+    sampling.seed += (uint64_t)c; /* wraps: the documented derivation */
     eng_seq_params sp = {.sampling = &sampling, .n_vocab = s->info.n_vocab, .tok = s->info.tok,
                          .stops = stops, .n_stop = r->n_stop, .max_tokens = r->max_tokens,
                          .eos_id = r->ignore_eos ? -1 : s->info.eos_id};
@@ -102,14 +104,14 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
             return;
     }
     int32_t pending = sidx >= 0 ? s->sessions.entries[sidx].pending : -1;
-    int n_ids = r->n_prompt + (pending >= 0);
-    if (n_ids == 0) {
-        eng_evlist_error_code(out, r, SSMD_EINVAL, "prompt is empty");
-        return;
-    }
+    for (int g = 0; g < sched_n_prompts(r); g++)
+        if (sched_prompt_len(r, g) + (pending >= 0) == 0) {
+            eng_evlist_error_code(out, r, SSMD_EINVAL, "prompt is empty");
+            return;
+        }
     int first = s->n_active;
-    for (int k = 0; k < n_seqs(r); k++) {
-        if (seq_open(s, r, k, sidx, &err) != SSMD_OK) {
+    for (int c = 0; c < n_seqs(r); c++) {
+        if (seq_open(s, r, c, sidx, &err) != SSMD_OK) {
             while (s->n_active > first) { /* no event was posted for them */
                 sched_seq *q = &s->seqs[--s->n_active];
                 if (q->eph >= 0)
@@ -124,16 +126,20 @@ static void admit(eng_sched *s, eng_request *r, eng_evlist *out)
     s->n_admitted++;
     memset(&r->run, 0, sizeof r->run);
     r->run.choices_left = n_seqs(r);
-    sched_seq *lead = &s->seqs[first];
-    lead->n_ids = n_ids;
     if (sidx >= 0)
         eng_sched_session_begin(s, sidx);
-    else
-        eng_state_slot_zero(s->pool, lead->slot);
-    /* the chunks are read from the history: pending token, then prompt */
-    if (pending >= 0)
-        eng_seq_push_history(&lead->seq, &pending, 1);
-    eng_seq_push_history(&lead->seq, r->prompt, r->n_prompt);
+    for (int i = first; i < s->n_active; i++) { /* each prompt's first choice prefills it */
+        sched_seq *lead = &s->seqs[i];
+        if (lead->phase != SCHED_PREFILL)
+            continue;
+        lead->n_ids = lead->n_prompt + (pending >= 0);
+        if (sidx < 0)
+            eng_state_slot_zero(s->pool, lead->slot);
+        /* the chunks are read from the history: pending token, then prompt */
+        if (pending >= 0)
+            eng_seq_push_history(&lead->seq, &pending, 1);
+        eng_seq_push_history(&lead->seq, sched_prompt_at(r, lead->group), lead->n_prompt);
+    }
 }
 
 /* Whether a completion can never run here: more choices than a batch
@@ -143,10 +149,12 @@ static int refuse_choices(eng_sched *s, eng_request *r, eng_evlist *out)
 {
     ssmd_err err;
     if (n_seqs(r) > s->opts.max_batch)
-        ssmd_err_set(&err, SSMD_EINVAL, "'n' is %d, more than the %d sequences a batch holds (--max-batch)",
-                     r->n_choices, s->opts.max_batch);
+        ssmd_err_set(&err, SSMD_EINVAL,
+                     "%d choices (n times the prompts) are more than the %d sequences a batch holds (--max-batch)",
+                     n_seqs(r), s->opts.max_batch);
     else if (n_seqs(r) > 1 && r->session[0])
-        ssmd_err_set(&err, SSMD_EINVAL, "'n' above 1 cannot continue a session: a session keeps one history");
+        ssmd_err_set(&err, SSMD_EINVAL,
+                     "several choices or prompts cannot continue a session: a session keeps one history");
     else
         return 0;
     eng_evlist_error(out, r, &err);
@@ -233,6 +241,7 @@ static int load(eng_sched *s, ssmd_err *err)
     s->chunks = xcalloc((size_t)mb, sizeof *s->chunks);
     s->chunk_seq = xcalloc((size_t)mb, sizeof *s->chunk_seq);
     s->chunk_req = xcalloc((size_t)mb, sizeof *s->chunk_req);
+    s->chunk_choice = xcalloc((size_t)mb, sizeof *s->chunk_choice);
     s->chunk_err = xcalloc((size_t)mb, sizeof *s->chunk_err);
     s->prefill_logits = xcalloc((size_t)mb * (size_t)in->n_vocab, sizeof *s->prefill_logits);
     return SSMD_OK;
@@ -459,6 +468,7 @@ void eng_sched_destroy(eng_sched *s)
     free(s->chunks);
     free(s->chunk_seq);
     free(s->chunk_req);
+    free(s->chunk_choice);
     free(s->chunk_err);
     free(s->prefill_logits);
     eng_sched_tier_free(s);

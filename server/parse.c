@@ -158,31 +158,24 @@ static int set_text_prompt(srv_completion *c, const char *text, size_t len, cons
     return SSMD_OK;
 }
 
-/* prompt: a string, an array of token ids, or (OpenAI's batch form) a list
- * of those; a list of one is that one prompt. */
-static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer *tok,
-                        const srv_limits *lim, ssmd_err *err)
+/* One prompt at p (a string, or an array of token ids; `where` names it in
+ * messages) into c->prompt_ids and c->n_prompt, replacing what was there. */
+static int parse_one_prompt(srv_completion *c, const json_t *p, const char *where, const eng_tokenizer *tok,
+                            const srv_limits *lim, ssmd_err *err)
 {
-    const char *where = "prompt";
-    const json_t *first = json_is_array(p) ? json_array_get(p, 0) : NULL;
-    if (first && (json_is_string(first) || json_is_array(first))) {
-        if (json_array_size(p) > 1)
-            return ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                                "'prompt' holds %zu prompts: several prompts in one request are not supported "
-                                "yet; send one request per prompt",
-                                json_array_size(p));
-        p = first;
-        where = "prompt[0]";
-    }
-    if (json_is_string(p))
+    if (json_is_string(p)) {
+        free(c->prompt_ids);
+        c->prompt_ids = NULL;
         return set_text_prompt(c, json_string_value(p), json_string_length(p), tok, err);
+    }
     if (!json_is_array(p))
         return ssmd_err_set(err, SSMD_EINVAL, "'%s' must be a string or an array of token ids, not %s", where,
                             srv_json_kind(p));
     size_t n = json_array_size(p);
     if (n > (size_t)lim->max_prompt)
-        return ssmd_err_set(err, SSMD_EINVAL, "the prompt has %zu tokens, more than the limit %d", n,
+        return ssmd_err_set(err, SSMD_EINVAL, "'%s' has %zu tokens, more than the limit %d", where, n,
                             lim->max_prompt);
+    free(c->prompt_ids);
     c->prompt_ids = malloc((n ? n : 1) * sizeof *c->prompt_ids);
     if (!c->prompt_ids)
         return ssmd_err_set(err, SSMD_ENOMEM, "out of memory for the prompt");
@@ -221,6 +214,53 @@ static int parse_response_format(srv_completion *c, const json_t *v, ssmd_err *e
                             "\"json_schema\": {\"name\": ..., \"schema\": {...}}}");
     int rc = eng_json_schema_compile(schema, &c->json_schema, err);
     c->sampling.json_schema = c->json_schema;
+    return rc;
+}
+
+/* prompt: a string, an array of token ids, or (OpenAI's batch form) a list
+ * of those; a list of one is that one prompt, a longer list is several
+ * prompts back to back in prompt_ids (each within --max-prompt, none
+ * empty). */
+static int parse_prompt(srv_completion *c, const json_t *p, const eng_tokenizer *tok,
+                        const srv_limits *lim, ssmd_err *err)
+{
+    const json_t *first = json_is_array(p) ? json_array_get(p, 0) : NULL;
+    if (!first || !(json_is_string(first) || json_is_array(first)))
+        return parse_one_prompt(c, p, "prompt", tok, lim, err);
+    size_t n_list = json_array_size(p);
+    if (n_list == 1)
+        return parse_one_prompt(c, first, "prompt[0]", tok, lim, err);
+    if (n_list > 128)
+        return ssmd_err_set(err, SSMD_EINVAL, "'prompt' holds %zu prompts, more than 128", n_list);
+    int32_t *all = NULL;
+    int *lens = calloc(n_list, sizeof *lens);
+    int total = 0, rc = lens ? SSMD_OK : ssmd_err_set(err, SSMD_ENOMEM, "out of memory for the prompts");
+    for (size_t g = 0; g < n_list && rc == SSMD_OK; g++) {
+        char where[32];
+        snprintf(where, sizeof where, "prompt[%zu]", g);
+        rc = parse_one_prompt(c, json_array_get(p, g), where, tok, lim, err);
+        if (rc == SSMD_OK && c->n_prompt == 0)
+            rc = ssmd_err_set(err, SSMD_EINVAL, "'%s' is empty", where);
+        if (rc == SSMD_OK && c->n_prompt > lim->max_prompt)
+            rc = ssmd_err_set(err, SSMD_EINVAL, "'%s' has %d tokens, more than the limit %d", where, c->n_prompt,
+                              lim->max_prompt);
+        int32_t *grown = rc == SSMD_OK ? realloc(all, (size_t)(total + c->n_prompt) * sizeof *all) : NULL;
+        if (rc == SSMD_OK && !grown)
+            rc = ssmd_err_set(err, SSMD_ENOMEM, "out of memory for the prompts");
+        if (rc == SSMD_OK) {
+            all = grown;
+            memcpy(all + total, c->prompt_ids, (size_t)c->n_prompt * sizeof *all);
+            lens[g] = c->n_prompt;
+            total += c->n_prompt;
+        }
+    }
+    free(c->prompt_text); /* each prompt's own text is not kept: echo decodes the ids */
+    c->prompt_text = NULL;
+    free(c->prompt_ids);
+    c->prompt_ids = all;
+    c->n_prompt = total;
+    c->n_prompts = (int)n_list;
+    c->prompt_lens = lens;
     return rc;
 }
 
@@ -274,6 +314,7 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     memset(c, 0, sizeof *c);
     c->is_chat = is_chat;
     c->n = 1;
+    c->n_prompts = 1;
     c->add_generation_prompt = 1;
     c->max_tokens = lim->default_max_tokens;
     eng_sampling_defaults(&c->sampling);
@@ -344,7 +385,7 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
     }
     if (rc != SSMD_OK)
         return rc;
-    if (c->n_prompt > lim->max_prompt)
+    if (c->n_prompts == 1 && c->n_prompt > lim->max_prompt) /* a list's prompts were checked one by one */
         return ssmd_err_set(err, SSMD_EINVAL, "the prompt has %d tokens, more than the limit %d", c->n_prompt,
                             lim->max_prompt);
     for (int i = 0; i < c->n_prompt; i++)
@@ -353,15 +394,19 @@ int srv_completion_parse(srv_completion *c, const json_t *body, int is_chat, con
                                 "the prompt encodes to token %d, outside the model's vocabulary (%d)",
                                 c->prompt_ids[i], lim->n_vocab);
     int max_choices = lim->max_choices > 0 ? lim->max_choices : 1;
-    if (c->n > max_choices)
+    if (c->n > max_choices / c->n_prompts)
         return ssmd_err_set(err, SSMD_EINVAL,
-                            "'n' is %d, more than the %d choices a request may ask for here: each choice is a "
-                            "sequence of the decode batch (--max-batch)",
-                            c->n, max_choices);
+                            "'n' is %d for %d prompt(s): %d choices, more than the %d a request may ask for "
+                            "here: each choice is a sequence of the decode batch (--max-batch)",
+                            c->n, c->n_prompts, c->n * c->n_prompts, max_choices);
     if (c->n > 1 && c->session[0])
         return ssmd_err_set(err, SSMD_EINVAL,
                             "'n' above 1 cannot continue a session, which keeps one history: fork the session "
                             "once per choice instead");
+    if (c->n_prompts > 1 && c->session[0])
+        return ssmd_err_set(err, SSMD_EINVAL,
+                            "a list of prompts cannot continue a session, which keeps one history: send one "
+                            "request per prompt");
     if (c->n_prompt == 0 && !c->session[0])
         return ssmd_err_set(err, SSMD_EINVAL, "the prompt is empty");
     return SSMD_OK;
@@ -372,8 +417,10 @@ void srv_completion_free(srv_completion *c)
     free(c->prompt_text);
     free(c->prompt_ids);
     eng_json_schema_free(c->json_schema);
+    free(c->prompt_lens);
     c->prompt_text = NULL;
     c->prompt_ids = NULL;
+    c->prompt_lens = NULL;
     c->json_schema = NULL;
     c->sampling.json_schema = NULL;
 }
@@ -393,6 +440,9 @@ eng_request *srv_completion_to_request(srv_completion *c)
     memcpy(r->stop, c->stop, sizeof r->stop);
     memcpy(r->session, c->session, sizeof r->session);
     r->n_choices = c->n;
+    r->n_prompts = c->n_prompts;
+    r->prompt_lens = c->prompt_lens;
+    c->prompt_lens = NULL;
     /* a chat request sends the whole conversation every turn */
     r->prompt_is_history = c->is_chat && c->session[0];
     return r;

@@ -32,7 +32,9 @@ typedef struct srv_completion {
     int is_chat;
     char *prompt_text;       /* string prompt or rendered chat (malloc'ed), or NULL */
     int32_t *prompt_ids;     /* (n_prompt) malloc'ed: given ids or the encoded text */
-    int n_prompt;
+    int n_prompt;            /* every prompt's tokens */
+    int n_prompts;           /* a list of several prompts: back to back in prompt_ids; else 1 */
+    int *prompt_lens;        /* (n_prompts) malloc'ed when n_prompts > 1, else NULL */
     /* fields filled by the table (see parse.c) */
     int max_tokens;
     int stream;

@@ -181,22 +181,24 @@ void srv_gen_free(srv_gen *g)
         srv_buf_free(&g->choices[k].text);
         free(g->choices[k].tokens);
         free(g->choices[k].lps);
+        free(g->choices[k].echo);
     }
     free(g->choices);
-    free(g->echo_text);
     g->choices = NULL;
-    g->echo_text = NULL;
     g->n_choices = 0;
 }
 
-/* The stream's head: the echoed prompt, once per choice. */
+/* The stream's head: each choice's echoed prompt. */
 static void stream_begin(srv_conn *c)
 {
     if (c->streaming)
         return;
     srv_stream_start(c);
-    for (int k = 0; c->gen.echo_text && *c->gen.echo_text && k < c->gen.n_choices; k++)
-        sse_chunk(c, k, c->gen.echo_text, strlen(c->gen.echo_text), 0, 0, ENG_FINISH_NONE);
+    for (int k = 0; k < c->gen.n_choices; k++) {
+        const char *echo = c->gen.choices[k].echo;
+        if (echo && *echo)
+            sse_chunk(c, k, echo, strlen(echo), 0, 0, ENG_FINISH_NONE);
+    }
 }
 
 /* The whole body of a finished non-streamed completion: every choice. */
@@ -207,8 +209,8 @@ static void reply_whole(srv_conn *c)
     for (int k = 0; k < g->n_choices; k++) {
         srv_choice *ch = &g->choices[k];
         srv_buf full = {0};
-        if (g->echo_text)
-            srv_buf_add(&full, g->echo_text, strlen(g->echo_text));
+        if (ch->echo)
+            srv_buf_add(&full, ch->echo, strlen(ch->echo));
         srv_buf_add(&full, ch->text.p, ch->text.len);
         json_array_append_new(chs, choice_json(c, k, full.p, full.len, 0, ch->n_tokens, ch->finish, 0));
         srv_buf_free(&full);
@@ -362,20 +364,22 @@ static void start_common(srv_conn *c, int is_chat)
     g->seed = p.sampling.seed;
     g->has_seed = 1;
     g->created = (int64_t)eng_now_wall_s();
-    g->n_choices = p.n;
-    g->choices = xcalloc((size_t)p.n, sizeof *g->choices);
+    g->n_choices = p.n * p.n_prompts;
+    g->choices = xcalloc((size_t)g->n_choices, sizeof *g->choices);
     char rnd[ENG_SESSION_ID_HEX + 1];
     if (eng_session_new_id(rnd, NULL) != SSMD_OK)
         snprintf(rnd, sizeof rnd, "%llx", (unsigned long long)eng_now_mono_ns());
     snprintf(g->id, sizeof g->id, "%s-%.24s", is_chat ? "chatcmpl" : "cmpl", rnd);
-    if (p.echo && !is_chat) {
-        if (p.prompt_text) {
-            g->echo_text = strdup(p.prompt_text);
-        } else if (s->info->tok) {
-            size_t n;
-            if (eng_tokenizer_decode(s->info->tok, p.prompt_ids, (size_t)p.n_prompt, 0, &g->echo_text, &n) != SSMD_OK)
-                g->echo_text = NULL;
-        }
+    for (int k = 0, off = 0; p.echo && !is_chat && k < g->n_choices; k++) {
+        int pg = k / p.n, len = p.n_prompts > 1 ? p.prompt_lens[pg] : p.n_prompt;
+        char **echo = &g->choices[k].echo;
+        size_t n;
+        if (p.prompt_text)
+            *echo = strdup(p.prompt_text);
+        else if (s->info->tok && eng_tokenizer_decode(s->info->tok, p.prompt_ids + off, (size_t)len, 0, echo, &n) != SSMD_OK)
+            *echo = NULL;
+        if (k % p.n == p.n - 1) /* the next prompt */
+            off += len;
     }
     eng_request *r = srv_completion_to_request(&p);
     srv_completion_free(&p);

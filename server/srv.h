@@ -55,6 +55,7 @@ typedef struct srv_choice {
     int n_tokens, cap_tokens;
     int sent_role;         /* chat stream: the first delta carried the role */
     eng_finish finish;
+    char *echo;            /* its prompt's text to echo (malloc'ed) or NULL */
 } srv_choice;
 
 typedef struct srv_gen {
@@ -63,8 +64,7 @@ typedef struct srv_gen {
     int has_seed;          /* a completion got as far as choosing it (for the log) */
     char id[48];
     int64_t created;
-    char *echo_text;       /* prompt text to echo (malloc'ed) or NULL */
-    srv_choice *choices;   /* (n_choices) xcalloc'ed */
+    srv_choice *choices;   /* (n_choices) xcalloc'ed: n per prompt, prompt after prompt */
     int n_choices;
     int n_prompt, n_gen;
     int usage_known;       /* n_prompt/n_gen came from the engine */

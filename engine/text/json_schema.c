@@ -532,7 +532,8 @@ static int feed_byte(eng_schema_state *st, unsigned char c)
         }
         default: { /* PH_NUM */
             int r = json_lex_number_byte(&f->lex, c, n->kind == SN_INTEGER);
-            if (r == JL_BAD || f->lex.chars > ENG_SCHEMA_NUMBER_MAX)
+            if (r == JL_BAD ||
+                f->lex.chars > (n->kind == SN_INTEGER ? ENG_SCHEMA_INTEGER_MAX : ENG_SCHEMA_NUMBER_MAX))
                 return 0;
             if (r == JL_END) { /* c follows the number: read it again */
                 end_value(st);

@@ -17,7 +17,8 @@
  * them.  Every prefix the check accepts can still be completed (no "," when
  * no property is left to name, no "]" below minItems), so a masked model
  * can always finish.  As in json_prefix.h, whitespace runs are at most
- * ENG_JSON_WS_MAX bytes; a number is at most ENG_SCHEMA_NUMBER_MAX bytes.
+ * ENG_JSON_WS_MAX bytes; a number is at most ENG_SCHEMA_NUMBER_MAX bytes, an
+ * integer at most ENG_SCHEMA_INTEGER_MAX (so that it fits 64 bits).
  */
 #ifndef SSMD_JSON_SCHEMA_H
 #define SSMD_JSON_SCHEMA_H
@@ -34,6 +35,7 @@
 #define ENG_SCHEMA_NODES_MAX 1024
 #define ENG_SCHEMA_TEXT_MAX 255  /* bytes of one key or enum value as JSON */
 #define ENG_SCHEMA_NUMBER_MAX 24 /* bytes of one number */
+#define ENG_SCHEMA_INTEGER_MAX 19 /* bytes of one integer: a sign and 18 digits fit int64 */
 
 typedef struct eng_json_schema eng_json_schema;
 

@@ -702,6 +702,65 @@ START_TEST(test_host_tier_exact)
 }
 END_TEST
 
+/* Two prompts with n = 2 and seed S: choice g * 2 + k is prompt g sampled
+ * with seed S + g * 2 + k; usage counts both prompts once. */
+START_TEST(test_prompt_list_choices)
+{
+    enum { GEN = 6 };
+    static const int lens[2] = {20, 9};
+    const uint64_t seed = 77;
+    harness h;
+    start_budget(&h, 4, 2, 8);
+    int32_t alone[4][GEN];
+    for (int c = 0; c < 4; c++) {
+        eng_request *r = prompt_completion(NULL, lens[c / 2], (uint32_t)(c / 2), seed + (uint64_t)c, GEN);
+        eng_sched_submit(h.s, r);
+        for (int n = 0;;) {
+            eng_event *e = next_event(&h);
+            if (e->kind == ENG_EV_TOKEN)
+                alone[c][n++] = e->token;
+            int final = is_final(e);
+            event_done(e);
+            if (final)
+                break;
+        }
+    }
+    eng_request *a = prompt_completion(NULL, lens[0], 0, seed, GEN), *b = prompt_completion(NULL, lens[1], 1, 0, 0);
+    eng_request *r = a; /* a's prompt, then b's, back to back */
+    r->prompt = realloc(r->prompt, (size_t)(lens[0] + lens[1]) * sizeof *r->prompt);
+    memcpy(r->prompt + lens[0], b->prompt, (size_t)lens[1] * sizeof *r->prompt);
+    eng_request_free(b);
+    r->n_prompt = lens[0] + lens[1];
+    r->n_prompts = 2;
+    r->prompt_lens = malloc(2 * sizeof *r->prompt_lens);
+    r->prompt_lens[0] = lens[0];
+    r->prompt_lens[1] = lens[1];
+    r->n_choices = 2;
+    eng_sched_submit(h.s, r);
+    int got[4] = {0};
+    for (;;) {
+        eng_event *e = next_event(&h);
+        ck_assert_ptr_eq(e->req, r);
+        int final = is_final(e);
+        if (e->kind == ENG_EV_TOKEN) {
+            ck_assert_msg(e->token == alone[e->choice][got[e->choice]], "choice %d token %d", e->choice,
+                          got[e->choice]);
+            got[e->choice]++;
+        } else if (final) {
+            ck_assert_int_eq(e->kind, ENG_EV_DONE);
+            ck_assert_int_eq(e->n_prompt_tokens, lens[0] + lens[1]);
+            ck_assert_int_eq(e->n_gen_tokens, 4 * GEN);
+        }
+        event_done(e);
+        if (final)
+            break;
+    }
+    for (int c = 0; c < 4; c++)
+        ck_assert_int_eq(got[c], GEN);
+    stop(&h);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("scheduler");
@@ -716,6 +775,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_running_stream_not_stalled);
     tcase_add_test(tc, test_n_choices_from_one_prefill);
     tcase_add_test(tc, test_n_choices_refused);
+    tcase_add_test(tc, test_prompt_list_choices);
     tcase_add_test(tc, test_host_tier_exact);
     suite_add_tcase(s, tc);
     return s;

@@ -69,8 +69,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         srv_completion_free(&c);
         return 0;
     }
-    if (c.n_prompt < 0 || c.n_prompt > lim.max_prompt || c.max_tokens < 0 || c.max_tokens > lim.max_tokens)
+    if (c.n_prompt < 0 || c.max_tokens < 0 || c.max_tokens > lim.max_tokens || c.n < 1 || c.n_prompts < 1 ||
+        c.n * c.n_prompts > lim.max_choices)
         abort();
+    if (c.n_prompts == 1 ? c.n_prompt > lim.max_prompt || c.prompt_lens : !c.prompt_lens)
+        abort();
+    for (int g = 0, sum = 0; g < c.n_prompts && c.n_prompts > 1; g++) { /* a list: each within the limit */
+        if (c.prompt_lens[g] < 1 || c.prompt_lens[g] > lim.max_prompt)
+            abort();
+        sum += c.prompt_lens[g];
+        if (g == c.n_prompts - 1 && sum != c.n_prompt)
+            abort();
+    }
     for (int i = 0; i < c.n_prompt; i++)
         if (c.prompt_ids[i] < 0 || c.prompt_ids[i] >= lim.n_vocab)
             abort();

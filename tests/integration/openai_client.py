@@ -8,6 +8,7 @@ own exception classes with our status codes.  Prints TAP "ok N - ..." lines.
 Usage: openai_client.py BASE_URL API_KEY
 Test code only, run with make test's venv python ($TEST_PYTHON); never
 needed by the server (the shell script skips when the package is missing)."""
+import json
 import sys
 import traceback
 
@@ -186,6 +187,27 @@ def refused(fn):
     return expect(openai.BadRequestError, 400, fn)
 
 
+def t_n_and_prompt_list():
+    r = client.completions.create(model=model, prompt=["In the", "And God"], max_tokens=3, n=2, seed=5)
+    assert len(r.choices) == 4 and sorted(c.index for c in r.choices) == [0, 1, 2, 3], r.choices
+    one = client.completions.create(model=model, prompt="And God", max_tokens=3, seed=5 + 3)
+    assert one.choices[0].text == [c for c in r.choices if c.index == 3][0].text, (one, r)
+    return "4 choices; choice 3 = prompt 1 alone with seed + 3"
+
+
+def t_json_schema():
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}},
+              "required": ["n", "ok"], "additionalProperties": False}
+    r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "JSON"}], max_tokens=200,
+                                       response_format={"type": "json_schema",
+                                                        "json_schema": {"name": "x", "schema": schema}})
+    c = r.choices[0]
+    assert c.finish_reason == "stop", c
+    v = json.loads(c.message.content)
+    assert set(v) == {"n", "ok"} and isinstance(v["n"], int) and isinstance(v["ok"], bool), v
+    return "content %r" % c.message.content.strip()
+
+
 def t_refused():
     chat = dict(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
     out = []
@@ -193,7 +215,7 @@ def t_refused():
             ("best_of", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, best_of=2)),
             ("suffix", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, suffix="end")),
             ("n above --max-batch", lambda: client.completions.create(model=model, prompt="x", max_tokens=1, n=100000)),
-            ("prompts", lambda: client.completions.create(model=model, prompt=["a", "b"], max_tokens=1)),
+            ("129 prompts", lambda: client.completions.create(model=model, prompt=["a"] * 129, max_tokens=1)),
             ("presence_penalty", lambda: client.completions.create(model=model, prompt="x", presence_penalty="abc")),
             ("logit_bias", lambda: client.completions.create(model=model, prompt="x", logit_bias={"x": 1})),
             ("tools", lambda: client.chat.completions.create(
@@ -250,6 +272,8 @@ for name, fn in [("models.list", t_models),
                  ("seed: drawn per request, reported, reproducible", t_seed),
                  ("logit_bias, presence/frequency_penalty, user, store=False, tool_choice, response_format text",
                   t_penalties_bias),
+                 ("n=2 over a list of two prompts", t_n_and_prompt_list),
+                 ("response_format json_schema", t_json_schema),
                  ("models.retrieve, and 404 for another id", t_model_retrieve),
                  ("404 model_not_found -> openai.NotFoundError", t_err_404_model),
                  ("400 for what proto/openapi.yaml refuses", t_refused),

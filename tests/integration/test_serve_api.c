@@ -263,7 +263,7 @@ START_TEST(test_fields_refused)
         {P, "{\"prompt\":\"a\",\"user\":7}", "'user' must be a string"},
         {P, "{\"prompt\":\"a\",\"n\":17}", "--max-batch"},
         {P, "{\"prompt\":\"a\",\"n\":2,\"session\":\"0123456789abcdef0123456789abcdef\"}", "fork the session"},
-        {P, "{\"prompt\":[\"a\",\"b\"]}", "one request per prompt"},
+        {P, "{\"prompt\":[\"a\",\"\"]}", "'prompt[1]' is empty"},
         {P, "{\"prompt\":[1,\"b\"]}", "'prompt[1]' must be a token id"},
         {P, "{\"prompt\":\"a\",\"presence_penalty\":\"abc\"}",
          "'presence_penalty' must be a number, not a string"},
@@ -535,6 +535,39 @@ START_TEST(test_n_choices_equal_seeded_requests)
 }
 END_TEST
 
+/* A list of two prompts with n = 2 and seed S: choice 2g + k is prompt g
+ * alone with seed S + 2g + k, echoed with its own prompt; usage counts
+ * both prompts once. */
+START_TEST(test_prompt_list_choices)
+{
+    static const char *const prompts[2] = {"In the beginning", "And the LORD said unto Moses"};
+    char body[512];
+    json_t *alone[4];
+    long want_prompt = 0;
+    for (int c = 0; c < 4; c++) {
+        snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":5,\"temperature\":0.9,\"seed\":%d,\"echo\":true}",
+                 prompts[c / 2], 11 + c);
+        alone[c] = post("/v1/completions", body, 200);
+        if (c % 2 == 0)
+            want_prompt += usage_prompt(alone[c]);
+    }
+    snprintf(body, sizeof body,
+             "{\"prompt\":[\"%s\",\"%s\"],\"max_tokens\":5,\"temperature\":0.9,\"seed\":11,\"n\":2,\"echo\":true}",
+             prompts[0], prompts[1]);
+    json_t *j = post("/v1/completions", body, 200);
+    ck_assert_int_eq(usage_prompt(j), want_prompt);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "choices")), 4);
+    for (int c = 0; c < 4; c++) {
+        json_t *ch = json_array_get(json_object_get(j, "choices"), (size_t)c);
+        ck_assert_int_eq(json_integer_value(json_object_get(ch, "index")), c);
+        ck_assert_str_eq(json_string_value(json_object_get(ch, "text")),
+                         json_string_value(json_object_get(choice0(alone[c]), "text")));
+        json_decref(alone[c]);
+    }
+    json_decref(j);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 START_TEST(test_log_lines)
@@ -580,6 +613,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_prompt_tokens_agree);
     tcase_add_test(tc, test_chat_session_prefills_only_new);
     tcase_add_test(tc, test_n_choices_equal_seeded_requests);
+    tcase_add_test(tc, test_prompt_list_choices);
     tcase_add_test(tc, test_log_lines);
     suite_add_tcase(s, tc);
     return s;

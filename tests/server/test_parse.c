@@ -1,5 +1,6 @@
 /* test_parse.c - completion bodies into srv_completion: the field table
- * (types, bounds, defaults), prompts, stop, session; the chat template;
+ * (types, bounds, defaults), prompts (a list of several too), n, stop,
+ * session; the chat template;
  * UTF-8 cut points for streamed text. */
 #include <check.h>
 #include <stdlib.h>
@@ -112,6 +113,48 @@ START_TEST(test_rejections)
 }
 END_TEST
 
+/* With room for 4 choices: a list of prompts back to back with their
+ * lengths, n times the prompts bounded, none empty, not on a session. */
+START_TEST(test_prompt_list_and_n)
+{
+    srv_limits four = lim;
+    four.max_choices = 4;
+    srv_completion c;
+    ssmd_err err = {0};
+    json_t *j = json_loads("{\"prompt\": [[1], [2, 3]], \"n\": 2}", 0, NULL);
+    ck_assert_int_eq(srv_completion_parse(&c, j, 0, NULL, &four, &err), SSMD_OK);
+    json_decref(j);
+    ck_assert_int_eq(c.n_prompts, 2);
+    ck_assert_int_eq(c.n_prompt, 3);
+    ck_assert_int_eq(c.prompt_lens[0], 1);
+    ck_assert_int_eq(c.prompt_lens[1], 2);
+    ck_assert_int_eq(c.prompt_ids[2], 3);
+    ck_assert_int_eq(c.n, 2);
+    eng_request *r = srv_completion_to_request(&c);
+    ck_assert_int_eq(r->n_prompts, 2);
+    ck_assert_int_eq(r->prompt_lens[1], 2);
+    ck_assert_int_eq(r->n_choices, 2);
+    eng_request_free(r);
+    srv_completion_free(&c);
+    static const struct {
+        const char *body, *names;
+    } bad[] = {
+        {"{\"prompt\": [[1], [2]], \"n\": 3}", "6 choices"},
+        {"{\"prompt\": [[1], []]}", "'prompt[1]' is empty"},
+        {"{\"prompt\": [[1], [1,2,3,4,5,6,7,8,9]]}", "'prompt[1]' has 9 tokens"},
+        {"{\"prompt\": [[1], [2]], \"session\": \"0123456789abcdef0123456789abcdef\"}", "list of prompts"},
+        {"{\"prompt\": [1], \"n\": 2, \"session\": \"0123456789abcdef0123456789abcdef\"}", "fork the session"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        j = json_loads(bad[i].body, 0, NULL);
+        ck_assert_int_eq(srv_completion_parse(&c, j, 0, NULL, &four, &err), SSMD_EINVAL);
+        ck_assert_msg(strstr(err.msg, bad[i].names), "%s: %s", bad[i].body, err.msg);
+        json_decref(j);
+        srv_completion_free(&c);
+    }
+}
+END_TEST
+
 START_TEST(test_openai_fields)
 {
     srv_completion c;
@@ -213,6 +256,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_fields_and_defaults);
     tcase_add_test(tc, test_rejections);
     tcase_add_test(tc, test_openai_fields);
+    tcase_add_test(tc, test_prompt_list_and_n);
     tcase_add_test(tc, test_chat_template);
     tcase_add_test(tc, test_utf8_prefix);
     suite_add_tcase(s, tc);

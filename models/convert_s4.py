@@ -10,7 +10,11 @@ blocks are either
   * the full `models/s4/s4.py` `S4Block` (keys layer.D, layer.kernel.inv_dt
     (older: log_dt), layer.kernel.A_real (older: inv_A_real / log_A_real),
     layer.kernel.A_imag, layer.kernel.B, layer.kernel.C, [layer.kernel.P,
-    layer.kernel.l_kernel for the DPLR kernel], output_linear.0.*),
+    layer.kernel.l_kernel for the DPLR kernel], output_linear.0.*), or
+  * the DSS layer of ag1988/dss (`--kernel dss-exp` or `--kernel dss-softmax`;
+    keys D, kernel.log_dt, kernel.Lambda_log_neg_re + kernel.Lambda_im (exp)
+    or kernel.Lambda (softmax), kernel.W, output_linear.0.* with
+    postact='glu'), written as an S4D model (see "DSS" in the format doc),
 wrapped in: embedding -> n x [LayerNorm -> block -> residual] -> LayerNorm
 -> LM head.  Where the wrapper's tensors live is given by --embedding,
 --block, --norm, --final-norm and --lm-head (templates with {i}).
@@ -23,7 +27,10 @@ to the numbers (all in float64, then stored as float32):
     log(dt) explicitly, so the runtime never guesses a sign convention;
   * broadcasts n_ssm < H shared (A, B, P) copies to all H channels;
   * for the DPLR kernel, undoes the truncated-generating-function trick: the
-    reference stores C~ = C (I - dA^L) for L = l_kernel; we solve for C.
+    reference stores C~ = C (I - dA^L) for L = l_kernel; we solve for C;
+  * for DSS, folds the kernel's scale (exp) or softmax normaliser over the
+    training length --dss-length (softmax) into C, with the reference's
+    epsilons, so that 2 Re(C dA^k dB) is the reference's kernel K_k.
 
 This file is a tool for users and for tests/fixtures/gen_s4.py; the server
 never runs Python.  It never writes anything but the two output files.
@@ -101,7 +108,70 @@ def undo_c_tilde(lam, P, C_t, dt, L):
     return C
 
 
+# ------------------------------------------------------------ DSS layers
+
+DSS_KERNELS = ("dss-exp", "dss-softmax")
+
+
+def recip(x, eps, clamp):
+    """The reference DSS `reciprocal`: conj(x) / (|x|^2 + eps), or with
+    clamp, conj(x) / max(|x|^2, eps)."""
+    sq = (x * x.conj()).real
+    return x.conj() / (np.maximum(sq, eps) if clamp else sq + eps)
+
+
+def dss_ssm(sd, k, args, take):
+    """The continuous diagonal SSM of a DSS kernel under prefix k, in the
+    S4D format's terms: (dt (H,), A (H, N), B (H, N), C (H, N)) with
+    K_l = 2 Re sum_n C B (exp(dt A) - 1) / A exp(dt A l) equal to the
+    reference's K_l = Re sum_n W'_n exp(dtLambda_n l)."""
+    W = c2n(take(k + "W"))                                   # (channels, H, N)
+    if W.ndim != 3 or W.shape[0] != 1:
+        raise ConvertError("%sW: shape %s; only channels=1 (no bidirectional, no hyper_act) "
+                           "is supported" % (k, W.shape[:-1] if W.ndim else W.shape))
+    W = W[0]
+    H, N = W.shape
+    if args.kernel == "dss-exp":
+        if k + "Lambda" in sd:
+            raise ConvertError("%sLambda is a DSS-softmax (or clip) parameter, but --kernel is "
+                               "dss-exp (which stores %sLambda_log_neg_re)" % (k, k))
+        if k + "Lambda_log_im" in sd:
+            raise ConvertError("%sLambda_log_im: the exp-re-im version is not supported" % k)
+        lam = -np.exp(take(k + "Lambda_log_neg_re")) + 1j * take(k + "Lambda_im")
+    else:
+        if k + "Lambda_log_neg_re" in sd:
+            raise ConvertError("%sLambda_log_neg_re is a DSS-exp parameter, but --kernel is "
+                               "dss-softmax (which stores %sLambda)" % (k, k))
+        if not args.dss_length:
+            raise ConvertError("%s: DSS-softmax normalises over the training length, which is "
+                               "not in the checkpoint: pass --dss-length L" % k)
+        lam = c2n(take(k + "Lambda"))
+    if lam.shape != (N,):
+        raise ConvertError("%s: Lambda has %s eigenvalues, W has N=%d" % (k, lam.shape, N))
+    if np.any(lam.real >= 0):
+        raise ConvertError("%sLambda: %d eigenvalues with real part >= 0; the recurrence would "
+                           "not decay (ssmd serves unbounded lengths)"
+                           % (k, int(np.sum(lam.real >= 0))))
+    log_dt = take(k + "log_dt")
+    if log_dt.shape == (H,):
+        log_dt = np.stack([log_dt, log_dt], axis=-1)
+    if log_dt.shape != (H, 2):
+        raise ConvertError("%slog_dt: shape %s, expected (%d) or (%d, 2)" % (k, log_dt.shape, H, H))
+    dt = np.exp(log_dt)                                      # (H, 2): for Re, Im (sep_dt_re_im)
+    dt_lam = dt[:, :1] * lam.real + 1j * dt[:, 1:] * lam.imag  # (H, N)
+    e1 = np.exp(dt_lam) - 1
+    if args.kernel == "dss-exp":
+        Wp = W * e1 * recip(lam, 1e-7, clamp=True)
+    else:   # softmax over k = 0..L-1: 1 / sum_k exp(dtLambda k) = e1 / (exp(dtLambda L) - 1)
+        den = np.exp(dt_lam * args.dss_length) - 1
+        Wp = W * e1 * recip(den * lam, args.dss_epsilon, clamp=False)
+    A = dt_lam / dt[:, :1]
+    return dt[:, 0], A, np.ones_like(A), Wp / 2 * A / e1
+
+
 def block_kind(sd, p):
+    if p + "kernel.W" in sd:
+        return "dss"
     if p + "kernel.log_A_real" in sd and p + "kernel.C" in sd and p + "kernel.B" not in sd:
         return "s4d_minimal"
     if p + "layer.kernel.C" in sd:
@@ -116,7 +186,14 @@ def convert_block(sd, p, args, take):
     if kind is None:
         raise ConvertError("no S4 block under '%s' (expected %skernel.C or %slayer.kernel.C)"
                            % (p, p, p))
-    if kind == "s4d_minimal":
+    if (kind == "dss") != (args.kernel in DSS_KERNELS):
+        raise ConvertError("%s: a %s layer, but --kernel is %s" % (
+            p, "DSS (kernel.W)" if kind == "dss" else "state-spaces/s4", args.kernel or "not given"))
+    if kind == "dss":
+        dt, A, B, C = dss_ssm(sd, p + "kernel.", args, take)
+        D = take(p + "D")[0]
+        disc, P, l_kernel, H = "zoh", None, 0, C.shape[0]
+    elif kind == "s4d_minimal":
         k = p + "kernel."
         log_dt = take(k + "log_dt")
         C = c2n(take(k + "C"))                       # (H, N2)
@@ -176,10 +253,13 @@ def convert_block(sd, p, args, take):
         raise ConvertError("%s: untied dt (dt_tie=False) is not supported for the DPLR kernel" % p)
     if P is not None and l_kernel > 0:
         C = undo_c_tilde(A, P, C, dt, l_kernel)
+    if p + "output_linear.weight" in sd:
+        raise ConvertError("%soutput_linear.weight: an output linear without GLU (postact=None); "
+                           "the format needs final_act/postact='glu'" % p)
     W = np.asarray(take(p + "output_linear.0.weight"), dtype=np.float64)
     if W.ndim == 3:   # s4d.py: Conv1d(H, 2H, kernel_size=1)
         W = W[..., 0]
-    bias = take(p + "output_linear.0.bias")
+    bias = take(p + "output_linear.0.bias").reshape(-1)   # DSS: (2H, 1), TransposedLinear
     if W.shape != (2 * H, H):
         raise ConvertError("%soutput_linear.0.weight: shape %s, expected (%d, %d) "
                            "(final_act='glu')" % (p, W.shape, 2 * H, H))
@@ -306,6 +386,12 @@ def parser():
     ap.add_argument("--imag-transform", default="none", choices=TRANSFORMS)
     ap.add_argument("--disc", default="zoh", choices=("zoh", "bilinear"),
                     help="discretisation of the diagonal (S4D) kernel")
+    ap.add_argument("--kernel", choices=DSS_KERNELS, default=None,
+                    help="the blocks are DSS layers of this version (not in the state dict)")
+    ap.add_argument("--dss-length", type=int, default=0,
+                    help="dss-softmax: the training length L the softmax normalises over")
+    ap.add_argument("--dss-epsilon", type=float, default=1e-7,
+                    help="dss-softmax: the kernel's epsilon (DSSKernel default 1e-7)")
     ap.add_argument("--eps", type=float, default=1e-5, help="LayerNorm epsilon")
     ap.add_argument("--vocab-size", type=int, default=0, help="default: embedding rows")
     ap.add_argument("--bos", type=int, default=None)

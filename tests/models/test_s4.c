@@ -1,4 +1,5 @@
-/* test_s4.c - S4D / S4 (DPLR) language models against the reference
+/* test_s4.c - S4D / S4 (DPLR) language models, and DSS-exp / DSS-softmax
+ * ones converted to S4D (the paper's convolution kernel = ssmd's recurrence), against the reference
  * fixtures (tests/fixtures/s4/, made by gen_s4.py from an independent
  * float64 PyTorch convolution-view implementation), the equivalences the
  * engine promises (prefill = token-by-token decode, prefill in pieces =
@@ -22,8 +23,9 @@
 #include "kernels/cpu/threadpool.h"
 #include "tests/models/reference.h"
 
-static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs", "s4_rank2"};
-enum { N_FIXTURES = 4 };
+static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs",
+                                       "s4_rank2",    "dss_exp",   "dss_softmax"};
+enum { N_FIXTURES = 6 };
 
 static eng_model *open_fixture(const char *name, int threads, int max_batch)
 {
@@ -41,7 +43,7 @@ START_TEST(test_matches_reference)
     snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
     ref_use_level(_i / (2 * N_FIXTURES));
     eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
-    ck_assert_str_eq(eng_model_cfg(m)->model_type, name[2] == 'd' ? "s4d" : "s4");
+    ck_assert_str_eq(eng_model_cfg(m)->model_type, strncmp(name, "s4_", 3) ? "s4d" : "s4");
     ref_check_matches(m, path, name);
     eng_model_close(m);
 }

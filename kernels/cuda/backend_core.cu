@@ -29,12 +29,13 @@ enum {
     OP_S4_STEP,
     OP_LAYERNORM,
     OP_GLU,
+    OP_RMS_ROWS,
 };
 
 static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul",      "conv_prefill",
                                        "scan_prefill", "conv_step",   "scan_step",   "ssd_prefill",
                                        "ssd_step",     "s4_prefill",  "s4_step",     "add_layernorm",
-                                       "glu"};
+                                       "glu",          "rms_rows"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
                   (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16, "kc dtype codes follow eng_dtype");
@@ -229,6 +230,9 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
         break;
     case OP_GLU:
         kc_glu(o->in[0], o->n, o->dim, o->out[0], c->stream);
+        break;
+    case OP_RMS_ROWS:
+        kc_rms_rows(o->out[0], o->ldx, o->n, o->dim, o->eps, c->stream);
         break;
     default:
         ssmd_fatal("cuda backend: unknown recorded op %d", o->kind);
@@ -604,6 +608,14 @@ static void core_glu(bk_backend *bk, const float *x, int n, int dim, float *out)
     op_end(c, o, &tmp, NULL, 0, 0);
 }
 
+static void core_rms_rows(bk_backend *bk, float *x, int ld, int n, int dim, float eps)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_RMS_ROWS, &tmp);
+    o->out[0] = x, o->ldx = ld, o->n = n, o->dim = dim, o->eps = eps;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
 static void core_s4_prefill(bk_backend *bk, const bk_s4_layer *l, float *state, const float *u,
                             int T, float *y)
 {
@@ -651,6 +663,7 @@ void kc_core_init(kc_core *c, const kc_memory_ops *mem)
     c->base.s4 = &core_s4;
     c->base.add_layernorm = core_add_layernorm;
     c->base.glu = core_glu;
+    c->base.rms_rows = core_rms_rows;
     c->last_slots_n = -1;
 }
 

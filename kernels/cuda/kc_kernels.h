@@ -147,6 +147,9 @@ void kc_glu(const float *x, int n, int dim, float *out, kc_stream s);
 /* resid (n, dim) += add (if not NULL); out = rmsnorm(resid) * weight. */
 void kc_add_rmsnorm(float *resid, const float *add, const float *weight, float eps, int n, int dim,
                     float *out, kc_stream s);
+/* Rows [0, n) of x (stride ld), dim values each, scaled in place by
+ * 1 / sqrt(mean square + eps): no weight (Falcon-Mamba's dt, B, C). */
+void kc_rms_rows(float *x, int ld, int n, int dim, float eps, kc_stream s);
 /* out (n, cols) = rows ids[i] of w (dtype dt), as f32. */
 void kc_embed(const void *w, int dt, int cols, const int32_t *ids, int n, float *out, kc_stream s);
 /* out[i] = index of the largest of logits row i (row stride ld); ties go

@@ -1,6 +1,7 @@
 /* norm.cu - row-wise kernels of the Mamba-1 forward: RMSNorm fused with the
- * residual add, the embedding gather (any weight dtype to f32) and argmax
- * over logits rows (the greedy sampling helper).
+ * residual add, the weightless RMS norm of strided rows (Falcon-Mamba's dt,
+ * B and C), the embedding gather (any weight dtype to f32) and argmax over
+ * logits rows (the greedy sampling helper).
  *
  * One block per row; block reductions are warp shuffles, then one value per
  * warp through shared memory.  Never allocates or synchronises.
@@ -32,6 +33,21 @@ __global__ void k_add_rmsnorm(float *resid, const float *add, const float *weigh
     float *o = out + (size_t)blockIdx.x * dim;
     for (int i = tid; i < dim; i += blockDim.x)
         o[i] = weight[i] * (x[i] * scale);
+}
+
+/* Block per row r: x[r * ld, + dim) *= rsqrt(mean sq + eps), in place. */
+__global__ void k_rms_rows(float *x, int ld, int dim, float eps)
+{
+    KC_SHARED(float, part, 32);
+    KC_SHARED(float, total, 1);
+    float *row = x + (size_t)blockIdx.x * ld;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        ss += row[i] * row[i];
+    kc_block_sum(ss, part, total);
+    const float scale = 1.0f / sqrtf(total[0] / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        row[i] *= scale;
 }
 
 /* Grid (column blocks, n). */
@@ -93,6 +109,13 @@ extern "C" void kc_add_rmsnorm(float *resid, const float *add, const float *weig
         return;
     KC_LAUNCH(k_add_rmsnorm, (unsigned)n, kc_warps_for(dim, NORM_THREADS), 0, s, resid, add, weight,
               eps, dim, out);
+}
+
+extern "C" void kc_rms_rows(float *x, int ld, int n, int dim, float eps, kc_stream s)
+{
+    if (n <= 0 || dim <= 0)
+        return;
+    KC_LAUNCH(k_rms_rows, (unsigned)n, kc_warps_for(dim, NORM_THREADS), 0, s, x, ld, dim, eps);
 }
 
 extern "C" void kc_embed(const void *w, int dt, int cols, const int32_t *ids, int n, float *out,

@@ -37,7 +37,7 @@ static const struct { const char *dir, *backend; } runs[] = {
     {"mamba/original_f16", "emu"}, {"mamba2/hf_tiny", "emu"},   {"mamba2/hf_groups", "emu"},
     {"mamba2/orig_gate", "emu"},  {"s4/s4d_minimal", "emu"},    {"s4/s4d_block", "emu"},
     {"s4/s4_legs", "emu"},        {"s4/s4_rank2", "emu"},       {"s4/dss_exp", "emu"},
-    {"s4/dss_softmax", "emu"},    {"mamba/untied_bias", "cuda"},
+    {"s4/dss_softmax", "emu"},    {"mamba/falcon_tiny", "emu"}, {"mamba/untied_bias", "cuda"},
     {"mamba/bf16", "cuda"},       {"mamba2/hf_groups", "cuda"}, {"s4/s4_rank2", "cuda"},
 };
 enum { N_RUNS = sizeof runs / sizeof runs[0] };

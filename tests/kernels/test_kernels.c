@@ -431,6 +431,39 @@ static double norm_case(int n, int dim, int with_add, unsigned seed)
     return harness_verdict(bad);
 }
 
+/* kc_rms_rows against double precision, on rows of dim values ld apart
+ * (the values between rows must stay as they were). */
+static double rms_rows_case(int n, int dim, int ld, unsigned seed)
+{
+    unsigned s = seed * 53u + 7u;
+    float *x = rnd((size_t)n * ld, &s, -2, 3), *ref = dup(x, (size_t)n * ld);
+    const float eps = 1e-6f;
+    for (int r = 0; r < n; r++) {
+        double ss = 0;
+        for (int i = 0; i < dim; i++)
+            ss += (double)ref[(size_t)r * ld + i] * ref[(size_t)r * ld + i];
+        double scale = 1.0 / sqrt(ss / dim + eps);
+        for (int i = 0; i < dim; i++)
+            ref[(size_t)r * ld + i] = (float)(ref[(size_t)r * ld + i] * scale);
+    }
+    kc_emu_seed(seed);
+    kc_rms_rows(x, ld, n, dim, eps, NULL);
+    double bad = badness(x, ref, (size_t)n * ld);
+    free(x), free(ref);
+    return harness_verdict(bad);
+}
+
+START_TEST(test_rms_rows)
+{
+    static const int cases[][3] = {{1, 1, 1}, {3, 16, 40}, {5, 48, 80}, {2, 300, 301}, {4, 1000, 1000}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (unsigned seed = 1; seed <= 2; seed++) {
+            double bad = rms_rows_case(cases[c][0], cases[c][1], cases[c][2], seed);
+            ck_assert_msg(bad <= 2e-6, "rms_rows case %zu seed %u: %g", c, seed, bad);
+        }
+}
+END_TEST
+
 /* kc_add_layernorm against a double-precision LayerNorm (biased variance). */
 static double layernorm_case(int n, int dim, int with_add, unsigned seed)
 {
@@ -605,6 +638,7 @@ static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
 static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
 static double mut_layernorm(unsigned seed) { return layernorm_case(3, 300, 1, seed); }
+static double mut_rms_rows(unsigned seed) { return rms_rows_case(3, 300, 310, seed); }
 
 static double mut_argmax(unsigned seed)
 {
@@ -627,6 +661,7 @@ START_TEST(test_every_barrier_matters)
         {"scan prefill N=3", mut_scan_generic, 2e-5}, {"scan step", mut_scan_step, 1e-5},
         {"add_rmsnorm", mut_norm, 2e-6},       {"argmax", mut_argmax, 0.0},
         {"ssd prefill + gated norm", mut_ssd, 2e-5}, {"add_layernorm", mut_layernorm, 4e-6},
+        {"rms_rows", mut_rms_rows, 2e-6},
     };
     int total_sites = 0;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
@@ -665,6 +700,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_scan_step);
     tcase_add_test(tc, test_add_rmsnorm);
     tcase_add_test(tc, test_add_layernorm);
+    tcase_add_test(tc, test_rms_rows);
     tcase_add_test(tc, test_embed_widen_bias);
     tcase_add_test(tc, test_argmax);
     tcase_add_test(tc, test_gemv);

@@ -85,8 +85,11 @@ static void run_matmul(kc_core *c, const kc_op *o)
         /* the GEMV path, also the fallback when no panel fits in memory */
         for (int i0 = 0; i0 < m; i0 += KC_GEMV_MAX) {
             int mi = m - i0 < KC_GEMV_MAX ? m - i0 : KC_GEMV_MAX;
-            kc_gemv(w->data, w->dtype, w->rows, w->cols, x + (size_t)i0 * o->ldx, o->ldx, mi,
-                    y + (size_t)i0 * o->ldy, o->ldy, bias, c->stream);
+            const float *xi = x + (size_t)i0 * o->ldx;
+            float *yi = y + (size_t)i0 * o->ldy;
+            if (!c->tune.gemv_wide || !kc_gemv_wide(w->data, w->dtype, w->rows, w->cols, xi, o->ldx, mi,
+                                                    yi, o->ldy, bias, c->stream))
+                kc_gemv(w->data, w->dtype, w->rows, w->cols, xi, o->ldx, mi, yi, o->ldy, bias, c->stream);
         }
         return;
     }

@@ -389,6 +389,7 @@ extern "C" int kc_cuda_backend_create(const bk_options *o, bk_backend **out, ssm
     c->arena_cap = ARENA_INTS;
     b->sync_each_op = env_flag("SSMD_CUDA_SYNC", 0);
     b->graphs_off = !env_flag("SSMD_CUDA_GRAPHS", 1);
+    c->tune.gemv_wide = env_flag("SSMD_CUDA_GEMV_WIDE", 1);
     b->device = o->device;
     c->fast_numerics = o->numerics == BK_NUMERICS_FAST;
     int rc = cu_setup(b, err);

@@ -5,7 +5,13 @@
  *
  * The GEMV gives one warp per row of W; lanes stride along the row with
  * 4-wide vector loads when the row length allows, and the m partial sums are
- * reduced with warp shuffles.  Never allocates or synchronises.
+ * reduced with warp shuffles.  The wide GEMV (kc_gemv_wide) is the same
+ * shape with every lane loading 16 bytes of weights at a time (4 f32 or 8
+ * f16/bf16) and two such loads in flight before it uses either: decode is
+ * bound by how many bytes are in flight per SM, and the first kernel keeps
+ * only 8 (bf16) or 16 (f32) bytes per lane outstanding.  It needs rows that
+ * start on 16 bytes; kc_gemv_wide says when they do not.  Never allocates
+ * or synchronises.
  */
 #include "kernels/cuda/kc_device.cuh"
 
@@ -49,6 +55,77 @@ __global__ void k_gemv(const void *w, int dt, int rows, int cols, const float *x
         }
 }
 
+/* 16 bytes of weights of dtype DT as floats (4 or 8 of them). */
+template <int DT> static __device__ __forceinline__ void kc_unpack16(const uint4 q, float *v)
+{
+    const unsigned u[4] = {q.x, q.y, q.z, q.w};
+    for (int k = 0; k < 4; k++) {
+        if (DT == KC_DT_F32) {
+            v[k] = __uint_as_float(u[k]);
+        } else {
+            const uint16_t lo = (uint16_t)(u[k] & 0xffffu), hi = (uint16_t)(u[k] >> 16);
+            v[2 * k] = DT == KC_DT_F16 ? kc_f16_to_f32(lo) : kc_bf16_to_f32(lo);
+            v[2 * k + 1] = DT == KC_DT_F16 ? kc_f16_to_f32(hi) : kc_bf16_to_f32(hi);
+        }
+    }
+}
+
+/* x[0, V) dotted with v; XV: x is 16-byte aligned (float4 loads). */
+template <int V, bool XV> static __device__ __forceinline__ float kc_dot_x(const float *v, const float *x)
+{
+    float s = 0.0f;
+    if (XV) {
+        for (int e = 0; e < V; e += 4) {
+            const float4 q = __ldg(reinterpret_cast<const float4 *>(x + e));
+            s += v[e] * q.x + v[e + 1] * q.y + v[e + 2] * q.z + v[e + 3] * q.w;
+        }
+    } else {
+        for (int e = 0; e < V; e++)
+            s += v[e] * __ldg(x + e);
+    }
+    return s;
+}
+
+enum { GEMV_WIDE_UNROLL = 2 }; /* 16-byte loads in flight per lane */
+
+template <int DT, bool XV>
+__global__ void k_gemv_wide(const void *w, int rows, int cols, const float *x, int ldx, int m, float *y,
+                            int ldy, const float *bias)
+{
+    enum { V = DT == KC_DT_F32 ? 4 : 8, U = GEMV_WIDE_UNROLL };
+    const int lane = threadIdx.x & 31, r = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    if (r >= rows)
+        return; /* whole warps only: no block-wide barrier follows */
+    const int nvec = cols / V;
+    const uint4 *row = reinterpret_cast<const uint4 *>(w) + (size_t)r * nvec;
+    float acc[KC_GEMV_MAX];
+    for (int i = 0; i < KC_GEMV_MAX; i++)
+        acc[i] = 0.0f;
+    for (int v0 = lane; v0 < nvec; v0 += 32 * U) {
+        uint4 q[U];
+        for (int u = 0; u < U; u++) /* every load issued before any is used */
+            if (v0 + 32 * u < nvec)
+                q[u] = __ldg(row + v0 + 32 * u);
+        for (int u = 0; u < U; u++) {
+            const int vi = v0 + 32 * u;
+            if (vi >= nvec)
+                break;
+            float wv[V];
+            kc_unpack16<DT>(q[u], wv);
+            for (int i = 0; i < KC_GEMV_MAX; i++)
+                if (i < m)
+                    acc[i] += kc_dot_x<V, XV>(wv, x + (size_t)i * ldx + (size_t)vi * V);
+        }
+    }
+    const float b = bias ? bias[r] : 0.0f;
+    for (int i = 0; i < KC_GEMV_MAX; i++)
+        if (i < m) {
+            const float v = kc_warp_sum(acc[i]);
+            if (lane == 0)
+                y[(size_t)i * ldy + r] = v + b;
+        }
+}
+
 __global__ void k_widen(const void *w, int dt, size_t n, float *out)
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -70,6 +147,33 @@ extern "C" void kc_gemv(const void *w, int dt, int rows, int cols, const float *
         return;
     KC_LAUNCH(k_gemv, kc_div_up(rows, GEMV_WARPS), 32 * GEMV_WARPS, 0, s, w, dt, rows, cols, x, ldx,
               m, y, ldy, bias);
+}
+
+template <int DT>
+static void launch_gemv_wide(const void *w, int rows, int cols, const float *x, int ldx, int m, float *y,
+                             int ldy, const float *bias, kc_stream s)
+{
+    const unsigned blocks = (unsigned)kc_div_up(rows, GEMV_WARPS);
+    void (*k_gemv_wide_dt)(const void *, int, int, const float *, int, int, float *, int, const float *) =
+        (ldx & 3) == 0 && ((uintptr_t)x & 15) == 0 ? k_gemv_wide<DT, true> : k_gemv_wide<DT, false>;
+    KC_LAUNCH(k_gemv_wide_dt, blocks, 32 * GEMV_WARPS, 0, s, w, rows, cols, x, ldx, m, y, ldy, bias);
+}
+
+extern "C" int kc_gemv_wide(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m,
+                            float *y, int ldy, const float *bias, kc_stream s)
+{
+    const int esize = dt == KC_DT_F32 ? 4 : 2;
+    if (((uintptr_t)w & 15) != 0 || ((size_t)cols * esize) % 16 != 0)
+        return 0;
+    if (m <= 0 || rows <= 0)
+        return 1;
+    if (dt == KC_DT_F32)
+        launch_gemv_wide<KC_DT_F32>(w, rows, cols, x, ldx, m, y, ldy, bias, s);
+    else if (dt == KC_DT_F16)
+        launch_gemv_wide<KC_DT_F16>(w, rows, cols, x, ldx, m, y, ldy, bias, s);
+    else
+        launch_gemv_wide<KC_DT_BF16>(w, rows, cols, x, ldx, m, y, ldy, bias, s);
+    return 1;
 }
 
 extern "C" void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s)

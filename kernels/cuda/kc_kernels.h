@@ -46,6 +46,7 @@ typedef struct kc_tuning {
     int scan_chunk;       /* time steps per chunk of the prefill scan */
     int carry_rows;       /* chunks per pass of the carry prefix, 1..32 */
     int gemv_max_rows;    /* matmuls with <= this many rows use kc_gemv (<= KC_GEMV_MAX) */
+    int gemv_wide;        /* 1: kc_gemv_wide where the rows allow (SSMD_CUDA_GEMV_WIDE=0: never) */
     size_t panel_floats;  /* f32 panel for widening 16-bit weights before a GEMM */
     int graph_cache;      /* decode-step graphs kept (least recently used go) */
 } kc_tuning;
@@ -162,6 +163,12 @@ void kc_argmax(const float *logits, int n, int V, int ld, int32_t *out, kc_strea
  * cols) of dtype dt, f32 accumulation; m <= KC_GEMV_MAX.  Reads W once. */
 void kc_gemv(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
              int ldy, const float *bias, kc_stream s);
+/* The same with 16-byte weight loads, two in flight per lane (gemv.cu
+ * says why).  Returns 0, launching nothing, when W's rows do not start on
+ * 16 bytes (w unaligned, or cols * element size not a multiple of 16): then
+ * use kc_gemv.  1 when it ran. */
+int kc_gemv_wide(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
+                 int ldy, const float *bias, kc_stream s);
 /* out[i] = w[i] as f32 for i < n (w of dtype dt). */
 void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s);
 /* y[i][j] += bias[j] for i < m, j < n (row stride ldy). */

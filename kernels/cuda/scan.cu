@@ -27,6 +27,7 @@ extern "C" void kc_tuning_default(kc_tuning *t)
     t->scan_chunk = 64;
     t->carry_rows = 16;
     t->gemv_max_rows = KC_GEMV_MAX;
+    t->gemv_wide = 1;
     t->panel_floats = (size_t)4 << 20; /* 16 MiB: stays in L2 on sm_80/sm_90 */
     t->graph_cache = 80;
 }

@@ -40,6 +40,9 @@ struct alignas(8) float2 {
 struct alignas(8) uint2 {
     unsigned x, y;
 };
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
 typedef struct CUstream_st *cudaStream_t;
 
 #define __global__

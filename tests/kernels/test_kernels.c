@@ -600,10 +600,11 @@ END_TEST
 
 START_TEST(test_gemv)
 {
-    static const int Ks[] = {7, 16, 33, 96, 130};
+    int n_wide = 0;
+    static const int Ks[] = {7, 16, 33, 96, 130, 264};
     static const int Ns[] = {1, 5, 37};
     for (int dt = 0; dt < 3; dt++)
-        for (size_t ki = 0; ki < 5; ki++)
+        for (size_t ki = 0; ki < 6; ki++)
             for (size_t ni = 0; ni < 3; ni++)
                 for (int m = 1; m <= KC_GEMV_MAX; m += (m < 3 ? 1 : m < 13 ? 5 : 3)) {
                     const int K = Ks[ki], N = Ns[ni], ldx = K + 3, ldy = N + 2;
@@ -619,12 +620,34 @@ START_TEST(test_gemv)
                                 acc += (double)exact[(size_t)r * K + k] * x[(size_t)i * ldx + k];
                             ref[(size_t)i * ldy + r] = (float)acc;
                         }
+                    float *y0 = dup(y, (size_t)m * ldy);
                     kc_emu_seed(s);
                     kc_gemv(w, dt, N, K, x, ldx, m, y, ldy, bias, NULL);
                     double bad = harness_verdict(badness(y, ref, (size_t)m * ldy));
                     ck_assert_msg(bad <= 2e-6, "gemv dt=%d K=%d N=%d m=%d: %g", dt, K, N, m, bad);
-                    free(w), free(exact), free(x), free(bias), free(y), free(ref);
+                    /* the wide kernel: rows of 16 bytes' multiple only (w is malloc'ed: aligned);
+                     * x unaligned (ldx = K + 3) and, for even m, aligned */
+                    const float *xw = x;
+                    float *xa = NULL;
+                    int ldxa = ldx;
+                    if (m % 2 == 0) {
+                        ldxa = (K + 3) / 4 * 4;
+                        xa = aligned_alloc(16, ((size_t)m * ldxa * sizeof(float) + 15) / 16 * 16);
+                        for (int i = 0; i < m; i++)
+                            memcpy(xa + (size_t)i * ldxa, x + (size_t)i * ldx, (size_t)K * sizeof(float));
+                        xw = xa;
+                    }
+                    const int esize = dt == 0 ? 4 : 2;
+                    const int fits = (size_t)K * esize % 16 == 0 && (uintptr_t)w % 16 == 0;
+                    n_wide += fits;
+                    ck_assert_int_eq(kc_gemv_wide(w, dt, N, K, xw, ldxa, m, y0, ldy, bias, NULL), fits);
+                    if (fits) {
+                        bad = harness_verdict(badness(y0, ref, (size_t)m * ldy));
+                        ck_assert_msg(bad <= 2e-6, "gemv wide dt=%d K=%d N=%d m=%d: %g", dt, K, N, m, bad);
+                    }
+                    free(w), free(exact), free(x), free(bias), free(y), free(ref), free(y0), free(xa);
                 }
+    ck_assert_int_gt(n_wide, 100); /* the wide kernel ran on most dtypes, widths and m */
 }
 END_TEST
 

@@ -3,7 +3,9 @@
  * the stream) or is recorded into the current trace; flushing a trace runs it
  * eagerly, captures it as a graph or replays its graph (see backend_core.h).
  *
- * Matmul dispatch: up to tune.gemv_max_rows rows of x go to kc_gemv (reads
+ * Matmul dispatch (numerics fast and bf16 weights: more rows than
+ * tune.gemv_max_rows go to the bf16 tensor-core GEMM, x rounded to bf16):
+ * up to tune.gemv_max_rows rows of x go to kc_gemv (reads
  * the weights once, any dtype, f32 accumulation: the decode path); more rows
  * go to the device GEMM in f32, 16-bit weights first widened to f32 panel by
  * panel (a panel stays in L2), so that results do not depend on the batch
@@ -76,6 +78,18 @@ static void run_matmul(kc_core *c, const kc_op *o)
     int small = c->tune.gemv_max_rows < KC_GEMV_MAX ? c->tune.gemv_max_rows : KC_GEMV_MAX;
     float *panel = NULL;
     int panel_rows = 0;
+    if (m > small && w->dtype == ENG_DTYPE_BF16 && o->fast) {
+        /* numerics fast: x rounded to bf16 once, then the tensor cores
+         * against W as stored (2 bytes a weight, never widened) */
+        uint16_t *x16 = (uint16_t *)c->dev->scratch(c, KC_SCRATCH_X16, ((size_t)m * w->cols + 1) / 2);
+        if (x16) {
+            kc_narrow_bf16(x, o->ldx, m, w->cols, x16, c->stream);
+            c->dev->gemm_bf16(c, m, w->rows, w->cols, x16, w->data, w->cols, y, o->ldy);
+            if (bias)
+                kc_add_bias(y, o->ldy, m, w->rows, bias, c->stream);
+            return;
+        }
+    }
     if (m > small && w->dtype != ENG_DTYPE_F32) {
         size_t fit = c->tune.panel_floats / (size_t)w->cols;
         panel_rows = fit < 1 ? 1 : fit > (size_t)w->rows ? w->rows : (int)fit;

@@ -36,7 +36,7 @@ extern "C" {
 extern "C" {
 #endif
 
-enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_KINDS = 2 };
+enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_X16 = 2, KC_SCRATCH_KINDS = 3 };
 enum { KC_MAX_GRAPHS = 128 }; /* bound of tune.graph_cache */
 
 typedef struct kc_core kc_core;
@@ -53,6 +53,10 @@ typedef struct kc_dev_ops {
      * fast: the inputs may be rounded to TF32 (tensor cores). */
     void (*gemm)(kc_core *c, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
                  float *y, int ldy, int fast);
+    /* y (m, n; ldy, f32) = x16 (m, k; contiguous) w^T with x16 and w (n,
+     * k; ldw) in bf16: tensor cores, f32 accumulation. */
+    void (*gemm_bf16)(kc_core *c, int m, int n, int k, const uint16_t *x16, const void *w, int ldw,
+                      float *y, int ldy);
     /* Copies arena_host[0, n) to arena_dev, in stream order. */
     void (*arena_upload)(kc_core *c, size_t n);
     /* Returns once the last upload no longer reads arena_host. */

@@ -133,6 +133,14 @@ static void cu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, co
                      CUBLAS_GEMM_DEFAULT));
 }
 
+static void cu_gemm_bf16(kc_core *c, int m, int n, int k, const uint16_t *x16, const void *w, int ldw,
+                         float *y, int ldy)
+{
+    const float one = 1.0f, zero = 0.0f;
+    CKB(cublasGemmEx(cu_of(c)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_16BF, ldw, x16,
+                     CUDA_R_16BF, k, &zero, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 static void cu_arena_upload(kc_core *c, size_t n)
 {
     cuda_backend *b = cu_of(c);
@@ -199,7 +207,7 @@ static void cu_after_op(kc_core *c, const char *what)
 }
 
 static const kc_dev_ops cuda_dev = {
-    cu_stage,         cu_scratch,      cu_gemm,          cu_arena_upload, cu_arena_wait,
+    cu_stage,         cu_scratch,      cu_gemm,          cu_gemm_bf16,    cu_arena_upload, cu_arena_wait,
     cu_graph_capture, cu_graph_launch, cu_graph_destroy, cu_after_op,
 };
 

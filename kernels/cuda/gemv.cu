@@ -132,6 +132,22 @@ __global__ void k_widen(const void *w, int dt, size_t n, float *out)
         out[i] = kc_load_w(w, dt, i);
 }
 
+static __device__ __forceinline__ uint16_t kc_f32_to_bf16(float f)
+{
+    const unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u); /* a quiet NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* Grid (column blocks, m). */
+__global__ void k_narrow_bf16(const float *x, int ldx, int k, uint16_t *out)
+{
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < k)
+        out[(size_t)blockIdx.y * k + j] = kc_f32_to_bf16(x[(size_t)blockIdx.y * ldx + j]);
+}
+
 /* Grid (column blocks, m). */
 __global__ void k_add_bias(float *y, int ldy, int n, const float *bias)
 {
@@ -182,6 +198,14 @@ extern "C" void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream 
         return;
     size_t blocks = (n + WIDEN_THREADS - 1) / WIDEN_THREADS;
     KC_LAUNCH(k_widen, (unsigned)(blocks < 4096 ? blocks : 4096), WIDEN_THREADS, 0, s, w, dt, n, out);
+}
+
+extern "C" void kc_narrow_bf16(const float *x, int ldx, int m, int k, uint16_t *out, kc_stream s)
+{
+    if (m <= 0 || k <= 0)
+        return;
+    dim3 grid(kc_div_up(k, BIAS_THREADS), (unsigned)m);
+    KC_LAUNCH(k_narrow_bf16, grid, BIAS_THREADS, 0, s, x, ldx, k, out);
 }
 
 extern "C" void kc_add_bias(float *y, int ldy, int m, int n, const float *bias, kc_stream s)

@@ -169,6 +169,9 @@ void kc_gemv(const void *w, int dt, int rows, int cols, const float *x, int ldx,
  * use kc_gemv.  1 when it ran. */
 int kc_gemv_wide(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
                  int ldy, const float *bias, kc_stream s);
+/* out (m, k; contiguous) = x (m, k; stride ldx) rounded to bf16, to
+ * nearest even (NaN stays NaN). */
+void kc_narrow_bf16(const float *x, int ldx, int m, int k, uint16_t *out, kc_stream s);
 /* out[i] = w[i] as f32 for i < n (w of dtype dt). */
 void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s);
 /* y[i][j] += bias[j] for i < m, j < n (row stride ldy). */

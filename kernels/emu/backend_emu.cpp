@@ -75,6 +75,28 @@ static void emu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, c
         }
 }
 
+static float emu_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* In double, from the bf16 inputs as given. */
+static void emu_gemm_bf16(kc_core *c, int m, int n, int k, const uint16_t *x16, const void *w, int ldw,
+                          float *y, int ldy)
+{
+    const uint16_t *w16 = (const uint16_t *)w;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double acc = 0.0;
+            for (int q = 0; q < k; q++)
+                acc += (double)emu_bf16(x16[(size_t)i * k + q]) * emu_bf16(w16[(size_t)j * ldw + q]);
+            y[(size_t)i * ldy + j] = (float)acc;
+        }
+}
+
 static void emu_arena_upload(kc_core *c, size_t n)
 {
     memcpy(c->arena_dev, c->arena_host, sizeof(int32_t) * n);
@@ -106,7 +128,7 @@ static void emu_after_op(kc_core *c, const char *what)
 }
 
 static const kc_dev_ops emu_dev = {
-    emu_stage,      emu_scratch,       emu_gemm,         emu_arena_upload,  emu_arena_wait,
+    emu_stage,      emu_scratch,       emu_gemm,         emu_gemm_bf16,     emu_arena_upload,  emu_arena_wait,
     emu_graph_capture, emu_graph_launch, emu_graph_destroy, emu_after_op,
 };
 

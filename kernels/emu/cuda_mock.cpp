@@ -35,8 +35,9 @@ enum { N_KERNEL, N_COPY, N_SET, N_GEMM, N_EVENT, N_GRAPH };
 typedef struct gemm_args {
     int ta, tb, m, n, k, lda, ldb, ldc;
     float alpha, beta;
-    const float *A, *B;
+    const void *A, *B; /* f32, or bf16 when bf16 */
     float *C;
+    int bf16;
 } gemm_args;
 
 struct node {
@@ -115,14 +116,25 @@ static int is_dev(const void *p, size_t n) { return inside(M().dev, p, n ? n : 1
 
 /* ---- execution ------------------------------------------------------------ */
 
+/* Element i of an operand: f32, or bf16 widened exactly. */
+static float elem(const void *p, size_t i, int bf16)
+{
+    if (!bf16)
+        return ((const float *)p)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 static void run_gemm(const gemm_args &g)
 {
     for (int j = 0; j < g.n; j++)
         for (int i = 0; i < g.m; i++) {
             double acc = 0.0;
             for (int l = 0; l < g.k; l++) {
-                float a = g.ta == CUBLAS_OP_N ? g.A[i + (size_t)l * g.lda] : g.A[l + (size_t)i * g.lda];
-                float b = g.tb == CUBLAS_OP_N ? g.B[l + (size_t)j * g.ldb] : g.B[j + (size_t)l * g.ldb];
+                float a = elem(g.A, g.ta == CUBLAS_OP_N ? i + (size_t)l * g.lda : l + (size_t)i * g.lda, g.bf16);
+                float b = elem(g.B, g.tb == CUBLAS_OP_N ? l + (size_t)j * g.ldb : j + (size_t)l * g.ldb, g.bf16);
                 acc += (double)a * b;
             }
             float *c = &g.C[i + (size_t)j * g.ldc];
@@ -501,10 +513,11 @@ const char *cublasGetStatusString(cublasStatus_t s)
     return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_MOCK_FAILURE";
 }
 
-/* Bytes spanned by a column-major rows x cols operand with leading dim ld. */
-static size_t span(int rows, int cols, int ld)
+/* Bytes spanned by a column-major rows x cols operand with leading dim ld
+ * and elements of esize bytes. */
+static size_t span(int rows, int cols, int ld, size_t esize = sizeof(float))
 {
-    return rows && cols ? ((size_t)(cols - 1) * ld + rows) * sizeof(float) : 0;
+    return rows && cols ? ((size_t)(cols - 1) * ld + rows) * esize : 0;
 }
 
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -512,9 +525,12 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             const void *B, cudaDataType bt, int ldb, const void *beta, void *C,
                             cudaDataType ct, int ldc, cublasComputeType_t compute, cublasGemmAlgo_t algo)
 {
-    if (at != CUDA_R_32F || bt != CUDA_R_32F || ct != CUDA_R_32F ||
-        (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32))
+    /* f32 x f32 (TF32 allowed or not), or bf16 x bf16 into f32 with f32 compute */
+    const int bf16 = at == CUDA_R_16BF && bt == CUDA_R_16BF;
+    if (!(bf16 || (at == CUDA_R_32F && bt == CUDA_R_32F)) || ct != CUDA_R_32F ||
+        (compute != CUBLAS_COMPUTE_32F && (bf16 || compute != CUBLAS_COMPUTE_32F_FAST_TF32)))
         return CUBLAS_STATUS_NOT_SUPPORTED;
+    const size_t es = bf16 ? 2 : sizeof(float);
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T) || m < 0 ||
         n < 0 || k < 0)
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -522,15 +538,17 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     const int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
     if (lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
-    if ((span(ar, ac, lda) && !is_dev(A, span(ar, ac, lda))) ||
-        (span(br, bc, ldb) && !is_dev(B, span(br, bc, ldb))) || (span(m, n, ldc) && !is_dev(C, span(m, n, ldc))))
+    if ((span(ar, ac, lda, es) && !is_dev(A, span(ar, ac, lda, es))) ||
+        (span(br, bc, ldb, es) && !is_dev(B, span(br, bc, ldb, es))) || (span(m, n, ldc) && !is_dev(C, span(m, n, ldc))))
         return CUBLAS_STATUS_INVALID_VALUE;
     node d;
     d.kind = N_GEMM;
     d.g = gemm_args{ta, tb, m, n, k, lda, ldb, ldc, *(const float *)alpha, *(const float *)beta,
-                    (const float *)A, (const float *)B, (float *)C};
+                    A, B, (float *)C, bf16};
     enqueue(h->s, d);
     M().stats.gemms++;
+    if (bf16)
+        M().stats.bf16_gemms++;
     if (h->tf32 || compute == CUBLAS_COMPUTE_32F_FAST_TF32)
         M().stats.tf32_gemms++;
     return CUBLAS_STATUS_SUCCESS;

@@ -16,6 +16,7 @@ extern "C" {
 typedef struct kc_mock_stats {
     uint64_t kernels, copies, memsets, gemms, graph_launches, syncs;
     uint64_t tf32_gemms;     /* GEMMs run with TF32 math allowed (should stay 0) */
+    uint64_t bf16_gemms;     /* GEMMs on bf16 inputs (numerics fast only) */
     size_t peak_bytes;       /* most device memory live at once */
 } kc_mock_stats;
 

@@ -14,6 +14,7 @@
 #include <check.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -235,6 +236,88 @@ START_TEST(test_cuda_mock_batched_decode_matches_cpu)
 }
 END_TEST
 
+/* numerics "fast" on bf16 weights: prefill products of more than
+ * gemv_max_rows rows run on the bf16 tensor-core GEMM (x rounded to bf16),
+ * here through the mocked cuBLAS.  Stated tolerance of that path: logits
+ * within 3e-2 of each reference row's largest magnitude (the fixture's
+ * float64 reference; every in/x/out projection of the prompt rounds its
+ * input to bf16, 2^-9 relative, and the errors compound through the
+ * layers: 1.1e-2 measured here); greedy ids equal wherever the
+ * reference's top-2 margin exceeds twice that.  numerics "exact" never
+ * takes the path. */
+enum { FAST_TOL_X1000 = 30 };
+
+static int prefill_rows_fast(eng_model *m, const ref_case *rc, int rows, float *logits)
+{
+    eng_state_pool *pool;
+    ssmd_err err;
+    ck_assert_int_eq(eng_state_pool_create(m, 1, &pool, &err), SSMD_OK);
+    eng_state_slot_zero(pool, 0);
+    int rc_ = eng_model_prefill(m, pool, 0, rc->seq, rows, logits, 1, &err);
+    eng_state_pool_destroy(pool);
+    return rc_;
+}
+
+START_TEST(test_cuda_mock_bf16_fast_path)
+{
+    const double tol = FAST_TOL_X1000 / 1000.0;
+    for (int fast = 0; fast <= 1; fast++) {
+        eng_model_opts o;
+        eng_model_opts_defaults(&o);
+        o.backend = "cuda";
+        o.backend_opts.numerics = fast ? BK_NUMERICS_FAST : BK_NUMERICS_EXACT;
+        eng_model *m = NULL;
+        ssmd_err err = {0};
+        kc_mock_reset();
+        ck_assert_msg(eng_model_open("tests/fixtures/mamba/bf16", &o, &m, &err) == SSMD_OK, "%s", err.msg);
+        ref r;
+        ref_load("tests/fixtures/mamba/bf16/expected.json", &r);
+        int checked_ids = 0;
+        for (int c = 0; c < r.n_cases; c++) {
+            const ref_case *rc = &r.cases[c];
+            const int rows = rc->n_prompt + rc->n_greedy - 1, V = r.V;
+            float *logits = malloc(sizeof(float) * rows * V);
+            ck_assert_int_eq(prefill_rows_fast(m, rc, rows, logits), SSMD_OK);
+            assert_rows_close(logits, rc->logits, rows, V, fast ? tol : 1e-4, fast ? "bf16 fast" : "exact");
+            for (int i = 0; i < rows && getenv("SSMD_TEST_VERBOSE"); i++) {
+                double scale = 1e-6, worst = 0;
+                for (int v = 0; v < V; v++)
+                    scale = fmax(scale, fabs(rc->logits[(size_t)i * V + v]));
+                for (int v = 0; v < V; v++)
+                    worst = fmax(worst, fabs(logits[(size_t)i * V + v] - rc->logits[(size_t)i * V + v]));
+                fprintf(stderr, "numerics %s case %d row %d: %.3g of the row scale\n", fast ? "fast" : "exact",
+                        c, i, worst / scale);
+            }
+            for (int i = 0; i < rows; i++) {
+                const float *want = rc->logits + (size_t)i * V;
+                int best = argmax(want, V);
+                double scale = 1e-6, second = -INFINITY;
+                for (int v = 0; v < V; v++) {
+                    scale = fmax(scale, fabs(want[v]));
+                    if (v != best)
+                        second = fmax(second, want[v]);
+                }
+                if (want[best] - second > 2 * tol * scale) {
+                    ck_assert_int_eq(argmax(logits + (size_t)i * V, V), best);
+                    checked_ids++;
+                }
+            }
+            free(logits);
+        }
+        ck_assert_int_gt(checked_ids, 0);
+        kc_mock_stats st;
+        kc_mock_stats_get(&st);
+        if (fast)
+            ck_assert_uint_gt(st.bf16_gemms, 0); /* the 44-row prefill took the tensor-core path */
+        else
+            ck_assert_uint_eq(st.bf16_gemms, 0);
+        ref_free(&r);
+        eng_model_close(m);
+        ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+    }
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("emu_model");
@@ -245,6 +328,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_emu_prefill_multi, 0, 2);
     tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
+    tcase_add_test(tc, test_cuda_mock_bf16_fast_path);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,8 @@
 /* tensor.c - the dtype table and the element conversions of tensor.h. */
 #include "engine/tensor.h"
 
+#include "engine/quant.h"
+
 #include <assert.h>
 #include <math.h>
 #include <string.h>
@@ -90,6 +92,10 @@ void eng_tensor_to_f32(const eng_tensor *t, float *dst)
         }
         break;
     default:
-        assert(!"eng_tensor_to_f32: dtype is not F32/F16/BF16 (use eng_weights_get)");
+        /* block-quantized: the tensor is a flat run of whole blocks (the
+         * sources check that every row is) */
+        assert(eng_dtype_info_of(t->dtype)->quantized &&
+               "eng_tensor_to_f32: dtype has no values (use eng_weights_get)");
+        eng_quant_dequant(t->dtype, src, t->numel, dst);
     }
 }

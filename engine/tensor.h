@@ -102,7 +102,7 @@ const eng_tensor *eng_weights_at(const eng_weights *w, int i);
 
 /* ---- conversions ------------------------------------------------------------ */
 
-/* Converts t (F32/F16/BF16) into t->numel floats at dst. */
+/* Converts t (F32/F16/BF16 or block-quantized) into t->numel floats at dst. */
 void eng_tensor_to_f32(const eng_tensor *t, float *dst);
 
 /* Scalar conversions, exact (bf16/f16 -> f32) and round-to-nearest-even. */

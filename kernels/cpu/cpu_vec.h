@@ -192,4 +192,64 @@ static inline float vf_load_w1(const void *row, eng_dtype dt, long k)
     }
 }
 
+/* ---- int8 dot products (the quantized matmul, cpu_gen_qmatmul.h) ----------
+ * vq accumulates scaled integer dot products in f32 lanes:
+ * vq_dot32(acc, w, x, s0, s1) adds s0 * sum(w[l] x[l], l < 16) +
+ * s1 * sum(w[l] x[l], 16 <= l < 32) to acc's lanes (how the sum is spread
+ * over lanes is the level's business; vq_hsum adds them up).  w and x are
+ * int8 with x in [-127, 127]; each integer sum is exact.  The x86 levels
+ * share one 256-bit version (the AVX-512 level's flags have no VNNI, and
+ * 32 bytes are one block); NEON widens with vmull_s8 (the baseline has no
+ * dot-product instructions). */
+#if defined(CPU_ISA_AVX512) || defined(CPU_ISA_AVX2)
+typedef __m256 vq;
+static inline vq vq_zero(void) { return _mm256_setzero_ps(); }
+static inline vq vq_dot32(vq acc, const int8_t *w, const int8_t *x, float s0, float s1)
+{
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    /* maddubs multiplies unsigned by signed bytes: move w's sign onto x
+     * (|w| <= 128 fits unsigned; |x| <= 127 keeps the pair sums in int16) */
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    /* int32 lane i sums bytes 4i..4i+3: lanes 0-3 are the first 16 */
+    const __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+    const __m256 s = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc);
+}
+#if defined(CPU_ISA_AVX512)
+#define vq_hsum(v) _mm512_reduce_add_ps(_mm512_zextps256_ps512(v))
+#else
+#define vq_hsum(v) vf_hsum(v)
+#endif
+#elif defined(CPU_ISA_NEON)
+typedef float32x4_t vq;
+static inline vq vq_zero(void) { return vdupq_n_f32(0.0f); }
+static inline int32x4_t vq_dot16(const int8_t *w, const int8_t *x)
+{
+    const int8x16_t wv = vld1q_s8(w), xv = vld1q_s8(x);
+    /* products fit int16 (|w x| <= 128 * 127); pairwise-add them to int32 */
+    int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)));
+    return vpadalq_s16(s, vmull_s8(vget_high_s8(wv), vget_high_s8(xv)));
+}
+static inline vq vq_dot32(vq acc, const int8_t *w, const int8_t *x, float s0, float s1)
+{
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(vq_dot16(w, x)), s0);
+    return vfmaq_n_f32(acc, vcvtq_f32_s32(vq_dot16(w + 16, x + 16)), s1);
+}
+static inline float vq_hsum(vq v) { return vaddvq_f32(v); }
+#else
+typedef float vq;
+static inline vq vq_zero(void) { return 0.0f; }
+static inline vq vq_dot32(vq acc, const int8_t *w, const int8_t *x, float s0, float s1)
+{
+    int32_t a = 0, b = 0;
+    for (int l = 0; l < 16; l++) {
+        a += w[l] * x[l];
+        b += w[l + 16] * x[l + 16];
+    }
+    return acc + s0 * (float)a + s1 * (float)b;
+}
+static inline float vq_hsum(vq v) { return v; }
+#endif
+
 #endif

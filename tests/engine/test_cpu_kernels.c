@@ -3,6 +3,7 @@
  * (cpu_kernels_list: scalar, avx2, avx512 here; scalar, neon on aarch64):
  * vector exp/softplus/silu, matmul in every dtype on both paths (streaming
  * kernel and sgemm), weight-row conversion and the bandwidth probe's sum,
+ * quantized matmul (Q8_0, Q4_0, Q4_K, Q6_K) against dequantise-then-f32,
  * the level choice (SSMD_CPU), thread pool splits. */
 #include <check.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "engine/backend.h"
+#include "engine/quant.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_math.h"
@@ -208,6 +210,93 @@ START_TEST(test_matmul_all_paths)
 }
 END_TEST
 
+/* Random weights of a quantized dtype: real quantisations of random floats
+ * where ssmd can write the type, random blocks with a sane scale (Q6_K). */
+static void random_qweights(eng_dtype dt, int N, int K, uint8_t *w, unsigned *seed)
+{
+    const uint64_t rb = eng_dtype_row_bytes(dt, K);
+    float *row = malloc(sizeof(float) * K);
+    for (int n = 0; n < N; n++) {
+        uint8_t *wr = w + (size_t)n * rb;
+        if (eng_quant_can_write(dt)) {
+            for (int c = 0; c < K; c++)
+                row[c] = frand(seed) * (1.0f + (float)(c % 7)) + (n % 3 == 1 ? 0.5f : 0.0f);
+            eng_quant_quantize(dt, row, K, wr);
+            continue;
+        }
+        for (uint64_t b = 0; b < rb; b++)
+            wr[b] = (uint8_t)(frand(seed) * 128.0f + 128.0f);
+        for (uint64_t b = 0; b < rb; b += 210) { /* Q6_K: d at byte 208 */
+            uint16_t d = eng_f32_to_f16(0.01f * (1.0f + frand(seed)));
+            wr[b + 208] = (uint8_t)d, wr[b + 209] = (uint8_t)(d >> 8);
+        }
+    }
+    free(row);
+}
+
+/* y = x W^T for quantized W, on both paths (m < 48: x quantized to int8
+ * blocks and the level's integer kernel; m >= 48: dequantised panels
+ * through sgemm), against a double-precision product of the dequantised
+ * weights and the exact x.  Tolerance: x's rounding to 8 bits moves each
+ * product by at most |w| * max|x block| / 254, so the bound is that sum
+ * (plus 1e-5 of the magnitude for f32 accumulation). */
+START_TEST(test_qmatmul_all_paths)
+{
+    const cpu_kernels *k = level_at(_i);
+    const int ms[] = {1, 2, 3, 4, 5, 9, 50};
+    const int Ks[] = {256, 768};
+    const int Ns[] = {1, 6, 37};
+    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
+    for (int threads = 1; threads <= 3; threads += 2) {
+        eng_threadpool *pool = eng_threadpool_create(threads);
+        cpu_matmul_ctx ctx = {.pool = pool, .k = k};
+        unsigned seed = 3;
+        for (size_t di = 0; di < 4; di++)
+            for (size_t ki = 0; ki < 2; ki++)
+                for (size_t ni = 0; ni < 3; ni++)
+                    for (size_t mi = 0; mi < 7; mi++) {
+                        const int m = ms[mi], K = Ks[ki], N = Ns[ni];
+                        const eng_dtype dt = dts[di];
+                        const uint64_t rb = eng_dtype_row_bytes(dt, K);
+                        uint8_t *wq = malloc(rb * N);
+                        float *wf = malloc(sizeof(float) * N * K);
+                        float *x = malloc(sizeof(float) * m * K), *bias = malloc(sizeof(float) * N);
+                        float *y = malloc(sizeof(float) * m * (N + 3));
+                        random_qweights(dt, N, K, wq, &seed);
+                        eng_quant_dequant(dt, wq, (int64_t)N * K, wf);
+                        for (int i = 0; i < m * K; i++)
+                            x[i] = frand(&seed) * (i % 32 == 5 ? 4.0f : 1.0f);
+                        for (int i = 0; i < N; i++)
+                            bias[i] = frand(&seed);
+                        bk_matrix w = {.data = wq, .row_bytes = rb, .dtype = dt, .rows = N,
+                                       .cols = K};
+                        cpu_matmul(&ctx, &w, x, K, m, y, N + 3, (mi & 1) ? bias : NULL);
+                        for (int i = 0; i < m; i++)
+                            for (int n = 0; n < N; n++) {
+                                double ref = (mi & 1) ? bias[n] : 0.0, mag = fabs(ref), tol = 0;
+                                for (int c = 0; c < K; c++) {
+                                    const double wv = wf[(size_t)n * K + c], xv = x[i * K + c];
+                                    float amax = 0.0f;
+                                    for (int l = c / 32 * 32; l < c / 32 * 32 + 32; l++)
+                                        amax = fmaxf(amax, fabsf(x[i * K + l]));
+                                    ref += wv * xv;
+                                    mag += fabs(wv * xv);
+                                    tol += fabs(wv) * amax / 254.0;
+                                }
+                                const double got = y[i * (N + 3) + n];
+                                ck_assert_msg(fabs(got - ref) <= 1.01 * tol + 1e-5 * (mag + 1),
+                                              "%s %s m %d K %d N %d: y[%d][%d] = %g, want %g "
+                                              "(tol %g)", k->name, eng_dtype_info_of(dt)->name, m,
+                                              K, N, i, n, got, ref, tol);
+                            }
+                        free(wq), free(wf), free(x), free(bias), free(y);
+                    }
+        cpu_matmul_ctx_close(&ctx);
+        eng_threadpool_destroy(pool);
+    }
+}
+END_TEST
+
 /* The cpu backend's matmul through its table: a matrix with row scales
  * gives y = (x W^T) * scale + bias, whatever precision is asked. */
 START_TEST(test_backend_matmul_row_scale)
@@ -303,6 +392,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_vector_math_accuracy, 0, levels);
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
+    tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
     tcase_add_test(tc, test_backend_matmul_row_scale);

@@ -267,8 +267,8 @@ START_TEST(test_malformed_refused)
 }
 END_TEST
 
-/* A block-quantized tensor is read (its bytes bounds-checked), and the
- * cpu backend refuses it by name at load until its kernels exist. */
+/* A block-quantized tensor is read (its bytes bounds-checked) with its
+ * dtype and the name GGUF gives it. */
 START_TEST(test_quantized_tensor_listed)
 {
     flaw f = {.type = 8, .dim0 = 32};

@@ -246,6 +246,7 @@ START_TEST(test_malformed_refused)
         {{.arch = "llama"}, "'general.architecture' \"llama\" is not supported"},
         {{.skip_key = "mamba.block_count"}, "'mamba.block_count' is missing"},
         {{.type = 99}, "ggml type 99 is not supported"},
+        {{.type = 13}, "ggml type 13 (Q5_K) is not supported"},
         {{.offset = 4096}, "beyond the end of the file"},
         {{.offset = 4}, "misaligned"},
         {{.n_dims = 5}, "has 5 dimensions"},

@@ -39,17 +39,12 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
         xd[b] = a->d + (size_t)(i0 + b) * nb;
         xs[b] = a->sum + (size_t)(i0 + b) * nb;
     }
-    int8_t g[32];
     if (dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0) {
         const long bytes = dt == ENG_DTYPE_Q8_0 ? ENG_Q8_0_BYTES : ENG_Q4_0_BYTES;
         for (long j = 0; j < nb; j++) {
             const uint8_t *blk = wrow + j * bytes;
-            const float d = eng_f16_to_f32(eng_quant_u16(blk));
-            const int8_t *w = (const int8_t *)(blk + 2);
-            if (dt == ENG_DTYPE_Q4_0) {
-                eng_q4_0_group(blk, g);
-                w = g;
-            }
+            const float d = vq_f16(blk);
+            const vq8 w = dt == ENG_DTYPE_Q8_0 ? vq8_load(blk + 2) : vq8_q4_0(blk);
             for (int b = 0; b < NI; b++) {
                 const float s = d * xd[b][j];
                 acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, s, s);
@@ -58,16 +53,15 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
     } else if (dt == ENG_DTYPE_Q4_K) {
         for (long sb = 0; sb < nb / 8; sb++) {
             const uint8_t *blk = wrow + sb * ENG_Q4_K_BYTES;
-            const float d = eng_f16_to_f32(eng_quant_u16(blk));
-            const float dmin = eng_f16_to_f32(eng_quant_u16(blk + 2));
+            const float d = vq_f16(blk), dmin = vq_f16(blk + 2);
             for (int s = 0; s < 8; s++) {
                 int sc, mn;
                 eng_q4k_scale_min(blk + 4, s, &sc, &mn);
-                eng_q4k_group(blk, s, g);
+                const vq8 w = vq8_q4k(blk, s);
                 const long j = sb * 8 + s;
                 for (int b = 0; b < NI; b++) {
                     const float ws = d * (float)sc * xd[b][j];
-                    acc[b] = vq_dot32(acc[b], g, xq[b] + j * CPU_Q8_BLOCK, ws, ws);
+                    acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, ws, ws);
                     corr[b] -= dmin * (float)mn * xd[b][j] * (float)xs[b][j];
                 }
             }
@@ -75,14 +69,14 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
     } else { /* Q6_K */
         for (long sb = 0; sb < nb / 8; sb++) {
             const uint8_t *blk = wrow + sb * ENG_Q6_K_BYTES;
-            const float d = eng_f16_to_f32(eng_quant_u16(blk + 208));
+            const float d = vq_f16(blk + 208);
             const int8_t *scales = (const int8_t *)(blk + 192);
-            for (int gi = 0; gi < 8; gi++) {
-                eng_q6k_group(blk, gi, g);
-                const long j = sb * 8 + gi;
-                const float s0 = d * (float)scales[2 * gi], s1 = d * (float)scales[2 * gi + 1];
+            for (int g = 0; g < 8; g++) {
+                const vq8 w = vq8_q6k(blk, g);
+                const long j = sb * 8 + g;
+                const float s0 = d * (float)scales[2 * g], s1 = d * (float)scales[2 * g + 1];
                 for (int b = 0; b < NI; b++)
-                    acc[b] = vq_dot32(acc[b], g, xq[b] + j * CPU_Q8_BLOCK, s0 * xd[b][j],
+                    acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, s0 * xd[b][j],
                                       s1 * xd[b][j]);
             }
         }

@@ -17,9 +17,9 @@ void cpu_q8_act_fill(cpu_q8_act *a, const float *x, int ldx, int m, long cols)
     }
     if (a->cap_blocks < nb) {
         free(a->d);
-        free(a->sum);
+        free(a->dsum);
         a->d = xmalloc(nb * sizeof *a->d);
-        a->sum = xmalloc(nb * sizeof *a->sum);
+        a->dsum = xmalloc(nb * sizeof *a->dsum);
         a->cap_blocks = nb;
     }
     a->m = m;
@@ -43,7 +43,7 @@ void cpu_q8_act_fill(cpu_q8_act *a, const float *x, int ldx, int m, long cols)
             }
             const size_t bi = (size_t)i * (size_t)(cols / CPU_Q8_BLOCK) + (size_t)b;
             a->d[bi] = d;
-            a->sum[bi] = s;
+            a->dsum[bi] = d * (float)s;
         }
     }
 }
@@ -52,6 +52,6 @@ void cpu_q8_act_free(cpu_q8_act *a)
 {
     free(a->q);
     free(a->d);
-    free(a->sum);
+    free(a->dsum);
     memset(a, 0, sizeof *a);
 }

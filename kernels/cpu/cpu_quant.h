@@ -22,7 +22,9 @@ enum { CPU_Q8_BLOCK = 32 };
 typedef struct cpu_q8_act {
     int8_t *q;      /* (m, cols) x / d, rounded to nearest */
     float *d;       /* (m, cols / 32) each block's scale: max |x| / 127 */
-    int32_t *sum;   /* (m, cols / 32) each block's sum of q (Q4_K's mins) */
+    float *dsum;    /* (m, cols / 32) d * (sum of the block's q): what Q4_K's
+                       mins multiply, kept as a float so that the kernel's
+                       inner loop converts nothing */
     int m;
     long cols;      /* a multiple of 32 */
     size_t cap_q, cap_blocks; /* allocated elements of q and of d / sum */

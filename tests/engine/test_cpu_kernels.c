@@ -7,6 +7,7 @@
  * the level choice (SSMD_CPU), thread pool splits. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -339,6 +340,34 @@ START_TEST(test_backend_matmul_row_scale)
 }
 END_TEST
 
+/* The cpu backend loads block-quantized matrices in place (row bytes of
+ * whole blocks) and refuses a dtype it cannot read, naming it. */
+START_TEST(test_backend_matrix_dtypes)
+{
+    bk_options o;
+    bk_options_defaults(&o);
+    o.threads = 1;
+    bk_backend *bk;
+    ssmd_err err;
+    ck_assert_int_eq(bk_backend_create("cpu", &o, &bk, &err), SSMD_OK);
+    static uint8_t blocks[2 * 2 * 144];
+    eng_tensor t = {.name = "w", .file = "mem.gguf", .dtype = ENG_DTYPE_Q4_K, .ndim = 2,
+                    .shape = {2, 512}, .numel = 1024, .data = blocks, .nbytes = sizeof blocks};
+    snprintf(t.dtype_name, sizeof t.dtype_name, "Q4_K");
+    bk_matrix m;
+    ck_assert_int_eq(bk->matrix_load(bk, &t, 2, 512, &m, &err), SSMD_OK);
+    ck_assert_uint_eq(m.row_bytes, 2 * 144);
+    ck_assert_ptr_eq(m.data, blocks);
+    bk->matrix_release(bk, &m);
+    t.dtype = ENG_DTYPE_OTHER;
+    snprintf(t.dtype_name, sizeof t.dtype_name, "I64");
+    ck_assert_int_eq(bk->matrix_load(bk, &t, 2, 512, &m, &err), SSMD_EUNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "mem.gguf") && strstr(err.msg, "'w'") &&
+                  strstr(err.msg, "unsupported dtype I64"), "%s", err.msg);
+    bk->destroy(bk);
+}
+END_TEST
+
 typedef struct count_job {
     int hits[8];
 } count_job;
@@ -396,6 +425,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
     tcase_add_test(tc, test_backend_matmul_row_scale);
+    tcase_add_test(tc, test_backend_matrix_dtypes);
     suite_add_tcase(s, tc);
     return s;
 }

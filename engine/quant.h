@@ -31,9 +31,10 @@ void eng_quant_dequant(eng_dtype dt, const void *src, int64_t n, float *dst);
 /* Whether `ssmd quantize` can write dt (Q8_0, Q4_0, Q4_K). */
 int eng_quant_can_write(eng_dtype dt);
 
-/* n floats (a whole number of dt's blocks) to dt's blocks at dst
- * (eng_dtype_row_bytes(dt, n) bytes).  Round to nearest; scales are chosen
- * from each block's range (no search).  dt must pass eng_quant_can_write. */
+/* n floats (a whole number of dt's blocks, all finite: the caller checks)
+ * to dt's blocks at dst (eng_dtype_row_bytes(dt, n) bytes).  Round to
+ * nearest; scales are chosen from each block's range (no search).  dt must
+ * pass eng_quant_can_write. */
 void eng_quant_quantize(eng_dtype dt, const float *src, int64_t n, void *dst);
 
 /* IEEE half from f32, round to nearest even (scales in written blocks). */

@@ -125,8 +125,9 @@ static int plan_tensor(const eng_tensor *t, eng_dtype matrix_type, out_tensor *o
     return SSMD_OK;
 }
 
-/* One tensor's bytes as written, into *buf (grown as needed). */
-static void convert_tensor(const out_tensor *o, float **f32, uint8_t **buf)
+/* One tensor's bytes as written, into *buf (grown as needed).  A weight
+ * that is not finite has no quantisation: SSMD_EFORMAT naming it. */
+static int convert_tensor(const out_tensor *o, float **f32, uint8_t **buf, ssmd_err *err)
 {
     const eng_tensor *t = o->src;
     *f32 = xrealloc(*f32, (size_t)t->numel * sizeof(float));
@@ -135,10 +136,17 @@ static void convert_tensor(const out_tensor *o, float **f32, uint8_t **buf)
         for (int64_t i = 0; i < t->numel; i++)
             (*f32)[i] = -expf((*f32)[i]);
     *buf = xrealloc(*buf, (size_t)o->nbytes);
-    if (o->dtype == ENG_DTYPE_F32)
+    if (o->dtype == ENG_DTYPE_F32) {
         memcpy(*buf, *f32, (size_t)o->nbytes);
-    else
-        eng_quant_quantize(o->dtype, *f32, t->numel, *buf);
+        return SSMD_OK;
+    }
+    for (int64_t i = 0; i < t->numel; i++)
+        if (!isfinite((*f32)[i]))
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': weight %lld is %g, which "
+                                "cannot be quantized", t->file, t->name, (long long)i,
+                                (*f32)[i]);
+    eng_quant_quantize(o->dtype, *f32, t->numel, *buf);
+    return SSMD_OK;
 }
 
 /* ---- metadata ----------------------------------------------------------- */
@@ -318,16 +326,17 @@ int eng_gguf_save(const eng_weights *w, const json_t *config, const json_t *toke
         goto done;
     }
     int ok = fwrite(hdr.p, 1, hdr.n, f) == hdr.n;
-    for (int i = 0; i < nt && ok; i++) {
-        convert_tensor(&ts[i], &f32, &buf);
+    for (int i = 0; i < nt && ok && !rc; i++) {
+        if ((rc = convert_tensor(&ts[i], &f32, &buf, err)))
+            break;
         ok = fwrite(buf, 1, (size_t)ts[i].nbytes, f) == ts[i].nbytes;
         size_t pad = (size_t)((ALIGN - ts[i].nbytes % ALIGN) % ALIGN);
         ok = ok && fwrite(zeros, 1, pad, f) == pad;
     }
-    if (fclose(f) != 0 || !ok) {
+    if ((fclose(f) != 0 || !ok) && !rc)
         rc = ssmd_err_set(err, SSMD_EIO, "%s: write failed: %s", path, strerror(errno));
+    if (rc)
         remove(path);
-    }
 done:
     free(ts), free(kv.p), free(hdr.p), free(f32), free(buf);
     if (!rc && n_quantized)

@@ -10,6 +10,8 @@
  *    `ssmd quantize` does, against the f32 model;
  *  - what cannot be written is refused by name. */
 #include <check.h>
+#include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,6 +200,29 @@ START_TEST(test_refused_by_name)
     ck_assert_int_ne(eng_gguf_save(w, cfg, tok, ENG_DTYPE_Q8_0, path, NULL, &err), SSMD_OK);
     ck_assert_msg(strstr(err.msg, "model Unigram"), "%s", err.msg);
     ck_assert_int_ne(access(path, F_OK), 0); /* nothing left behind */
+    /* a weight that is not finite cannot be quantized: named, no file */
+    eng_weights *wn;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/nan", g_root);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    static stw_file sf; /* a one-layer model: d_model 32, d_inner 4 */
+    static float zeros[8 * 32], in_proj[8 * 32];
+    in_proj[37] = NAN;
+    stw_begin(&sf);
+    stw_add(&sf, "backbone.embeddings.weight", "F32", 2, (int64_t[]){4, 32}, zeros, 4 * 32 * 4);
+    stw_add(&sf, "backbone.layers.0.mixer.D", "F32", 1, (int64_t[]){4}, zeros, 16);
+    stw_add(&sf, "backbone.layers.0.mixer.A_log", "F32", 2, (int64_t[]){4, 2}, zeros, 32);
+    stw_add(&sf, "backbone.layers.0.mixer.conv1d.weight", "F32", 3, (int64_t[]){4, 1, 2}, zeros,
+            32);
+    stw_add(&sf, "backbone.layers.0.mixer.dt_proj.weight", "F32", 2, (int64_t[]){4, 1}, zeros, 16);
+    stw_add(&sf, "backbone.layers.0.mixer.in_proj.weight", "F32", 2, (int64_t[]){8, 32}, in_proj,
+            sizeof in_proj);
+    stw_finish(&sf, dir, "model.safetensors", 8);
+    ck_assert_int_eq(eng_weights_open(dir, &wn, &err), SSMD_OK);
+    ck_assert_int_eq(eng_gguf_save(wn, cfg, NULL, ENG_DTYPE_Q8_0, path, NULL, &err), SSMD_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "in_proj.weight': weight 37 is nan"), "%s", err.msg);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    eng_weights_close(wn);
     snprintf(path, sizeof path, "%s/no/such/dir/x.gguf", g_root);
     ck_assert_int_eq(eng_gguf_save(w, cfg, NULL, ENG_DTYPE_Q8_0, path, NULL, &err), SSMD_EIO);
     ck_assert_msg(strstr(err.msg, "x.gguf"), "%s", err.msg);

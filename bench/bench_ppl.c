@@ -45,7 +45,8 @@ static char *read_all(const char *path, size_t *len)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_ppl MODEL TEXT_FILE [--seq 256] [--threads N] [--decode 1]\n");
+        fprintf(stderr,
+                "usage: bench_ppl MODEL TEXT_FILE [--seq 256] [--threads N] [--decode 1]\n");
         return 2;
     }
     int seq = 256, threads = 0, decode = 0;

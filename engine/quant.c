@@ -46,7 +46,8 @@ void eng_quant_dequant(eng_dtype dt, const void *src, int64_t n, float *dst)
     assert(info->quantized && n % info->block_elems == 0);
     const uint8_t *b = src;
     int8_t q[32];
-    for (int64_t i = 0; i < n; i += info->block_elems, b += info->block_bytes, dst += info->block_elems) {
+    const int be = info->block_elems;
+    for (int64_t i = 0; i < n; i += be, b += info->block_bytes, dst += be) {
         switch (dt) {
         case ENG_DTYPE_Q8_0: {
             const float d = eng_f16_to_f32(eng_quant_u16(b));
@@ -173,7 +174,8 @@ void eng_quant_quantize(eng_dtype dt, const float *src, int64_t n, void *dst)
     const eng_dtype_info *info = eng_dtype_info_of(dt);
     assert(n % info->block_elems == 0);
     uint8_t *b = dst;
-    for (int64_t i = 0; i < n; i += info->block_elems, b += info->block_bytes, src += info->block_elems) {
+    const int be = info->block_elems;
+    for (int64_t i = 0; i < n; i += be, b += info->block_bytes, src += be) {
         if (dt == ENG_DTYPE_Q8_0)
             quantize_q8_0(src, b);
         else if (dt == ENG_DTYPE_Q4_0)

@@ -192,8 +192,9 @@ static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *
                                 keys[i]);
         kv_u32(b, n, keys[i], (uint32_t)sizes[i]);
     }
-    kv_u32(b, n, "mamba.vocab_size", json_is_integer(vocab) ? (uint32_t)json_integer_value(vocab)
-                                                             : (uint32_t)dim_of(w, "backbone.embeddings.weight", 0));
+    const int64_t rows = dim_of(w, "backbone.embeddings.weight", 0); /* padded, maybe */
+    kv_u32(b, n, "mamba.vocab_size",
+           (uint32_t)(json_is_integer(vocab) ? json_integer_value(vocab) : rows));
     kv_f32(b, n, "mamba.attention.layer_norm_rms_epsilon",
            json_is_number(eps) ? (float)json_number_value(eps) : 1e-5f);
     if (falcon)
@@ -217,7 +218,8 @@ static int put_tokenizer(wbuf *b, uint64_t *n, const json_t *t, const char *path
     const json_t *pre = json_object_get(t, "pre_tokenizer");
     const char *mt = json_string_value(json_object_get(model, "type"));
     const char *pt = json_string_value(json_object_get(pre, "type"));
-    const json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    const json_t *vocab = json_object_get(model, "vocab");
+    const json_t *merges = json_object_get(model, "merges");
     if (!mt || strcmp(mt, "BPE") || !pt || strcmp(pt, "ByteLevel") || !json_is_object(vocab) ||
         !json_is_array(merges))
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: only a byte-level BPE tokenizer can be "

@@ -247,7 +247,10 @@ static inline vq vq_dot32(vq acc, vq8 wv, const int8_t *x, float s0, float s1)
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc);
 }
 /* one F16C instruction, not a call per 32 weights */
-static inline float vq_f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
+static inline float vq_f16(const uint8_t *p)
+{
+    return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
+}
 #if defined(CPU_ISA_AVX512)
 #define vq_hsum(v) _mm512_reduce_add_ps(_mm512_zextps256_ps512(v))
 #else
@@ -347,7 +350,10 @@ static inline vq vq_dot32(vq acc, vq8 w, const int8_t *x, float s0, float s1)
     return acc + s0 * (float)a + s1 * (float)b;
 }
 static inline float vq_hsum(vq v) { return v; }
-static inline float vq_f16(const uint8_t *p) { return eng_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+static inline float vq_f16(const uint8_t *p)
+{
+    return eng_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
 #endif
 
 #endif

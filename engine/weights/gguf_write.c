@@ -1,6 +1,7 @@
 /* gguf_write.c - a Mamba-1 model as a GGUF v3 file (gguf_write.h).
  *
- * The inverse of gguf.c: our tensor names to llama.cpp's (gguf.c's table),
+ * The inverse of gguf.c: our tensor names to llama.cpp's (gguf.c's table;
+ * the original state-spaces layout's embedding name too),
  * conv1d (E, 1, K) squeezed to (E, K), A_log written as A = -exp(A_log),
  * the config as mamba.* metadata, a byte-level BPE tokenizer.json as
  * tokenizer.ggml.* (gpt2 model, GPT-2 pre-tokenizer).  Tensors are
@@ -98,12 +99,22 @@ static eng_dtype matrix_dtype(eng_dtype want, int64_t cols)
     return ENG_DTYPE_F32;
 }
 
+/* The original state-spaces checkpoints (config d_model, n_layer) call the
+ * embedding what transformers calls backbone.embeddings.weight. */
+static const char *const ORIGINAL_EMBED = "backbone.embedding.weight";
+
+static const char *embed_name(const eng_weights *w)
+{
+    return eng_weights_find(w, ORIGINAL_EMBED) ? ORIGINAL_EMBED : "backbone.embeddings.weight";
+}
+
 static int plan_tensor(const eng_tensor *t, eng_dtype matrix_type, out_tensor *o, ssmd_err *err)
 {
     memset(o, 0, sizeof *o);
     o->src = t;
     char buf[sizeof o->name];
-    const char *g = eng_gguf_tensor_name(t->name, buf, sizeof buf);
+    const char *ours = strcmp(t->name, ORIGINAL_EMBED) ? t->name : "backbone.embeddings.weight";
+    const char *g = eng_gguf_tensor_name(ours, buf, sizeof buf);
     if (!g)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s' has no GGUF (llama.cpp "
                             "Mamba) name", t->file, t->name);
@@ -161,6 +172,8 @@ static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *
                       const char *path, ssmd_err *err)
 {
     const char *type = json_string_value(json_object_get(config, "model_type"));
+    if (!type && json_object_get(config, "d_model")) /* the original layout's config.json */
+        type = "mamba";
     const int falcon = type && !strcmp(type, "falcon_mamba");
     if (!type || (strcmp(type, "mamba") && !falcon))
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: model_type '%s' cannot be written as "
@@ -172,7 +185,7 @@ static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *
         layers++;
     const eng_tensor *conv = eng_weights_find(w, "backbone.layers.0.mixer.conv1d.weight");
     const int64_t sizes[] = {
-        dim_of(w, "backbone.embeddings.weight", 1), dim_of(w, "backbone.layers.0.mixer.D", 0),
+        dim_of(w, embed_name(w), 1), dim_of(w, "backbone.layers.0.mixer.D", 0),
         dim_of(w, "backbone.layers.0.mixer.A_log", 1), conv ? conv->shape[conv->ndim - 1] : -1,
         dim_of(w, "backbone.layers.0.mixer.dt_proj.weight", 1)};
     const char *keys[] = {"mamba.embedding_length", "mamba.ssm.inner_size",
@@ -192,7 +205,7 @@ static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *
                                 keys[i]);
         kv_u32(b, n, keys[i], (uint32_t)sizes[i]);
     }
-    const int64_t rows = dim_of(w, "backbone.embeddings.weight", 0); /* padded, maybe */
+    const int64_t rows = dim_of(w, embed_name(w), 0); /* padded, maybe */
     kv_u32(b, n, "mamba.vocab_size",
            (uint32_t)(json_is_integer(vocab) ? json_integer_value(vocab) : rows));
     kv_f32(b, n, "mamba.attention.layer_norm_rms_epsilon",

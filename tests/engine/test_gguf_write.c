@@ -71,6 +71,12 @@ START_TEST(test_f32_round_trip)
     eng_model *m = ref_open(path, 1, 4);
     ref_check_matches(m, "tests/fixtures/mamba/tiny_auto/expected.json", "tiny_auto.gguf");
     eng_model_close(m);
+    /* the original state-spaces layout (d_model, backbone.embedding, F16,
+     * padded vocabulary) */
+    save("tests/fixtures/mamba/original_f16", ENG_DTYPE_F32, "original", path, sizeof path);
+    m = ref_open(path, 1, 4);
+    ref_check_matches(m, "tests/fixtures/mamba/original_f16/expected.json", "original.gguf");
+    eng_model_close(m);
     /* the tokenizer survives: text_tiny encodes as its tokenizer.json */
     save("tests/fixtures/mamba/text_tiny", ENG_DTYPE_F32, "text_tiny", path, sizeof path);
     eng_model *a = ref_open(path, 1, 1), *b = ref_open("tests/fixtures/mamba/text_tiny", 1, 1);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/quant.h"
 #include "engine/tensor.h"
 #include "engine/weights/gguf_write.h"
 
@@ -29,13 +30,16 @@ static void usage(FILE *f)
                "f32.  A byte-level BPE tokenizer is carried into the file.\n");
 }
 
-static const struct {
-    const char *name;
-    eng_dtype dt;
-} types[] = {{"q8_0", ENG_DTYPE_Q8_0},
-             {"q4_0", ENG_DTYPE_Q4_0},
-             {"q4_k", ENG_DTYPE_Q4_K},
-             {"f32", ENG_DTYPE_F32}};
+/* The --type named `name` (the dtype table's names: "q8_0", "f32"...) if
+ * a file can be written in it; -1 otherwise. */
+static int type_named(const char *name)
+{
+    for (int dt = 0; dt < ENG_DTYPE_COUNT; dt++)
+        if ((dt == ENG_DTYPE_F32 || eng_quant_can_write((eng_dtype)dt)) &&
+            !strcmp(eng_dtype_info_of((eng_dtype)dt)->name, name))
+            return dt;
+    return -1;
+}
 
 /* dir/name as JSON, NULL (with a message on stderr) when it cannot be read;
  * *missing is set when the file does not exist. */
@@ -78,10 +82,8 @@ int srv_quantize_main(int argc, char **argv)
             return 2;
         }
     }
-    size_t k = 0;
-    while (k < sizeof types / sizeof types[0] && strcmp(types[k].name, type))
-        k++;
-    if (!in || !out || k == sizeof types / sizeof types[0]) {
+    const int dt = type_named(type);
+    if (!in || !out || dt < 0) {
         if (in && out)
             fprintf(stderr, "ssmd quantize: unknown --type '%s' (have: q8_0, q4_0, q4_k, f32)\n",
                     type);
@@ -112,12 +114,12 @@ int srv_quantize_main(int argc, char **argv)
             goto done;
     }
     int quantized = 0;
-    if (eng_gguf_save(w, config, tokenizer, types[k].dt, out, &quantized, &err) != SSMD_OK) {
+    if (eng_gguf_save(w, config, tokenizer, (eng_dtype)dt, out, &quantized, &err) != SSMD_OK) {
         fprintf(stderr, "ssmd quantize: %s\n", err.msg);
         goto done;
     }
     fprintf(stderr, "ssmd quantize: wrote %s: %d tensors, %d of them quantized (%s)%s\n", out,
-            eng_weights_count(w), quantized, types[k].name,
+            eng_weights_count(w), quantized, type,
             tokenizer ? ", with the tokenizer" : " (no tokenizer.json: token-id prompts only)");
     rc = 0;
 done:

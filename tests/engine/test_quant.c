@@ -27,31 +27,27 @@ static void *load(const char *name, const char *ext, long *size)
     return p;
 }
 
-static const struct {
-    const char *name;
-    eng_dtype dt;
-} types[] = {{"q8_0", ENG_DTYPE_Q8_0},
-             {"q4_0", ENG_DTYPE_Q4_0},
-             {"q4_k", ENG_DTYPE_Q4_K},
-             {"q6_k", ENG_DTYPE_Q6_K}};
+/* The fixture files are named by the dtype table's names ("q8_0"...). */
+static const eng_dtype types[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
+#define NAME(i) eng_dtype_info_of(types[i])->name
 
 START_TEST(test_dequant_matches_numpy)
 {
     long nb, nf;
-    uint8_t *blocks = load(types[_i].name, ".blocks", &nb);
-    float *want = load(types[_i].name, ".f32", &nf);
-    const eng_dtype_info *info = eng_dtype_info_of(types[_i].dt);
+    uint8_t *blocks = load(NAME(_i), ".blocks", &nb);
+    float *want = load(NAME(_i), ".f32", &nf);
+    const eng_dtype_info *info = eng_dtype_info_of(types[_i]);
     const int64_t n = nf / 4;
     ck_assert_int_eq(nb, n / info->block_elems * info->block_bytes);
-    ck_assert_uint_eq(eng_dtype_row_bytes(types[_i].dt, n), (uint64_t)nb);
+    ck_assert_uint_eq(eng_dtype_row_bytes(types[_i], n), (uint64_t)nb);
     float *got = malloc((size_t)nf);
-    eng_quant_dequant(types[_i].dt, blocks, n, got);
+    eng_quant_dequant(types[_i], blocks, n, got);
     for (int64_t i = 0; i < n; i++)
         ck_assert_msg(fabsf(got[i] - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-30f,
-                      "%s: weight %lld = %g, numpy %g", types[_i].name, (long long)i, got[i],
+                      "%s: weight %lld = %g, numpy %g", NAME(_i), (long long)i, got[i],
                       want[i]);
     /* the same through the tensor API (a flat run of blocks) */
-    eng_tensor t = {.name = "t", .file = "mem", .dtype = types[_i].dt, .ndim = 1, .shape = {n},
+    eng_tensor t = {.name = "t", .file = "mem", .dtype = types[_i], .ndim = 1, .shape = {n},
                     .numel = n, .data = blocks, .nbytes = (uint64_t)nb};
     eng_tensor_to_f32(&t, got);
     for (int64_t i = 0; i < n; i++)
@@ -64,14 +60,14 @@ END_TEST
 START_TEST(test_quantize_matches_gguf_py)
 {
     long nx, nr;
-    float *x = load(types[_i].name, ".in.f32", &nx);
-    uint8_t *want = load(types[_i].name, ".ref", &nr);
-    ck_assert(eng_quant_can_write(types[_i].dt));
+    float *x = load(NAME(_i), ".in.f32", &nx);
+    uint8_t *want = load(NAME(_i), ".ref", &nr);
+    ck_assert(eng_quant_can_write(types[_i]));
     uint8_t *got = malloc((size_t)nr);
-    ck_assert_uint_eq(eng_dtype_row_bytes(types[_i].dt, nx / 4), (uint64_t)nr);
-    eng_quant_quantize(types[_i].dt, x, nx / 4, got);
+    ck_assert_uint_eq(eng_dtype_row_bytes(types[_i], nx / 4), (uint64_t)nr);
+    eng_quant_quantize(types[_i], x, nx / 4, got);
     for (long i = 0; i < nr; i++)
-        ck_assert_msg(got[i] == want[i], "%s: byte %ld = %d, gguf-py %d", types[_i].name, i,
+        ck_assert_msg(got[i] == want[i], "%s: byte %ld = %d, gguf-py %d", NAME(_i), i,
                       got[i], want[i]);
     free(x), free(want), free(got);
 }

@@ -327,17 +327,25 @@ START_TEST(test_qmatmul_all_paths)
 }
 END_TEST
 
-/* The cpu backend's matmul through its table: a matrix with row scales
- * gives y = (x W^T) * scale + bias, whatever precision is asked. */
-START_TEST(test_backend_matmul_row_scale)
+/* A cpu backend (best level) on one thread. */
+static bk_backend *cpu_backend_one_thread(void)
 {
-    enum { N = 5, K = 16, M = 3 };
     bk_options o;
     bk_options_defaults(&o);
     o.threads = 1;
     bk_backend *bk;
     ssmd_err err;
     ck_assert_int_eq(bk_backend_create("cpu", &o, &bk, &err), SSMD_OK);
+    return bk;
+}
+
+/* The cpu backend's matmul through its table: a matrix with row scales
+ * gives y = (x W^T) * scale + bias, whatever precision is asked. */
+START_TEST(test_backend_matmul_row_scale)
+{
+    enum { N = 5, K = 16, M = 3 };
+    bk_backend *bk = cpu_backend_one_thread();
+    ssmd_err err;
     unsigned seed = 7;
     float w[N * K], x[M * K], scale[N], bias[N], y[M * N];
     for (int i = 0; i < N * K; i++)
@@ -373,12 +381,8 @@ END_TEST
  * whole blocks) and refuses a dtype it cannot read, naming it. */
 START_TEST(test_backend_matrix_dtypes)
 {
-    bk_options o;
-    bk_options_defaults(&o);
-    o.threads = 1;
-    bk_backend *bk;
+    bk_backend *bk = cpu_backend_one_thread();
     ssmd_err err;
-    ck_assert_int_eq(bk_backend_create("cpu", &o, &bk, &err), SSMD_OK);
     static uint8_t blocks[2 * 2 * 144];
     eng_tensor t = {.name = "w", .file = "mem.gguf", .dtype = ENG_DTYPE_Q4_K, .ndim = 2,
                     .shape = {2, 512}, .numel = 1024, .data = blocks, .nbytes = sizeof blocks};

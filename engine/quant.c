@@ -55,9 +55,13 @@ void eng_quant_dequant(eng_dtype dt, const void *src, int64_t n, float *dst)
                 dst[l] = d * (float)(int8_t)b[2 + l];
             break;
         }
-        case ENG_DTYPE_Q4_0: {
+        case ENG_DTYPE_Q4_0:
+        case ENG_DTYPE_Q5_0: {
             const float d = eng_f16_to_f32(eng_quant_u16(b));
-            eng_q4_0_group(b, q);
+            if (dt == ENG_DTYPE_Q4_0)
+                eng_q4_0_group(b, q);
+            else
+                eng_q5_0_group(b, q);
             for (int l = 0; l < 32; l++)
                 dst[l] = d * (float)q[l];
             break;

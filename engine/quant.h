@@ -1,4 +1,5 @@
-/* quant.h - GGUF's block-quantized weight formats (Q8_0, Q4_0, Q4_K, Q6_K):
+/* quant.h - GGUF's block-quantized weight formats (Q8_0, Q4_0, Q4_K, Q6_K,
+ * Q5_0):
  * the scalar reference dequantiser every backend is tested against, and
  * the quantisers `ssmd quantize` writes files with.
  *
@@ -16,6 +17,8 @@
  *  - Q6_K (210 bytes / 256): ql[128] (low 4 bits), qh[64] (high 2 bits),
  *    int8 scales[16] (one per 16 weights), f16 d; w = d * scale * (q - 32).
  *    See eng_q6k_group for where each weight's bits are.
+ *  - Q5_0 (22 bytes / 32): f16 d, a little-endian u32 whose bit j is the
+ *    fifth bit of weight j, 16 bytes of nibbles as Q4_0's; w = d * (q - 16).
  */
 #ifndef SSMD_QUANT_H
 #define SSMD_QUANT_H
@@ -47,6 +50,7 @@ uint16_t eng_f32_to_f16(float f);
 
 enum {
     ENG_Q8_0_BYTES = 34, ENG_Q4_0_BYTES = 18, ENG_Q4_K_BYTES = 144, ENG_Q6_K_BYTES = 210,
+    ENG_Q5_0_BYTES = 22,
     ENG_QK_K = 256 /* weights per K-quant super-block */
 };
 
@@ -59,6 +63,19 @@ static inline void eng_q4_0_group(const uint8_t *block, int8_t out[32])
     for (int j = 0; j < 16; j++) {
         out[j] = (int8_t)((qs[j] & 15) - 8);
         out[j + 16] = (int8_t)((qs[j] >> 4) - 8);
+    }
+}
+
+/* Q5_0 block: Q4_0's nibbles plus bit j of the u32 at byte 2 as weight j's
+ * fifth bit; value q - 16. */
+static inline void eng_q5_0_group(const uint8_t *block, int8_t out[32])
+{
+    const uint32_t qh = (uint32_t)block[2] | (uint32_t)block[3] << 8 | (uint32_t)block[4] << 16 |
+                        (uint32_t)block[5] << 24;
+    const uint8_t *qs = block + 6;
+    for (int j = 0; j < 16; j++) {
+        out[j] = (int8_t)(((qs[j] & 15) | ((qh >> j) & 1) << 4) - 16);
+        out[j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
     }
 }
 

@@ -44,7 +44,7 @@ typedef enum gguf_type {
 static const struct { unsigned ggml; eng_dtype dtype; const char *name; } ggml_types[] = {
     {0, ENG_DTYPE_F32, "F32"},   {1, ENG_DTYPE_F16, "F16"},   {30, ENG_DTYPE_BF16, "BF16"},
     {8, ENG_DTYPE_Q8_0, "Q8_0"}, {2, ENG_DTYPE_Q4_0, "Q4_0"}, {12, ENG_DTYPE_Q4_K, "Q4_K"},
-    {14, ENG_DTYPE_Q6_K, "Q6_K"},
+    {14, ENG_DTYPE_Q6_K, "Q6_K"}, {6, ENG_DTYPE_Q5_0, "Q5_0"},
 };
 
 /* The names of ggml's other tensor types, so that a refusal names what the
@@ -52,7 +52,7 @@ static const struct { unsigned ggml; eng_dtype dtype; const char *name; } ggml_t
 static const char *other_type_name(unsigned type)
 {
     static const char *const names[] = {
-        [3] = "Q4_1",     [6] = "Q5_0",     [7] = "Q5_1",    [9] = "Q8_1",    [10] = "Q2_K",
+        [3] = "Q4_1",     [7] = "Q5_1",    [9] = "Q8_1",    [10] = "Q2_K",
         [11] = "Q3_K",    [13] = "Q5_K",    [15] = "Q8_K",   [16] = "IQ2_XXS", [17] = "IQ2_XS",
         [18] = "IQ3_XXS", [19] = "IQ1_S",   [20] = "IQ4_NL", [21] = "IQ3_S",   [22] = "IQ2_S",
         [23] = "IQ4_XS",  [24] = "I8",      [25] = "I16",    [26] = "I32",     [27] = "I64",
@@ -336,7 +336,7 @@ static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t 
     if (k == sizeof ggml_types / sizeof ggml_types[0])
         return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
                             "%s: tensor '%s': ggml type %u%s%s%s is not supported (have: F32, F16, "
-                            "BF16, Q8_0, Q4_0, Q4_K, Q6_K)", r->path, gname, type,
+                            "BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0)", r->path, gname, type,
                             other_type_name(type) ? " (" : "",
                             other_type_name(type) ? other_type_name(type) : "",
                             other_type_name(type) ? ")" : "");

@@ -56,12 +56,13 @@ static int cpu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int co
                            ssmd_err *err)
 {
     /* The kernels read f32/f16/bf16 and every block-quantized dtype of
-     * tensor.h (Q8_0, Q4_0, Q4_K, Q6_K); anything else is refused by name. */
+     * tensor.h (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0); anything else is refused by
+     * name. */
     const eng_dtype_info *info = eng_dtype_info_of(t->dtype);
     if (info->block_elems == 0 || eng_dtype_row_bytes(t->dtype, cols) == 0)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED,
                             "%s: tensor '%s': unsupported dtype %s (the cpu backend reads F32, "
-                            "F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", t->file, t->name, t->dtype_name);
+                            "F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0)", t->file, t->name, t->dtype_name);
     *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols,
                        .row_bytes = eng_dtype_row_bytes(t->dtype, cols), .owned = 0};
     return SSMD_OK;

@@ -1,5 +1,5 @@
 /* cpu_gen_qmatmul.h - the decode matmul for block-quantized weights (Q8_0,
- * Q4_0, Q4_K, Q6_K), written once on cpu_vec.h's int8 dot product.
+ * Q4_0, Q4_K, Q6_K, Q5_0), written once on cpu_vec.h's int8 dot product.
  *
  * A template like cpu_gen_matmul.h: included by cpu_gen_table.h inside
  * each cpu_isa_*.c, every function static; never include it elsewhere.
@@ -39,12 +39,21 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
         xd[b] = a->d + (size_t)(i0 + b) * nb;
         xs[b] = a->dsum + (size_t)(i0 + b) * nb;
     }
-    if (dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0) {
-        const long bytes = dt == ENG_DTYPE_Q8_0 ? ENG_Q8_0_BYTES : ENG_Q4_0_BYTES;
+    if (dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q5_0) {
+        const long bytes = dt == ENG_DTYPE_Q8_0   ? ENG_Q8_0_BYTES
+                           : dt == ENG_DTYPE_Q4_0 ? ENG_Q4_0_BYTES
+                                                  : ENG_Q5_0_BYTES;
+        int8_t g[32];
         for (long j = 0; j < nb; j++) {
             const uint8_t *blk = wrow + j * bytes;
             const float d = vq_f16(blk);
-            const vq8 w = dt == ENG_DTYPE_Q8_0 ? vq8_load(blk + 2) : vq8_q4_0(blk);
+            vq8 w;
+            if (dt == ENG_DTYPE_Q5_0) { /* small tensors only (ssm_dt): unpacked in C */
+                eng_q5_0_group(blk, g);
+                w = vq8_load(g);
+            } else {
+                w = dt == ENG_DTYPE_Q8_0 ? vq8_load(blk + 2) : vq8_q4_0(blk);
+            }
             for (int b = 0; b < NI; b++) {
                 const float s = d * xd[b][j];
                 acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, s, s);
@@ -124,6 +133,7 @@ static void gen_qgemv_rows(const bk_matrix *w, const cpu_q8_act *a, float *y, in
     case ENG_DTYPE_Q8_0: gen_qgemv_dt(w, ENG_DTYPE_Q8_0, a, y, ldy, bias, r0, r1); break;
     case ENG_DTYPE_Q4_0: gen_qgemv_dt(w, ENG_DTYPE_Q4_0, a, y, ldy, bias, r0, r1); break;
     case ENG_DTYPE_Q4_K: gen_qgemv_dt(w, ENG_DTYPE_Q4_K, a, y, ldy, bias, r0, r1); break;
+    case ENG_DTYPE_Q5_0: gen_qgemv_dt(w, ENG_DTYPE_Q5_0, a, y, ldy, bias, r0, r1); break;
     default: gen_qgemv_dt(w, ENG_DTYPE_Q6_K, a, y, ldy, bias, r0, r1); break;
     }
 }

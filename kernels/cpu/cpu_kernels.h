@@ -41,7 +41,7 @@ typedef struct cpu_kernels {
      * panel of W read once per call. */
     void (*gemv_rows)(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
                       const float *bias, long r0, long r1);
-    /* The same for block-quantized W (Q8_0, Q4_0, Q4_K, Q6_K) against the
+    /* The same for block-quantized W (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0) against the
      * rows of x quantized to int8 (cpu_quant.h): rows [r0, r1) of y (a->m,
      * w->rows; stride ldy). */
     void (*qgemv_rows)(const bk_matrix *w, const cpu_q8_act *a, float *y, int ldy,

@@ -1,5 +1,5 @@
 /* cpu_matmul.c - y = x W^T on the CPU for f32, bf16, f16 and block-quantized
- * (Q8_0, Q4_0, Q4_K, Q6_K) weights.
+ * (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0) weights.
  *
  * Two paths, both split over the pool's threads by rows of W so that every
  * weight byte is read by exactly one thread once per call:

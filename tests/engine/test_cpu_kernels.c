@@ -230,7 +230,8 @@ START_TEST(test_matmul_all_paths)
 END_TEST
 
 /* Random weights of a quantized dtype: real quantisations of random floats
- * where ssmd can write the type, random blocks with a sane scale (Q6_K). */
+ * where ssmd can write the type, random blocks with a sane scale (Q6_K,
+ * Q5_0). */
 static void random_qweights(eng_dtype dt, int N, int K, uint8_t *w, unsigned *seed)
 {
     const uint64_t rb = eng_dtype_row_bytes(dt, K);
@@ -245,9 +246,11 @@ static void random_qweights(eng_dtype dt, int N, int K, uint8_t *w, unsigned *se
         }
         for (uint64_t b = 0; b < rb; b++)
             wr[b] = (uint8_t)(frand(seed) * 128.0f + 128.0f);
-        for (uint64_t b = 0; b < rb; b += 210) { /* Q6_K: d at byte 208 */
+        /* the f16 scale: Q6_K's at byte 208 of 210, Q5_0's at 0 of 22 */
+        const int bytes = eng_dtype_info_of(dt)->block_bytes, at = dt == ENG_DTYPE_Q6_K ? 208 : 0;
+        for (uint64_t b = 0; b < rb; b += (uint64_t)bytes) {
             uint16_t d = eng_f32_to_f16(0.01f * (1.0f + frand(seed)));
-            wr[b + 208] = (uint8_t)d, wr[b + 209] = (uint8_t)(d >> 8);
+            wr[b + at] = (uint8_t)d, wr[b + at + 1] = (uint8_t)(d >> 8);
         }
     }
     free(row);
@@ -321,8 +324,9 @@ static void quant_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, i
 START_TEST(test_qmatmul_all_paths)
 {
     const int ms[] = {1, 2, 3, 4, 5, 9, 50}, Ks[] = {256, 768}, Ns[] = {1, 6, 37};
-    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
-    const matmul_cases c = {dts, Ks, Ns, ms, 4, 2, 3, 7};
+    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K,
+                             ENG_DTYPE_Q5_0};
+    const matmul_cases c = {dts, Ks, Ns, ms, 5, 2, 3, 7};
     run_matmul_cases(level_at(_i), &c, quant_case);
 }
 END_TEST

@@ -28,7 +28,8 @@ static void *load(const char *name, const char *ext, long *size)
 }
 
 /* The fixture files are named by the dtype table's names ("q8_0"...). */
-static const eng_dtype types[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
+static const eng_dtype types[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K,
+                                  ENG_DTYPE_Q5_0};
 #define NAME(i) eng_dtype_info_of(types[i])->name
 
 START_TEST(test_dequant_matches_numpy)
@@ -127,7 +128,7 @@ Suite *test_suite(void)
 {
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("core");
-    tcase_add_loop_test(tc, test_dequant_matches_numpy, 0, 4);
+    tcase_add_loop_test(tc, test_dequant_matches_numpy, 0, 5);
     tcase_add_loop_test(tc, test_quantize_matches_gguf_py, 0, 2);
     tcase_add_test(tc, test_q4k_round_trip);
     tcase_add_test(tc, test_f32_to_f16);

@@ -152,12 +152,8 @@ size_t eng_model_state_bytes(const eng_model *m)
 
 const char *eng_model_dtype_name(const eng_model *m)
 {
-    switch (m->arch->weight_dtype(m->arch_state)) {
-    case ENG_DTYPE_F32: return "f32";
-    case ENG_DTYPE_F16: return "f16";
-    case ENG_DTYPE_BF16: return "bf16";
-    default: return "other";
-    }
+    /* "f32", "f16", "bf16", "q8_0", ... (the dtype table's names) */
+    return eng_dtype_info_of(m->arch->weight_dtype(m->arch_state))->name;
 }
 
 static int check_ids(const eng_model *m, const int32_t *ids, int n, ssmd_err *err)

@@ -1,6 +1,8 @@
 /* tensor.c - the dtype table and the element conversions of tensor.h. */
 #include "engine/tensor.h"
 
+#include "engine/quant.h"
+
 #include <assert.h>
 #include <math.h>
 #include <string.h>
@@ -13,11 +15,13 @@ static const eng_dtype_info dtype_table[ENG_DTYPE_COUNT] = {
     /* GGUF block layouts: Q8_0 = f16 scale + 32 int8; Q4_0 = f16 scale +
      * 32 nibbles; Q4_K = 256 weights in 8 sub-blocks with 6-bit scales and
      * mins under two f16 super-scales; Q6_K = 256 weights of 6 bits with
-     * 16 int8 sub-scales and one f16 super-scale. */
+     * 16 int8 sub-scales and one f16 super-scale; Q5_0 = f16 scale + 32
+     * high bits + 32 nibbles. */
     [ENG_DTYPE_Q8_0] = {"q8_0", 32, 34, 1},
     [ENG_DTYPE_Q4_0] = {"q4_0", 32, 18, 1},
     [ENG_DTYPE_Q4_K] = {"q4_k", 256, 144, 1},
     [ENG_DTYPE_Q6_K] = {"q6_k", 256, 210, 1},
+    [ENG_DTYPE_Q5_0] = {"q5_0", 32, 22, 1},
 };
 
 const eng_dtype_info *eng_dtype_info_of(eng_dtype dt)
@@ -90,6 +94,10 @@ void eng_tensor_to_f32(const eng_tensor *t, float *dst)
         }
         break;
     default:
-        assert(!"eng_tensor_to_f32: dtype is not F32/F16/BF16 (use eng_weights_get)");
+        /* block-quantized: the tensor is a flat run of whole blocks (the
+         * sources check that every row is) */
+        assert(eng_dtype_info_of(t->dtype)->quantized &&
+               "eng_tensor_to_f32: dtype has no values (use eng_weights_get)");
+        eng_quant_dequant(t->dtype, src, t->numel, dst);
     }
 }

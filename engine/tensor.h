@@ -26,11 +26,13 @@ typedef enum eng_dtype {
     ENG_DTYPE_OTHER = 3, /* present in a file (I64, U8...), refused when used */
     /* Block-quantized: a row is a whole number of blocks of block_elems
      * weights, each block block_bytes long with its own scale(s).  The
-     * layouts are GGUF's (ggml's Q8_0, Q4_0, Q4_K, Q6_K). */
+     * layouts are GGUF's (ggml's Q8_0, Q4_0, Q4_K, Q6_K, Q5_0). */
     ENG_DTYPE_Q8_0 = 4,
     ENG_DTYPE_Q4_0 = 5,
     ENG_DTYPE_Q4_K = 6,
     ENG_DTYPE_Q6_K = 7,
+    ENG_DTYPE_Q5_0 = 8, /* what llama.cpp's K-quant files fall back to for
+                           rows that are not whole 256-weight super-blocks */
     ENG_DTYPE_COUNT
 } eng_dtype;
 
@@ -102,7 +104,7 @@ const eng_tensor *eng_weights_at(const eng_weights *w, int i);
 
 /* ---- conversions ------------------------------------------------------------ */
 
-/* Converts t (F32/F16/BF16) into t->numel floats at dst. */
+/* Converts t (F32/F16/BF16 or block-quantized) into t->numel floats at dst. */
 void eng_tensor_to_f32(const eng_tensor *t, float *dst);
 
 /* Scalar conversions, exact (bf16/f16 -> f32) and round-to-nearest-even. */

@@ -5,6 +5,7 @@
 
 #include "server/generate.h"
 #include "server/options.h"
+#include "server/quantize.h"
 #include "server/srv.h"
 
 static void usage(FILE *f)
@@ -19,6 +20,8 @@ static void usage(FILE *f)
             "             (default model: models/default; see `ssmd serve --help`)\n"
             "  generate   one-shot generation from a prompt to stdout\n"
             "             (see `ssmd generate --help`)\n"
+            "  quantize   write a model as a GGUF file with Q8_0/Q4_0/Q4_K matrices\n"
+            "             (see `ssmd quantize --help`)\n"
             "\n"
             "options:\n"
             "  --help     show this help\n"
@@ -38,6 +41,8 @@ int main(int argc, char **argv)
         return srv_serve_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "generate"))
         return srv_generate_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "quantize"))
+        return srv_quantize_main(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
         printf("ssmd %s\n", SSMD_VERSION);
         return 0;

@@ -5,6 +5,7 @@
  * request path.
  */
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,8 +39,11 @@ int srv_serve_main(int argc, char **argv)
         srv_config_free(&cfg);
         return 1;
     }
+    /* A directory needs its config.json; a single file (GGUF) carries its own. */
+    struct stat sb;
+    const int single_file = stat(cfg.model, &sb) == 0 && S_ISREG(sb.st_mode);
     snprintf(path, sizeof path, "%s/config.json", cfg.model);
-    if (access(path, R_OK) != 0) {
+    if (!single_file && access(path, R_OK) != 0) {
         srv_log_msg(&log, "error", "no_model",
                     "no config.json in %s: pass --model DIR with a Hugging Face Mamba model (config.json, "
                     "model.safetensors, tokenizer.json)",

@@ -44,8 +44,22 @@ typedef enum gguf_type {
 static const struct { unsigned ggml; eng_dtype dtype; const char *name; } ggml_types[] = {
     {0, ENG_DTYPE_F32, "F32"},   {1, ENG_DTYPE_F16, "F16"},   {30, ENG_DTYPE_BF16, "BF16"},
     {8, ENG_DTYPE_Q8_0, "Q8_0"}, {2, ENG_DTYPE_Q4_0, "Q4_0"}, {12, ENG_DTYPE_Q4_K, "Q4_K"},
-    {14, ENG_DTYPE_Q6_K, "Q6_K"},
+    {14, ENG_DTYPE_Q6_K, "Q6_K"}, {6, ENG_DTYPE_Q5_0, "Q5_0"},
 };
+
+/* The names of ggml's other tensor types, so that a refusal names what the
+ * file holds (ggml.h's numbering; 4 and 5 were removed from ggml). */
+static const char *other_type_name(unsigned type)
+{
+    static const char *const names[] = {
+        [3] = "Q4_1",     [7] = "Q5_1",    [9] = "Q8_1",    [10] = "Q2_K",
+        [11] = "Q3_K",    [13] = "Q5_K",    [15] = "Q8_K",   [16] = "IQ2_XXS", [17] = "IQ2_XS",
+        [18] = "IQ3_XXS", [19] = "IQ1_S",   [20] = "IQ4_NL", [21] = "IQ3_S",   [22] = "IQ2_S",
+        [23] = "IQ4_XS",  [24] = "I8",      [25] = "I16",    [26] = "I32",     [27] = "I64",
+        [28] = "F64",     [29] = "IQ1_M",   [34] = "TQ1_0",  [35] = "TQ2_0",   [39] = "MXFP4",
+    };
+    return type < sizeof names / sizeof names[0] ? names[type] : NULL;
+}
 
 typedef struct gguf_reader {
     const uint8_t *p;
@@ -223,23 +237,49 @@ static const char *const mamba_names[][2] = {
     {"ssm_out.weight", "mixer.out_proj.weight"},
 };
 
+/* The same for the tensors outside the layers. */
+static const char *const end_names[][2] = {{"token_embd.weight", "backbone.embeddings.weight"},
+                                           {"output_norm.weight", "backbone.norm_f.weight"},
+                                           {"output.weight", "lm_head.weight"}};
+
+/* The name in the `from` column (0: llama.cpp's, 1: ours) of one of the
+ * tables above, in the other column's naming (into buf); NULL when the
+ * name is in neither table. */
+static const char *map_name(const char *name, int from, char *buf, size_t size)
+{
+    for (size_t i = 0; i < sizeof end_names / sizeof end_names[0]; i++)
+        if (!strcmp(name, end_names[i][from]))
+            return end_names[i][!from];
+    int layer, used = 0;
+    const char *fmt_in = from ? "backbone.layers.%d.%n" : "blk.%d.%n";
+    if (sscanf(name, fmt_in, &layer, &used) == 1 && used > 0)
+        for (size_t i = 0; i < sizeof mamba_names / sizeof mamba_names[0]; i++)
+            if (!strcmp(name + used, mamba_names[i][from])) {
+                snprintf(buf, size, from ? "blk.%d.%s" : "backbone.layers.%d.%s", layer,
+                         mamba_names[i][!from]);
+                return buf;
+            }
+    return NULL;
+}
+
 /* Our name for a llama.cpp tensor name (into buf), or the name itself. */
 static const char *hf_name(const char *g, char *buf, size_t size)
 {
-    static const char *const ends[][2] = {{"token_embd.weight", "backbone.embeddings.weight"},
-                                          {"output_norm.weight", "backbone.norm_f.weight"},
-                                          {"output.weight", "lm_head.weight"}};
-    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
-        if (!strcmp(g, ends[i][0]))
-            return ends[i][1];
-    int layer, used = 0;
-    if (sscanf(g, "blk.%d.%n", &layer, &used) == 1 && used > 0)
-        for (size_t i = 0; i < sizeof mamba_names / sizeof mamba_names[0]; i++)
-            if (!strcmp(g + used, mamba_names[i][0])) {
-                snprintf(buf, size, "backbone.layers.%d.%s", layer, mamba_names[i][1]);
-                return buf;
-            }
-    return g;
+    const char *ours = map_name(g, 0, buf, size);
+    return ours ? ours : g;
+}
+
+const char *eng_gguf_tensor_name(const char *ours, char *buf, size_t size)
+{
+    return map_name(ours, 1, buf, size);
+}
+
+int eng_gguf_type_id(eng_dtype dt)
+{
+    for (size_t k = 0; k < sizeof ggml_types / sizeof ggml_types[0]; k++)
+        if (ggml_types[k].dtype == dt)
+            return (int)ggml_types[k].ggml;
+    return -1;
 }
 
 /* ssm_a (A, f32) -> A_log = log(-A) in an owned copy. */
@@ -295,8 +335,11 @@ static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t 
         k++;
     if (k == sizeof ggml_types / sizeof ggml_types[0])
         return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                            "%s: tensor '%s': ggml type %u is not supported (have: F32, F16, BF16, "
-                            "Q8_0, Q4_0, Q4_K, Q6_K)", r->path, gname, type);
+                            "%s: tensor '%s': ggml type %u%s%s%s is not supported (have: F32, F16, "
+                            "BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0)", r->path, gname, type,
+                            other_type_name(type) ? " (" : "",
+                            other_type_name(type) ? other_type_name(type) : "",
+                            other_type_name(type) ? ")" : "");
     uint64_t row = eng_dtype_row_bytes(ggml_types[k].dtype, (int64_t)dims[0]);
     if (row == 0)
         return ssmd_err_set(r->err, SSMD_EFORMAT,

@@ -4,9 +4,10 @@
  * op.
  *
  * Weights stay in the mmap (a view, zero-copy) in whatever dtype the file
- * has; kernels convert bf16/f16 on the fly.  OpenBLAS is told to use one
- * thread: parallelism comes from our pool, which calls sgemm on disjoint
- * slices, so the two never fight over the cores.
+ * has; kernels convert bf16/f16 on the fly and read quantized blocks as
+ * they are.  OpenBLAS is told to use one thread: parallelism comes from our
+ * pool, which calls sgemm on disjoint slices, so the two never fight over
+ * the cores.
  */
 #include <cblas.h>
 #include <math.h>
@@ -54,11 +55,14 @@ static void cpu_zero(bk_backend *bk, void *dst, size_t bytes) { memset(dst, 0, b
 static int cpu_matrix_load(bk_backend *bk, const eng_tensor *t, int rows, int cols, bk_matrix *out,
                            ssmd_err *err)
 {
-    /* The kernels read f32/f16/bf16; quantized formats come with issue 21. */
-    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
+    /* The kernels read f32/f16/bf16 and every block-quantized dtype of
+     * tensor.h (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0); anything else is refused by
+     * name. */
+    const eng_dtype_info *info = eng_dtype_info_of(t->dtype);
+    if (info->block_elems == 0 || eng_dtype_row_bytes(t->dtype, cols) == 0)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED,
                             "%s: tensor '%s': unsupported dtype %s (the cpu backend reads F32, "
-                            "F16, BF16)", t->file, t->name, t->dtype_name);
+                            "F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0)", t->file, t->name, t->dtype_name);
     *out = (bk_matrix){.data = t->data, .dtype = t->dtype, .rows = rows, .cols = cols,
                        .row_bytes = eng_dtype_row_bytes(t->dtype, cols), .owned = 0};
     return SSMD_OK;

@@ -6,6 +6,7 @@
  * anywhere else.  Accumulation is f32; weights (f32, f16, bf16) are widened
  * to f32 as they are loaded, so every level computes the same products.
  */
+#include "engine/quant.h"
 #include "kernels/cpu/cpu_vec.h"
 
 /* Prefetching the next panel pays where a step consumes at least a cache
@@ -113,6 +114,10 @@ static void gen_gemv_rows(const bk_matrix *w, const float *x, int ldx, int m, fl
 
 static void gen_row_to_f32(const void *row, eng_dtype dt, long n, float *dst)
 {
+    if (eng_dtype_info_of(dt)->quantized) { /* prefill's panels, embeddings: not per token */
+        eng_quant_dequant(dt, row, n, dst);
+        return;
+    }
     long k = 0;
     for (; k + VF_W <= n; k += VF_W)
         vf_store(dst + k, vf_load_w(row, dt, k));

@@ -13,6 +13,7 @@
 #include "kernels/cpu/cpu_vec.h"
 
 #include "kernels/cpu/cpu_gen_matmul.h"
+#include "kernels/cpu/cpu_gen_qmatmul.h"
 #include "kernels/cpu/cpu_gen_s4.h"
 #include "kernels/cpu/cpu_gen_ssd.h"
 #include "kernels/cpu/cpu_gen_ssm.h"
@@ -22,6 +23,7 @@
         .level = LEVEL,                                                                           \
         .name = #NAME,                                                                            \
         .gemv_rows = gen_gemv_rows,                                                               \
+        .qgemv_rows = gen_qgemv_rows,                                                             \
         .row_to_f32 = gen_row_to_f32,                                                             \
         .sum = gen_sum,                                                                           \
         .math = gen_math,                                                                         \

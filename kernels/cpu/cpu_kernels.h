@@ -14,6 +14,7 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "kernels/cpu/cpu_quant.h"
 
 typedef enum cpu_level {
     CPU_LEVEL_SCALAR = 0, /* plain C at the build's baseline */
@@ -40,7 +41,12 @@ typedef struct cpu_kernels {
      * panel of W read once per call. */
     void (*gemv_rows)(const bk_matrix *w, const float *x, int ldx, int m, float *y, int ldy,
                       const float *bias, long r0, long r1);
-    /* n weights of one row (dtype dt) to f32. */
+    /* The same for block-quantized W (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0) against the
+     * rows of x quantized to int8 (cpu_quant.h): rows [r0, r1) of y (a->m,
+     * w->rows; stride ldy). */
+    void (*qgemv_rows)(const bk_matrix *w, const cpu_q8_act *a, float *y, int ldy,
+                       const float *bias, long r0, long r1);
+    /* n weights of one row (dtype dt, quantized ones included) to f32. */
     void (*row_to_f32)(const void *row, eng_dtype dt, long n, float *dst);
     /* Sum of n floats: the bandwidth probe of bench_engine. */
     double (*sum)(const float *p, long n);

@@ -1,13 +1,16 @@
-/* cpu_matmul.c - y = x W^T on the CPU for f32, bf16 and f16 weights.
+/* cpu_matmul.c - y = x W^T on the CPU for f32, bf16, f16 and block-quantized
+ * (Q8_0, Q4_0, Q4_K, Q6_K, Q5_0) weights.
  *
  * Two paths, both split over the pool's threads by rows of W so that every
  * weight byte is read by exactly one thread once per call:
  *  - few rows of x (decode: one row per sequence): our own kernel
  *    (cpu_gen_matmul.h, at the level of ctx->k) streams a 4-row panel of W
  *    once and multiplies it with a few rows of x at a time from cache.
- *    This is the memory-bound path that decode lives on.
+ *    This is the memory-bound path that decode lives on.  For quantized W,
+ *    x is first quantized to int8 blocks once per call (cpu_quant.h) and
+ *    the level's qgemv_rows kernel (cpu_gen_qmatmul.h) streams W's blocks.
  *  - many rows of x (prefill): OpenBLAS sgemm per thread on its slice of W
- *    (converted to f32 panel by panel when W is bf16/f16).
+ *    (converted to f32 panel by panel when W is bf16/f16 or dequantised).
  * Accumulation is always f32.  Never allocates on the hot path except the
  * per-thread conversion panels, which are kept.
  */
@@ -67,8 +70,9 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
     return ctx->panels[tid];
 }
 
-/* sgemm pays off from a few rows of x for f32 weights; bf16/f16 weights
- * must first be converted panel by panel, which only pays off for many. */
+/* sgemm pays off from a few rows of x for f32 weights; bf16/f16 and
+ * quantized weights must first be converted panel by panel, which only
+ * pays off for many. */
 static int use_blas(const bk_matrix *w, int m)
 {
     return m >= (w->dtype == ENG_DTYPE_F32 ? CPU_MATMUL_BLAS_MIN_ROWS_F32 : CPU_MATMUL_BLAS_MIN_ROWS);
@@ -78,6 +82,7 @@ typedef struct matmul_job {
     cpu_matmul_ctx *ctx;
     const bk_matrix *w;
     const float *x, *bias;
+    const cpu_q8_act *xq;  /* x quantized, for quantized W on the streaming path */
     float *y;
     int ldx, ldy, m;
     long chunk_rows;       /* rows of W per work item */
@@ -98,6 +103,8 @@ static void matmul_worker(void *arg, int tid, int n_threads)
         long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
         if (use_blas(j->w, j->m))
             gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+        else if (j->xq)
+            j->ctx->k->qgemv_rows(j->w, j->xq, j->y, j->ldy, j->bias, r0, r1);
         else
             j->ctx->k->gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
     }
@@ -106,7 +113,12 @@ static void matmul_worker(void *arg, int tid, int n_threads)
 void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
                 int ldy, const float *bias)
 {
-    matmul_job j = {ctx, w, x, bias, y, ldx, ldy, m,
+    const cpu_q8_act *xq = NULL;
+    if (!use_blas(w, m) && eng_dtype_info_of(w->dtype)->quantized) {
+        cpu_q8_act_fill(&ctx->act, x, ldx, m, w->cols);
+        xq = &ctx->act;
+    }
+    matmul_job j = {ctx, w, x, bias, xq, y, ldx, ldy, m,
                     use_blas(w, m) ? PANEL_ROWS : CHUNK_ROWS, 0};
     /* Small matrices are not worth splitting finer than one item per thread. */
     int n = eng_threadpool_size(ctx->pool);
@@ -120,4 +132,5 @@ void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx)
     for (int i = 0; i < CPU_MAX_THREADS; i++)
         free(ctx->panels[i]);
     memset(ctx->panels, 0, sizeof ctx->panels);
+    cpu_q8_act_free(&ctx->act);
 }

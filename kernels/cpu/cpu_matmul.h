@@ -22,12 +22,13 @@ typedef struct cpu_matmul_ctx {
     const cpu_kernels *k;                 /* the level's kernels (static) */
     float *panels[CPU_MAX_THREADS];       /* per-thread f32 conversion panel */
     size_t panel_floats[CPU_MAX_THREADS];
+    cpu_q8_act act;                       /* x quantized for quantized W (kept) */
 } cpu_matmul_ctx;
 
 /* y (m, w->rows; stride ldy) = x (m, w->cols; stride ldx) W^T (+ bias). */
 void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
                 int ldy, const float *bias);
-/* Frees the panels. */
+/* Frees the panels and the quantized-x buffers. */
 void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx);
 
 /* Thread tid's conversion panel of at least `floats` floats. */

@@ -3,13 +3,16 @@
  * (cpu_kernels_list: scalar, avx2, avx512 here; scalar, neon on aarch64):
  * vector exp/softplus/silu, matmul in every dtype on both paths (streaming
  * kernel and sgemm), weight-row conversion and the bandwidth probe's sum,
+ * quantized matmul (Q8_0, Q4_0, Q4_K, Q6_K) against dequantise-then-f32,
  * the level choice (SSMD_CPU), thread pool splits. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/backend.h"
+#include "engine/quant.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_math.h"
@@ -139,86 +142,214 @@ START_TEST(test_level_choice)
 }
 END_TEST
 
-/* y = x W^T for rows m in {1..5, 8, 17, 97} (both paths), K with tails,
- * every dtype, 1 and 3 threads, at level _i; reference in double from the
- * same (rounded) weights. */
-START_TEST(test_matmul_all_paths)
+/* The shapes a matmul test runs: every dtype x K x N x m, each on 1 and 3
+ * threads at one level; odd indices of ms add a bias. */
+typedef struct matmul_cases {
+    const eng_dtype *dts;
+    const int *Ks, *Ns, *ms;
+    int n_dts, n_Ks, n_Ns, n_ms;
+} matmul_cases;
+
+/* One case: makes W (dt, N x K), x (m x K) and maybe a bias from *seed,
+ * runs cpu_matmul with ctx and checks y. */
+typedef void (*matmul_case_fn)(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N,
+                               int with_bias, unsigned *seed);
+
+static void run_matmul_cases(const cpu_kernels *k, const matmul_cases *c, matmul_case_fn fn)
 {
-    const cpu_kernels *k = level_at(_i);
-    const int ms[] = {1, 2, 3, 4, 5, 7, 17, 97};
-    const int Ks[] = {7, 16, 33, 96};
-    const int Ns[] = {1, 5, 37, 130};
-    const eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_BF16, ENG_DTYPE_F16};
     for (int threads = 1; threads <= 3; threads += 2) {
         eng_threadpool *pool = eng_threadpool_create(threads);
         cpu_matmul_ctx ctx = {.pool = pool, .k = k};
         unsigned seed = 1;
-        for (size_t di = 0; di < 3; di++)
-            for (size_t ki = 0; ki < 4; ki++)
-                for (size_t ni = 0; ni < 4; ni++)
-                    for (size_t mi = 0; mi < 8; mi++) {
-                        int m = ms[mi], K = Ks[ki], N = Ns[ni];
-                        eng_dtype dt = dts[di];
-                        float *wf = malloc(sizeof(float) * N * K);
-                        uint16_t *wh = malloc(2 * (size_t)N * K);
-                        float *x = malloc(sizeof(float) * m * K), *bias = malloc(sizeof(float) * N);
-                        float *y = malloc(sizeof(float) * m * (N + 3));
-                        for (int i = 0; i < N * K; i++) {
-                            float v = frand(&seed);
-                            if (dt == ENG_DTYPE_BF16) {
-                                wh[i] = eng_f32_to_bf16(v);
-                                wf[i] = eng_bf16_to_f32(wh[i]);
-                            } else if (dt == ENG_DTYPE_F16) {
-                                /* exact halves: multiples of 1/1024 in [-1, 1] */
-                                float q = roundf(v * 1024.0f) / 1024.0f;
-                                wf[i] = q;
-                                unsigned short bits;
-                                _Float16 hv = (_Float16)q;
-                                __builtin_memcpy(&bits, &hv, 2);
-                                wh[i] = bits;
-                            } else {
-                                wf[i] = v;
-                            }
-                        }
-                        for (int i = 0; i < m * K; i++)
-                            x[i] = frand(&seed);
-                        for (int i = 0; i < N; i++)
-                            bias[i] = frand(&seed);
-                        bk_matrix w = {.data = dt == ENG_DTYPE_F32 ? (void *)wf : (void *)wh,
-                                       .row_bytes = eng_dtype_row_bytes(dt, K),
-                                       .dtype = dt, .rows = N, .cols = K};
-                        cpu_matmul(&ctx, &w, x, K, m, y, N + 3, (mi & 1) ? bias : NULL);
-                        for (int i = 0; i < m; i++)
-                            for (int n = 0; n < N; n++) {
-                                double ref = (mi & 1) ? bias[n] : 0.0, mag = fabs(ref);
-                                for (int c = 0; c < K; c++) {
-                                    ref += (double)wf[n * K + c] * x[i * K + c];
-                                    mag += fabs((double)wf[n * K + c] * x[i * K + c]);
-                                }
-                                double got = y[i * (N + 3) + n];
-                                ck_assert_msg(fabs(got - ref) <= 1e-6 * (mag + 1),
-                                              "%s dtype %d m %d K %d N %d: y[%d][%d] = %g, want %g",
-                                              k->name, dt, m, K, N, i, n, got, ref);
-                            }
-                        free(wf), free(wh), free(x), free(bias), free(y);
-                    }
+        for (int di = 0; di < c->n_dts; di++)
+            for (int ki = 0; ki < c->n_Ks; ki++)
+                for (int ni = 0; ni < c->n_Ns; ni++)
+                    for (int mi = 0; mi < c->n_ms; mi++)
+                        fn(&ctx, c->dts[di], c->ms[mi], c->Ks[ki], c->Ns[ni], mi & 1, &seed);
         cpu_matmul_ctx_close(&ctx);
         eng_threadpool_destroy(pool);
     }
 }
+
+/* f32 / bf16 / f16 W: reference in double from the same (rounded) weights. */
+static void float_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, int with_bias,
+                       unsigned *seed)
+{
+    float *wf = malloc(sizeof(float) * N * K);
+    uint16_t *wh = malloc(2 * (size_t)N * K);
+    float *x = malloc(sizeof(float) * m * K), *bias = malloc(sizeof(float) * N);
+    float *y = malloc(sizeof(float) * m * (N + 3));
+    for (int i = 0; i < N * K; i++) {
+        float v = frand(seed);
+        if (dt == ENG_DTYPE_BF16) {
+            wh[i] = eng_f32_to_bf16(v);
+            wf[i] = eng_bf16_to_f32(wh[i]);
+        } else if (dt == ENG_DTYPE_F16) {
+            /* exact halves: multiples of 1/1024 in [-1, 1] */
+            float q = roundf(v * 1024.0f) / 1024.0f;
+            wf[i] = q;
+            unsigned short bits;
+            _Float16 hv = (_Float16)q;
+            __builtin_memcpy(&bits, &hv, 2);
+            wh[i] = bits;
+        } else {
+            wf[i] = v;
+        }
+    }
+    for (int i = 0; i < m * K; i++)
+        x[i] = frand(seed);
+    for (int i = 0; i < N; i++)
+        bias[i] = frand(seed);
+    bk_matrix w = {.data = dt == ENG_DTYPE_F32 ? (void *)wf : (void *)wh,
+                   .row_bytes = eng_dtype_row_bytes(dt, K), .dtype = dt, .rows = N, .cols = K};
+    cpu_matmul(ctx, &w, x, K, m, y, N + 3, with_bias ? bias : NULL);
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < N; n++) {
+            double ref = with_bias ? bias[n] : 0.0, mag = fabs(ref);
+            for (int c = 0; c < K; c++) {
+                ref += (double)wf[n * K + c] * x[i * K + c];
+                mag += fabs((double)wf[n * K + c] * x[i * K + c]);
+            }
+            double got = y[i * (N + 3) + n];
+            ck_assert_msg(fabs(got - ref) <= 1e-6 * (mag + 1),
+                          "%s dtype %d m %d K %d N %d: y[%d][%d] = %g, want %g", ctx->k->name, dt,
+                          m, K, N, i, n, got, ref);
+        }
+    free(wf), free(wh), free(x), free(bias), free(y);
+}
+
+/* y = x W^T for rows m in {1..5, 7, 17, 97} (both paths), K with tails,
+ * every float dtype, 1 and 3 threads, at level _i. */
+START_TEST(test_matmul_all_paths)
+{
+    const int ms[] = {1, 2, 3, 4, 5, 7, 17, 97}, Ks[] = {7, 16, 33, 96}, Ns[] = {1, 5, 37, 130};
+    const eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_BF16, ENG_DTYPE_F16};
+    const matmul_cases c = {dts, Ks, Ns, ms, 3, 4, 4, 8};
+    run_matmul_cases(level_at(_i), &c, float_case);
+}
 END_TEST
 
-/* The cpu backend's matmul through its table: a matrix with row scales
- * gives y = (x W^T) * scale + bias, whatever precision is asked. */
-START_TEST(test_backend_matmul_row_scale)
+/* Random weights of a quantized dtype: real quantisations of random floats
+ * where ssmd can write the type, random blocks with a sane scale (Q6_K,
+ * Q5_0). */
+static void random_qweights(eng_dtype dt, int N, int K, uint8_t *w, unsigned *seed)
 {
-    enum { N = 5, K = 16, M = 3 };
+    const uint64_t rb = eng_dtype_row_bytes(dt, K);
+    float *row = malloc(sizeof(float) * K);
+    for (int n = 0; n < N; n++) {
+        uint8_t *wr = w + (size_t)n * rb;
+        if (eng_quant_can_write(dt)) {
+            for (int c = 0; c < K; c++)
+                row[c] = frand(seed) * (1.0f + (float)(c % 7)) + (n % 3 == 1 ? 0.5f : 0.0f);
+            eng_quant_quantize(dt, row, K, wr);
+            continue;
+        }
+        for (uint64_t b = 0; b < rb; b++)
+            wr[b] = (uint8_t)(frand(seed) * 128.0f + 128.0f);
+        /* the f16 scale: Q6_K's at byte 208 of 210, Q5_0's at 0 of 22 */
+        const int bytes = eng_dtype_info_of(dt)->block_bytes, at = dt == ENG_DTYPE_Q6_K ? 208 : 0;
+        for (uint64_t b = 0; b < rb; b += (uint64_t)bytes) {
+            uint16_t d = eng_f32_to_f16(0.01f * (1.0f + frand(seed)));
+            wr[b + at] = (uint8_t)d, wr[b + at + 1] = (uint8_t)(d >> 8);
+        }
+    }
+    free(row);
+}
+
+/* Quantized W against double-precision products of the dequantised
+ * weights: (1) with the exact x, within the bound x's rounding to 8 bits
+ * allows on the decode path (each product moves by at most
+ * |w| * max|x block| / 254), plus 1e-5 of the magnitude for f32 sums;
+ * (2) tightly, within 2e-6 of the magnitude, with the x the path really
+ * multiplies: exact x for sgemm (m >= 48), x as cpu_quant.c rounds it for
+ * the integer kernels, so that a wrong unpacked value cannot hide inside
+ * the first bound. */
+static void quant_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, int with_bias,
+                       unsigned *seed)
+{
+    const uint64_t rb = eng_dtype_row_bytes(dt, K);
+    uint8_t *wq = malloc(rb * N);
+    float *wf = malloc(sizeof(float) * N * K);
+    float *x = malloc(sizeof(float) * m * K), *bias = malloc(sizeof(float) * N);
+    float *y = malloc(sizeof(float) * m * (N + 3));
+    random_qweights(dt, N, K, wq, seed);
+    eng_quant_dequant(dt, wq, (int64_t)N * K, wf);
+    for (int i = 0; i < m * K; i++)
+        x[i] = frand(seed) * (i % 32 == 5 ? 4.0f : 1.0f);
+    for (int i = 0; i < N; i++)
+        bias[i] = frand(seed);
+    bk_matrix w = {.data = wq, .row_bytes = rb, .dtype = dt, .rows = N, .cols = K};
+    cpu_matmul(ctx, &w, x, K, m, y, N + 3, with_bias ? bias : NULL);
+    float *xr = malloc(sizeof(float) * m * K); /* x as the path multiplies it */
+    memcpy(xr, x, sizeof(float) * m * K);
+    if (m < CPU_MATMUL_BLAS_MIN_ROWS) {
+        cpu_q8_act a = {0};
+        cpu_q8_act_fill(&a, x, K, m, K);
+        for (int i = 0; i < m * K; i++)
+            xr[i] = (float)a.q[i] * a.d[i / CPU_Q8_BLOCK];
+        cpu_q8_act_free(&a);
+    }
+    for (int i = 0; i < m; i++)
+        for (int n = 0; n < N; n++) {
+            double refr = with_bias ? bias[n] : 0.0, magr = fabs(refr);
+            for (int c = 0; c < K; c++) {
+                refr += (double)wf[(size_t)n * K + c] * xr[i * K + c];
+                magr += fabs((double)wf[(size_t)n * K + c] * xr[i * K + c]);
+            }
+            ck_assert_msg(fabs(y[i * (N + 3) + n] - refr) <= 2e-6 * (magr + 1),
+                          "%s %s m %d K %d N %d: y[%d][%d] = %g, want %g with x as rounded",
+                          ctx->k->name, eng_dtype_info_of(dt)->name, m, K, N, i, n,
+                          y[i * (N + 3) + n], refr);
+            double ref = with_bias ? bias[n] : 0.0, mag = fabs(ref), tol = 0;
+            for (int c = 0; c < K; c++) {
+                const double wv = wf[(size_t)n * K + c], xv = x[i * K + c];
+                float amax = 0.0f;
+                for (int l = c / 32 * 32; l < c / 32 * 32 + 32; l++)
+                    amax = fmaxf(amax, fabsf(x[i * K + l]));
+                ref += wv * xv;
+                mag += fabs(wv * xv);
+                tol += fabs(wv) * amax / 254.0;
+            }
+            const double got = y[i * (N + 3) + n];
+            ck_assert_msg(fabs(got - ref) <= 1.01 * tol + 1e-5 * (mag + 1),
+                          "%s %s m %d K %d N %d: y[%d][%d] = %g, want %g (tol %g)", ctx->k->name,
+                          eng_dtype_info_of(dt)->name, m, K, N, i, n, got, ref, tol);
+        }
+    free(wq), free(wf), free(x), free(xr), free(bias), free(y);
+}
+
+/* y = x W^T for quantized W on both paths (m < 48: x quantized to int8
+ * blocks and the level's integer kernel; m >= 48: dequantised panels
+ * through sgemm), every block type, 1 and 3 threads, at level _i. */
+START_TEST(test_qmatmul_all_paths)
+{
+    const int ms[] = {1, 2, 3, 4, 5, 9, 50}, Ks[] = {256, 768}, Ns[] = {1, 6, 37};
+    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K,
+                             ENG_DTYPE_Q5_0};
+    const matmul_cases c = {dts, Ks, Ns, ms, 5, 2, 3, 7};
+    run_matmul_cases(level_at(_i), &c, quant_case);
+}
+END_TEST
+
+/* A cpu backend (best level) on one thread. */
+static bk_backend *cpu_backend_one_thread(void)
+{
     bk_options o;
     bk_options_defaults(&o);
     o.threads = 1;
     bk_backend *bk;
     ssmd_err err;
     ck_assert_int_eq(bk_backend_create("cpu", &o, &bk, &err), SSMD_OK);
+    return bk;
+}
+
+/* The cpu backend's matmul through its table: a matrix with row scales
+ * gives y = (x W^T) * scale + bias, whatever precision is asked. */
+START_TEST(test_backend_matmul_row_scale)
+{
+    enum { N = 5, K = 16, M = 3 };
+    bk_backend *bk = cpu_backend_one_thread();
+    ssmd_err err;
     unsigned seed = 7;
     float w[N * K], x[M * K], scale[N], bias[N], y[M * N];
     for (int i = 0; i < N * K; i++)
@@ -246,6 +377,30 @@ START_TEST(test_backend_matmul_row_scale)
             }
     }
     bk->matrix_release(bk, &m);
+    bk->destroy(bk);
+}
+END_TEST
+
+/* The cpu backend loads block-quantized matrices in place (row bytes of
+ * whole blocks) and refuses a dtype it cannot read, naming it. */
+START_TEST(test_backend_matrix_dtypes)
+{
+    bk_backend *bk = cpu_backend_one_thread();
+    ssmd_err err;
+    static uint8_t blocks[2 * 2 * 144];
+    eng_tensor t = {.name = "w", .file = "mem.gguf", .dtype = ENG_DTYPE_Q4_K, .ndim = 2,
+                    .shape = {2, 512}, .numel = 1024, .data = blocks, .nbytes = sizeof blocks};
+    snprintf(t.dtype_name, sizeof t.dtype_name, "Q4_K");
+    bk_matrix m;
+    ck_assert_int_eq(bk->matrix_load(bk, &t, 2, 512, &m, &err), SSMD_OK);
+    ck_assert_uint_eq(m.row_bytes, 2 * 144);
+    ck_assert_ptr_eq(m.data, blocks);
+    bk->matrix_release(bk, &m);
+    t.dtype = ENG_DTYPE_OTHER;
+    snprintf(t.dtype_name, sizeof t.dtype_name, "I64");
+    ck_assert_int_eq(bk->matrix_load(bk, &t, 2, 512, &m, &err), SSMD_EUNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "mem.gguf") && strstr(err.msg, "'w'") &&
+                  strstr(err.msg, "unsupported dtype I64"), "%s", err.msg);
     bk->destroy(bk);
 }
 END_TEST
@@ -303,9 +458,11 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_vector_math_accuracy, 0, levels);
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
+    tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
     tcase_add_test(tc, test_backend_matmul_row_scale);
+    tcase_add_test(tc, test_backend_matrix_dtypes);
     suite_add_tcase(s, tc);
     return s;
 }

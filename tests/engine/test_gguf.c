@@ -246,6 +246,7 @@ START_TEST(test_malformed_refused)
         {{.arch = "llama"}, "'general.architecture' \"llama\" is not supported"},
         {{.skip_key = "mamba.block_count"}, "'mamba.block_count' is missing"},
         {{.type = 99}, "ggml type 99 is not supported"},
+        {{.type = 13}, "ggml type 13 (Q5_K) is not supported"},
         {{.offset = 4096}, "beyond the end of the file"},
         {{.offset = 4}, "misaligned"},
         {{.n_dims = 5}, "has 5 dimensions"},
@@ -267,8 +268,8 @@ START_TEST(test_malformed_refused)
 }
 END_TEST
 
-/* A block-quantized tensor is read (its bytes bounds-checked), and the
- * cpu backend refuses it by name at load until its kernels exist. */
+/* A block-quantized tensor is read (its bytes bounds-checked) with its
+ * dtype and the name GGUF gives it. */
 START_TEST(test_quantized_tensor_listed)
 {
     flaw f = {.type = 8, .dim0 = 32};

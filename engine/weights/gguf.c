@@ -12,11 +12,13 @@
  *
  * What the engine's families expect is transformers' layout, so this source
  * translates what llama.cpp's converter writes for the architectures it
- * knows (general.architecture "mamba": Mamba-1 and Falcon-Mamba): tensor
- * names and shapes (ssm_conv1d as (E, 1, K)), ssm_a (A itself) back to
- * A_log = log(-A) in an owned f32 copy (the loader's -exp(A_log) gives A
- * back within an f32 rounding), and the mamba.* metadata into the config
- * object that a config.json would hold, and a byte-level BPE tokenizer
+ * knows (general.architecture "mamba": Mamba-1 and Falcon-Mamba; "mamba2":
+ * Mamba-2): tensor names and shapes (ssm_conv1d as (E, 1, K); Mamba-2's
+ * ssm_a and ssm_d (H, 1) and ssm_norm (groups, E / groups) flat again),
+ * ssm_a (A itself) back to A_log = log(-A) in an owned f32 copy (the
+ * loader's -exp(A_log) gives A back within an f32 rounding), and the
+ * mamba.* / mamba2.* metadata into the config object that a config.json
+ * would hold, and a byte-level BPE tokenizer
  * (tokenizer.ggml.model "gpt2") into a tokenizer.json object.  Anything
  * else -- another architecture, an unknown tensor type, another tokenizer
  * -- is refused by name.  Never knows the backends.
@@ -61,11 +63,14 @@ static const char *other_type_name(unsigned type)
     return type < sizeof names / sizeof names[0] ? names[type] : NULL;
 }
 
+typedef struct gguf_arch gguf_arch;
+
 typedef struct gguf_reader {
     const uint8_t *p;
     size_t len, pos;
     const char *path;
     ssmd_err *err;
+    const gguf_arch *arch; /* once general.architecture is read */
 } gguf_reader;
 
 typedef struct gguf_source {
@@ -237,15 +242,42 @@ static const char *const mamba_names[][2] = {
     {"ssm_out.weight", "mixer.out_proj.weight"},
 };
 
+/* The same for Mamba-2 (dt_bias travels as ssm_dt.bias; ssm_norm is the
+ * gated RMSNorm). */
+static const char *const mamba2_names[][2] = {
+    {"attn_norm.weight", "norm.weight"},
+    {"ssm_in.weight", "mixer.in_proj.weight"},
+    {"ssm_conv1d.weight", "mixer.conv1d.weight"},
+    {"ssm_conv1d.bias", "mixer.conv1d.bias"},
+    {"ssm_dt.bias", "mixer.dt_bias"},
+    {"ssm_a", "mixer.A_log"},
+    {"ssm_d", "mixer.D"},
+    {"ssm_norm.weight", "mixer.norm.weight"},
+    {"ssm_out.weight", "mixer.out_proj.weight"},
+};
+
+/* An architecture this source reads: its metadata prefix and its per-layer
+ * tensor names. */
+struct gguf_arch {
+    const char *name;             /* general.architecture, and the metadata prefix */
+    const char *const (*layer_names)[2];
+    size_t n_layer_names;
+};
+
+static const gguf_arch archs[] = {
+    {"mamba", mamba_names, sizeof mamba_names / sizeof mamba_names[0]},
+    {"mamba2", mamba2_names, sizeof mamba2_names / sizeof mamba2_names[0]},
+};
+
 /* The same for the tensors outside the layers. */
 static const char *const end_names[][2] = {{"token_embd.weight", "backbone.embeddings.weight"},
                                            {"output_norm.weight", "backbone.norm_f.weight"},
                                            {"output.weight", "lm_head.weight"}};
 
-/* The name in the `from` column (0: llama.cpp's, 1: ours) of one of the
- * tables above, in the other column's naming (into buf); NULL when the
- * name is in neither table. */
-static const char *map_name(const char *name, int from, char *buf, size_t size)
+/* The name in the `from` column (0: llama.cpp's, 1: ours) of one of arch's
+ * tables, in the other column's naming (into buf); NULL when the name is in
+ * neither table. */
+static const char *map_name(const gguf_arch *arch, const char *name, int from, char *buf, size_t size)
 {
     for (size_t i = 0; i < sizeof end_names / sizeof end_names[0]; i++)
         if (!strcmp(name, end_names[i][from]))
@@ -253,25 +285,25 @@ static const char *map_name(const char *name, int from, char *buf, size_t size)
     int layer, used = 0;
     const char *fmt_in = from ? "backbone.layers.%d.%n" : "blk.%d.%n";
     if (sscanf(name, fmt_in, &layer, &used) == 1 && used > 0)
-        for (size_t i = 0; i < sizeof mamba_names / sizeof mamba_names[0]; i++)
-            if (!strcmp(name + used, mamba_names[i][from])) {
+        for (size_t i = 0; i < arch->n_layer_names; i++)
+            if (!strcmp(name + used, arch->layer_names[i][from])) {
                 snprintf(buf, size, from ? "blk.%d.%s" : "backbone.layers.%d.%s", layer,
-                         mamba_names[i][!from]);
+                         arch->layer_names[i][!from]);
                 return buf;
             }
     return NULL;
 }
 
 /* Our name for a llama.cpp tensor name (into buf), or the name itself. */
-static const char *hf_name(const char *g, char *buf, size_t size)
+static const char *hf_name(const gguf_arch *arch, const char *g, char *buf, size_t size)
 {
-    const char *ours = map_name(g, 0, buf, size);
+    const char *ours = map_name(arch, g, 0, buf, size);
     return ours ? ours : g;
 }
 
 const char *eng_gguf_tensor_name(const char *ours, char *buf, size_t size)
 {
-    return map_name(ours, 1, buf, size);
+    return map_name(&archs[0], ours, 1, buf, size); /* the writer writes Mamba-1 */
 }
 
 int eng_gguf_type_id(eng_dtype dt)
@@ -345,7 +377,7 @@ static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t 
         return ssmd_err_set(r->err, SSMD_EFORMAT,
                             "%s: tensor '%s': %llu columns are not whole %s blocks", r->path,
                             gname, (unsigned long long)dims[0], ggml_types[k].name);
-    eng_tensor *t = eng_weights_add(w, hf_name(gname, buf, sizeof buf));
+    eng_tensor *t = eng_weights_add(w, hf_name(r->arch, gname, buf, sizeof buf));
     t->dtype = ggml_types[k].dtype;
     snprintf(t->dtype_name, sizeof t->dtype_name, "%s", ggml_types[k].name);
     t->ndim = (int)n_dims;
@@ -356,6 +388,11 @@ static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t 
         t->shape[2] = t->shape[1];
         t->shape[1] = 1;
     }
+    if (r->arch == &archs[1] && (strstr(t->name, "mixer.A_log") || strstr(t->name, "mixer.D") ||
+                                 strstr(t->name, "mixer.norm.weight"))) {
+        t->ndim = 1; /* Mamba-2: (H, 1) and (groups, E / groups) are flat vectors to us */
+        t->shape[0] = (int64_t)numel;
+    }
     t->numel = (int64_t)numel;
     t->nbytes = row * (numel / dims[0]);
     t->file = src->file.path;
@@ -365,12 +402,12 @@ static int rd_tensor(gguf_reader *r, eng_weights *w, gguf_source *src, uint64_t 
 
 /* ---- config ------------------------------------------------------------------------ */
 
-/* mamba.<key> from meta as an integer into obj[as]; required unless def >= 0. */
-static int cfg_int(json_t *obj, const json_t *meta, const char *key, const char *as, int def,
-                   const char *path, ssmd_err *err)
+/* <arch>.<key> from meta as an integer into obj[as]; required unless def >= 0. */
+static int cfg_int(json_t *obj, const json_t *meta, const char *arch, const char *key, const char *as,
+                   int def, const char *path, ssmd_err *err)
 {
     char k[128];
-    snprintf(k, sizeof k, "mamba.%s", key);
+    snprintf(k, sizeof k, "%s.%s", arch, key);
     const json_t *v = json_object_get(meta, k);
     if (!v && def < 0)
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata '%s' is missing", path, k);
@@ -380,35 +417,9 @@ static int cfg_int(json_t *obj, const json_t *meta, const char *key, const char 
     return SSMD_OK;
 }
 
-/* The config.json of a Mamba-1 / Falcon-Mamba model, from its metadata. */
-static int make_config(eng_weights *w, const json_t *meta, const char *path, ssmd_err *err)
+/* The bos/eos ids and the head's tying, as a config.json holds them. */
+static void cfg_common(json_t *c, eng_weights *w, const json_t *meta)
 {
-    json_t *c = json_object();
-    const json_t *rms = json_object_get(meta, "mamba.ssm.dt_b_c_rms");
-    int falcon = json_is_true(rms);
-    json_object_set_new(c, "model_type", json_string(falcon ? "falcon_mamba" : "mamba"));
-    const eng_tensor *emb = eng_weights_find(w, "backbone.embeddings.weight");
-    int rc = SSMD_OK;
-    if (!emb || emb->ndim != 2)
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: missing tensor 'token_embd.weight'", path);
-    if (!rc && !(rc = cfg_int(c, meta, "embedding_length", "hidden_size", -1, path, err)) &&
-        !(rc = cfg_int(c, meta, "block_count", "num_hidden_layers", -1, path, err)) &&
-        !(rc = cfg_int(c, meta, "ssm.state_size", "state_size", -1, path, err)) &&
-        !(rc = cfg_int(c, meta, "ssm.conv_kernel", "conv_kernel", -1, path, err)) &&
-        !(rc = cfg_int(c, meta, "ssm.inner_size", "intermediate_size", -1, path, err)) &&
-        !(rc = cfg_int(c, meta, "ssm.time_step_rank", "time_step_rank", -1, path, err)))
-        rc = cfg_int(c, meta, "vocab_size", "vocab_size", (int)emb->shape[0], path, err);
-    const json_t *eps = json_object_get(meta, "mamba.attention.layer_norm_rms_epsilon");
-    if (!rc && eps && !json_is_number(eps))
-        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata "
-                          "'mamba.attention.layer_norm_rms_epsilon' must be a number", path);
-    if (rc) {
-        json_decref(c);
-        return rc;
-    }
-    json_object_set_new(c, "layer_norm_epsilon", eps ? json_copy((json_t *)eps) : json_real(1e-5));
-    if (falcon) /* llama.cpp normalises dt, B and C with the model's eps */
-        json_object_set_new(c, "mixer_rms_eps", eps ? json_copy((json_t *)eps) : json_real(1e-5));
     json_object_set_new(c, "tie_word_embeddings",
                         json_boolean(!eng_weights_find(w, "lm_head.weight")));
     json_object_set_new(c, "use_bias", json_false());
@@ -420,6 +431,80 @@ static int make_config(eng_weights *w, const json_t *meta, const char *path, ssm
         const json_t *v = json_object_get(meta, ids[i][0]);
         json_object_set_new(c, ids[i][1], json_is_integer(v) ? json_copy((json_t *)v) : json_null());
     }
+}
+
+/* The hyper-parameters both families carry; the model's norm eps in *eps. */
+static int cfg_shape(json_t *c, eng_weights *w, const json_t *meta, const char *a, const char *path,
+                     const json_t **eps, ssmd_err *err)
+{
+    const eng_tensor *emb = eng_weights_find(w, "backbone.embeddings.weight");
+    char k[128];
+    int rc = SSMD_OK;
+    if (!emb || emb->ndim != 2)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: missing tensor 'token_embd.weight'", path);
+    if (!(rc = cfg_int(c, meta, a, "embedding_length", "hidden_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, a, "block_count", "num_hidden_layers", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, a, "ssm.state_size", "state_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, a, "ssm.conv_kernel", "conv_kernel", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, a, "ssm.inner_size", "intermediate_size", -1, path, err)) &&
+        !(rc = cfg_int(c, meta, a, "ssm.time_step_rank", "time_step_rank", -1, path, err)))
+        rc = cfg_int(c, meta, a, "vocab_size", "vocab_size", (int)emb->shape[0], path, err);
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", a);
+    *eps = json_object_get(meta, k);
+    if (!rc && *eps && !json_is_number(*eps))
+        rc = ssmd_err_set(err, SSMD_EFORMAT, "%s: metadata '%s' must be a number", path, k);
+    if (!rc)
+        json_object_set_new(c, "layer_norm_epsilon", *eps ? json_copy((json_t *)*eps) : json_real(1e-5));
+    return rc;
+}
+
+/* Mamba-2: transformers' Mamba2Config from the mamba2.* metadata.  llama.cpp
+ * calls the head count ssm.time_step_rank and the inner size d_inner; its
+ * graph gates before the grouped norm and clamps dt nowhere, transformers'
+ * defaults (norm_before_gate false, time_step_limit (0, inf)). */
+static int cfg_mamba2(json_t *c, const json_t *meta, const char *path, ssmd_err *err)
+{
+    int rc = cfg_int(c, meta, "mamba2", "ssm.group_count", "n_groups", 1, path, err);
+    json_int_t d = json_integer_value(json_object_get(c, "hidden_size"));
+    json_int_t e = json_integer_value(json_object_get(c, "intermediate_size"));
+    json_int_t h = json_integer_value(json_object_get(c, "time_step_rank"));
+    if (!rc && (d < 1 || h < 1 || e < 1 || e % h))
+        rc = ssmd_err_set(err, SSMD_EFORMAT,
+                          "%s: 'mamba2.ssm.inner_size' %lld is not a multiple of the head count "
+                          "'mamba2.ssm.time_step_rank' %lld", path, (long long)e, (long long)h);
+    if (rc)
+        return rc;
+    json_object_set_new(c, "model_type", json_string("mamba2"));
+    json_object_set_new(c, "num_heads", json_integer(h));
+    json_object_set_new(c, "head_dim", json_integer(e / h));
+    /* half a channel over, so that the family's floor(expand * hidden) is e */
+    json_object_set_new(c, "expand", json_real(((double)e + 0.5) / (double)d));
+    json_object_del(c, "intermediate_size");
+    json_object_del(c, "time_step_rank");
+    return SSMD_OK;
+}
+
+/* The config.json of the model, from its metadata. */
+static int make_config(eng_weights *w, const gguf_arch *arch, const json_t *meta, const char *path,
+                       ssmd_err *err)
+{
+    json_t *c = json_object();
+    const json_t *eps = NULL;
+    int rc = cfg_shape(c, w, meta, arch->name, path, &eps, err);
+    if (!rc && arch == &archs[1]) {
+        rc = cfg_mamba2(c, meta, path, err);
+    } else if (!rc) {
+        /* Falcon-Mamba: dt, B and C normalised with the model's eps */
+        int falcon = json_is_true(json_object_get(meta, "mamba.ssm.dt_b_c_rms"));
+        json_object_set_new(c, "model_type", json_string(falcon ? "falcon_mamba" : "mamba"));
+        if (falcon)
+            json_object_set_new(c, "mixer_rms_eps", eps ? json_copy((json_t *)eps) : json_real(1e-5));
+    }
+    if (rc) {
+        json_decref(c);
+        return rc;
+    }
+    cfg_common(c, w, meta);
     eng_weights_set_config(w, c);
     return SSMD_OK;
 }
@@ -520,9 +605,10 @@ static void gguf_close(void *priv)
 
 /* Header, metadata, tensor infos; then every tensor placed in the data
  * section and checked to lie inside the file. */
-static int gguf_parse(eng_weights *w, gguf_source *src, json_t *meta, ssmd_err *err)
+static int gguf_parse(eng_weights *w, gguf_source *src, json_t *meta, const gguf_arch **arch_out,
+                      ssmd_err *err)
 {
-    gguf_reader r = {src->file.map, src->file.size, 4, src->file.path, err};
+    gguf_reader r = {src->file.map, src->file.size, 4, src->file.path, err, NULL};
     if (memcmp(r.p, "GGUF", 4) != 0)
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: not a GGUF file (no \"GGUF\" magic)", r.path);
     uint32_t version;
@@ -537,12 +623,16 @@ static int gguf_parse(eng_weights *w, gguf_source *src, json_t *meta, ssmd_err *
         (rc = rd_u64(&r, &n_kv, "the metadata count")) || (rc = rd_metadata(&r, n_kv, meta)))
         return rc;
     const json_t *arch = json_object_get(meta, "general.architecture");
-    if (!json_is_string(arch) || strcmp(json_string_value(arch), "mamba") != 0)
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0] && json_is_string(arch); i++)
+        if (!strcmp(json_string_value(arch), archs[i].name))
+            r.arch = &archs[i];
+    if (!r.arch)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED,
-                            "%s: 'general.architecture' %s%.64s%s is not supported (have: mamba)",
-                            r.path, json_is_string(arch) ? "\"" : "",
+                            "%s: 'general.architecture' %s%.64s%s is not supported (have: mamba, "
+                            "mamba2)", r.path, json_is_string(arch) ? "\"" : "",
                             json_is_string(arch) ? json_string_value(arch) : "(missing)",
                             json_is_string(arch) ? "\"" : "");
+    *arch_out = r.arch;
     const json_t *al = json_object_get(meta, "general.alignment");
     json_int_t align = json_is_integer(al) ? json_integer_value(al) : 32;
     if (align < 1 || align > 65536 || (align & (align - 1)))
@@ -583,7 +673,8 @@ static int gguf_load(eng_weights *w, const char *path, void **priv, ssmd_err *er
     if (rc)
         return rc;
     json_t *meta = json_object();
-    if (!(rc = gguf_parse(w, src, meta, err)) && !(rc = make_config(w, meta, path, err)))
+    const gguf_arch *arch = NULL;
+    if (!(rc = gguf_parse(w, src, meta, &arch, err)) && !(rc = make_config(w, arch, meta, path, err)))
         rc = make_tokenizer(w, meta, path, err);
     json_decref(meta);
     return rc;

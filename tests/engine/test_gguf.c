@@ -17,17 +17,24 @@
 
 /* ---- the fixtures ------------------------------------------------------------ */
 
-static const char *const fixtures[] = {"tiny_auto", "bf16", "falcon_tiny"};
+/* Each GGUF file and the fixture whose weights it holds (its expected.json
+ * is the reference), with the family the file must load as. */
+static const struct { const char *gguf, *fixture, *model_type; } fixtures[] = {
+    {"tiny_auto", "mamba/tiny_auto", "mamba"},
+    {"bf16", "mamba/bf16", "mamba"},
+    {"falcon_tiny", "mamba/falcon_tiny", "falcon_mamba"},
+    {"mamba2_tiny", "mamba2/hf_tiny", "mamba2"},
+};
 
 START_TEST(test_fixture_matches_reference)
 {
     char path[256], ref_path[256];
-    snprintf(path, sizeof path, "tests/fixtures/gguf/%s.gguf", fixtures[_i]);
-    snprintf(ref_path, sizeof ref_path, "tests/fixtures/mamba/%s/expected.json", fixtures[_i]);
+    snprintf(path, sizeof path, "tests/fixtures/gguf/%s.gguf", fixtures[_i].gguf);
+    snprintf(ref_path, sizeof ref_path, "tests/fixtures/%s/expected.json", fixtures[_i].fixture);
     eng_model *m = ref_open(path, 1, 4);
-    ck_assert_str_eq(eng_model_cfg(m)->model_type, _i == 2 ? "falcon_mamba" : "mamba");
+    ck_assert_str_eq(eng_model_cfg(m)->model_type, fixtures[_i].model_type);
     ck_assert_ptr_null(eng_model_tokenizer(m)); /* these files carry no tokenizer */
-    ref_check_matches(m, ref_path, fixtures[_i]);
+    ref_check_matches(m, ref_path, fixtures[_i].gguf);
     eng_model_close(m);
 }
 END_TEST
@@ -244,6 +251,7 @@ START_TEST(test_malformed_refused)
         {{.magic = "GGUX"}, "not a GGUF file"},
         {{.version = 1}, "GGUF version 1 is not supported"},
         {{.arch = "llama"}, "'general.architecture' \"llama\" is not supported"},
+        {{.arch = "mamba2"}, "'mamba2.embedding_length' is missing"}, /* mamba.* keys do not count */
         {{.skip_key = "mamba.block_count"}, "'mamba.block_count' is missing"},
         {{.type = 99}, "ggml type 99 is not supported"},
         {{.type = 13}, "ggml type 13 (Q5_K) is not supported"},
@@ -289,7 +297,7 @@ Suite *test_suite(void)
     Suite *s = suite_create("gguf");
     TCase *fx = tcase_create("fixtures");
     tcase_set_timeout(fx, 120);
-    tcase_add_loop_test(fx, test_fixture_matches_reference, 0, 3);
+    tcase_add_loop_test(fx, test_fixture_matches_reference, 0, sizeof fixtures / sizeof fixtures[0]);
     tcase_add_test(fx, test_fixture_tokenizer_parity);
     suite_add_tcase(s, fx);
     TCase *tc = tcase_create("files");

@@ -359,12 +359,13 @@ def load_any(path):
     return out
 
 
-def write(out_dir, cfg, tensors):
+def write(out_dir, cfg, tensors, fmt="ssmd-s4"):
+    """DIR/config.json and DIR/model.safetensors (metadata format `fmt`)."""
     from safetensors.numpy import save_file
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.safetensors")
     save_file({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}, path,
-              metadata={"format": "ssmd-s4"})
+              metadata={"format": fmt})
     os.chmod(path, 0o644)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)

@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/model.h"
+#include "engine/model_config.h"
 #include "engine/state_pool.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -338,6 +340,46 @@ static inline void ref_check_batched_decode(eng_model *m, int B, int steps)
         assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
     free(batch_logits), free(solo), free(slots), free(ids);
     eng_state_pool_destroy(pool);
+}
+
+/* ---- configs and weights that disagree (the families' error tests) ---- */
+
+/* eng_model_config_load of a config.json holding text. */
+static inline int ref_load_cfg_text(const char *text, eng_model_config *c, ssmd_err *err)
+{
+    char path[] = "/tmp/ssmd-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    int rc = eng_model_config_load(path, c, err);
+    unlink(path);
+    return rc;
+}
+
+/* Opens root/fixture's weights under another config.json (a temp
+ * directory with a link to the weights): SSMD_OK and *out, or the error. */
+static inline int ref_open_with_config(const char *root, const char *fixture, const char *config,
+                                       eng_model **out, ssmd_err *err)
+{
+    char dir[] = "/tmp/ssmd-dir-XXXXXX", path[512], src[512], weights[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(weights, sizeof weights, "%s/%s/model.safetensors", root, fixture);
+    ck_assert_ptr_nonnull(realpath(weights, src));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_int_eq(symlink(src, path), 0);
+    *out = NULL;
+    memset(err, 0, sizeof *err);
+    int rc = eng_model_open(dir, NULL, out, err);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    return rc;
 }
 
 #endif

@@ -229,30 +229,18 @@ END_TEST
 
 /* ---- errors ----------------------------------------------------------- */
 
-static int load_cfg_text(const char *text, eng_model_config *c, ssmd_err *err)
-{
-    char path[] = "/tmp/ssmd-s4-cfg-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert(fd >= 0);
-    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-    close(fd);
-    int rc = eng_model_config_load(path, c, err);
-    unlink(path);
-    return rc;
-}
-
 START_TEST(test_config)
 {
     eng_model_config c;
     ssmd_err err;
-    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
+    ck_assert_int_eq(ref_load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
                                    "\"vocab_size\":10,\"d_state\":6,\"rank\":2}", &c, &err), 0);
     ck_assert_str_eq(c.model_type, "s4");
     ck_assert_int_eq(s4_cfg(&c)->rank, 2);
     ck_assert_int_eq(s4_cfg(&c)->bilinear, 1);
     ck_assert_int_eq(c.eos_token_id, -1);
     ck_assert(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
-    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
+    ck_assert_int_eq(ref_load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
                                    "\"vocab_size\":10}", &c, &err), 0);
     ck_assert_int_eq(s4_cfg(&c)->d_state, 64);
     ck_assert_int_eq(s4_cfg(&c)->rank, 0);
@@ -274,37 +262,12 @@ START_TEST(test_config)
          SSMD_EUNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = load_cfg_text(bad[i].text, &c, &err);
+        int rc = ref_load_cfg_text(bad[i].text, &c, &err);
         ck_assert_msg(rc == bad[i].code, "case %zu: rc %d (%s)", i, rc, err.msg);
         ck_assert_msg(strstr(err.msg, bad[i].needle), "case %zu: %s", i, err.msg);
     }
 }
 END_TEST
-
-/* Opens fixture's weights under another config.json (a temp directory
- * with a link to the weights): SSMD_OK and *out, or the error. */
-static int open_with_config(const char *fixture, const char *config, eng_model **out,
-                            ssmd_err *err)
-{
-    char dir[] = "/tmp/ssmd-s4-dir-XXXXXX", path[512], src[512], weights[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs(config, f);
-    fclose(f);
-    snprintf(weights, sizeof weights, "tests/fixtures/s4/%s/model.safetensors", fixture);
-    ck_assert_ptr_nonnull(realpath(weights, src));
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ck_assert_int_eq(symlink(src, path), 0);
-    *out = NULL;
-    memset(err, 0, sizeof *err);
-    int rc = eng_model_open(dir, NULL, out, err);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    rmdir(dir);
-    return rc;
-}
 
 /* A config that disagrees with the weights fails to load, naming the
  * tensor; nothing leaks (ASan). */
@@ -325,7 +288,7 @@ START_TEST(test_weights_mismatch)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         eng_model *m;
         ssmd_err err;
-        ck_assert_int_eq(open_with_config(cases[i].fixture, cases[i].config, &m, &err), SSMD_EFORMAT);
+        ck_assert_int_eq(ref_open_with_config("tests/fixtures/s4", cases[i].fixture, cases[i].config, &m, &err), SSMD_EFORMAT);
         ck_assert_ptr_null(m);
         ck_assert_msg(strstr(err.msg, cases[i].needle), "case %zu: %s", i, err.msg);
     }
@@ -338,7 +301,7 @@ START_TEST(test_own_head_without_tie_key)
 {
     eng_model *m;
     ssmd_err err;
-    ck_assert_int_eq(open_with_config("s4d_block",
+    ck_assert_int_eq(ref_open_with_config("tests/fixtures/s4", "s4d_block",
                                       "{\"model_type\":\"s4d\",\"d_model\":16,\"n_layer\":2,"
                                       "\"vocab_size\":80,\"d_state\":12,\"discretization\":"
                                       "\"bilinear\",\"eos_token_id\":0}", &m, &err), SSMD_OK);

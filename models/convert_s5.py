@@ -41,7 +41,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from convert_s4 import ConvertError, load_any, write  # noqa: E402
+from convert_s4 import ConvertError, Taker, load_any, write  # noqa: E402
 
 ACTIVATIONS = ("gelu", "full_glu", "half_glu1", "half_glu2")
 
@@ -114,14 +114,7 @@ def convert_state_dict(sd, args):
     """sd: name -> numpy array (names normalised).  Returns (config dict,
     tensors dict of float32 arrays).  Raises ConvertError on anything
     unexpected."""
-    used = set()
-
-    def take(name):
-        if name not in sd:
-            raise ConvertError("missing tensor '%s'" % name)
-        used.add(name)
-        return np.asarray(sd[name], dtype=np.float64)
-
+    take = Taker(sd)
     tensors, shapes = {}, []
     i = 0
     while args.block.format(i=i) + "seq.Lambda_re" in sd:
@@ -153,7 +146,7 @@ def convert_state_dict(sd, args):
         tensors["lm_head.weight"] = dense_weight(take(args.lm_head + "kernel"))
         if args.lm_head + "bias" in sd:
             tensors["lm_head.bias"] = take(args.lm_head + "bias")
-    leftover = sorted(k for k in sd if k not in used)
+    leftover = take.leftover()
     if leftover:
         raise ConvertError("tensors not understood: %s" % ", ".join(leftover[:8]))
     cfg = {

@@ -397,7 +397,8 @@ static int layer_tensor(const char *suffix, int act)
             return 1;
     if (act != S5_ACT_GELU && (!strcmp(suffix, "out2.weight") || !strcmp(suffix, "out2.bias")))
         return 1;
-    return act == S5_ACT_FULL_GLU && (!strcmp(suffix, "out1.weight") || !strcmp(suffix, "out1.bias"));
+    return act == S5_ACT_FULL_GLU &&
+           (!strcmp(suffix, "out1.weight") || !strcmp(suffix, "out1.bias"));
 }
 
 /* Every tensor in the file must be one the format defines for this

@@ -179,6 +179,25 @@ static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223
 
 /* ---- conformance: what every model family must satisfy ------------------- */
 
+/* A uniform float in [-1, 1) from lcg state s. */
+static inline float ref_frand(unsigned *s)
+{
+    return (float)(lcg(s) >> 8) / 16777216.0f * 2.0f - 1.0f;
+}
+
+/* got[0..n) within tol of want's largest magnitude (raw arrays: kernel
+ * views, states). */
+static inline void ref_assert_close(const float *got, const float *want, size_t n, double tol,
+                                    const char *what)
+{
+    double scale = 1e-6;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%zu]: got %.7g want %.7g", what, i,
+                      got[i], want[i]);
+}
+
 /* The model at dir (a directory or a GGUF file) on the cpu backend; fails
  * the test when it does not load. */
 static inline eng_model *ref_open(const char *dir, int threads, int max_batch)
@@ -340,6 +359,56 @@ static inline void ref_check_batched_decode(eng_model *m, int B, int steps)
         assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
     free(batch_logits), free(solo), free(slots), free(ids);
     eng_state_pool_destroy(pool);
+}
+
+/* ---- a family's fixtures, run by a loop test's index ------------------- */
+
+/* The fixtures of one family under root (tests/fixtures/<family>). */
+typedef struct ref_family {
+    const char *root;
+    const char *const *names;
+    int n;
+} ref_family;
+
+static inline eng_model *ref_open_fixture(const ref_family *f, const char *name, int threads,
+                                          int max_batch)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/%s", f->root, name);
+    return ref_open(dir, threads, max_batch);
+}
+
+/* Loop index i over 2 * f->n * ref_n_levels(): fixture i % n at 1 or 2
+ * threads at level i / (2n) matches its expected.json (ref_check_matches)
+ * and has model_type `type` (NULL: the fixture's name decides). */
+static inline void ref_family_matches(const ref_family *f, int i, const char *type)
+{
+    const char *name = f->names[i % f->n];
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s/expected.json", f->root, name);
+    ref_use_level(i / (2 * f->n));
+    eng_model *m = ref_open_fixture(f, name, 1 + i / f->n % 2, 4);
+    if (type)
+        ck_assert_str_eq(eng_model_cfg(m)->model_type, type);
+    ref_check_matches(m, path, name);
+    eng_model_close(m);
+}
+
+/* Loop index i over f->n * ref_n_levels(), 2 threads:
+ * ref_check_prefill_equivalences(n, cut), or with B > 0
+ * ref_check_batched_decode(B, steps) and ref_check_prefill_multi. */
+static inline void ref_family_equivalences(const ref_family *f, int i, int n, int cut, int B,
+                                           int steps)
+{
+    ref_use_level(i / f->n);
+    eng_model *m = ref_open_fixture(f, f->names[i % f->n], 2, B > 0 ? 16 : 4);
+    if (B > 0) {
+        ref_check_batched_decode(m, B, steps);
+        ref_check_prefill_multi(m);
+    } else {
+        ref_check_prefill_equivalences(m, n, cut);
+    }
+    eng_model_close(m);
 }
 
 /* ---- configs and weights that disagree (the families' error tests) ---- */

@@ -25,25 +25,13 @@ static const char *const fixtures[] = {"s5_zoh_gelu", "s5_bilinear_half_glu2", "
                                        "s5_half_glu1"};
 enum { N_FIXTURES = 4 };
 
-static eng_model *open_fixture(const char *name, int threads, int max_batch)
-{
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/fixtures/s5/%s", name);
-    return ref_open(dir, threads, max_batch);
-}
+static const ref_family family = {"tests/fixtures/s5", fixtures, N_FIXTURES};
 
 /* The reference rows and greedy tokens within 1e-4 of each row's largest
  * logit (ref_check_matches), at 1 and 2 threads, at every kernel level. */
 START_TEST(test_matches_reference)
 {
-    const char *name = fixtures[_i % N_FIXTURES];
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/s5/%s/expected.json", name);
-    ref_use_level(_i / (2 * N_FIXTURES));
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
-    ck_assert_str_eq(eng_model_cfg(m)->model_type, "s5");
-    ref_check_matches(m, path, name);
-    eng_model_close(m);
+    ref_family_matches(&family, _i, "s5");
 }
 END_TEST
 
@@ -52,10 +40,7 @@ END_TEST
  * two uneven pieces, and token by token agree, states too. */
 START_TEST(test_prefill_equivalences)
 {
-    ref_use_level(_i / N_FIXTURES);
-    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
-    ref_check_prefill_equivalences(m, 701, 333);
-    eng_model_close(m);
+    ref_family_equivalences(&family, _i, 701, 333, 0, 0);
 }
 END_TEST
 
@@ -63,11 +48,7 @@ END_TEST
  * prefill of several sequences = each alone. */
 START_TEST(test_batched_decode_equals_single)
 {
-    ref_use_level(_i / N_FIXTURES);
-    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
-    ref_check_batched_decode(m, 11, 5);
-    ref_check_prefill_multi(m);
-    eng_model_close(m);
+    ref_family_equivalences(&family, _i, 0, 0, 11, 5);
 }
 END_TEST
 
@@ -76,7 +57,7 @@ END_TEST
  * the state is 2 * P floats per layer. */
 START_TEST(test_session_fork)
 {
-    eng_model *m = open_fixture("s5_bilinear_half_glu2", 1, 4);
+    eng_model *m = ref_open_fixture(&family, "s5_bilinear_half_glu2", 1, 4);
     const int V = eng_model_n_vocab(m);
     eng_state_pool *pool;
     ssmd_err err;
@@ -105,18 +86,6 @@ END_TEST
 
 /* ---- the recurrence's views ------------------------------------------- */
 
-static float frand(unsigned *s) { return (float)(lcg(s) >> 8) / 16777216.0f * 2.0f - 1.0f; }
-
-static void assert_close(const float *got, const float *want, size_t n, double tol, const char *what)
-{
-    double scale = 1e-6;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%zu]: got %.7g want %.7g", what, i,
-                      got[i], want[i]);
-}
-
 /* P states (odd), T steps (odd): from a random state, prefill (at 1 and 2
  * threads; 2 takes the chunked scan) = T decode steps = the scan with
  * chunks of 7 and 1, outputs and final states; and the outputs equal the
@@ -133,14 +102,14 @@ START_TEST(test_views_agree)
         xs[k] = malloc(sizeof(float) * T * row);
     }
     for (int p = 0; p < P; p++) { /* |lambda| in [0.9, 1) so the sums stay alive over T */
-        double r = 0.9 + 0.0999 * (frand(&s) + 1) / 2, th = 3.0 * frand(&s);
+        double r = 0.9 + 0.0999 * (ref_frand(&s) + 1) / 2, th = 3.0 * ref_frand(&s);
         lam[p] = (float)(r * cos(th));
         lam[P + p] = (float)(r * sin(th));
     }
     for (int i = 0; i < row; i++)
-        s0[i] = frand(&s);
+        s0[i] = ref_frand(&s);
     for (int i = 0; i < T * row; i++)
-        v[i] = frand(&s);
+        v[i] = ref_frand(&s);
     eng_threadpool *pool1 = eng_threadpool_create(1), *pool2 = eng_threadpool_create(2);
     memcpy(states[0], s0, sizeof(float) * row);
     cpu_s5_prefill(pool1, lam, P, states[0], v, T, xs[0]);
@@ -157,8 +126,8 @@ START_TEST(test_views_agree)
     float *scratch = malloc(sizeof(float) * cpu_s5_scan_scratch_floats(P, T, chunk));
     cpu_s5_scan(pool2, lam, P, states[3], v, T, chunk, scratch, xs[3]);
     for (int k = 1; k < 4; k++) {
-        assert_close(xs[k], xs[0], (size_t)T * row, 2e-5, "outputs");
-        assert_close(states[k], states[0], (size_t)row, 2e-5, "state");
+        ref_assert_close(xs[k], xs[0], (size_t)T * row, 2e-5, "outputs");
+        ref_assert_close(states[k], states[0], (size_t)row, 2e-5, "state");
     }
     /* the closed form, in double */
     float *want = malloc(sizeof(float) * T * row);
@@ -172,7 +141,7 @@ START_TEST(test_views_agree)
             want[(size_t)t * row + P + p] = (float)xi;
         }
     }
-    assert_close(xs[0], want, (size_t)T * row, 2e-5, "closed form");
+    ref_assert_close(xs[0], want, (size_t)T * row, 2e-5, "closed form");
     free(want), free(scratch), free(lam), free(s0), free(v);
     for (int k = 0; k < 4; k++)
         free(states[k]), free(xs[k]);
@@ -183,7 +152,8 @@ END_TEST
 
 /* ---- errors ----------------------------------------------------------- */
 
-#define S5_BASE "{\"model_type\":\"s5\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,\"ssm_size\":4"
+#define S5_BASE                                                                       \
+    "{\"model_type\":\"s5\",\"d_model\":8,\"n_layer\":1,\"vocab_size\":10,\"ssm_size\":4"
 
 START_TEST(test_config)
 {

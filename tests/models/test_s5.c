@@ -16,6 +16,7 @@
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/state_pool.h"
+#include "engine/tensor.h"
 #include "kernels/cpu/cpu_s5.h"
 #include "kernels/cpu/threadpool.h"
 #include "models/s5.h"
@@ -226,6 +227,30 @@ START_TEST(test_weights_mismatch)
 }
 END_TEST
 
+/* A backend without the S5 table (the CUDA backend's case) refuses the
+ * model by name at load, before touching anything. */
+START_TEST(test_backend_without_s5)
+{
+    const char *dir = "tests/fixtures/s5/s5_zoh_gelu";
+    eng_model_config c;
+    eng_weights *w;
+    bk_backend *bk;
+    ssmd_err err;
+    ck_assert_int_eq(eng_model_config_load("tests/fixtures/s5/s5_zoh_gelu/config.json", &c, &err),
+                     SSMD_OK);
+    ck_assert_int_eq(eng_weights_open(dir, &w, &err), SSMD_OK);
+    ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_OK);
+    bk_backend lacking = *bk; /* only the table is read before the refusal */
+    lacking.s5 = NULL;
+    void *out = NULL;
+    ck_assert_int_eq(c.arch->load(&c, w, &lacking, 4, &out, &err), SSMD_EUNSUPPORTED);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(err.msg, "has no S5 ops (model_type 's5')"), "%s", err.msg);
+    bk->destroy(bk);
+    eng_weights_close(w);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("s5");
@@ -239,6 +264,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_views_agree, 0, 2);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_weights_mismatch);
+    tcase_add_test(tc, test_backend_without_s5);
     suite_add_tcase(s, tc);
     return s;
 }

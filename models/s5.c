@@ -14,8 +14,9 @@
  *     Bm (2P, H) = [Re B_bar; Im B_bar]          v = u Bm^T   (Re | Im)
  *     Cm (H, 2P) = f [Re C~, -Im C~]             y = xs Cm^T
  * (Re(c x) = Re c Re x - Im c Im x).  The matmuls run at the backend's
- * GEMM speed for prefill and decode alike; only the recurrence over the P
- * states is S5's own op (bk_s5_ops).
+ * GEMM speed for prefill and decode alike (and, for the prompts of one
+ * engine step, over all their tokens at once); only the recurrence over the
+ * P states is S5's own op (bk_s5_ops).
  *
  * Per-slot state, per layer: (2, P) fp32, the real then the imaginary
  * plane of x.  This file never touches HTTP or sessions.
@@ -349,15 +350,27 @@ static void ssm_out(s5_model *m, const s5_block *b, int rows)
     bk->glu(bk, m->o2, rows, H, m->lm.out);
 }
 
-static void s5_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state, int rows)
+/* Several sequences' tokens back to back (segment k: seg_rows[k] rows,
+ * states[k] its state): the norm and the matmuls run once over all rows,
+ * the recurrence per segment from its own state. */
+static void s5_prefill_layer_multi(mdl_lm *lm, int i, const void *layer, float *const *states,
+                                   const int *seg_rows, int n_seg, int rows)
 {
     s5_model *m = (s5_model *)lm;
     const s5_block *b = layer;
     const int P = s5_cfg(&lm->cfg)->ssm_size;
     mdl_prenorm(lm, i, b->norm_w, b->norm_b, rows);
     ssm_in(m, b, rows);
-    lm->bk->s5->scan(lm->bk, b->lam, P, state, m->v, rows, m->v);
+    for (int k = 0, off = 0; k < n_seg; off += seg_rows[k], k++) {
+        float *v = m->v + (size_t)off * 2 * P;
+        lm->bk->s5->scan(lm->bk, b->lam, P, states[k], v, seg_rows[k], v);
+    }
     ssm_out(m, b, rows);
+}
+
+static void s5_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state, int rows)
+{
+    s5_prefill_layer_multi(lm, i, layer, &state, &rows, 1, rows);
 }
 
 static void s5_decode_layer(mdl_lm *lm, int i, const void *layer, const bk_state_ref *st)
@@ -384,6 +397,7 @@ static const mdl_family s5_family = {
     .free_scratch = s5_free_scratch,
     .prefill_layer = s5_prefill_layer,
     .decode_layer = s5_decode_layer,
+    .prefill_layer_multi = s5_prefill_layer_multi,
 };
 
 /* 1 when `suffix` is a tensor of every layer under activation act. */

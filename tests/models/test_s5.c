@@ -8,6 +8,7 @@
  * parallel scan) on odd sizes from non-zero states; and config / weight
  * errors named. */
 #include <check.h>
+#include <complex.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,10 +88,12 @@ END_TEST
 
 /* ---- the recurrence's views ------------------------------------------- */
 
-/* P states (odd), T steps (odd): from a random state, prefill (at 1 and 2
- * threads; 2 takes the chunked scan) = T decode steps = the scan with
- * chunks of 7 and 1, outputs and final states; and the outputs equal the
- * closed form x_t = lambda^(t+1) x_0 + sum_k lambda^(t-k) v_k in double. */
+/* P states (odd), T steps (odd): from a random state, prefill (1 thread,
+ * and 2 threads splitting the states, in place) = T decode steps = the
+ * chunked scan (chunks of 7, and of 1), outputs and final states (the
+ * model tests reach the scan through prefill: few states, long prompts);
+ * and the outputs equal the
+ * convolution view x_t = lambda^(t+1) x_0 + sum_k lambda^k v_{t-k} in double. */
 START_TEST(test_views_agree)
 {
     const int P = 37, T = 301, row = 2 * P;
@@ -130,19 +133,25 @@ START_TEST(test_views_agree)
         ref_assert_close(xs[k], xs[0], (size_t)T * row, 2e-5, "outputs");
         ref_assert_close(states[k], states[0], (size_t)row, 2e-5, "state");
     }
-    /* the closed form, in double */
+    /* the convolution view, in double: x_t = lambda^(t+1) x_0 +
+     * sum_{k<=t} lambda^k v_{t-k}, the powers of lambda as the kernel */
     float *want = malloc(sizeof(float) * T * row);
+    double complex *pw = malloc(sizeof(double complex) * (T + 1));
     for (int p = 0; p < P; p++) {
-        double xr = s0[p], xi = s0[P + p];
+        const double complex l = lam[p] + I * lam[P + p], x0 = s0[p] + I * s0[P + p];
+        pw[0] = 1.0;
+        for (int k = 1; k <= T; k++)
+            pw[k] = pw[k - 1] * l;
         for (int t = 0; t < T; t++) {
-            double r = lam[p] * xr - lam[P + p] * xi + v[(size_t)t * row + p];
-            double i = lam[p] * xi + lam[P + p] * xr + v[(size_t)t * row + P + p];
-            xr = r, xi = i;
-            want[(size_t)t * row + p] = (float)xr;
-            want[(size_t)t * row + P + p] = (float)xi;
+            double complex x = pw[t + 1] * x0;
+            for (int k = 0; k <= t; k++)
+                x += pw[k] * (v[(size_t)(t - k) * row + p] + I * v[(size_t)(t - k) * row + P + p]);
+            want[(size_t)t * row + p] = (float)creal(x);
+            want[(size_t)t * row + P + p] = (float)cimag(x);
         }
     }
-    ref_assert_close(xs[0], want, (size_t)T * row, 2e-5, "closed form");
+    free(pw);
+    ref_assert_close(xs[0], want, (size_t)T * row, 2e-5, "convolution");
     free(want), free(scratch), free(lam), free(s0), free(v);
     for (int k = 0; k < 4; k++)
         free(states[k]), free(xs[k]);

@@ -180,9 +180,11 @@ train: $(BUILD)/ssmd
 
 # Regenerates the committed reference fixtures (needs PyTorch + transformers:
 # Debian's python3-torch and pip's transformers; never needed by `make test`).
+# gen_s5.py needs only numpy (and torch through gen_s4's helpers).
 fixtures:
 	$(PYTHON) tests/fixtures/gen_mamba.py
 	$(PYTHON) tests/fixtures/gen_tokenizer.py
+	$(PYTHON) tests/fixtures/gen_s5.py
 
 clean:
 	rm -rf $(BUILD)

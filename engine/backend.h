@@ -208,6 +208,33 @@ typedef struct bk_s4_ops {
                  float *y);
 } bk_s4_ops;
 
+/* ---- S5 (models/s5.c) ---------------------------------------------------- */
+
+/* S5's multi-input multi-output SSM reduces, around two matmuls the model
+ * runs itself (v = u B_bar^T before, y = xs C^T after), to P independent
+ * complex diagonal recurrences: x_t = lambda x_{t-1} + v_t.  Complex rows
+ * are split planes: a row of 2P floats holds the real parts (P) then the
+ * imaginary parts (P); the state per slot is one such row. */
+typedef struct bk_s5_ops {
+    /* Prefill of one sequence: lam (2P) backend memory, the discretised
+     * lambda_bar; v (T, 2P) contiguous, the driven inputs B_bar u_t; state
+     * (2P) continued and left final.  xs (T, 2P) contiguous gets every
+     * x_t (xs may be v: in place).  The same as T step calls. */
+    void (*scan)(bk_backend *bk, const float *lam, int P, float *state, const float *v, int T,
+                 float *xs);
+    /* Decode: row b of v / xs (batch, 2P) belongs to slot st->slots[b],
+     * whose state of this layer is at st->ssm_offset. */
+    void (*step)(bk_backend *bk, const float *lam, int P, const bk_state_ref *st, const float *v,
+                 float *xs);
+    /* The skip and the activation of rows rows of H: pre = y + D * u
+     * (y, u contiguous (rows, H); D (H)); writes pre to out_pre (row stride
+     * ld_pre) when not NULL and gelu(pre) to out_act (row stride ld_act)
+     * when not NULL.  gelu_tanh: the tanh approximation (flax's default)
+     * instead of the exact erf form. */
+    void (*skip_act)(bk_backend *bk, const float *y, const float *u, const float *D, int rows,
+                     int H, int gelu_tanh, float *out_pre, int ld_pre, float *out_act, int ld_act);
+} bk_s5_ops;
+
 /* ---- the backend ---------------------------------------------------------- */
 
 struct bk_backend {
@@ -265,6 +292,7 @@ struct bk_backend {
     const bk_mamba1_ops *mamba1;
     const bk_mamba2_ops *mamba2;
     const bk_s4_ops *s4;
+    const bk_s5_ops *s5;
 };
 
 /* How a backend may compute.  exact: f32 activations and f32 accumulation

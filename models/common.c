@@ -172,6 +172,36 @@ int mdl_cfg_original(const eng_cfg_reader *r, const json_t *root, eng_model_conf
     return SSMD_OK;
 }
 
+int mdl_cfg_known_keys(const eng_cfg_reader *r, const json_t *root, const char *const *known,
+                       size_t n, const char *format)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        size_t k = 0;
+        while (k < n && strcmp(known[k], key))
+            k++;
+        if (k == n)
+            return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
+                                "%s: '%.64s' is not a key of the %s and may change the math",
+                                r->path, key, format);
+    }
+    return SSMD_OK;
+}
+
+int mdl_check_head(const eng_model_config *c, int tie_given, const eng_weights *w, ssmd_err *err)
+{
+    const eng_tensor *head = eng_weights_find(w, "lm_head.weight");
+    const eng_tensor *bias = eng_weights_find(w, "lm_head.bias");
+    if (head && tie_given && c->tie_embeddings)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'tie_embeddings' is true but the file has its "
+                            "own 'lm_head.weight'", head->file);
+    if (bias && (!head || c->tie_embeddings))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'lm_head.bias' with a head tied to the "
+                            "embedding", bias->file);
+    return SSMD_OK;
+}
+
 int mdl_cfg_original_is(const json_t *root, const char *layer)
 {
     const json_t *ssm = json_object_get(root, "ssm_cfg");

@@ -135,6 +135,17 @@ void mdl_release_matrices(bk_backend *bk, bk_matrix *const *mats, size_t n);
  * json_decref's it) and *sub a reader whose messages say "ssm_cfg.". */
 int mdl_cfg_original(const eng_cfg_reader *r, const json_t *root, eng_model_config *c,
                      eng_cfg_reader *sub, json_t **ssm);
+/* SSMD_EUNSUPPORTED naming the first key of root that is not in
+ * known[0..n) (a key a format does not define may change the math, so it
+ * is refused, never ignored); `format` names the format in the message. */
+int mdl_cfg_known_keys(const eng_cfg_reader *r, const json_t *root, const char *const *known,
+                       size_t n, const char *format);
+
+/* What the head tensors must agree with in the config: no 'lm_head.weight'
+ * when tie_embeddings was given true (tie_given), no 'lm_head.bias' on a
+ * tied head (our formats' names). */
+int mdl_check_head(const eng_model_config *c, int tie_given, const eng_weights *w, ssmd_err *err);
+
 /* 1 when root is an original-layout config whose ssm_cfg.layer is `layer`. */
 int mdl_cfg_original_is(const json_t *root, const char *layer);
 

@@ -78,6 +78,23 @@ class ConvertError(Exception):
     pass
 
 
+class Taker:
+    """take(name): tensor `name` of sd as float64, recorded as used (a
+    missing one is a ConvertError); leftover(): the names never taken."""
+
+    def __init__(self, sd):
+        self.sd, self.used = sd, set()
+
+    def __call__(self, name):
+        if name not in self.sd:
+            raise ConvertError("missing tensor '%s'" % name)
+        self.used.add(name)
+        return np.asarray(self.sd[name], dtype=np.float64)
+
+    def leftover(self):
+        return sorted(k for k in self.sd if k not in self.used)
+
+
 # ------------------------------------------------------------ S4 layers
 
 def bilinear_dense(lam, P, dt):
@@ -282,14 +299,7 @@ def convert_block(sd, p, args, take):
 def convert_state_dict(sd, args):
     """sd: name -> numpy array.  Returns (config dict, tensors dict of
     float32 numpy arrays).  Raises ConvertError on anything unexpected."""
-    used = set()
-
-    def take(name):
-        if name not in sd:
-            raise ConvertError("missing tensor '%s'" % name)
-        used.add(name)
-        return np.asarray(sd[name], dtype=np.float64)
-
+    take = Taker(sd)
     tensors, infos = {}, []
     i = 0
     while block_kind(sd, args.block.format(i=i)) is not None:
@@ -317,8 +327,7 @@ def convert_state_dict(sd, args):
         hb = args.lm_head.rsplit(".", 1)[0] + ".bias"
         if hb in sd:
             tensors["lm_head.bias"] = take(hb)
-    leftover = sorted(k for k in sd if k not in used and not k.endswith("omega")
-                      and not k.endswith(".z"))
+    leftover = [k for k in take.leftover() if not k.endswith("omega") and not k.endswith(".z")]
     if leftover and not args.allow_unused:
         raise ConvertError("tensors not understood (gates, bottlenecks, adaptive softmax... "
                            "are not supported): %s" % ", ".join(leftover[:8]))
@@ -359,12 +368,13 @@ def load_any(path):
     return out
 
 
-def write(out_dir, cfg, tensors):
+def write(out_dir, cfg, tensors, fmt="ssmd-s4"):
+    """DIR/config.json and DIR/model.safetensors (metadata format `fmt`)."""
     from safetensors.numpy import save_file
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "model.safetensors")
     save_file({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())}, path,
-              metadata={"format": "ssmd-s4"})
+              metadata={"format": fmt})
     os.chmod(path, 0o644)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)

@@ -7,11 +7,13 @@
 #include "models/mamba1.h"
 #include "models/mamba2.h"
 #include "models/s4.h"
+#include "models/s5.h"
 
 static const eng_arch *const families[] = {
     &mamba1_arch,
     &mamba2_arch,
     &s4_arch,
+    &s5_arch,
 };
 
 #define N_FAMILIES (sizeof families / sizeof families[0])

@@ -29,9 +29,6 @@
 
 /* ---- config.json -------------------------------------------------------- */
 
-/* Our S4 / S4D layout (proto/s4-format.md).  Sizes are required; the
- * options that change the math have the reference implementation's
- * defaults and anything we cannot honour is refused. */
 /* Every key the format defines (proto/s4-format.md) and the ones that say
  * nothing about the math; any other key may change the math and is
  * refused, never ignored. */
@@ -42,18 +39,8 @@ static int s4_check_keys(const eng_cfg_reader *r, const json_t *root)
         "activation", "final_act", "prenorm", "layer_norm_epsilon", "tie_embeddings",
         "bos_token_id", "eos_token_id", "architectures", "torch_dtype", "transformers_version",
         "_name_or_path"};
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)root, key, v) {
-        size_t k = 0;
-        while (k < sizeof known / sizeof known[0] && strcmp(known[k], key))
-            k++;
-        if (k == sizeof known / sizeof known[0])
-            return ssmd_err_set(r->err, SSMD_EUNSUPPORTED,
-                                "%s: '%.64s' is not a key of the S4 format (proto/s4-format.md) "
-                                "and may change the math", r->path, key);
-    }
-    return SSMD_OK;
+    return mdl_cfg_known_keys(r, root, known, sizeof known / sizeof known[0],
+                              "S4 format (proto/s4-format.md)");
 }
 
 static int s4_parse_config(const eng_cfg_reader *r, const json_t *root, eng_model_config *c)
@@ -438,14 +425,9 @@ static const mdl_family s4_family = {
 static int s4_check_tensors(const eng_model_config *c, const eng_weights *w, ssmd_err *err)
 {
     const s4_config *f = s4_cfg(c);
-    const eng_tensor *head = eng_weights_find(w, "lm_head.weight");
-    const eng_tensor *bias = eng_weights_find(w, "lm_head.bias");
-    if (head && f->tie_given && c->tie_embeddings)
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'tie_embeddings' is true but the file has its "
-                            "own 'lm_head.weight'", head->file);
-    if (bias && (!head || c->tie_embeddings))
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: 'lm_head.bias' with a head tied to the "
-                            "embedding", bias->file);
+    int rc = mdl_check_head(c, f->tie_given, w, err);
+    if (rc)
+        return rc;
     for (int i = 0; f->rank == 0 && i < c->n_layer; i++) {
         char name[64];
         const eng_tensor *p = eng_weights_find(w, mdl_layer_name(name, sizeof name, "", i, "ssm.P"));

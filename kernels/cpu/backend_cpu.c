@@ -20,6 +20,7 @@
 #include "kernels/cpu/cpu_matmul.h"
 #include "kernels/cpu/cpu_norm.h"
 #include "kernels/cpu/cpu_s4.h"
+#include "kernels/cpu/cpu_s5.h"
 #include "kernels/cpu/cpu_ssd.h"
 #include "kernels/cpu/cpu_ssm.h"
 #include "kernels/cpu/threadpool.h"
@@ -213,6 +214,34 @@ static const bk_s4_ops cpu_s4 = {
     .step = cpu_s4_step_op,
 };
 
+/* ---- S5 ---- */
+
+static void cpu_s5_scan_op(bk_backend *bk, const float *lam, int P, float *state, const float *v,
+                           int T, float *xs)
+{
+    cpu_s5_prefill(cpu_of(bk)->pool, lam, P, state, v, T, xs);
+}
+
+static void cpu_s5_step_op(bk_backend *bk, const float *lam, int P, const bk_state_ref *st,
+                           const float *v, float *xs)
+{
+    cpu_s5_step(cpu_of(bk)->pool, lam, P, st, v, xs);
+}
+
+static void cpu_s5_skip_act_op(bk_backend *bk, const float *y, const float *u, const float *D,
+                               int rows, int H, int gelu_tanh, float *out_pre, int ld_pre,
+                               float *out_act, int ld_act)
+{
+    cpu_s5_skip_act(cpu_of(bk)->pool, y, u, D, rows, H, gelu_tanh, out_pre, ld_pre, out_act,
+                    ld_act);
+}
+
+static const bk_s5_ops cpu_s5 = {
+    .scan = cpu_s5_scan_op,
+    .step = cpu_s5_step_op,
+    .skip_act = cpu_s5_skip_act_op,
+};
+
 static void cpu_destroy(bk_backend *bk)
 {
     cpu_backend *c = cpu_of(bk);
@@ -272,6 +301,7 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
         .mamba1 = &cpu_mamba1,
         .mamba2 = &cpu_mamba2,
         .s4 = &cpu_s4,
+        .s5 = &cpu_s5,
     };
     *out = &c->base;
     return SSMD_OK;

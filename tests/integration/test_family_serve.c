@@ -1,5 +1,5 @@
 /* test_family_serve.c - the model families beyond Mamba-1 (S4D / S4 / DSS,
- * Mamba-2, Falcon-Mamba) through the real binary: `ssmd generate` (greedy
+ * S5, Mamba-2, Falcon-Mamba) through the real binary: `ssmd generate` (greedy
  * ids and --dump-logits rows against each family's reference fixtures) and
  * `ssmd serve` (greedy completions, a prompt split across a session, and
  * state export/import into another session), the same contract as for
@@ -14,7 +14,8 @@
 static const char *const fixtures[] = {"s4/s4d_minimal",   "s4/s4d_block",     "s4/s4_legs",
                                        "s4/s4_rank2",      "s4/dss_exp",       "s4/dss_softmax",
                                        "mamba2/hf_tiny",   "mamba2/hf_groups", "mamba2/orig_gate",
-                                       "mamba/falcon_tiny"};
+                                       "mamba/falcon_tiny", "s5/s5_zoh_gelu",
+                                       "s5/s5_bilinear_half_glu2"};
 enum { N_FIXTURES = sizeof fixtures / sizeof fixtures[0] };
 
 /* ---- generate --------------------------------------------------------- */
@@ -83,6 +84,7 @@ static void setup_serve_at(const char *dir)
 static void setup_serve_s4(void) { setup_serve_at("tests/fixtures/s4/s4d_minimal"); }
 static void setup_serve_dss(void) { setup_serve_at("tests/fixtures/s4/dss_softmax"); }
 static void setup_serve_mamba2(void) { setup_serve_at("tests/fixtures/mamba2/hf_groups"); }
+static void setup_serve_s5(void) { setup_serve_at("tests/fixtures/s5/s5_bilinear_half_glu2"); }
 
 static void teardown_serve(void)
 {
@@ -172,9 +174,9 @@ Suite *test_suite(void)
     tcase_set_timeout(gen, 120);
     tcase_add_loop_test(gen, test_generate_cli, 0, N_FIXTURES);
     suite_add_tcase(s, gen);
-    void (*setups[])(void) = {setup_serve_s4, setup_serve_dss, setup_serve_mamba2};
-    const char *names[] = {"serve s4d", "serve dss", "serve mamba2"};
-    for (int i = 0; i < 3; i++) {
+    void (*setups[])(void) = {setup_serve_s4, setup_serve_dss, setup_serve_mamba2, setup_serve_s5};
+    const char *names[] = {"serve s4d", "serve dss", "serve mamba2", "serve s5"};
+    for (int i = 0; i < 4; i++) {
         TCase *tc = tcase_create(names[i]);
         tcase_set_timeout(tc, 120);
         tcase_add_unchecked_fixture(tc, setups[i], teardown_serve);

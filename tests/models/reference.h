@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/model.h"
+#include "engine/model_config.h"
 #include "engine/state_pool.h"
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -176,6 +178,25 @@ static inline void ref_join_ids(const int32_t *ids, int n, const char *sep, char
 static inline unsigned lcg(unsigned *s) { return *s = *s * 1664525u + 1013904223u; }
 
 /* ---- conformance: what every model family must satisfy ------------------- */
+
+/* A uniform float in [-1, 1) from lcg state s. */
+static inline float ref_frand(unsigned *s)
+{
+    return (float)(lcg(s) >> 8) / 16777216.0f * 2.0f - 1.0f;
+}
+
+/* got[0..n) within tol of want's largest magnitude (raw arrays: kernel
+ * views, states). */
+static inline void ref_assert_close(const float *got, const float *want, size_t n, double tol,
+                                    const char *what)
+{
+    double scale = 1e-6;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%zu]: got %.7g want %.7g", what, i,
+                      got[i], want[i]);
+}
 
 /* The model at dir (a directory or a GGUF file) on the cpu backend; fails
  * the test when it does not load. */
@@ -338,6 +359,96 @@ static inline void ref_check_batched_decode(eng_model *m, int B, int steps)
         assert_states_close(pool, slots[b], slots[b] - 1, 1e-5);
     free(batch_logits), free(solo), free(slots), free(ids);
     eng_state_pool_destroy(pool);
+}
+
+/* ---- a family's fixtures, run by a loop test's index ------------------- */
+
+/* The fixtures of one family under root (tests/fixtures/<family>). */
+typedef struct ref_family {
+    const char *root;
+    const char *const *names;
+    int n;
+} ref_family;
+
+static inline eng_model *ref_open_fixture(const ref_family *f, const char *name, int threads,
+                                          int max_batch)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/%s", f->root, name);
+    return ref_open(dir, threads, max_batch);
+}
+
+/* Loop index i over 2 * f->n * ref_n_levels(): fixture i % n at 1 or 2
+ * threads at level i / (2n) matches its expected.json (ref_check_matches)
+ * and has model_type `type` (NULL: the fixture's name decides). */
+static inline void ref_family_matches(const ref_family *f, int i, const char *type)
+{
+    const char *name = f->names[i % f->n];
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s/expected.json", f->root, name);
+    ref_use_level(i / (2 * f->n));
+    eng_model *m = ref_open_fixture(f, name, 1 + i / f->n % 2, 4);
+    if (type)
+        ck_assert_str_eq(eng_model_cfg(m)->model_type, type);
+    ref_check_matches(m, path, name);
+    eng_model_close(m);
+}
+
+/* Loop index i over f->n * ref_n_levels(), 2 threads:
+ * ref_check_prefill_equivalences(n, cut), or with B > 0
+ * ref_check_batched_decode(B, steps) and ref_check_prefill_multi. */
+static inline void ref_family_equivalences(const ref_family *f, int i, int n, int cut, int B,
+                                           int steps)
+{
+    ref_use_level(i / f->n);
+    eng_model *m = ref_open_fixture(f, f->names[i % f->n], 2, B > 0 ? 16 : 4);
+    if (B > 0) {
+        ref_check_batched_decode(m, B, steps);
+        ref_check_prefill_multi(m);
+    } else {
+        ref_check_prefill_equivalences(m, n, cut);
+    }
+    eng_model_close(m);
+}
+
+/* ---- configs and weights that disagree (the families' error tests) ---- */
+
+/* eng_model_config_load of a config.json holding text. */
+static inline int ref_load_cfg_text(const char *text, eng_model_config *c, ssmd_err *err)
+{
+    char path[] = "/tmp/ssmd-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    int rc = eng_model_config_load(path, c, err);
+    unlink(path);
+    return rc;
+}
+
+/* Opens root/fixture's weights under another config.json (a temp
+ * directory with a link to the weights): SSMD_OK and *out, or the error. */
+static inline int ref_open_with_config(const char *root, const char *fixture, const char *config,
+                                       eng_model **out, ssmd_err *err)
+{
+    char dir[] = "/tmp/ssmd-dir-XXXXXX", path[512], src[512], weights[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(weights, sizeof weights, "%s/%s/model.safetensors", root, fixture);
+    ck_assert_ptr_nonnull(realpath(weights, src));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_int_eq(symlink(src, path), 0);
+    *out = NULL;
+    memset(err, 0, sizeof *err);
+    int rc = eng_model_open(dir, NULL, out, err);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    return rc;
 }
 
 #endif

@@ -27,49 +27,30 @@ static const char *const fixtures[] = {"s4d_minimal", "s4d_block", "s4_legs",
                                        "s4_rank2",    "dss_exp",   "dss_softmax"};
 enum { N_FIXTURES = 6 };
 
-static eng_model *open_fixture(const char *name, int threads, int max_batch)
-{
-    char dir[256];
-    snprintf(dir, sizeof dir, "tests/fixtures/s4/%s", name);
-    return ref_open(dir, threads, max_batch);
-}
+static const ref_family family = {"tests/fixtures/s4", fixtures, N_FIXTURES};
 
 /* The reference rows and greedy tokens (ref_check_matches), at 1 and 2
  * threads, at every kernel level. */
 START_TEST(test_matches_reference)
 {
     const char *name = fixtures[_i % N_FIXTURES];
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/s4/%s/expected.json", name);
-    ref_use_level(_i / (2 * N_FIXTURES));
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
-    ck_assert_str_eq(eng_model_cfg(m)->model_type, strncmp(name, "s4_", 3) ? "s4d" : "s4");
-    ref_check_matches(m, path, name);
-    eng_model_close(m);
+    ref_family_matches(&family, _i, strncmp(name, "s4_", 3) ? "s4d" : "s4");
 }
 END_TEST
-
-static float frand(unsigned *s) { return (float)(lcg(s) >> 8) / 16777216.0f * 2.0f - 1.0f; }
 
 /* A long odd-length sequence (crossing the 512-token prefill chunk): prefill
  * at once, in two uneven pieces, and token by token agree, states too. */
 START_TEST(test_prefill_equivalences)
 {
-    ref_use_level(_i / N_FIXTURES);
-    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
-    ref_check_prefill_equivalences(m, 701, 333);
-    eng_model_close(m);
+    ref_family_equivalences(&family, _i, 701, 333, 0, 0);
 }
 END_TEST
 
-/* B sequences decoded together (slots out of order) = each decoded alone. */
+/* B sequences decoded together (slots out of order) = each decoded alone;
+ * the family has no batched prefill: one by one. */
 START_TEST(test_batched_decode_equals_single)
 {
-    ref_use_level(_i / N_FIXTURES);
-    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 16);
-    ref_check_batched_decode(m, 11, 5);
-    ref_check_prefill_multi(m); /* the family has no batched prefill: one by one */
-    eng_model_close(m);
+    ref_family_equivalences(&family, _i, 0, 0, 11, 5);
 }
 END_TEST
 
@@ -104,15 +85,17 @@ static void layer_make(test_layer *t, int H, int N2, int rank, unsigned seed)
     t->b = calloc(pl, sizeof *t->b);
     t->dt = calloc((size_t)H, sizeof *t->dt);
     for (int h = 0; h < H; h++) {
-        double dt = exp(-4.0 + 3.0 * (frand(&s) + 1.0) / 2.0); /* [e^-4, e^-1] */
+        double dt = exp(-4.0 + 3.0 * (ref_frand(&s) + 1.0) / 2.0); /* [e^-4, e^-1] */
         t->dt[h] = dt;
-        D[h] = frand(&s);
+        D[h] = ref_frand(&s);
         double complex m = 1.0;
         double complex p[64], d[64];
         for (int n = 0; n < N2; n++) {
             size_t o = (size_t)n * H + h;
-            double complex lam = -0.5 * exp(0.5 * frand(&s)) + I * (3.14159 * n + frand(&s));
-            double complex b = frand(&s) + I * frand(&s), c = frand(&s) + I * frand(&s);
+            double complex lam =
+                -0.5 * exp(0.5 * ref_frand(&s)) + I * (3.14159 * n + ref_frand(&s));
+            double complex b = ref_frand(&s) + I * ref_frand(&s);
+            double complex c = ref_frand(&s) + I * ref_frand(&s);
             t->lam[o] = lam;
             t->b[o] = b;
             put(dC, pl, o, 2.0 * c);
@@ -120,7 +103,7 @@ static void layer_make(test_layer *t, int H, int N2, int rank, unsigned seed)
                 put(dA, pl, o, cexp(dt * lam));
                 put(dB, pl, o, b * (cexp(dt * lam) - 1.0) / lam);
             } else {
-                p[n] = 0.5 * (frand(&s) + I * frand(&s));
+                p[n] = 0.5 * (ref_frand(&s) + I * ref_frand(&s));
                 d[n] = 1.0 / (2.0 / dt - lam);
                 put(dA, pl, o, 2.0 / dt + lam);
                 put(dB, pl, o, 2.0 * b);
@@ -145,16 +128,6 @@ static void layer_free(test_layer *t)
     free(t->dt);
 }
 
-static void assert_close(const float *got, const float *want, size_t n, double tol, const char *what)
-{
-    double scale = 1e-6;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= tol * scale, "%s[%zu]: got %.7g want %.7g", what, i,
-                      got[i], want[i]);
-}
-
 /* Diagonal and DPLR layers, odd sizes and lengths: prefill from a random
  * state = T decode steps = the chunked scan (state and outputs); from a
  * zero state = the convolution with the layer's kernel, which for the
@@ -176,9 +149,9 @@ START_TEST(test_views_agree)
     float *y3 = malloc((size_t)T * H * sizeof(float));
     unsigned s = 5;
     for (size_t i = 0; i < sf; i++)
-        s0[i] = frand(&s);
+        s0[i] = ref_frand(&s);
     for (int i = 0; i < T * H; i++)
-        u[i] = frand(&s);
+        u[i] = ref_frand(&s);
     /* recurrence: prefill vs step by step, from s0 */
     memcpy(s1, s0, sf * sizeof(float));
     memcpy(s2, s0, sf * sizeof(float));
@@ -189,14 +162,14 @@ START_TEST(test_views_agree)
                            .batch = 1};
         cpu_s4_step(kern, pool, l, &st, u + (size_t)k * H, y2 + (size_t)k * H);
     }
-    assert_close(y2, y1, (size_t)T * H, 1e-5, "step y");
-    assert_close(s2, s1, sf, 1e-5, "step state");
+    ref_assert_close(y2, y1, (size_t)T * H, 1e-5, "step y");
+    ref_assert_close(s2, s1, sf, 1e-5, "step state");
     if (rank == 0) { /* scan, chunks of 8 (odd tail) */
         memcpy(s3, s0, sf * sizeof(float));
         float *scratch = malloc(cpu_s4_scan_scratch_floats(l, T, 8) * sizeof(float));
         cpu_s4_scan(kern, pool, l, s3, u, T, 8, scratch, y3);
-        assert_close(y3, y1, (size_t)T * H, 1e-5, "scan y");
-        assert_close(s3, s1, sf, 1e-5, "scan state");
+        ref_assert_close(y3, y1, (size_t)T * H, 1e-5, "scan y");
+        ref_assert_close(s3, s1, sf, 1e-5, "scan state");
         free(scratch);
     }
     /* convolution from a zero state */
@@ -205,7 +178,7 @@ START_TEST(test_views_agree)
     float *K = malloc((size_t)T * H * sizeof(float));
     cpu_s4_kernel(kern, l, T, K);
     cpu_s4_conv(l, K, u, T, y3);
-    assert_close(y3, y1, (size_t)T * H, 1e-5, "conv y");
+    ref_assert_close(y3, y1, (size_t)T * H, 1e-5, "conv y");
     if (rank == 0) { /* K_l = 2 Re sum_n C_n B~_n exp(dt lam_n l), in double */
         for (int k = 0; k < T; k++)
             for (int h = 0; h < H; h++) {
@@ -219,7 +192,7 @@ START_TEST(test_views_agree)
                 }
                 y1[(size_t)k * H + h] = (float)creal(acc);
             }
-        assert_close(K, y1, (size_t)T * H, 1e-5, "Vandermonde kernel");
+        ref_assert_close(K, y1, (size_t)T * H, 1e-5, "Vandermonde kernel");
     }
     free(K), free(s0), free(s1), free(s2), free(s3), free(u), free(y1), free(y2), free(y3);
     eng_threadpool_destroy(pool);
@@ -229,30 +202,18 @@ END_TEST
 
 /* ---- errors ----------------------------------------------------------- */
 
-static int load_cfg_text(const char *text, eng_model_config *c, ssmd_err *err)
-{
-    char path[] = "/tmp/ssmd-s4-cfg-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert(fd >= 0);
-    ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-    close(fd);
-    int rc = eng_model_config_load(path, c, err);
-    unlink(path);
-    return rc;
-}
-
 START_TEST(test_config)
 {
     eng_model_config c;
     ssmd_err err;
-    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
+    ck_assert_int_eq(ref_load_cfg_text("{\"model_type\":\"s4\",\"d_model\":8,\"n_layer\":2,"
                                    "\"vocab_size\":10,\"d_state\":6,\"rank\":2}", &c, &err), 0);
     ck_assert_str_eq(c.model_type, "s4");
     ck_assert_int_eq(s4_cfg(&c)->rank, 2);
     ck_assert_int_eq(s4_cfg(&c)->bilinear, 1);
     ck_assert_int_eq(c.eos_token_id, -1);
     ck_assert(fabsf(c.norm_eps - 1e-5f) < 1e-12f);
-    ck_assert_int_eq(load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
+    ck_assert_int_eq(ref_load_cfg_text("{\"model_type\":\"s4d\",\"d_model\":8,\"n_layer\":1,"
                                    "\"vocab_size\":10}", &c, &err), 0);
     ck_assert_int_eq(s4_cfg(&c)->d_state, 64);
     ck_assert_int_eq(s4_cfg(&c)->rank, 0);
@@ -274,37 +235,12 @@ START_TEST(test_config)
          SSMD_EUNSUPPORTED},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int rc = load_cfg_text(bad[i].text, &c, &err);
+        int rc = ref_load_cfg_text(bad[i].text, &c, &err);
         ck_assert_msg(rc == bad[i].code, "case %zu: rc %d (%s)", i, rc, err.msg);
         ck_assert_msg(strstr(err.msg, bad[i].needle), "case %zu: %s", i, err.msg);
     }
 }
 END_TEST
-
-/* Opens fixture's weights under another config.json (a temp directory
- * with a link to the weights): SSMD_OK and *out, or the error. */
-static int open_with_config(const char *fixture, const char *config, eng_model **out,
-                            ssmd_err *err)
-{
-    char dir[] = "/tmp/ssmd-s4-dir-XXXXXX", path[512], src[512], weights[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs(config, f);
-    fclose(f);
-    snprintf(weights, sizeof weights, "tests/fixtures/s4/%s/model.safetensors", fixture);
-    ck_assert_ptr_nonnull(realpath(weights, src));
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ck_assert_int_eq(symlink(src, path), 0);
-    *out = NULL;
-    memset(err, 0, sizeof *err);
-    int rc = eng_model_open(dir, NULL, out, err);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    rmdir(dir);
-    return rc;
-}
 
 /* A config that disagrees with the weights fails to load, naming the
  * tensor; nothing leaks (ASan). */
@@ -325,7 +261,9 @@ START_TEST(test_weights_mismatch)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         eng_model *m;
         ssmd_err err;
-        ck_assert_int_eq(open_with_config(cases[i].fixture, cases[i].config, &m, &err), SSMD_EFORMAT);
+        ck_assert_int_eq(ref_open_with_config("tests/fixtures/s4", cases[i].fixture,
+                                              cases[i].config, &m, &err),
+                         SSMD_EFORMAT);
         ck_assert_ptr_null(m);
         ck_assert_msg(strstr(err.msg, cases[i].needle), "case %zu: %s", i, err.msg);
     }
@@ -338,7 +276,7 @@ START_TEST(test_own_head_without_tie_key)
 {
     eng_model *m;
     ssmd_err err;
-    ck_assert_int_eq(open_with_config("s4d_block",
+    ck_assert_int_eq(ref_open_with_config("tests/fixtures/s4", "s4d_block",
                                       "{\"model_type\":\"s4d\",\"d_model\":16,\"n_layer\":2,"
                                       "\"vocab_size\":80,\"d_state\":12,\"discretization\":"
                                       "\"bilinear\",\"eos_token_id\":0}", &m, &err), SSMD_OK);

@@ -40,7 +40,8 @@ static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul", 
                                        "glu",          "rms_rows"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
-                  (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16, "kc dtype codes follow eng_dtype");
+                  (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16 && (int)KC_DT_Q8_0 == (int)ENG_DTYPE_Q8_0,
+              "kc dtype codes follow eng_dtype");
 
 static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
 
@@ -51,9 +52,11 @@ static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56 && sizeof(bk
 
 int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err)
 {
-    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16)
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': unsupported dtype %s", t->file,
-                            t->name, t->dtype_name);
+    if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16 &&
+        t->dtype != ENG_DTYPE_Q8_0)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED,
+                            "%s: tensor '%s': dtype %s is not supported on the cuda backend (have: "
+                            "F32, F16, BF16, Q8_0)", t->file, t->name, t->dtype_name);
     *bytes = (size_t)rows * eng_dtype_row_bytes(t->dtype, cols);
     return SSMD_OK;
 }

@@ -179,7 +179,8 @@ extern "C" int kc_gemv_wide(const void *w, int dt, int rows, int cols, const flo
                             float *y, int ldy, const float *bias, kc_stream s)
 {
     const int esize = dt == KC_DT_F32 ? 4 : 2;
-    if (((uintptr_t)w & 15) != 0 || ((size_t)cols * esize) % 16 != 0)
+    if ((dt != KC_DT_F32 && dt != KC_DT_F16 && dt != KC_DT_BF16) || ((uintptr_t)w & 15) != 0 ||
+        ((size_t)cols * esize) % 16 != 0)
         return 0;
     if (m <= 0 || rows <= 0)
         return 1;

@@ -31,8 +31,10 @@ typedef struct kc_slots {
     int batch;
 } kc_slots;
 
-/* Weight dtypes; the values are engine/tensor.h's eng_dtype. */
-enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2 };
+/* Weight dtypes; the values are engine/tensor.h's eng_dtype.  Q8_0 is
+ * GGUF's block of 32: an f16 scale then 32 int8 (34 bytes), rows of whole
+ * blocks one after another, so element i is in block i / 32. */
+enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2, KC_DT_Q8_0 = 4 };
 
 /* The generic scan keeps up to this many state values per thread; the same
  * bound as the CPU backend's (models above it are rejected at load). */

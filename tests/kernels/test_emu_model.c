@@ -17,11 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/arch.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/tensor.h"
+#include "engine/weights/gguf_write.h"
+#include "engine/weights/weights.h"
 #include "engine/state_pool.h"
 #include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
@@ -318,6 +321,77 @@ START_TEST(test_cuda_mock_bf16_fast_path)
 }
 END_TEST
 
+/* A Q8_0 GGUF file of the default model (written by eng_gguf_save: its
+ * 256- and 512-wide matrices are whole 32-blocks) on the mocked cuda
+ * backend, where the blocks are read as stored by the GEMV, the embedding
+ * gather and the widened GEMM, against the CPU backend on the same file
+ * (which rounds x to int8 per block as well): logits within 3e-2 of the
+ * row scale, the stated tolerance between the two Q8_0 paths, and greedy
+ * ids equal where the CPU's top-2 margin exceeds twice that. */
+START_TEST(test_cuda_mock_q8_0_model)
+{
+    char dir[] = "/tmp/ssmd-q8-XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/default_q8.gguf", dir);
+    eng_weights *w;
+    ssmd_err err = {0};
+    ck_assert_msg(eng_weights_open("models/default", &w, &err) == SSMD_OK, "%s", err.msg);
+    json_error_t jerr;
+    json_t *cfg = json_load_file("models/default/config.json", 0, &jerr);
+    ck_assert_ptr_nonnull(cfg);
+    int nq = 0;
+    ck_assert_msg(eng_gguf_save(w, cfg, NULL, ENG_DTYPE_Q8_0, path, &nq, &err) == SSMD_OK, "%s", err.msg);
+    ck_assert_int_gt(nq, 0);
+    json_decref(cfg);
+    eng_weights_close(w);
+    enum { T = 24 }; /* more rows than gemv_max_rows: the GEMM path too */
+    int32_t ids[T];
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(17 + 131 * t) % 4096;
+    float *rows[2] = {NULL, NULL};
+    int V = 0;
+    for (int on_cuda = 0; on_cuda <= 1; on_cuda++) {
+        eng_model_opts o;
+        eng_model_opts_defaults(&o);
+        o.backend = on_cuda ? "cuda" : "cpu";
+        eng_model *m = NULL;
+        kc_mock_reset();
+        ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "%s", err.msg);
+        ck_assert_str_eq(eng_model_dtype_name(m), "q8_0");
+        V = eng_model_n_vocab(m);
+        rows[on_cuda] = malloc(sizeof(float) * T * V);
+        eng_state_pool *pool;
+        ck_assert_int_eq(eng_state_pool_create(m, 1, &pool, &err), SSMD_OK);
+        eng_state_slot_zero(pool, 0);
+        ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, T, rows[on_cuda], 1, &err), SSMD_OK);
+        eng_state_pool_destroy(pool);
+        eng_model_close(m);
+        ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+    }
+    assert_rows_close(rows[1], rows[0], T, V, 3e-2, "q8_0 cuda vs cpu");
+    int checked = 0;
+    for (int t = 0; t < T; t++) {
+        const float *want = rows[0] + (size_t)t * V;
+        int best = argmax(want, V);
+        double scale = 1e-6, second = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            scale = fmax(scale, fabs(want[v]));
+            if (v != best)
+                second = fmax(second, want[v]);
+        }
+        if (want[best] - second > 2 * 3e-2 * scale) {
+            ck_assert_int_eq(argmax(rows[1] + (size_t)t * V, V), best);
+            checked++;
+        }
+    }
+    ck_assert_int_gt(checked, 0);
+    free(rows[0]);
+    free(rows[1]);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("emu_model");
@@ -329,6 +403,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_emu_batched_decode_matches_cpu, 0, N_FIXTURES);
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
     tcase_add_test(tc, test_cuda_mock_bf16_fast_path);
+    tcase_add_test(tc, test_cuda_mock_q8_0_model);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -250,13 +250,12 @@ int eng_model_config_from_json(const json_t *root, const char *origin, eng_model
     return rc;
 }
 
-int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err)
+json_t *eng_cfg_load_json(const char *path, ssmd_err *err)
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = cfg_read_file(path, &buf, &len, err);
-    if (rc != SSMD_OK)
-        return rc;
+    if (cfg_read_file(path, &buf, &len, err) != SSMD_OK)
+        return NULL;
     size_t qlen = 0;
     char *quoted = cfg_quote_literals(buf, len, &qlen);
     free(buf);
@@ -264,9 +263,17 @@ int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err
     json_t *root = json_loadb(quoted, qlen, JSON_REJECT_DUPLICATES, &jerr);
     free(quoted);
     if (!root)
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON at line %d, column %d: %s", path,
-                            jerr.line, jerr.column, jerr.text);
-    rc = eng_model_config_from_json(root, path, cfg, err);
+        ssmd_err_set(err, SSMD_EFORMAT, "%s: bad JSON at line %d, column %d: %s", path, jerr.line,
+                     jerr.column, jerr.text);
+    return root;
+}
+
+int eng_model_config_load(const char *path, eng_model_config *cfg, ssmd_err *err)
+{
+    json_t *root = eng_cfg_load_json(path, err);
+    if (!root)
+        return err->code;
+    int rc = eng_model_config_from_json(root, path, cfg, err);
     json_decref(root);
     return rc;
 }

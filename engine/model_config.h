@@ -71,6 +71,10 @@ int eng_cfg_str(const eng_cfg_reader *r, const json_t *obj, const char *key, con
 /* A token id: an integer, a list of integers (the first counts), or null
  * (-1, unknown). */
 int eng_cfg_token(const eng_cfg_reader *r, const json_t *obj, const char *key, int def, int *out);
+/* A config.json file as a JSON object, Python's bare Infinity / NaN
+ * literals read as the strings "Infinity" / "NaN" (see
+ * eng_cfg_json_number); NULL with err naming the file and line. */
+json_t *eng_cfg_load_json(const char *path, ssmd_err *err);
 /* A JSON number, or one of the literals Infinity / -Infinity that Python
  * writes (they reach the families as those strings): 1 and *out, else 0. */
 int eng_cfg_json_number(const json_t *v, double *out);

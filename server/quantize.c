@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/model_config.h"
 #include "engine/quant.h"
 #include "engine/tensor.h"
 #include "engine/weights/gguf_write.h"
@@ -103,10 +104,11 @@ int srv_quantize_main(int argc, char **argv)
         config = json_incref((json_t *)eng_weights_config(w));
         tokenizer = json_incref((json_t *)eng_weights_tokenizer(w));
     } else {
-        config = load_json(in, "config.json", &missing);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/config.json", in);
+        config = eng_cfg_load_json(path, &err); /* Hugging Face's bare Infinity included */
         if (!config) {
-            if (missing)
-                fprintf(stderr, "ssmd quantize: %s/config.json: missing\n", in);
+            fprintf(stderr, "ssmd quantize: %s\n", err.msg);
             goto done;
         }
         tokenizer = load_json(in, "tokenizer.json", &missing);

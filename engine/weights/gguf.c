@@ -301,9 +301,12 @@ static const char *hf_name(const gguf_arch *arch, const char *g, char *buf, size
     return ours ? ours : g;
 }
 
-const char *eng_gguf_tensor_name(const char *ours, char *buf, size_t size)
+const char *eng_gguf_tensor_name(const char *arch, const char *ours, char *buf, size_t size)
 {
-    return map_name(&archs[0], ours, 1, buf, size); /* the writer writes Mamba-1 */
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(arch, archs[i].name))
+            return map_name(&archs[i], ours, 1, buf, size);
+    return NULL;
 }
 
 int eng_gguf_type_id(eng_dtype dt)

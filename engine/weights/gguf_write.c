@@ -1,10 +1,12 @@
-/* gguf_write.c - a Mamba-1 model as a GGUF v3 file (gguf_write.h).
+/* gguf_write.c - a Mamba-1 or Mamba-2 model as a GGUF v3 file
+ * (gguf_write.h).
  *
- * The inverse of gguf.c: our tensor names to llama.cpp's (gguf.c's table;
- * the original state-spaces layout's embedding name too),
- * conv1d (E, 1, K) squeezed to (E, K), A_log written as A = -exp(A_log),
- * the config as mamba.* metadata, a byte-level BPE tokenizer.json as
- * tokenizer.ggml.* (gpt2 model, GPT-2 pre-tokenizer).  Tensors are
+ * The inverse of gguf.c: our tensor names to llama.cpp's (gguf.c's tables;
+ * the original state-spaces layout's embedding name too), conv1d (E, 1, K)
+ * squeezed to (E, K), A_log written as A = -exp(A_log), Mamba-2's A and D
+ * as (H, 1) and its norm as (groups, E / groups), the config as mamba.*
+ * (Mamba-1, Falcon-Mamba) or mamba2.* metadata, a byte-level BPE
+ * tokenizer.json as tokenizer.ggml.* (gpt2 model, GPT-2 pre-tokenizer).  Tensors are
  * converted one at a time (through f32, so any source dtype works), so
  * memory stays at one tensor beyond the source's map.  Never knows the
  * backends.
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/model_config.h"
 #include "engine/quant.h"
 #include "engine/weights/weights.h"
 #include "engine/xalloc.h"
@@ -108,16 +111,20 @@ static const char *embed_name(const eng_weights *w)
     return eng_weights_find(w, ORIGINAL_EMBED) ? ORIGINAL_EMBED : "backbone.embeddings.weight";
 }
 
-static int plan_tensor(const eng_tensor *t, eng_dtype matrix_type, out_tensor *o, ssmd_err *err)
+/* arch: "mamba" or "mamba2"; groups: Mamba-2's n_groups (its gated norm's
+ * weight is written (groups, E / groups), A and D as (H, 1), as llama.cpp's
+ * converter does). */
+static int plan_tensor(const eng_tensor *t, const char *arch, int groups, eng_dtype matrix_type,
+                       out_tensor *o, ssmd_err *err)
 {
     memset(o, 0, sizeof *o);
     o->src = t;
     char buf[sizeof o->name];
     const char *ours = strcmp(t->name, ORIGINAL_EMBED) ? t->name : "backbone.embeddings.weight";
-    const char *g = eng_gguf_tensor_name(ours, buf, sizeof buf);
+    const char *g = eng_gguf_tensor_name(arch, ours, buf, sizeof buf);
     if (!g)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s' has no GGUF (llama.cpp "
-                            "Mamba) name", t->file, t->name);
+                            "%s) name", t->file, t->name, arch);
     snprintf(o->name, sizeof o->name, "%s", g);
     o->ndim = t->ndim;
     memcpy(o->shape, t->shape, sizeof o->shape);
@@ -125,10 +132,22 @@ static int plan_tensor(const eng_tensor *t, eng_dtype matrix_type, out_tensor *o
         o->ndim = 2;
         o->shape[1] = t->shape[2];
     }
+    const int mamba2 = !strcmp(arch, "mamba2");
+    if (mamba2 && t->ndim == 1 && (ends_with(t->name, "mixer.A_log") || ends_with(t->name, "mixer.D"))) {
+        o->ndim = 2; /* (H) -> (H, 1) */
+        o->shape[1] = 1;
+    }
+    if (mamba2 && t->ndim == 1 && ends_with(t->name, "mixer.norm.weight") && groups > 1 &&
+        t->shape[0] % groups == 0) {
+        o->ndim = 2; /* (E) -> (groups, E / groups) */
+        o->shape[0] = groups;
+        o->shape[1] = t->shape[0] / groups;
+    }
     if (o->ndim > 4 || o->ndim < 1)
         return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s' has %d dimensions", t->file,
                             t->name, t->ndim);
-    const int matrix = o->ndim == 2 && !ends_with(t->name, "A_log") &&
+    /* the weight matrices: 2-D as stored (not the vectors reshaped above) */
+    const int matrix = t->ndim == 2 && !ends_with(t->name, "A_log") &&
                        !ends_with(t->name, "conv1d.weight");
     o->dtype = matrix ? matrix_dtype(matrix_type, o->shape[1]) : ENG_DTYPE_F32;
     const int64_t cols = o->shape[o->ndim - 1];
@@ -168,50 +187,9 @@ static int64_t dim_of(const eng_weights *w, const char *name, int d)
     return t && d < t->ndim ? t->shape[d] : -1;
 }
 
-static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *config,
-                      const char *path, ssmd_err *err)
+/* bos/eos ids, when the config has them. */
+static void put_token_ids(wbuf *b, uint64_t *n, const json_t *config)
 {
-    const char *type = json_string_value(json_object_get(config, "model_type"));
-    if (!type && json_object_get(config, "d_model")) /* the original layout's config.json */
-        type = "mamba";
-    const int falcon = type && !strcmp(type, "falcon_mamba");
-    if (!type || (strcmp(type, "mamba") && !falcon))
-        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: model_type '%s' cannot be written as "
-                            "GGUF (have: mamba, falcon_mamba)", path, type ? type : "(none)");
-    int layers = 0;
-    char name[96];
-    while (snprintf(name, sizeof name, "backbone.layers.%d.mixer.D", layers),
-           eng_weights_find(w, name))
-        layers++;
-    const eng_tensor *conv = eng_weights_find(w, "backbone.layers.0.mixer.conv1d.weight");
-    const int64_t sizes[] = {
-        dim_of(w, embed_name(w), 1), dim_of(w, "backbone.layers.0.mixer.D", 0),
-        dim_of(w, "backbone.layers.0.mixer.A_log", 1), conv ? conv->shape[conv->ndim - 1] : -1,
-        dim_of(w, "backbone.layers.0.mixer.dt_proj.weight", 1)};
-    const char *keys[] = {"mamba.embedding_length", "mamba.ssm.inner_size",
-                          "mamba.ssm.state_size", "mamba.ssm.conv_kernel",
-                          "mamba.ssm.time_step_rank"};
-    if (layers == 0)
-        return ssmd_err_set(err, SSMD_EFORMAT, "%s: no layers (backbone.layers.0.mixer.D)", path);
-    const json_t *vocab = json_object_get(config, "vocab_size");
-    const json_t *eps = json_object_get(config, "layer_norm_epsilon");
-    kv_str(b, n, "general.architecture", "mamba");
-    kv_u32(b, n, "general.alignment", ALIGN);
-    kv_u32(b, n, "mamba.block_count", (uint32_t)layers);
-    kv_u32(b, n, "mamba.context_length", 1u << 20); /* a recurrence has no window */
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (sizes[i] <= 0)
-            return ssmd_err_set(err, SSMD_EFORMAT, "%s: cannot tell %s from the tensors", path,
-                                keys[i]);
-        kv_u32(b, n, keys[i], (uint32_t)sizes[i]);
-    }
-    const int64_t rows = dim_of(w, embed_name(w), 0); /* padded, maybe */
-    kv_u32(b, n, "mamba.vocab_size",
-           (uint32_t)(json_is_integer(vocab) ? json_integer_value(vocab) : rows));
-    kv_f32(b, n, "mamba.attention.layer_norm_rms_epsilon",
-           json_is_number(eps) ? (float)json_number_value(eps) : 1e-5f);
-    if (falcon)
-        kv_bool(b, n, "mamba.ssm.dt_b_c_rms", 1);
     const char *ids[][2] = {{"bos_token_id", "tokenizer.ggml.bos_token_id"},
                             {"eos_token_id", "tokenizer.ggml.eos_token_id"}};
     for (size_t i = 0; i < 2; i++) {
@@ -219,7 +197,124 @@ static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *
         if (json_is_integer(v) && json_integer_value(v) >= 0)
             kv_u32(b, n, ids[i][1], (uint32_t)json_integer_value(v));
     }
+}
+
+static int count_layers(const eng_weights *w)
+{
+    int layers = 0;
+    char name[96];
+    while (snprintf(name, sizeof name, "backbone.layers.%d.mixer.D", layers),
+           eng_weights_find(w, name))
+        layers++;
+    return layers;
+}
+
+/* <arch>.<key> = sizes[i] for each key, every one known from the tensors;
+ * with the block count, context length, vocab size and norm eps. */
+static int put_shape(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *config, const char *arch,
+                     const char *const *keys, const int64_t *sizes, size_t n_keys, const char *path,
+                     ssmd_err *err)
+{
+    char k[96];
+    const int layers = count_layers(w);
+    if (layers == 0)
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: no layers (backbone.layers.0.mixer.D)", path);
+    const json_t *vocab = json_object_get(config, "vocab_size");
+    const json_t *eps = json_object_get(config, "layer_norm_epsilon");
+    kv_str(b, n, "general.architecture", arch);
+    kv_u32(b, n, "general.alignment", ALIGN);
+    snprintf(k, sizeof k, "%s.block_count", arch);
+    kv_u32(b, n, k, (uint32_t)layers);
+    snprintf(k, sizeof k, "%s.context_length", arch);
+    kv_u32(b, n, k, 1u << 20); /* a recurrence has no window */
+    for (size_t i = 0; i < n_keys; i++) {
+        snprintf(k, sizeof k, "%s.%s", arch, keys[i]);
+        if (sizes[i] <= 0)
+            return ssmd_err_set(err, SSMD_EFORMAT, "%s: cannot tell %s from the tensors", path, k);
+        kv_u32(b, n, k, (uint32_t)sizes[i]);
+    }
+    const int64_t rows = dim_of(w, embed_name(w), 0); /* padded, maybe */
+    snprintf(k, sizeof k, "%s.vocab_size", arch);
+    kv_u32(b, n, k, (uint32_t)(json_is_integer(vocab) ? json_integer_value(vocab) : rows));
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
+    kv_f32(b, n, k, json_is_number(eps) ? (float)json_number_value(eps) : 1e-5f);
+    put_token_ids(b, n, config);
     return SSMD_OK;
+}
+
+/* Mamba-2 in transformers' layout, as far as llama.cpp's mamba2 graph
+ * computes it: no projection biases, dt unclamped, the gate before the
+ * norm; anything else is refused by name rather than written wrong. */
+static int put_config_mamba2(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *config,
+                             const char *path, ssmd_err *err)
+{
+    const json_t *lim = json_object_get(config, "time_step_limit");
+    double lo = 0.0, hi = INFINITY;
+    const int unclamped = !lim || (json_is_array(lim) && eng_cfg_json_number(json_array_get(lim, 0), &lo) &&
+                                   eng_cfg_json_number(json_array_get(lim, 1), &hi) && lo == 0.0 &&
+                                   isinf(hi));
+    const char *refused = json_is_true(json_object_get(config, "use_bias")) ? "'use_bias' true"
+                          : json_is_true(json_object_get(config, "norm_before_gate"))
+                              ? "'norm_before_gate' true"
+                          : !unclamped ? "'time_step_limit' other than [0, Infinity]"
+                                       : NULL;
+    if (refused)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: %s cannot be written as GGUF (llama.cpp's "
+                            "Mamba-2 has no such option)", path, refused);
+    const json_t *groups = json_object_get(config, "n_groups"), *state = json_object_get(config, "state_size");
+    const eng_tensor *conv = eng_weights_find(w, "backbone.layers.0.mixer.conv1d.weight");
+    const int64_t sizes[] = {dim_of(w, embed_name(w), 1),
+                             dim_of(w, "backbone.layers.0.mixer.norm.weight", 0),
+                             json_is_integer(state) ? json_integer_value(state) : -1,
+                             conv ? conv->shape[conv->ndim - 1] : -1,
+                             dim_of(w, "backbone.layers.0.mixer.D", 0),
+                             json_is_integer(groups) ? json_integer_value(groups) : 1};
+    const char *const keys[] = {"embedding_length", "ssm.inner_size", "ssm.state_size",
+                                "ssm.conv_kernel", "ssm.time_step_rank", "ssm.group_count"};
+    return put_shape(b, n, w, config, "mamba2", keys, sizes, sizeof keys / sizeof keys[0], path, err);
+}
+
+/* The model type a config.json describes ("mamba" for the original
+ * state-spaces layout of Mamba-1), or NULL for one GGUF cannot hold. */
+static const char *gguf_arch_of(const json_t *config, int *falcon)
+{
+    const char *type = json_string_value(json_object_get(config, "model_type"));
+    const json_t *ssm = json_object_get(config, "ssm_cfg");
+    *falcon = type && !strcmp(type, "falcon_mamba");
+    if (!type && json_object_get(config, "d_model") &&
+        !(json_is_string(json_object_get(ssm, "layer")) &&
+          strcmp(json_string_value(json_object_get(ssm, "layer")), "Mamba1")))
+        return "mamba"; /* the original layout's config.json of a Mamba-1 */
+    if (type && (!strcmp(type, "mamba") || *falcon))
+        return "mamba";
+    if (type && !strcmp(type, "mamba2"))
+        return "mamba2";
+    return NULL;
+}
+
+static int put_config(wbuf *b, uint64_t *n, const eng_weights *w, const json_t *config,
+                      const char *path, ssmd_err *err)
+{
+    int falcon;
+    const char *arch = gguf_arch_of(config, &falcon);
+    const char *type = json_string_value(json_object_get(config, "model_type"));
+    if (!arch)
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: model_type '%s' cannot be written as "
+                            "GGUF (have: mamba, falcon_mamba, mamba2 in transformers' layout)", path,
+                            type ? type : "(none)");
+    if (!strcmp(arch, "mamba2"))
+        return put_config_mamba2(b, n, w, config, path, err);
+    const eng_tensor *conv = eng_weights_find(w, "backbone.layers.0.mixer.conv1d.weight");
+    const int64_t sizes[] = {
+        dim_of(w, embed_name(w), 1), dim_of(w, "backbone.layers.0.mixer.D", 0),
+        dim_of(w, "backbone.layers.0.mixer.A_log", 1), conv ? conv->shape[conv->ndim - 1] : -1,
+        dim_of(w, "backbone.layers.0.mixer.dt_proj.weight", 1)};
+    const char *const keys[] = {"embedding_length", "ssm.inner_size", "ssm.state_size",
+                                "ssm.conv_kernel", "ssm.time_step_rank"};
+    int rc = put_shape(b, n, w, config, "mamba", keys, sizes, sizeof keys / sizeof keys[0], path, err);
+    if (!rc && falcon)
+        kv_bool(b, n, "mamba.ssm.dt_b_c_rms", 1);
+    return rc;
 }
 
 /* tokenizer.ggml.* of a byte-level BPE tokenizer.json (what gguf.c reads
@@ -309,15 +404,17 @@ int eng_gguf_save(const eng_weights *w, const json_t *config, const json_t *toke
     float *f32 = NULL;
     uint8_t *buf = NULL;
     FILE *f = NULL;
-    int rc = SSMD_OK, quantized = 0;
+    int rc = SSMD_OK, quantized = 0, falcon;
+    const char *arch = gguf_arch_of(config, &falcon);
+    const json_t *groups = json_object_get(config, "n_groups");
+    rc = put_config(&kv, &n_kv, w, config, path, err); /* refuses what GGUF cannot say first */
     for (int i = 0; i < nt && !rc; i++) {
-        rc = plan_tensor(eng_weights_at(w, i), matrix_type, &ts[i], err);
+        rc = plan_tensor(eng_weights_at(w, i), arch, json_is_integer(groups) ? (int)json_integer_value(groups) : 1,
+                         matrix_type, &ts[i], err);
         ts[i].offset = offset;
         offset += (ts[i].nbytes + ALIGN - 1) / ALIGN * ALIGN;
         quantized += eng_dtype_info_of(ts[i].dtype)->quantized;
     }
-    if (!rc)
-        rc = put_config(&kv, &n_kv, w, config, path, err);
     if (!rc && tokenizer)
         rc = put_tokenizer(&kv, &n_kv, tokenizer, path, err);
     if (rc)

@@ -1,4 +1,4 @@
-/* gguf_write.h - writing a Mamba-1 model as a GGUF file that gguf.c (and
+/* gguf_write.h - writing a Mamba-1 or Mamba-2 model as a GGUF file that gguf.c (and
  * llama.cpp) reads: `ssmd quantize`, and tests that need a file of given
  * weights.  Public: used outside engine/weights/.
  */
@@ -10,7 +10,7 @@
 #include "engine/error.h"
 #include "engine/tensor.h"
 
-/* Writes the Mamba-1 / Falcon-Mamba model whose tensors are w (any source,
+/* Writes the Mamba-1 / Falcon-Mamba / Mamba-2 model whose tensors are w (any source,
  * our names) and whose config is `config` (a config.json object:
  * model_type, vocab_size, layer_norm_epsilon, bos/eos ids; the sizes come
  * from the tensors) to path.  The matrices (2-D weights but A_log) become

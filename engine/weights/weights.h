@@ -61,9 +61,10 @@ void eng_weights_set_config(eng_weights *w, json_t *config);
 /* The same for the tokenizer the file carries, as a tokenizer.json object. */
 void eng_weights_set_tokenizer(eng_weights *w, json_t *tokenizer);
 
-/* GGUF's (llama.cpp's) name for our tensor name `ours` (into buf), or NULL
- * when the Mamba-1 layout has none (gguf.c's table, both directions). */
-const char *eng_gguf_tensor_name(const char *ours, char *buf, size_t size);
+/* GGUF's (llama.cpp's) name for our tensor name `ours` in a file of
+ * architecture `arch` ("mamba" or "mamba2"; into buf), or NULL when that
+ * layout has none (gguf.c's tables, both directions). */
+const char *eng_gguf_tensor_name(const char *arch, const char *ours, char *buf, size_t size);
 /* The ggml type number of dt in a GGUF file, or -1 when GGUF has none. */
 int eng_gguf_type_id(eng_dtype dt);
 

@@ -18,6 +18,7 @@
 #include "engine/model.h"
 #include "engine/tensor.h"
 #include "engine/text/tokenizer.h"
+#include "engine/model_config.h"
 #include "engine/weights/gguf_write.h"
 #include "tests/engine/st_writer.h"
 #include "tests/models/reference.h"
@@ -48,7 +49,8 @@ static void save(const char *in, eng_dtype dt, const char *name, char *out, size
     } else {
         char path[512];
         snprintf(path, sizeof path, "%s/config.json", in);
-        config = load_json(path);
+        config = eng_cfg_load_json(path, &err); /* Infinity included */
+        ck_assert_msg(config, "%s", err.msg);
         snprintf(path, sizeof path, "%s/tokenizer.json", in);
         if (access(path, F_OK) == 0)
             tok = load_json(path);
@@ -76,6 +78,12 @@ START_TEST(test_f32_round_trip)
     save("tests/fixtures/mamba/original_f16", ENG_DTYPE_F32, "original", path, sizeof path);
     m = ref_open(path, 1, 4);
     ref_check_matches(m, "tests/fixtures/mamba/original_f16/expected.json", "original.gguf");
+    eng_model_close(m);
+    /* Mamba-2 (transformers' layout, no biases, dt unclamped) */
+    save("tests/fixtures/mamba2/hf_tiny", ENG_DTYPE_F32, "mamba2_tiny", path, sizeof path);
+    m = ref_open(path, 1, 4);
+    ck_assert_str_eq(eng_model_cfg(m)->model_type, "mamba2");
+    ref_check_matches(m, "tests/fixtures/mamba2/hf_tiny/expected.json", "mamba2_tiny.gguf");
     eng_model_close(m);
     /* the tokenizer survives: text_tiny encodes as its tokenizer.json */
     save("tests/fixtures/mamba/text_tiny", ENG_DTYPE_F32, "text_tiny", path, sizeof path);
@@ -197,9 +205,18 @@ START_TEST(test_refused_by_name)
     ck_assert_int_eq(eng_weights_open("tests/fixtures/mamba/tiny_auto", &w, &err), SSMD_OK);
     char path[512];
     snprintf(path, sizeof path, "%s/x.gguf", g_root);
-    json_t *cfg = json_pack("{s:s}", "model_type", "mamba2");
+    json_t *cfg = json_pack("{s:s}", "model_type", "s4d");
     ck_assert_int_ne(eng_gguf_save(w, cfg, NULL, ENG_DTYPE_Q8_0, path, NULL, &err), SSMD_OK);
-    ck_assert_msg(strstr(err.msg, "model_type 'mamba2'"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "model_type 's4d'"), "%s", err.msg);
+    json_decref(cfg);
+    /* a Mamba-2 that llama.cpp's graph cannot compute is refused by option */
+    eng_weights *wg;
+    ck_assert_int_eq(eng_weights_open("tests/fixtures/mamba2/hf_groups", &wg, &err), SSMD_OK);
+    cfg = eng_cfg_load_json("tests/fixtures/mamba2/hf_groups/config.json", &err);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_int_ne(eng_gguf_save(wg, cfg, NULL, ENG_DTYPE_Q8_0, path, NULL, &err), SSMD_OK);
+    ck_assert_msg(strstr(err.msg, "'use_bias' true"), "%s", err.msg);
+    eng_weights_close(wg);
     json_decref(cfg);
     cfg = json_pack("{s:s}", "model_type", "mamba");
     json_t *tok = json_pack("{s:{s:s}}", "model", "type", "Unigram");

@@ -250,6 +250,28 @@ END_TEST
  * takes the path. */
 enum { FAST_TOL_X1000 = 30 };
 
+/* Greedy ids of got equal want's on every row where want's top-2 margin
+ * exceeds twice tol of the row scale; returns how many rows were checked. */
+static int same_greedy_where_clear(const float *got, const float *want, int rows, int V, double tol)
+{
+    int checked = 0;
+    for (int i = 0; i < rows; i++) {
+        const float *w = want + (size_t)i * V;
+        int best = argmax(w, V);
+        double scale = 1e-6, second = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            scale = fmax(scale, fabs(w[v]));
+            if (v != best)
+                second = fmax(second, w[v]);
+        }
+        if (w[best] - second > 2 * tol * scale) {
+            ck_assert_int_eq(argmax(got + (size_t)i * V, V), best);
+            checked++;
+        }
+    }
+    return checked;
+}
+
 static int prefill_rows_fast(eng_model *m, const ref_case *rc, int rows, float *logits)
 {
     eng_state_pool *pool;
@@ -291,20 +313,7 @@ START_TEST(test_cuda_mock_bf16_fast_path)
                 fprintf(stderr, "numerics %s case %d row %d: %.3g of the row scale\n", fast ? "fast" : "exact",
                         c, i, worst / scale);
             }
-            for (int i = 0; i < rows; i++) {
-                const float *want = rc->logits + (size_t)i * V;
-                int best = argmax(want, V);
-                double scale = 1e-6, second = -INFINITY;
-                for (int v = 0; v < V; v++) {
-                    scale = fmax(scale, fabs(want[v]));
-                    if (v != best)
-                        second = fmax(second, want[v]);
-                }
-                if (want[best] - second > 2 * tol * scale) {
-                    ck_assert_int_eq(argmax(logits + (size_t)i * V, V), best);
-                    checked_ids++;
-                }
-            }
+            checked_ids += same_greedy_where_clear(logits, rc->logits, rows, V, tol);
             free(logits);
         }
         ck_assert_int_gt(checked_ids, 0);
@@ -369,22 +378,7 @@ START_TEST(test_cuda_mock_q8_0_model)
         ck_assert_uint_eq(kc_mock_live_allocations(), 0);
     }
     assert_rows_close(rows[1], rows[0], T, V, 3e-2, "q8_0 cuda vs cpu");
-    int checked = 0;
-    for (int t = 0; t < T; t++) {
-        const float *want = rows[0] + (size_t)t * V;
-        int best = argmax(want, V);
-        double scale = 1e-6, second = -INFINITY;
-        for (int v = 0; v < V; v++) {
-            scale = fmax(scale, fabs(want[v]));
-            if (v != best)
-                second = fmax(second, want[v]);
-        }
-        if (want[best] - second > 2 * 3e-2 * scale) {
-            ck_assert_int_eq(argmax(rows[1] + (size_t)t * V, V), best);
-            checked++;
-        }
-    }
-    ck_assert_int_gt(checked, 0);
+    ck_assert_int_gt(same_greedy_where_clear(rows[1], rows[0], T, V, 3e-2), 0);
     free(rows[0]);
     free(rows[1]);
     unlink(path);

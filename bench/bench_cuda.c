@@ -3,8 +3,11 @@
  * achieves next to the device's measured copy bandwidth.
  *
  *   bench_cuda [--model DIR] [--out DIR] [--backend cuda] [--prompt-len 512]
- *              [--batches 1,4,16,64,128] [--steps 50]
+ *              [--batches 1,4,16,64,128] [--steps 50] [--numerics exact|fast]
  *
+ * --numerics fast lets the backend trade exactness for its fast units (on
+ * cuda: TF32 for f32 weights, the bf16 tensor-core GEMM for bf16 weights'
+ * prefill), as `ssmd serve --numerics fast` does.
  * Without --model it writes mamba-130m-shaped random models (F32 and BF16)
  * under --out and measures both; no Python needed on the GPU machine.  Uses
  * only the engine API; the device bandwidth probe reaches the CUDA runtime
@@ -192,7 +195,7 @@ static int write_model(const char *dir, int bf16)
 
 /* ---- measurement ---------------------------------------------------------------- */
 
-static int bench_model(const char *dir, const char *backend, int prompt_len, const int *batches,
+static int bench_model(const char *dir, const char *backend, int fast, int prompt_len, const int *batches,
                        int n_batches, int steps, double dev_gbs)
 {
     int max_b = 1;
@@ -201,6 +204,7 @@ static int bench_model(const char *dir, const char *backend, int prompt_len, con
     eng_model_opts o;
     eng_model_opts_defaults(&o);
     o.backend = backend;
+    o.backend_opts.numerics = fast ? BK_NUMERICS_FAST : BK_NUMERICS_EXACT;
     o.max_batch = max_b;
     eng_model *m = NULL;
     eng_state_pool *pool = NULL;
@@ -229,9 +233,9 @@ static int bench_model(const char *dir, const char *backend, int prompt_len, con
     fprintf(stderr, "%s on %s: %.1f MB weights (%s); device copy bandwidth %.0f GB/s\n", dir, backend,
             wbytes / 1e6, eng_model_dtype_name(m), dev_gbs);
     fprintf(stderr, "  prefill %d tokens: %.0f tokens/s\n", prompt_len, prefill_tps);
-    printf("{\"model\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"device_copy_gbs\": %.1f, "
-           "\"prefill_tok_s\": %.1f, \"decode\": [", dir, backend, eng_model_dtype_name(m), dev_gbs,
-           prefill_tps);
+    printf("{\"model\": \"%s\", \"backend\": \"%s\", \"numerics\": \"%s\", \"dtype\": \"%s\", "
+           "\"device_copy_gbs\": %.1f, \"prefill_tok_s\": %.1f, \"decode\": [", dir, backend,
+           fast ? "fast" : "exact", eng_model_dtype_name(m), dev_gbs, prefill_tps);
     for (int bi = 0; bi < n_batches; bi++) {
         const int B = batches[bi];
         for (int b = 0; b < B; b++) {
@@ -261,14 +265,14 @@ static int bench_model(const char *dir, const char *backend, int prompt_len, con
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *out = "build/bench/cuda", *backend = "cuda";
+    const char *model = NULL, *out = "build/bench/cuda", *backend = "cuda", *numerics = "exact";
     int prompt_len = 512, steps = 50, batches[16], n_batches = 0;
     const char *blist = "1,4,16,64,128";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: bench_cuda [--model DIR] [--out DIR] [--backend cuda|cpu] "
-                            "[--prompt-len N] [--batches 1,4,16] [--steps N]\n");
+                            "[--prompt-len N] [--batches 1,4,16] [--steps N] [--numerics exact|fast]\n");
             return 2;
         }
         if (!strcmp(a, "--model")) model = v;
@@ -277,19 +281,21 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--prompt-len")) prompt_len = atoi(v);
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--batches")) blist = v;
+        else if (!strcmp(a, "--numerics")) numerics = v;
         else { fprintf(stderr, "bench_cuda: unknown option %s\n", a); return 2; }
         i++;
     }
     for (const char *p = blist; *p && n_batches < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
         if (atoi(p) > 0)
             batches[n_batches++] = atoi(p);
-    if (prompt_len < 1 || steps < 1 || !n_batches) {
-        fprintf(stderr, "bench_cuda: bad --prompt-len, --steps or --batches\n");
+    const int fast = !strcmp(numerics, "fast");
+    if (prompt_len < 1 || steps < 1 || !n_batches || (!fast && strcmp(numerics, "exact"))) {
+        fprintf(stderr, "bench_cuda: bad --prompt-len, --steps, --batches or --numerics\n");
         return 2;
     }
     double dev_gbs = device_copy_gbs();
     if (model)
-        return bench_model(model, backend, prompt_len, batches, n_batches, steps, dev_gbs);
+        return bench_model(model, backend, fast, prompt_len, batches, n_batches, steps, dev_gbs);
     char path[512];
     int rc = 0;
     for (int bf16 = 0; bf16 < 2; bf16++) {
@@ -301,7 +307,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_cuda: cannot write %s\n", path);
             return 1;
         }
-        rc |= bench_model(path, backend, prompt_len, batches, n_batches, steps, dev_gbs);
+        rc |= bench_model(path, backend, fast, prompt_len, batches, n_batches, steps, dev_gbs);
     }
     return rc;
 }

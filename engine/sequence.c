@@ -34,7 +34,7 @@ int eng_seq_init(eng_seq *q, const eng_seq_params *p, ssmd_err *err)
     if (p->sampling->json_object || p->sampling->json_schema) {
         q->json = 1;
         eng_json_rule_init(&q->json_rule, p->sampling->json_schema);
-        q->json_ok = xrealloc(NULL, (size_t)p->n_vocab);
+        eng_json_vocab_init(&q->json_vocab, p->tok, p->n_vocab);
     }
     return SSMD_OK;
 }
@@ -42,8 +42,8 @@ int eng_seq_init(eng_seq *q, const eng_seq_params *p, ssmd_err *err)
 void eng_seq_close(eng_seq *q)
 {
     eng_sampler_close(&q->sampler);
-    free(q->json_ok);
-    q->json_ok = NULL;
+    if (q->json_vocab.plain)
+        eng_json_vocab_free(&q->json_vocab);
     free(q->history);
     q->history = NULL;
     q->n_history = q->cap = 0;
@@ -81,7 +81,7 @@ eng_finish eng_seq_next(eng_seq *q, float *logits, eng_logprobs *lp)
     /* a vocabulary that cannot go on leaves the logits free (then the take
      * below fails and the constraint ends: the text is what the model says) */
     if (q->json)
-        eng_json_mask(&q->json_rule, q->tok, logits, q->sampler.n_vocab, q->json_ok);
+        eng_json_mask(&q->json_rule, q->tok, &q->json_vocab, logits);
     int32_t tok = eng_sampler_sample(&q->sampler, logits, q->history, q->n_history, lp);
     if (q->json && !eng_json_take(&q->json_rule, q->tok, tok))
         q->json = 0;

@@ -51,7 +51,7 @@ typedef struct eng_seq {
      * object (json_mask.h) and ends when it closes */
     int json;                  /* 1 while the constraint holds */
     eng_json_rule json_rule;
-    uint8_t *json_ok;          /* (n_vocab) scratch of the mask */
+    eng_json_vocab json_vocab; /* the mask's per-token tables */
     char text[ENG_SEQ_TEXT_MAX]; /* text released by the last eng_seq_next / eng_seq_finish */
     size_t text_len;
 } eng_seq;

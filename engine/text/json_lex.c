@@ -88,6 +88,8 @@ int json_lex_string_byte(json_lex *l, unsigned char c)
     }
 }
 
+int json_lex_between_chars(const json_lex *l) { return l->phase == LX_STR; }
+
 int json_lex_number(json_lex *l, unsigned char c)
 {
     memset(l, 0, sizeof *l);

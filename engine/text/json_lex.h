@@ -27,6 +27,11 @@ typedef struct json_lex {
 void json_lex_string(json_lex *l);
 int json_lex_string_byte(json_lex *l, unsigned char c);
 
+/* 1 when the string being read is between characters (not inside an
+ * escape or a multi-byte character): any further text that the lexer
+ * reads from a fresh string to the same point is read alike from here. */
+int json_lex_between_chars(const json_lex *l);
+
 /* From a number's first byte: 0 when c cannot begin one.  integer: no
  * fraction, no exponent.  Then each byte: JL_MORE, JL_BAD, or JL_END when
  * c does not belong to the number (the number is complete and c is the

@@ -1,9 +1,20 @@
 /* json_mask.c - the token mask of json_mask.h.  A step costs one pass over
- * the vocabulary, each token's bytes fed to a copy of the rule's state
- * (24 bytes for any object; the open frames of a schema instance). */
+ * the vocabulary, made cheap where JSON output spends its tokens:
+ * - inside a string, between characters, a plain token (eng_json_vocab)
+ *   is in as long as the string has room for its characters, with no
+ *   state copied;
+ * - the 256 possible first bytes are tried once each, and a token whose
+ *   first byte already breaks the rule is out (between tokens only a few
+ *   bytes can come next, so most of the vocabulary goes this way);
+ * - the rest have their bytes fed to a copy of the rule's state (24 bytes
+ *   for any object; the open frames of a schema instance).
+ * Each shortcut decides a token as the full feed would. */
 #include "engine/text/json_mask.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "engine/xalloc.h"
 
 void eng_json_rule_init(eng_json_rule *r, const eng_json_schema *schema)
 {
@@ -17,6 +28,11 @@ void eng_json_rule_init(eng_json_rule *r, const eng_json_schema *schema)
 int eng_json_rule_complete(const eng_json_rule *r)
 {
     return r->schema ? eng_schema_state_complete(&r->inst) : eng_json_prefix_complete(&r->any);
+}
+
+int eng_json_rule_string_room(const eng_json_rule *r)
+{
+    return r->schema ? eng_schema_state_string_room(&r->inst) : eng_json_prefix_string_room(&r->any);
 }
 
 static int token_bytes(const eng_tokenizer *tok, int32_t id, const char **bytes, size_t *len)
@@ -39,19 +55,55 @@ static int keeps(const eng_json_rule *r, const char *bytes, size_t len)
     return eng_json_prefix_feed(&next, bytes, len);
 }
 
-int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, float *logits, int n_vocab,
-                  uint8_t *ok)
+void eng_json_vocab_init(eng_json_vocab *v, const eng_tokenizer *tok, int n_vocab)
 {
     const int n_tok = eng_tokenizer_vocab_size(tok);
-    int allowed = 0;
-    for (int32_t id = 0; id < n_vocab; id++) {
+    v->n = n_vocab;
+    v->plain = xcalloc((size_t)n_vocab, 1);
+    v->ok = xcalloc((size_t)n_vocab, 1);
+    for (int32_t id = 0; id < n_vocab && id < n_tok; id++) {
         const char *bytes;
         size_t len;
-        ok[id] = id < n_tok && token_bytes(tok, id, &bytes, &len) && keeps(r, bytes, len);
-        allowed += ok[id];
+        if (!token_bytes(tok, id, &bytes, &len))
+            continue;
+        json_lex l;
+        json_lex_string(&l);
+        size_t i = 0;
+        while (i < len && json_lex_string_byte(&l, (unsigned char)bytes[i]) == JL_MORE)
+            i++;
+        if (i == len && json_lex_between_chars(&l) && l.chars <= 254)
+            v->plain[id] = (uint8_t)(1 + l.chars);
     }
-    for (int32_t id = 0; allowed > 0 && id < n_vocab; id++)
-        if (!ok[id])
+}
+
+void eng_json_vocab_free(eng_json_vocab *v)
+{
+    free(v->plain);
+    free(v->ok);
+    v->plain = v->ok = NULL;
+}
+
+int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, eng_json_vocab *v, float *logits)
+{
+    const int n_tok = eng_tokenizer_vocab_size(tok), room = eng_json_rule_string_room(r);
+    uint8_t first_ok[256]; /* a failure on the first byte is a failure of the token */
+    for (int b = 0; b < 256; b++) {
+        const char c = (char)b;
+        first_ok[b] = (uint8_t)keeps(r, &c, 1);
+    }
+    int allowed = 0;
+    for (int32_t id = 0; id < v->n; id++) {
+        const char *bytes;
+        size_t len;
+        if (room >= 0 && v->plain[id] && v->plain[id] - 1 <= room)
+            v->ok[id] = 1;
+        else
+            v->ok[id] = id < n_tok && token_bytes(tok, id, &bytes, &len) &&
+                        first_ok[(unsigned char)bytes[0]] && (len == 1 || keeps(r, bytes, len));
+        allowed += v->ok[id];
+    }
+    for (int32_t id = 0; allowed > 0 && id < v->n; id++)
+        if (!v->ok[id])
             logits[id] = -INFINITY;
     return allowed;
 }

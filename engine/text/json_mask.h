@@ -27,12 +27,27 @@ void eng_json_rule_init(eng_json_rule *r, const eng_json_schema *schema);
 /* 1 once the object has closed: nothing may follow. */
 int eng_json_rule_complete(const eng_json_rule *r);
 
-/* Sets logits[id] = -INFINITY for every id below n_vocab that would break
- * the rule, and returns how many ids remain.  When none would remain (a
+/* Inside a string between characters: how many more characters it may
+ * take; -1 anywhere else. */
+int eng_json_rule_string_room(const eng_json_rule *r);
+
+/* What the mask keeps per token of a vocabulary, made once per sequence:
+ * whether the token is plain string text (read by json_lex from inside a
+ * string, between characters, it ends there again), and scratch. */
+typedef struct eng_json_vocab {
+    int n;          /* ids (a logits row's width) */
+    uint8_t *plain; /* (n) 1 + its characters when plain (up to 254), else 0 */
+    uint8_t *ok;    /* (n) scratch */
+} eng_json_vocab;
+
+void eng_json_vocab_init(eng_json_vocab *v, const eng_tokenizer *tok, int n_vocab);
+void eng_json_vocab_free(eng_json_vocab *v);
+
+/* Sets logits[id] = -INFINITY for every id below v->n that would break the
+ * rule, and returns how many ids remain.  When none would remain (a
  * vocabulary that cannot spell what must come next) the logits are left as
- * they were and 0 is returned.  ok: n_vocab bytes of scratch. */
-int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, float *logits, int n_vocab,
-                  uint8_t *ok);
+ * they were and 0 is returned. */
+int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, eng_json_vocab *v, float *logits);
 
 /* Feeds token id's bytes to r: 1 when the output still keeps the rule. */
 int eng_json_take(eng_json_rule *r, const eng_tokenizer *tok, int32_t id);

@@ -4,6 +4,7 @@
  */
 #include "engine/text/json_prefix.h"
 
+#include <limits.h>
 #include <string.h>
 
 enum {
@@ -29,6 +30,11 @@ void eng_json_prefix_init(eng_json_prefix *p)
 }
 
 int eng_json_prefix_complete(const eng_json_prefix *p) { return p->state == JS_DONE; }
+
+int eng_json_prefix_string_room(const eng_json_prefix *p)
+{
+    return p->state == JS_STR && json_lex_between_chars(&p->lex) ? INT_MAX : -1;
+}
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 static int top_is_array(const eng_json_prefix *p) { return (p->arrays >> (p->depth - 1)) & 1; }

@@ -43,4 +43,8 @@ int eng_json_prefix_feed(eng_json_prefix *p, const char *bytes, size_t n);
 /* 1 once the object is closed: nothing more may follow. */
 int eng_json_prefix_complete(const eng_json_prefix *p);
 
+/* Inside a string, between characters: how many more characters it may
+ * take (INT_MAX: any); -1 anywhere else. */
+int eng_json_prefix_string_room(const eng_json_prefix *p);
+
 #endif

@@ -344,6 +344,16 @@ void eng_schema_state_copy(eng_schema_state *dst, const eng_schema_state *src)
 
 int eng_schema_state_complete(const eng_schema_state *st) { return st->done; }
 
+int eng_schema_state_string_room(const eng_schema_state *st)
+{
+    if (st->done || st->depth == 0)
+        return -1;
+    const eng_schema_frame *f = &st->frames[st->depth - 1];
+    if (f->phase != PH_STR || !json_lex_between_chars(&f->lex))
+        return -1;
+    return (int)st->schema->nodes[f->node].max_len - (int)f->lex.chars;
+}
+
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 static uint64_t all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }

@@ -76,4 +76,9 @@ int eng_schema_state_feed(eng_schema_state *st, const char *bytes, size_t n);
 /* 1 once the root object is closed. */
 int eng_schema_state_complete(const eng_schema_state *st);
 
+/* Inside a string value or key text?  For a string value between
+ * characters: how many more characters its maxLength allows; -1 anywhere
+ * else (keys and enum values are matched byte by byte). */
+int eng_schema_state_string_room(const eng_schema_state *st);
+
 #endif

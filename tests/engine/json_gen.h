@@ -67,7 +67,8 @@ static inline void jg_run_masked(eng_json_rule *r, const eng_tokenizer *tok, uin
 {
     const int V = eng_tokenizer_vocab_size(tok);
     float *logits = malloc((size_t)V * sizeof *logits);
-    uint8_t *ok = malloc((size_t)V);
+    eng_json_vocab vocab;
+    eng_json_vocab_init(&vocab, tok, V);
     json_gen g = {.rng = seed};
     size_t n = 0;
     for (int step = 0; step < max_steps && !eng_json_rule_complete(r); step++) {
@@ -78,7 +79,13 @@ static inline void jg_run_masked(eng_json_rule *r, const eng_tokenizer *tok, uin
             if (step > 30 && b && (memchr(b, '}', len) || memchr(b, ']', len) || memchr(b, '"', len)))
                 logits[id] += 20.0f;
         }
-        ck_assert_int_gt(eng_json_mask(r, tok, logits, V, ok), 0);
+        ck_assert_int_gt(eng_json_mask(r, tok, &vocab, logits), 0);
+        /* the mask's shortcuts decide each token as feeding it would */
+        for (int id = 0; id < V; id++) {
+            eng_json_rule copy = *r;
+            ck_assert_msg(vocab.ok[id] == eng_json_take(&copy, tok, id), "step %d token %d: mask %d", step,
+                          id, vocab.ok[id]);
+        }
         int best = -1;
         for (int id = 0; id < V; id++)
             if (!isinf(logits[id]) && (best < 0 || logits[id] > logits[best]))
@@ -93,7 +100,7 @@ static inline void jg_run_masked(eng_json_rule *r, const eng_tokenizer *tok, uin
     ck_assert_msg(eng_json_rule_complete(r), "unfinished after %d steps: %.*s", max_steps, (int)n, out);
     *n_out = n;
     free(logits);
-    free(ok);
+    eng_json_vocab_free(&vocab);
 }
 
 #endif

@@ -61,11 +61,14 @@ void eng_json_vocab_init(eng_json_vocab *v, const eng_tokenizer *tok, int n_voca
     v->n = n_vocab;
     v->plain = xcalloc((size_t)n_vocab, 1);
     v->ok = xcalloc((size_t)n_vocab, 1);
-    for (int32_t id = 0; id < n_vocab && id < n_tok; id++) {
+    v->first = xmalloc((size_t)n_vocab * sizeof *v->first);
+    for (int32_t id = 0; id < n_vocab; id++) {
         const char *bytes;
         size_t len;
-        if (!token_bytes(tok, id, &bytes, &len))
+        v->first[id] = -1;
+        if (id >= n_tok || !token_bytes(tok, id, &bytes, &len))
             continue;
+        v->first[id] = (unsigned char)bytes[0];
         json_lex l;
         json_lex_string(&l);
         size_t i = 0;
@@ -79,13 +82,15 @@ void eng_json_vocab_init(eng_json_vocab *v, const eng_tokenizer *tok, int n_voca
 void eng_json_vocab_free(eng_json_vocab *v)
 {
     free(v->plain);
+    free(v->first);
     free(v->ok);
     v->plain = v->ok = NULL;
+    v->first = NULL;
 }
 
 int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, eng_json_vocab *v, float *logits)
 {
-    const int n_tok = eng_tokenizer_vocab_size(tok), room = eng_json_rule_string_room(r);
+    const int room = eng_json_rule_string_room(r);
     uint8_t first_ok[256]; /* a failure on the first byte is a failure of the token */
     for (int b = 0; b < 256; b++) {
         const char c = (char)b;
@@ -97,9 +102,10 @@ int eng_json_mask(const eng_json_rule *r, const eng_tokenizer *tok, eng_json_voc
         size_t len;
         if (room >= 0 && v->plain[id] && v->plain[id] - 1 <= room)
             v->ok[id] = 1;
+        else if (v->first[id] < 0 || !first_ok[v->first[id]])
+            v->ok[id] = 0;
         else
-            v->ok[id] = id < n_tok && token_bytes(tok, id, &bytes, &len) &&
-                        first_ok[(unsigned char)bytes[0]] && (len == 1 || keeps(r, bytes, len));
+            v->ok[id] = token_bytes(tok, id, &bytes, &len) && (len == 1 || keeps(r, bytes, len));
         allowed += v->ok[id];
     }
     for (int32_t id = 0; allowed > 0 && id < v->n; id++)

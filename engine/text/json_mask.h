@@ -37,6 +37,7 @@ int eng_json_rule_string_room(const eng_json_rule *r);
 typedef struct eng_json_vocab {
     int n;          /* ids (a logits row's width) */
     uint8_t *plain; /* (n) 1 + its characters when plain (up to 254), else 0 */
+    int16_t *first; /* (n) its first byte; -1: never allowed (special, hole, empty) */
     uint8_t *ok;    /* (n) scratch */
 } eng_json_vocab;
 

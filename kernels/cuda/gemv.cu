@@ -17,6 +17,20 @@
 
 enum { GEMV_WARPS = 4, WIDEN_THREADS = 256, BIAS_THREADS = 128 };
 
+/* The end of both GEMVs: each of the m lane-partial sums of row r reduced
+ * over the warp, and lane 0 writes it (+ bias) to y. */
+static __device__ __forceinline__ void kc_gemv_store(const float acc[KC_GEMV_MAX], int m, int lane, int r,
+                                                     float *y, int ldy, const float *bias)
+{
+    const float b = bias ? bias[r] : 0.0f;
+    for (int i = 0; i < KC_GEMV_MAX; i++)
+        if (i < m) {
+            const float v = kc_warp_sum(acc[i]);
+            if (lane == 0)
+                y[(size_t)i * ldy + r] = v + b;
+        }
+}
+
 __global__ void k_gemv(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
                        int ldy, const float *bias)
 {
@@ -46,13 +60,7 @@ __global__ void k_gemv(const void *w, int dt, int rows, int cols, const float *x
                     acc[i] += wv * x[(size_t)i * ldx + k];
         }
     }
-    const float b = bias ? bias[r] : 0.0f;
-    for (int i = 0; i < KC_GEMV_MAX; i++)
-        if (i < m) {
-            const float v = kc_warp_sum(acc[i]);
-            if (lane == 0)
-                y[(size_t)i * ldy + r] = v + b;
-        }
+    kc_gemv_store(acc, m, lane, r, y, ldy, bias);
 }
 
 /* 16 bytes of weights of dtype DT as floats (4 or 8 of them). */
@@ -117,13 +125,7 @@ __global__ void k_gemv_wide(const void *w, int rows, int cols, const float *x, i
                     acc[i] += kc_dot_x<V, XV>(wv, x + (size_t)i * ldx + (size_t)vi * V);
         }
     }
-    const float b = bias ? bias[r] : 0.0f;
-    for (int i = 0; i < KC_GEMV_MAX; i++)
-        if (i < m) {
-            const float v = kc_warp_sum(acc[i]);
-            if (lane == 0)
-                y[(size_t)i * ldy + r] = v + b;
-        }
+    kc_gemv_store(acc, m, lane, r, y, ldy, bias);
 }
 
 __global__ void k_widen(const void *w, int dt, size_t n, float *out)

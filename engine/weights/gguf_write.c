@@ -423,6 +423,8 @@ int eng_gguf_save(const eng_weights *w, const json_t *config, const json_t *toke
     }
     if (!rc && tokenizer)
         rc = put_tokenizer(&kv, &n_kv, tokenizer, path, err);
+    else if (!rc) /* llama.cpp's word for a model without one; it requires the key */
+        kv_str(&kv, &n_kv, "tokenizer.ggml.model", "no_vocab");
     if (rc)
         goto done;
     put(&hdr, "GGUF", 4);

@@ -679,6 +679,14 @@ static void core_s4_prefill(bk_backend *bk, const bk_s4_layer *l, float *state, 
     op_end(c, o, &tmp, NULL, 0, 0);
 }
 
+/* op_end of a decode op whose state is st's SSM state (one per row). */
+static void op_end_ssm_step(kc_core *c, kc_op *o, const kc_op *tmp, const bk_state_ref *st)
+{
+    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
+    o->n = st->batch;
+    op_end(c, o, tmp, st->slots, st->batch, 1);
+}
+
 static void core_s4_step(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
                          const float *u, float *y)
 {
@@ -687,9 +695,7 @@ static void core_s4_step(bk_backend *bk, const bk_s4_layer *l, const bk_state_re
         return;
     kc_op tmp, *o = op_begin(c, OP_S4_STEP, &tmp);
     o->l4 = *l, o->in[0] = u, o->out[0] = y;
-    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
-    o->n = st->batch;
-    op_end(c, o, &tmp, st->slots, st->batch, 1);
+    op_end_ssm_step(c, o, &tmp, st);
 }
 
 static const bk_s4_ops core_s4 = {KC_S4_MAX_RANK, core_s4_prefill, core_s4_step};
@@ -714,9 +720,7 @@ static void core_s5_step(bk_backend *bk, const float *lam, int P, const bk_state
         return;
     kc_op tmp, *o = op_begin(c, OP_S5_STEP, &tmp);
     o->in[0] = lam, o->dim = P, o->in[1] = v, o->out[0] = xs;
-    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
-    o->n = st->batch;
-    op_end(c, o, &tmp, st->slots, st->batch, 1);
+    op_end_ssm_step(c, o, &tmp, st);
 }
 
 /* Recorded as in = y, u, D; n = rows, dim = H, m = gelu_tanh; out = pre

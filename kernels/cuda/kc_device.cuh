@@ -114,6 +114,12 @@ static __device__ __forceinline__ float kc_warp_sum(float v)
 
 static __device__ __forceinline__ int kc_imin(int a, int b) { return a < b ? a : b; }
 
+/* Row b's state of a decode step, or NULL for a padding row. */
+static __device__ __forceinline__ float *kc_slot_state(const kc_slots &at, int b)
+{
+    return at.slots[b] < 0 ? NULL : at.pool + (size_t)at.slots[b] * at.slot_stride + at.offset;
+}
+
 /* Host side of launchers: ceil(a / b), and a block width for n items
  * rounded up to whole warps, at most cap. */
 /* The sum of v over the block, in *total once every thread has returned

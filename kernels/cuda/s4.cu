@@ -121,18 +121,15 @@ __global__ void k_s4(kc_s4_args a, int step)
     const int h = blockIdx.x * blockDim.x + threadIdx.x;
     if (h >= a.H)
         return;
-    int t0 = 0, T = a.T;
-    float *state = a.state;
-    if (step) {
-        t0 = blockIdx.y, T = 1;
-        if (a.at.slots[t0] < 0) {
-            a.y[(size_t)t0 * a.H + h] = 0.0f;
-            return;
-        }
-        state = a.at.pool + (size_t)a.at.slots[t0] * a.at.slot_stride + a.at.offset;
+    /* a step's row blockIdx.y, or the whole prompt */
+    const size_t r0 = step ? (size_t)blockIdx.y * a.H : 0;
+    const int T = step ? 1 : a.T;
+    float *state = step ? kc_slot_state(a.at, blockIdx.y) : a.state, *y = a.y + r0;
+    const float *u = a.u + r0;
+    if (!state) { /* padding */
+        y[h] = 0.0f;
+        return;
     }
-    const float *u = a.u + (size_t)t0 * a.H;
-    float *y = a.y + (size_t)t0 * a.H;
     if (a.R == 0) {
         s4_diag_walk(a, state, state, h, u, y, T, S4_OUT_ACT);
         return;

@@ -45,18 +45,14 @@ __global__ void k_s5(kc_s5_args a, int step)
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= a.P)
         return;
-    int t0 = 0, T = a.T;
-    float *state = a.state;
-    const size_t row = 2 * (size_t)a.P;
-    if (step) {
-        t0 = blockIdx.y, T = 1;
-        if (a.at.slots[t0] < 0) {
-            a.xs[t0 * row + p] = 0.0f, a.xs[t0 * row + a.P + p] = 0.0f;
-            return;
-        }
-        state = a.at.pool + (size_t)a.at.slots[t0] * a.at.slot_stride + a.at.offset;
+    /* a step's row blockIdx.y, or the whole prompt */
+    const size_t r0 = step ? (size_t)blockIdx.y * 2 * a.P : 0;
+    float *state = step ? kc_slot_state(a.at, blockIdx.y) : a.state;
+    if (!state) { /* padding */
+        a.xs[r0 + p] = 0.0f, a.xs[r0 + a.P + p] = 0.0f;
+        return;
     }
-    s5_walk(a, state, state, p, a.v + t0 * row, a.xs + t0 * row, T, 1);
+    s5_walk(a, state, state, p, a.v + r0, a.xs + r0, step ? 1 : a.T, 1);
 }
 
 /* Scan pass 1, grid (state blocks, chunks of L rows); local (chunks, 2P). */

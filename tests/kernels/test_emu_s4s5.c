@@ -64,6 +64,28 @@ static kc_tuning tuning(int chunk)
     return t;
 }
 
+/* n floats of NaN, as the backend's scratch starts (every value a scan
+ * uses must be written first), or NULL for n = 0. */
+static float *garbage(size_t n)
+{
+    float *p = n ? malloc(sizeof(float) * n) : NULL;
+    if (p)
+        memset(p, 0xff, sizeof(float) * n);
+    return p;
+}
+
+/* After a prefill launched since kc_emu_stats_reset: frees its scratch,
+ * checks the harness saw no failure; 1 when it took the chunked scan
+ * (more than one launch). */
+static int launched_several(float *scratch)
+{
+    kc_emu_stats st;
+    kc_emu_stats_get(&st);
+    free(scratch);
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    return st.launches > 1;
+}
+
 /* One S4 layer (rank R), random: coefficients owned by the caller. */
 typedef struct s4_case {
     bk_s4_layer l;
@@ -116,17 +138,10 @@ static int s4_gpu_prefill(const bk_s4_layer *l, const float *state0, const float
     memcpy(state, state0, sizeof(float) * S);
     kc_tuning t = tuning(chunk > 0 ? chunk : 1);
     kc_s4_args a = s4_args_of(l, u, y, state, T);
-    size_t need = chunk > 0 ? kc_s4_prefill_scratch(&a, &t) : 0;
-    float *scratch = need ? malloc(sizeof(float) * need) : NULL;
-    if (scratch) /* garbage, as the backend's scratch: every value used must be written */
-        memset(scratch, 0xff, sizeof(float) * need);
-    kc_emu_stats st;
+    float *scratch = garbage(chunk > 0 ? kc_s4_prefill_scratch(&a, &t) : 0);
     kc_emu_stats_reset();
     kc_s4_prefill(&a, scratch, &t, NULL);
-    kc_emu_stats_get(&st);
-    free(scratch);
-    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
-    return st.launches > 1;
+    return launched_several(scratch);
 }
 
 /* H channels, N2 pairs, rank R, T tokens, chunk length; expect_scan: the
@@ -201,17 +216,10 @@ static int s5_gpu_scan(const float *lam, int P, const float *state0, const float
     memcpy(xs, v, sizeof(float) * (size_t)T * 2 * P); /* in place, as the model runs it */
     kc_tuning t = tuning(chunk > 0 ? chunk : 1);
     kc_s5_args a = {lam, P, xs, xs, state, T, {0}};
-    size_t need = chunk > 0 ? kc_s5_scan_scratch(&a, &t) : 0;
-    float *scratch = need ? malloc(sizeof(float) * need) : NULL;
-    if (scratch)
-        memset(scratch, 0xff, sizeof(float) * need);
-    kc_emu_stats st;
+    float *scratch = garbage(chunk > 0 ? kc_s5_scan_scratch(&a, &t) : 0);
     kc_emu_stats_reset();
     kc_s5_scan(&a, scratch, &t, NULL);
-    kc_emu_stats_get(&st);
-    free(scratch);
-    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
-    return st.launches > 1;
+    return launched_several(scratch);
 }
 
 static const struct { int P, T, chunk, scan; } s5_cases[] = {

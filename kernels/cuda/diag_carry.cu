@@ -15,17 +15,21 @@
 enum {
     CARRY_THREADS = 256,
     SCAN_THREADS = 1 << 16, /* (element, chunk) threads a chunked scan aims at */
+    MAX_GRID_Y = 65535,     /* the chunks are a launch's blockIdx.y */
 };
 
 /* The tuning's chunk length, lengthened so that chunks times width stays
- * near SCAN_THREADS: more threads gain no parallelism on any GPU we build
- * for and cost scratch and repeated token work. */
+ * near SCAN_THREADS (more threads gain no parallelism on any GPU we build
+ * for and cost scratch and repeated token work) and chunks within a
+ * grid's y dimension (65535 blocks). */
 extern "C" int kc_diag_chunk(int width, int T, const kc_tuning *t)
 {
     if (width <= 0)
         return 0;
     long L = t->scan_chunk > 0 ? t->scan_chunk : 1;
-    const long max_chunks = SCAN_THREADS / width > 2 ? SCAN_THREADS / width : 2;
+    long max_chunks = SCAN_THREADS / width > 2 ? SCAN_THREADS / width : 2;
+    if (max_chunks > MAX_GRID_Y)
+        max_chunks = MAX_GRID_Y;
     if ((T + L - 1) / L > max_chunks)
         L = (T + max_chunks - 1) / max_chunks;
     return T > L ? (int)L : 0;

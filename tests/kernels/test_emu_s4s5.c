@@ -265,6 +265,30 @@ START_TEST(test_s5_scan)
 }
 END_TEST
 
+/* The chunk rule: the tuning's length for short inputs, 0 when one chunk
+ * holds T, and for long ones a length that keeps chunks x width near 2^16
+ * threads and the chunks within a grid's y dimension. */
+START_TEST(test_diag_chunk_rule)
+{
+    kc_tuning t = tuning(64);
+    ck_assert_int_eq(kc_diag_chunk(256, 64, &t), 0);
+    ck_assert_int_eq(kc_diag_chunk(256, 65, &t), 64);
+    ck_assert_int_eq(kc_diag_chunk(256, 700, &t), 64);
+    ck_assert_int_eq(kc_diag_chunk(0, 700, &t), 0);
+    static const int widths[] = {1, 3, 100, 1024, 40000, 1 << 20};
+    static const int lens[] = {65, 1000, 100000, 1 << 24};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            const int W = widths[w], T = lens[k], L = kc_diag_chunk(W, T, &t);
+            ck_assert_int_ge(L, 64);
+            ck_assert_int_lt(L, T);
+            const long chunks = (T + L - 1) / L;
+            ck_assert_int_le(chunks, 65535);
+            ck_assert(chunks <= 2 || chunks * W <= (1 << 16) + W); /* near 2^16 threads, no more */
+        }
+}
+END_TEST
+
 START_TEST(test_s5_skip_act)
 {
     enum { ROWS = 5, H = 37, LD = 50 };
@@ -410,6 +434,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_s4_prefill_scan, 0, (int)(sizeof s4_cases / sizeof s4_cases[0]));
     tcase_add_loop_test(tc, test_s5_scan, 0, (int)(sizeof s5_cases / sizeof s5_cases[0]));
+    tcase_add_test(tc, test_diag_chunk_rule);
     tcase_add_test(tc, test_s5_skip_act);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("models");

@@ -351,23 +351,29 @@ START_TEST(test_s5_matches_reference)
 }
 END_TEST
 
-/* Long prompts: the S4D fixtures (diagonal: the chunked scan) and the S5
- * ones on "emu" (scan chunks of 4, so 300 tokens are 75 chunks). */
-static const char *const long_dirs[] = {
-    "s4/s4d_minimal", "s4/s4d_block", "s4/dss_exp", "s4/s4_rank2",
-    "s5/s5_zoh_gelu", "s5/s5_full_glu", "s5/s5_half_glu1", "s5/s5_bilinear_half_glu2",
+/* Long prompts: the S4D fixtures (diagonal: the chunked scan), an S4 one
+ * (DPLR: the walk) and the S5 ones on "emu" (scan chunks of 4, so 300
+ * tokens are 75 chunks), then two on the real backend over the CUDA mock
+ * (default chunks of 64: 5 chunks in scratch from its allocator). */
+static const struct { const char *dir, *backend; } long_runs[] = {
+    {"s4/s4d_minimal", "emu"},       {"s4/s4d_block", "emu"},
+    {"s4/dss_exp", "emu"},           {"s4/s4_rank2", "emu"},
+    {"s5/s5_zoh_gelu", "emu"},       {"s5/s5_full_glu", "emu"},
+    {"s5/s5_half_glu1", "emu"},      {"s5/s5_bilinear_half_glu2", "emu"},
+    {"s4/s4d_block", "cuda"},        {"s5/s5_half_glu1", "cuda"},
 };
-enum { N_LONG = sizeof long_dirs / sizeof long_dirs[0], LONG_T = 300 };
+enum { N_LONG = sizeof long_runs / sizeof long_runs[0], LONG_T = 300 };
 
 /* One prompt prefilled on the CPU backend at once (all logits), and on
- * "emu" at once, in uneven pieces and token by token: every row of logits
+ * the GPU code at once, in uneven pieces and token by token: every row of logits
  * and every final state agree with the CPU's. */
 START_TEST(test_long_prompt_matches_cpu)
 {
     static const int pieces[] = {1, 37, 5, 130, 2, 64, 61}; /* sums to LONG_T */
     char dir[256];
-    snprintf(dir, sizeof dir, "tests/fixtures/%s", long_dirs[_i]);
-    eng_model *cpu = open_on(dir, "cpu", 4), *gpu = open_on(dir, "emu", 4);
+    snprintf(dir, sizeof dir, "tests/fixtures/%s", long_runs[_i].dir);
+    kc_mock_reset();
+    eng_model *cpu = open_on(dir, "cpu", 4), *gpu = open_on(dir, long_runs[_i].backend, 4);
     const int V = eng_model_n_vocab(cpu);
     int32_t ids[LONG_T];
     unsigned s = 17u + (unsigned)_i;
@@ -408,6 +414,7 @@ START_TEST(test_long_prompt_matches_cpu)
     eng_state_pool_destroy(pg);
     eng_model_close(cpu);
     eng_model_close(gpu);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
 }
 END_TEST
 

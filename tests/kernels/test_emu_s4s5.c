@@ -226,17 +226,19 @@ static const struct { int P, T, chunk, scan; } s5_cases[] = {
     {6, 157, 4, 1}, {140, 30, 7, 1}, {5, 4, 4, 0}, {3000, 90, 1, 1},
 };
 
-START_TEST(test_s5_scan)
+/* S5 kernel case i: the chunked scan = the walk = T decode steps (beside
+ * a padding row) = the CPU backend's scan, states and outputs. */
+static void s5_kernel_case(int i)
 {
-    const int P = s5_cases[_i].P, T = s5_cases[_i].T, chunk = s5_cases[_i].chunk;
-    unsigned s = 300u + (unsigned)_i;
+    const int P = s5_cases[i].P, T = s5_cases[i].T, chunk = s5_cases[i].chunk;
+    unsigned s = 300u + (unsigned)i;
     const size_t row = 2 * (size_t)P, X = (size_t)T * row;
     float *lam = rand_decay((size_t)P, &s), *state0 = rand_vec(row, &s), *v = rand_vec(X, &s);
     float *xs_scan = malloc(sizeof(float) * X), *st_scan = malloc(sizeof(float) * row);
     float *xs_walk = malloc(sizeof(float) * X), *st_walk = malloc(sizeof(float) * row);
     float *xs_cpu = malloc(sizeof(float) * X), *st_cpu = malloc(sizeof(float) * row);
     float *xs_step = malloc(sizeof(float) * X), *pool = malloc(sizeof(float) * 2 * row);
-    ck_assert_int_eq(s5_gpu_scan(lam, P, state0, v, T, chunk, xs_scan, st_scan), s5_cases[_i].scan);
+    ck_assert_int_eq(s5_gpu_scan(lam, P, state0, v, T, chunk, xs_scan, st_scan), s5_cases[i].scan);
     ck_assert_int_eq(s5_gpu_scan(lam, P, state0, v, T, 0, xs_walk, st_walk), 0);
     memcpy(pool + row, state0, sizeof(float) * row);
     const int32_t slots[2] = {1, -1};
@@ -262,6 +264,28 @@ START_TEST(test_s5_scan)
     assert_rows_close(st_scan, st_cpu, 1, (int)row, 2e-5, "s5 scan state");
     free(lam), free(state0), free(v), free(xs_scan), free(st_scan), free(xs_walk), free(st_walk);
     free(xs_cpu), free(st_cpu), free(xs_step), free(pool), free(vv), free(xx);
+}
+
+START_TEST(test_s5_scan)
+{
+    s5_kernel_case(_i);
+}
+END_TEST
+
+/* The S4 and S5 kernels hold no __syncthreads (threads never share
+ * memory; the scan's passes are separate launches), so there is no
+ * barrier for a removal mutation to take away.  Whoever adds one makes
+ * this fail and should list the kernel in test_kernels.c's
+ * test_every_barrier_matters. */
+START_TEST(test_no_barriers)
+{
+    kc_emu_sites_reset();
+    s4_kernel_case(20, 4, 0, 50, 4, 1, 7);
+    s4_kernel_case(9, 3, 2, 5, 4, 0, 8);
+    s5_kernel_case(0);
+    float y[4] = {1, 2, 3, 4}, u[4] = {1, 1, 1, 1}, D[2] = {0.5f, 2}, act[4];
+    kc_s5_skip_act(y, u, D, 2, 2, 1, NULL, 0, act, 2, NULL);
+    ck_assert_int_eq(kc_emu_site_count(), 0);
 }
 END_TEST
 
@@ -442,6 +466,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_s4_prefill_scan, 0, (int)(sizeof s4_cases / sizeof s4_cases[0]));
     tcase_add_loop_test(tc, test_s5_scan, 0, (int)(sizeof s5_cases / sizeof s5_cases[0]));
     tcase_add_test(tc, test_diag_chunk_rule);
+    tcase_add_test(tc, test_no_barriers);
     tcase_add_test(tc, test_s5_skip_act);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("models");

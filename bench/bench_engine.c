@@ -130,10 +130,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         return 1;
     }
-    char cpu[128];
+    char cpu[128], level[32];
     cpu_model(cpu, sizeof cpu);
-    fprintf(stderr, "cpu: %s; kernel level %s (best here: %s)%s\n", cpu, k->name,
-            cpu_kernels_best()->name, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
+    snprintf(level, sizeof level, "%s%s", k->name, k->variant);
+    fprintf(stderr, "cpu: %s; kernel level %s%s (best here: %s%s)%s\n", cpu, k->name, k->variant,
+            cpu_kernels_best()->name, cpu_kernels_best()->variant, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
     int n_threads = threads > 0 ? threads : 0;
     double bw = read_bandwidth(k, n_threads > 0 ? n_threads : 2);
     const int V = eng_model_n_vocab(m);
@@ -166,7 +167,7 @@ int main(int argc, char **argv)
             prompt_len, prefill_tps);
     printf("{\"impl\": \"ssmd\", \"cpu\": \"%s\", \"level\": \"%s\", \"dtype\": \"%s\", "
            "\"read_bw_gbs\": %.2f, \"prefill_tok_s\": %.1f, \"decode_tok_s\": {",
-           cpu, k->name, dtype, bw, prefill_tps);
+           cpu, level, dtype, bw, prefill_tps);
 
     double b1_bw = 0;
     int32_t slots[1024];

@@ -120,7 +120,7 @@ int main(int argc, char **argv)
         x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
     cpu_q8_act act = {0};
     fprintf(stderr, "bench_kernels: %d x %d, one thread, CPU time\n", rows, cols);
-    fprintf(stderr, "%-8s %-6s %3s %12s %10s\n", "level", "dtype", "B", "ns/row-pass", "GB/s");
+    fprintf(stderr, "%-12s %-6s %3s %12s %10s\n", "level", "dtype", "B", "ns/row", "GB/s");
     for (int d = 0; d < n_dtypes; d++) {
         const eng_dtype dt = dtype_named(dtypes[d]);
         uint64_t row_bytes;
@@ -149,11 +149,13 @@ int main(int argc, char **argv)
                     t = cpu_s() - t0;
                 } while (t < seconds);
                 const double per = t / reps, gbs = (double)row_bytes * rows / per / 1e9;
-                fprintf(stderr, "%-8s %-6s %3d %12.1f %10.2f\n", k->name, dtypes[d], B,
+                char level[32];
+                snprintf(level, sizeof level, "%s%s", k->name, k->variant);
+                fprintf(stderr, "%-12s %-6s %3d %12.1f %10.2f\n", level, dtypes[d], B,
                         per / rows * 1e9, gbs);
                 printf("{\"level\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, \"rows\": %d, "
                        "\"cols\": %d, \"us_per_call\": %.3f, \"weight_gbs\": %.3f}\n",
-                       k->name, dtypes[d], B, rows, cols, per * 1e6, gbs);
+                       level, dtypes[d], B, rows, cols, per * 1e6, gbs);
             }
         }
         free(data);

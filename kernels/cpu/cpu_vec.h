@@ -206,9 +206,10 @@ static inline float vf_load_w1(const void *row, eng_dtype dt, long k)
  * Q4_0 block's q without the - 8, which the caller takes off through x's
  * block sum), which AVX2's maddubs multiplies without moving signs.  x is
  * int8 in [-127, 127]; each integer sum is exact.  vq_f16 reads a block's
- * little-endian f16 scale.  The x86 levels share one 256-bit version (the
- * AVX-512 level's flags have no VNNI, and 32 bytes are one block); NEON
- * widens with vmull_s8 (the baseline has no dot-product instructions).
+ * little-endian f16 scale.  The x86 levels share one 256-bit version (32
+ * bytes are one block), which takes VNNI's vpdpbusd where the level's
+ * variant has it; NEON widens with vmull_s8, or uses sdot in the
+ * +dotprod variant.
  * Unpacking in registers matters: built byte by byte through memory, a
  * Q4_0 row ran 6x slower than its Q8_0 twin. */
 #if defined(CPU_ISA_AVX512) || defined(CPU_ISA_AVX2)
@@ -233,21 +234,24 @@ static inline vq8 vq8_q6k(const uint8_t *block, int g)
     const vq8 hi = _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(3)), 4);
     return _mm256_sub_epi8(_mm256_or_si256(lo, hi), _mm256_set1_epi8(32));
 }
-static inline vq vq_dot32(vq acc, vq8 wv, const int8_t *x, float s0, float s1)
-{
-    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
-    /* maddubs multiplies unsigned by signed bytes: move w's sign onto x
-     * (|w| <= 128 fits unsigned; |x| <= 127 keeps the pair sums in int16) */
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-    /* int32 lane i sums bytes 4i..4i+3: lanes 0-3 are the first 16 */
-    const __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-    const __m256 s = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc);
-}
 static inline __m256i vq_p32(__m256i w_unsigned, __m256i x_signed)
 {
     /* int32 lane i sums bytes 4i..4i+3 of the products */
+#if defined(__AVX512VNNI__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w_unsigned, x_signed);
+#else
     return _mm256_madd_epi16(_mm256_maddubs_epi16(w_unsigned, x_signed), _mm256_set1_epi16(1));
+#endif
+}
+/* The unsigned-by-signed byte products (maddubs, or VNNI's vpdpbusd)
+ * take w's sign moved onto x: |w| <= 128 fits unsigned, and |x| <= 127
+ * keeps maddubs' pair sums inside int16.  Lanes 0-3 hold the first 16. */
+static inline vq vq_dot32(vq acc, vq8 wv, const int8_t *x, float s0, float s1)
+{
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    const __m256i p32 = vq_p32(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    const __m256 s = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), s, acc);
 }
 static inline vq vq_dot32s(vq acc, vq8 wv, const int8_t *x, float s)
 {
@@ -306,9 +310,13 @@ static inline vq8 vq8_q6k(const uint8_t *block, int g)
 static inline int32x4_t vq_dot16(int8x16_t wv, const int8_t *x)
 {
     const int8x16_t xv = vld1q_s8(x);
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(vdupq_n_s32(0), wv, xv); /* lane i sums bytes 4i..4i+3 */
+#else
     /* products fit int16 (|w x| <= 128 * 127); pairwise-add them to int32 */
     int32x4_t s = vpaddlq_s16(vmull_s8(vget_low_s8(wv), vget_low_s8(xv)));
     return vpadalq_s16(s, vmull_s8(vget_high_s8(wv), vget_high_s8(xv)));
+#endif
 }
 static inline vq vq_dot32(vq acc, vq8 w, const int8_t *x, float s0, float s1)
 {

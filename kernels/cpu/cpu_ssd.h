@@ -14,12 +14,23 @@
  * this only bounds what a config may ask. */
 #define CPU_SSD_MAX_STATE 65536
 
+/* Which form the prefill recurrence takes: AUTO picks by length (the
+ * chunked form from CPU_SSD_CHUNK_MIN_ROWS rows on, where it measured
+ * faster); SSMD_SSD=scan|chunk forces one (tests run both). */
+typedef enum cpu_ssd_form { CPU_SSD_AUTO = 0, CPU_SSD_SCAN, CPU_SSD_CHUNK } cpu_ssd_form;
+#define CPU_SSD_CHUNK_LEN 64
+#define CPU_SSD_CHUNK_MIN_ROWS 64
+
+/* "" / NULL / "auto", "scan", "chunk" -> *out, returning 0; -1 for
+ * anything else, *out unchanged. */
+int cpu_ssd_form_parse(const char *name, cpu_ssd_form *out);
+
 void cpu_m2_conv_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l, float *window,
                          const bk_mamba2_io *io);
 void cpu_m2_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l, const bk_state_ref *st,
                       const bk_mamba2_io *io);
 void cpu_ssd_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
-                     float *state, const bk_mamba2_io *io);
+                     float *state, const bk_mamba2_io *io, cpu_ssd_form form);
 void cpu_ssd_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
                   const bk_state_ref *st, const bk_mamba2_io *io);
 

@@ -377,7 +377,7 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
         a.at = (kc_slots){state, stride, 2, slots, T};
         kc_ssd_step(&a, NULL);
     } else {
-        cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io);
+        cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io, CPU_SSD_SCAN);
         a.state = state + 2, a.T = T;
         kc_ssd_prefill(&a, NULL);
     }

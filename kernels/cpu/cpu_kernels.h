@@ -68,7 +68,7 @@ typedef struct cpu_kernels {
     void (*ssd_token)(const bk_mamba2_layer *l, float *state, const float *xbc, const float *dtr,
                       float *y, int h0, int h1);
     /* The same heads over one chunk of Q tokens at once, in the matmul
-     * form (cpu_gen_ssd_chunk.h): rows xbc (Q, conv_dim) contiguous, raw dt
+     * form (cpu_gen_ssd_chunk.h; its products are OpenBLAS sgemm): rows xbc (Q, conv_dim) contiguous, raw dt
      * (Q, nheads) of row stride lddt, y (Q, d_inner) contiguous; the state
      * is continued and left at the chunk's end.  scratch holds
      * cpu_ssd_chunk_carve(l, Q, NULL, NULL) floats of the caller's thread. */
@@ -83,32 +83,30 @@ typedef struct cpu_kernels {
                          int h0, int w, int b0, int b1);
 } cpu_kernels;
 
-/* One thread's scratch of ssd_chunk for chunks of up to Q tokens, head_dim
- * P and d_state N. */
+/* One thread's scratch of ssd_chunk for chunks of up to Q tokens and
+ * head_dim P. */
 typedef struct cpu_ssd_scratch {
     float *cb;  /* (Q, Q): C B^T of the group */
     float *m;   /* (Q, Q): (C B^T) o L diag(dt) of the head */
-    float *bt;  /* (N, Q): B^T of the group */
-    float *xt;  /* (P, Q): X^T of the head, then weighted for the state */
     float *yo;  /* (Q, P): the incoming state read by each token's C */
-    float *ds;  /* (P, N): what the chunk's tokens add to the state */
+    float *xw;  /* (Q, P): X weighted by each token's share of the final state */
     float *dt;  /* (Q): the head's clamped dt */
     float *cum; /* (Q): running sum of dt A within the chunk */
     float *w;   /* (Q): dt exp(cum_last - cum) */
 } cpu_ssd_scratch;
 
-/* Carves base into *out (both may be NULL) and returns the floats used;
+/* Carves base into *out (either may be NULL) and returns the floats used;
  * every array starts on a 64-byte boundary when base does. */
 static inline size_t cpu_ssd_chunk_carve(const bk_mamba2_layer *l, int Q, float *base,
                                          cpu_ssd_scratch *out)
 {
-    const size_t P = (size_t)l->head_dim, N = (size_t)l->d_state, q = (size_t)Q;
-    const size_t sizes[9] = {q * q, q * q, N * q, P * q, q * P, P * N, q, q, q};
+    const size_t P = (size_t)l->head_dim, q = (size_t)Q;
+    const size_t sizes[7] = {q * q, q * q, q * P, q * P, q, q, q};
     cpu_ssd_scratch unused;
     cpu_ssd_scratch *s = out ? out : &unused;
-    float **const dst[9] = {&s->cb, &s->m, &s->bt, &s->xt, &s->yo, &s->ds, &s->dt, &s->cum, &s->w};
+    float **const dst[7] = {&s->cb, &s->m, &s->yo, &s->xw, &s->dt, &s->cum, &s->w};
     size_t used = 0;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 7; i++) {
         *dst[i] = base ? base + used : NULL;
         used += (sizes[i] + 15) / 16 * 16;
     }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/state_pool.h"
@@ -71,6 +72,29 @@ START_TEST(test_batched_decode_equals_single)
     ref_check_batched_decode(m, 9, 5);
     ref_check_prefill_multi(m); /* the family has no batched prefill: one by one */
     eng_model_close(m);
+}
+END_TEST
+
+/* SSMD_SSD: "", "auto", "scan" and "chunk" start the cpu backend; anything
+ * else is refused, the message naming the variable, the value and the
+ * forms. */
+START_TEST(test_form_choice)
+{
+    static const char *const ok[] = {"", "auto", "scan", "chunk"};
+    bk_backend *bk = NULL;
+    ssmd_err err = {0};
+    for (int i = 0; i < 4; i++) {
+        setenv("SSMD_SSD", ok[i], 1);
+        ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_OK);
+        bk->destroy(bk);
+        bk = NULL;
+    }
+    setenv("SSMD_SSD", "matmul", 1);
+    ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_EINVAL);
+    ck_assert_ptr_null(bk);
+    ck_assert_msg(strstr(err.msg, "SSMD_SSD") && strstr(err.msg, "'matmul'") &&
+                  strstr(err.msg, "scan") && strstr(err.msg, "chunk"), "%s", err.msg);
+    unsetenv("SSMD_SSD");
 }
 END_TEST
 
@@ -176,6 +200,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FORMS * N_FIXTURES * levels);
     tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
     tcase_add_test(tc, test_state_size);
+    tcase_add_test(tc, test_form_choice);
     suite_add_tcase(s, tc);
     TCase *cfg = tcase_create("config");
     tcase_add_unchecked_fixture(cfg, root_setup, root_teardown);

@@ -36,7 +36,7 @@ extern "C" {
 extern "C" {
 #endif
 
-enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_X16 = 2, KC_SCRATCH_KINDS = 3 };
+enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_X16 = 2, KC_SCRATCH_SSD = 3, KC_SCRATCH_KINDS = 4 };
 enum { KC_MAX_GRAPHS = 128 }; /* bound of tune.graph_cache */
 
 typedef struct kc_core kc_core;

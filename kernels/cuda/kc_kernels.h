@@ -117,11 +117,25 @@ typedef struct kc_ssd_args {
     float *y;                     /* (rows, E) */
     float *state;                 /* prefill */
     int T;
+    int chunk;                    /* chunked prefill: tokens per chunk, 1..KC_SSD_MAX_CHUNK (0: KC_SSD_CHUNK) */
     kc_slots at;                  /* step */
 } kc_ssd_args;
 
 void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
 void kc_ssd_step(const kc_ssd_args *a, kc_stream s);
+
+/* The same prefill in the chunked form of SSD (Dao & Gu): per chunk, the
+ * products of each head and group through gemm (the backend's cuBLAS, in
+ * stream order), the decays, transposes and state passing in kernels;
+ * equal to kc_ssd_prefill within float rounding.  scratch: device memory
+ * of kc_ssd_chunk_scratch(a) floats. */
+enum { KC_SSD_CHUNK = 64, KC_SSD_MAX_CHUNK = 64 };
+/* y (m, n; ldy) = x (m, k; ldx) w^T, w (n, k; ldw), f32 device memory. */
+typedef void (*kc_gemm_fn)(void *ctx, int m, int n, int k, const float *x, int ldx, const float *w,
+                           int ldw, float *y, int ldy);
+size_t kc_ssd_chunk_scratch(const kc_ssd_args *a);
+void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gemm, void *ctx,
+                            kc_stream s);
 
 /* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer): one thread per
  * channel walks the tokens; u and y (rows, H) contiguous.  Prefill from

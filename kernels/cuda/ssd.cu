@@ -4,9 +4,15 @@
  * k_ssd: one block per head (and, for a decode step, per sequence); a
  * thread per channel p of the head keeps its d_state-long state row.  The
  * head's B and C for the token are staged in shared memory once per token.
- * Prefill walks the tokens of the prompt in order inside the block: correct
- * and simple, but sequential in time (the chunked matmul form of SSD, which
- * runs on tensor cores, is not written yet).
+ * kc_ssd_prefill walks the tokens of the prompt in order inside the block:
+ * simple, but sequential in time.
+ * kc_ssd_prefill_chunked is the chunked form of SSD (Dao & Gu, "Transformers
+ * are SSMs"; the algebra is in kernels/cpu/cpu_gen_ssd_chunk.h): per chunk
+ * of Q tokens, k_chunk_prep (dt, running decay sums, X^T and B^T), the
+ * GEMMs C B^T per group, k_chunk_m (the masked decays), the GEMMs per head
+ * (within the chunk, from the incoming state, into the state), and
+ * k_chunk_finish, which adds the parts and passes the state to the next
+ * chunk.  The GEMMs are the caller's (cuBLAS), one per head and chunk.
  * k_gated_norm: one block per row; for each group of E/G channels, a block
  * sum of squares, then the scale.  Never allocates or synchronises.
  */
@@ -75,6 +81,141 @@ __global__ void k_gated_norm(kc_ssd_args a)
         for (int i = g0 + tid; i < g0 + gs; i += blockDim.x)
             y[i] = y[i] * scale * a.norm_w[i] * (a.norm_before_gate ? kc_silu(z[i]) : 1.0f);
     }
+}
+
+/* ---- the chunked form -------------------------------------------------- */
+
+/* One chunk's scratch (floats, device). */
+typedef struct chunk_buf {
+    float *dt, *cum; /* (H, Q): clamped dt, running sum of dt A */
+    float *xt, *xwt; /* (H, P, Q): X^T; X^T weighted by dt exp(cum_last - cum) */
+    float *bt;       /* (G, N, Q): B^T */
+    float *cb;       /* (G, Q, Q): C B^T */
+    float *m;        /* (H, Q, Q): C B^T masked by the decays, times dt */
+    float *yo;       /* (H, Q, P): C s_in^T */
+    float *ds;       /* (H, P, N): what the chunk adds to the state */
+} chunk_buf;
+
+static __host__ __device__ int chunk_len(const kc_ssd_args *a)
+{
+    return a->chunk > 0 ? a->chunk : KC_SSD_CHUNK;
+}
+
+/* Carves base (may be NULL) into *b; returns the floats used. */
+static size_t chunk_carve(const kc_ssd_args *a, float *base, chunk_buf *b)
+{
+    const size_t Q = (size_t)chunk_len(a), H = a->H, P = a->P, N = a->N, G = a->G;
+    const size_t sizes[9] = {H * Q, H * Q, H * P * Q, H * P * Q, G * N * Q, G * Q * Q, H * Q * Q,
+                             H * Q * P, H * P * N};
+    float **const dst[9] = {&b->dt, &b->cum, &b->xt, &b->xwt, &b->bt, &b->cb, &b->m, &b->yo, &b->ds};
+    size_t used = 0;
+    for (int i = 0; i < 9; i++) {
+        *dst[i] = base ? base + used : NULL;
+        used += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned arrays */
+    }
+    return used;
+}
+
+/* Block per head h, thread per token t of the chunk's q: dt and the
+ * running sum of dt A (serial, in token order, as the CPU sums), then the
+ * head's X^T and weighted X^T; the group's first head writes B^T. */
+__global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b, int t0, int q)
+{
+    KC_SHARED(float, sdt, KC_SSD_MAX_CHUNK);
+    KC_SHARED(float, scum, KC_SSD_MAX_CHUNK);
+    const int h = blockIdx.x, t = threadIdx.x, Q = chunk_len(&a), P = a.P, N = a.N;
+    const int cd = a.E + 2 * a.G * N, hpg = a.H / a.G, g = h / hpg;
+    if (t < q) {
+        float dt = kc_softplus(a.dt[(size_t)(t0 + t) * a.lddt + h] + a.dt_bias[h]);
+        sdt[t] = dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+        scum[t] = dt * a.A[h];
+    }
+    __syncthreads();
+    if (t == 0)
+        for (int j = 1; j < q; j++)
+            scum[j] += scum[j - 1];
+    __syncthreads();
+    if (t >= q)
+        return;
+    const float cum = scum[t], w = sdt[t] * expf(scum[q - 1] - cum);
+    b.dt[h * Q + t] = sdt[t];
+    b.cum[h * Q + t] = cum;
+    const float *row = a.xbc + (size_t)(t0 + t) * cd;
+    for (int p = 0; p < P; p++) {
+        const float x = row[h * P + p];
+        b.xt[((size_t)h * P + p) * Q + t] = x;
+        b.xwt[((size_t)h * P + p) * Q + t] = x * w;
+    }
+    if (h % hpg == 0)
+        for (int n = 0; n < N; n++)
+            b.bt[((size_t)g * N + n) * Q + t] = row[a.E + g * N + n];
+}
+
+/* Block (h, row t), thread per column j: m[t][j] = (C B^T)[t][j]
+ * exp(cum_t - cum_j) dt_j for j <= t, 0 above. */
+__global__ void k_chunk_m(kc_ssd_args a, chunk_buf b, int q)
+{
+    const int h = blockIdx.x, t = blockIdx.y, j = threadIdx.x, Q = chunk_len(&a);
+    const int g = h / (a.H / a.G);
+    if (j >= q)
+        return;
+    const float *cum = b.cum + h * Q;
+    b.m[((size_t)h * Q + t) * Q + j] =
+        j <= t ? b.cb[((size_t)g * Q + t) * Q + j] * expf(cum[t] - cum[j]) * b.dt[h * Q + j] : 0.0f;
+}
+
+/* Block per head: y += exp(cum_t) (C s_in^T) + D x over the chunk's rows
+ * (y already holds the within-chunk part); s = exp(cum_last) s + ds. */
+__global__ void k_chunk_finish(kc_ssd_args a, chunk_buf b, int t0, int q)
+{
+    const int h = blockIdx.x, Q = chunk_len(&a), P = a.P, cd = a.E + 2 * a.G * a.N;
+    for (int i = threadIdx.x; i < q * P; i += blockDim.x) {
+        const int t = i / P, p = i % P;
+        const float x = a.xbc[(size_t)(t0 + t) * cd + h * P + p];
+        a.y[(size_t)(t0 + t) * a.E + h * P + p] +=
+            expf(b.cum[h * Q + t]) * b.yo[((size_t)h * Q + t) * P + p] + a.D[h] * x;
+    }
+    const float keep = expf(b.cum[h * Q + q - 1]);
+    float *s = a.state + (size_t)h * P * a.N;
+    const float *ds = b.ds + (size_t)h * P * a.N;
+    for (int i = threadIdx.x; i < P * a.N; i += blockDim.x)
+        s[i] = s[i] * keep + ds[i];
+}
+
+extern "C" size_t kc_ssd_chunk_scratch(const kc_ssd_args *a)
+{
+    chunk_buf b;
+    return chunk_carve(a, NULL, &b);
+}
+
+extern "C" void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gemm,
+                                       void *ctx, kc_stream s)
+{
+    if (a->T <= 0)
+        return;
+    chunk_buf b;
+    chunk_carve(a, scratch, &b);
+    const int Q = chunk_len(a), P = a->P, N = a->N, E = a->E, cd = E + 2 * a->G * N;
+    const int hpg = a->H / a->G;
+    for (int t0 = 0; t0 < a->T; t0 += Q) {
+        const int q = a->T - t0 < Q ? a->T - t0 : Q;
+        const float *Bc = a->xbc + (size_t)t0 * cd + E, *Cc = Bc + (size_t)a->G * N;
+        KC_LAUNCH(k_chunk_prep, (unsigned)a->H, (unsigned)Q, 0, s, *a, b, t0, q);
+        for (int g = 0; g < a->G; g++)
+            gemm(ctx, q, q, N, Cc + g * N, cd, Bc + g * N, cd, b.cb + (size_t)g * Q * Q, Q);
+        KC_LAUNCH(k_chunk_m, dim3((unsigned)a->H, (unsigned)q), (unsigned)Q, 0, s, *a, b, q);
+        for (int h = 0; h < a->H; h++) {
+            const int g = h / hpg;
+            gemm(ctx, q, P, q, b.m + (size_t)h * Q * Q, Q, b.xt + (size_t)h * P * Q, Q,
+                 a->y + (size_t)t0 * E + h * P, E);
+            gemm(ctx, q, P, N, Cc + g * N, cd, a->state + (size_t)h * P * N, N,
+                 b.yo + (size_t)h * Q * P, P);
+            gemm(ctx, P, N, q, b.xwt + (size_t)h * P * Q, Q, b.bt + (size_t)g * N * Q, Q,
+                 b.ds + (size_t)h * P * N, N);
+        }
+        KC_LAUNCH(k_chunk_finish, (unsigned)a->H, 256u, 0, s, *a, b, t0, q);
+    }
+    KC_LAUNCH(k_gated_norm, (unsigned)a->T, (unsigned)NORM_THREADS, 0, s, *a);
 }
 
 static void ssd_launch(const kc_ssd_args *a, int rows, int step, kc_stream s)

@@ -325,11 +325,28 @@ END_TEST
 
 /* ---- Mamba-2 SSD + gated norm ------------------------------------------- */
 
-/* kc_ssd_prefill (T rows from a random state) or kc_ssd_step (T slots of a
- * pool, one padding) against the CPU backend's cpu_ssd_*: outputs and
- * states.  H heads of P channels, N states, G groups. */
-static double ssd_case(int step, int H, int P, int N, int G, int T, int before_gate, unsigned seed)
+/* The GEMM kc_ssd_prefill_chunked gets from the backend (cuBLAS there):
+ * y (m, n) = x (m, k) w^T in f32, on the host memory the harness runs on. */
+static void host_gemm(void *ctx, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
+                      float *y, int ldy)
 {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int e = 0; e < k; e++)
+                acc += x[(size_t)i * ldx + e] * w[(size_t)j * ldw + e];
+            y[(size_t)i * ldy + j] = acc;
+        }
+}
+
+/* kc_ssd_prefill (mode 0; T rows from a random state), kc_ssd_step (mode
+ * 1; T slots of a pool, one padding) or kc_ssd_prefill_chunked (mode > 1:
+ * chunks of `mode` tokens, scratch starting as NaN) against the CPU
+ * backend's cpu_ssd_* (the scan): outputs and states.  H heads of P
+ * channels, N states, G groups. */
+static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_gate, unsigned seed)
+{
+    const int step = mode == 1;
     unsigned s = seed * 131u + 7u;
     const int E = H * P, cd = E + 2 * G * N, ld = cd + E + H + 3;
     float *dt_bias = rnd(H, &s, -2, 1), *A = rnd(H, &s, -3, -0.2f), *D = rnd(H, &s, -1, 1);
@@ -379,7 +396,17 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
     } else {
         cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io, CPU_SSD_SCAN);
         a.state = state + 2, a.T = T;
-        kc_ssd_prefill(&a, NULL);
+        if (mode > 1) {
+            a.chunk = mode;
+            const size_t n_scratch = kc_ssd_chunk_scratch(&a);
+            float *scratch = malloc(sizeof(float) * n_scratch);
+            for (size_t i = 0; i < n_scratch; i++)
+                scratch[i] = NAN;
+            kc_ssd_prefill_chunked(&a, scratch, host_gemm, NULL, NULL);
+            free(scratch);
+        } else {
+            kc_ssd_prefill(&a, NULL);
+        }
     }
     double bad = fmax(badness(y, y_ref, (size_t)T * E), badness(state, state_ref, stride * n_slots));
     eng_threadpool_destroy(tp);
@@ -392,9 +419,12 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
 
 START_TEST(test_ssd)
 {
-    /* step, H, P, N, G, T, norm_before_gate */
+    /* mode (0 walk, 1 step, > 1 chunked by that many tokens), H, P, N, G,
+     * T, norm_before_gate; the chunked cases end on a partial chunk, one
+     * has a single chunk, one the default length */
     static const int cases[][7] = {{0, 4, 8, 16, 1, 11, 0}, {0, 6, 5, 7, 3, 9, 1}, {0, 2, 40, 3, 2, 4, 0},
-                                   {1, 4, 6, 10, 2, 5, 0},  {1, 3, 33, 4, 1, 3, 1}};
+                                   {1, 4, 6, 10, 2, 5, 0},  {1, 3, 33, 4, 1, 3, 1}, {4, 4, 8, 16, 1, 11, 0},
+                                   {3, 6, 5, 7, 3, 9, 1},   {5, 2, 40, 3, 2, 4, 0}, {64, 2, 6, 5, 1, 70, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (unsigned seed = 1; seed <= 2; seed++) {
             const int *k = cases[c];
@@ -660,6 +690,7 @@ static double mut_scan_generic(unsigned seed) { return scan_prefill_case(20, 3, 
 static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0, seed); }
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
 static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
+static double mut_ssd_chunked(unsigned seed) { return ssd_case(3, 4, 6, 5, 2, 7, 0, seed); }
 static double mut_layernorm(unsigned seed) { return layernorm_case(3, 300, 1, seed); }
 static double mut_rms_rows(unsigned seed) { return rms_rows_case(3, 300, 310, seed); }
 
@@ -684,7 +715,7 @@ START_TEST(test_every_barrier_matters)
         {"scan prefill N=3", mut_scan_generic, 2e-5}, {"scan step", mut_scan_step, 1e-5},
         {"add_rmsnorm", mut_norm, 2e-6},       {"argmax", mut_argmax, 0.0},
         {"ssd prefill + gated norm", mut_ssd, 2e-5}, {"add_layernorm", mut_layernorm, 4e-6},
-        {"rms_rows", mut_rms_rows, 2e-6},
+        {"rms_rows", mut_rms_rows, 2e-6},      {"ssd chunked prefill", mut_ssd_chunked, 2e-5},
     };
     int total_sites = 0;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {

@@ -9,10 +9,10 @@
  * kc_ssd_prefill_chunked is the chunked form of SSD (Dao & Gu, "Transformers
  * are SSMs"; the algebra is in kernels/cpu/cpu_gen_ssd_chunk.h): per chunk
  * of Q tokens, k_chunk_prep (dt, running decay sums, X^T and B^T), the
- * GEMMs C B^T per group, k_chunk_m (the masked decays), the GEMMs per head
- * (within the chunk, from the incoming state, into the state), and
- * k_chunk_finish, which adds the parts and passes the state to the next
- * chunk.  The GEMMs are the caller's (cuBLAS), one per head and chunk.
+ * GEMMs C B^T per group, k_chunk_m (the masked decays), the GEMMs within
+ * the chunk (per head), from the incoming state and into the state (per
+ * group), and k_chunk_finish, which adds the parts and passes the state to
+ * the next chunk.  The GEMMs are the caller's (cuBLAS): H + 3 G per chunk.
  * k_gated_norm: one block per row; for each group of E/G channels, a block
  * sum of squares, then the scale.  Never allocates or synchronises.
  */
@@ -92,7 +92,7 @@ typedef struct chunk_buf {
     float *bt;       /* (G, N, Q): B^T */
     float *cb;       /* (G, Q, Q): C B^T */
     float *m;        /* (H, Q, Q): C B^T masked by the decays, times dt */
-    float *yo;       /* (H, Q, P): C s_in^T */
+    float *yo;       /* (Q, H * P): C s_in^T, heads side by side */
     float *ds;       /* (H, P, N): what the chunk adds to the state */
 } chunk_buf;
 
@@ -173,7 +173,7 @@ __global__ void k_chunk_finish(kc_ssd_args a, chunk_buf b, int t0, int q)
         const int t = i / P, p = i % P;
         const float x = a.xbc[(size_t)(t0 + t) * cd + h * P + p];
         a.y[(size_t)(t0 + t) * a.E + h * P + p] +=
-            expf(b.cum[h * Q + t]) * b.yo[((size_t)h * Q + t) * P + p] + a.D[h] * x;
+            expf(b.cum[h * Q + t]) * b.yo[(size_t)t * a.E + h * P + p] + a.D[h] * x;
     }
     const float keep = expf(b.cum[h * Q + q - 1]);
     float *s = a.state + (size_t)h * P * a.N;
@@ -204,14 +204,16 @@ extern "C" void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_
         for (int g = 0; g < a->G; g++)
             gemm(ctx, q, q, N, Cc + g * N, cd, Bc + g * N, cd, b.cb + (size_t)g * Q * Q, Q);
         KC_LAUNCH(k_chunk_m, dim3((unsigned)a->H, (unsigned)q), (unsigned)Q, 0, s, *a, b, q);
-        for (int h = 0; h < a->H; h++) {
-            const int g = h / hpg;
+        for (int h = 0; h < a->H; h++) /* m differs per head */
             gemm(ctx, q, P, q, b.m + (size_t)h * Q * Q, Q, b.xt + (size_t)h * P * Q, Q,
                  a->y + (size_t)t0 * E + h * P, E);
-            gemm(ctx, q, P, N, Cc + g * N, cd, a->state + (size_t)h * P * N, N,
-                 b.yo + (size_t)h * Q * P, P);
-            gemm(ctx, P, N, q, b.xwt + (size_t)h * P * Q, Q, b.bt + (size_t)g * N * Q, Q,
-                 b.ds + (size_t)h * P * N, N);
+        /* the heads of a group share C and B, and their states and
+         * weighted X^T are consecutive rows: one GEMM each per group */
+        for (int g = 0; g < a->G; g++) {
+            const size_t h0 = (size_t)g * hpg;
+            gemm(ctx, q, hpg * P, N, Cc + g * N, cd, a->state + h0 * P * N, N, b.yo + h0 * P, E);
+            gemm(ctx, hpg * P, N, q, b.xwt + h0 * P * Q, Q, b.bt + (size_t)g * N * Q, Q,
+                 b.ds + h0 * P * N, N);
         }
         KC_LAUNCH(k_chunk_finish, (unsigned)a->H, 256u, 0, s, *a, b, t0, q);
     }

@@ -22,22 +22,30 @@
  *          L[t][j] = exp(cum_t - cum_j) for j <= t, 0 above;
  *   s_out = exp(cum_last) s_in + X^T diag(dt exp(cum_last - cum)) B,
  * state (head_dim, d_state) per head as the scan keeps it.  C B^T is
- * shared by the heads of a group.  Each decay is exp of a difference of
- * running sums within one chunk, so the sums stay small.
+ * shared by the heads of a group.
  */
 #include <cblas.h>
 
 #include "kernels/cpu/cpu_math.h"
 
-/* dst[j] = scale[j] exp(c - cum[j]) for j < n. */
-static void gen_ssd_decay_row(float *dst, const float *scale, const float *cum, float c, int n)
+/* The decays into token t: seg[j] = a[j+1] + ... + a[t] for j <= t, summed
+ * from t backwards, then dst[j] = scale[j] exp(seg[j]).  Summing each
+ * segment (Dao & Gu's segsum) rather than subtracting running sums keeps
+ * the decay between close tokens exact after a large one: cum_t - cum_j
+ * would carry the rounding of the whole sum (1e-4 after a decay of e^-960,
+ * measured), the segment only its own terms. */
+static void gen_ssd_decay_row(float *dst, const float *scale, const float *a, float *seg, int t)
 {
-    const vf vc = vf_set1(c);
+    float acc = 0.0f;
+    seg[t] = 0.0f;
+    for (int j = t - 1; j >= 0; j--)
+        seg[j] = acc += a[j + 1];
+    const int n = t + 1;
     int j = 0;
     for (; j + VF_W <= n; j += VF_W)
-        vf_store(dst + j, vf_mul(vf_load(scale + j), vf_exp(vf_sub(vc, vf_load(cum + j)))));
+        vf_store(dst + j, vf_mul(vf_load(scale + j), vf_exp(vf_load(seg + j))));
     for (; j < n; j++)
-        dst[j] = scale[j] * expf(c - cum[j]);
+        dst[j] = scale[j] * expf(seg[j]);
 }
 
 static void gen_ssd_chunk(const bk_mamba2_layer *l, float *state, const float *xbc,
@@ -62,14 +70,15 @@ static void gen_ssd_chunk(const bk_mamba2_layer *l, float *state, const float *x
         for (int t = 0; t < Q; t++) {
             float dt = cpu_softplus(dtr[(size_t)t * lddt + h] + l->dt_bias[h]);
             s.dt[t] = dt = fminf(fmaxf(dt, l->dt_min), l->dt_max);
-            s.cum[t] = cum += dt * l->A[h];
+            s.a[t] = dt * l->A[h];
+            s.cum[t] = cum += s.a[t];
         }
         /* m = (C B^T) o L diag(dt), zero above the diagonal (the products
          * run over whole rows) */
         for (int t = 0; t < Q; t++) {
             float *mt = s.m + (size_t)t * Q;
             const float *cbt = s.cb + (size_t)t * Q;
-            gen_ssd_decay_row(mt, s.dt, s.cum, s.cum[t], t + 1);
+            gen_ssd_decay_row(mt, s.dt, s.a, s.seg, t);
             for (int j = 0; j <= t; j++)
                 mt[j] *= cbt[j];
             for (int j = t + 1; j < Q; j++)
@@ -87,14 +96,13 @@ static void gen_ssd_chunk(const bk_mamba2_layer *l, float *state, const float *x
             for (int p = 0; p < P; p++)
                 yt[p] += in * yot[p] + D * xt[p];
         }
-        /* s_out = exp(cum_last) s_in + (diag(w) X)^T B, w = dt exp(cum_last - cum):
-         * sgemm's beta decays the state in place */
-        const float last = s.cum[Q - 1];
-        gen_ssd_decay_row(s.w, s.dt, s.cum, last, Q);
+        /* s_out = exp(cum_last) s_in + (diag(w) X)^T B, w = dt exp(cum_last - cum)
+         * (m's last row, without C B^T); sgemm's beta decays the state */
+        gen_ssd_decay_row(s.w, s.dt, s.a, s.seg, Q - 1);
         for (int t = 0; t < Q; t++)
             for (int p = 0; p < P; p++)
                 s.xw[(size_t)t * P + p] = x[(size_t)t * cd + p] * s.w[t];
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, N, Q, 1.0f, s.xw, P, B, cd,
-                    expf(last), sh, N);
+                    expf(s.cum[Q - 1]), sh, N);
     }
 }

@@ -91,7 +91,9 @@ typedef struct cpu_ssd_scratch {
     float *yo;  /* (Q, P): the incoming state read by each token's C */
     float *xw;  /* (Q, P): X weighted by each token's share of the final state */
     float *dt;  /* (Q): the head's clamped dt */
+    float *a;   /* (Q): dt A */
     float *cum; /* (Q): running sum of dt A within the chunk */
+    float *seg; /* (Q): sums of dt A over segments ending at one token */
     float *w;   /* (Q): dt exp(cum_last - cum) */
 } cpu_ssd_scratch;
 
@@ -101,12 +103,12 @@ static inline size_t cpu_ssd_chunk_carve(const bk_mamba2_layer *l, int Q, float 
                                          cpu_ssd_scratch *out)
 {
     const size_t P = (size_t)l->head_dim, q = (size_t)Q;
-    const size_t sizes[7] = {q * q, q * q, q * P, q * P, q, q, q};
+    const size_t sizes[9] = {q * q, q * q, q * P, q * P, q, q, q, q, q};
     cpu_ssd_scratch unused;
     cpu_ssd_scratch *s = out ? out : &unused;
-    float **const dst[7] = {&s->cb, &s->m, &s->yo, &s->xw, &s->dt, &s->cum, &s->w};
+    float **const dst[9] = {&s->cb, &s->m, &s->yo, &s->xw, &s->dt, &s->a, &s->cum, &s->seg, &s->w};
     size_t used = 0;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 9; i++) {
         *dst[i] = base ? base + used : NULL;
         used += (sizes[i] + 15) / 16 * 16;
     }

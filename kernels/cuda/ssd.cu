@@ -116,9 +116,22 @@ static size_t chunk_carve(const kc_ssd_args *a, float *base, chunk_buf *b)
     return used;
 }
 
+/* a_t = dt_t A summed over the segment (j, t]: from t backwards, as
+ * kernels/cpu/cpu_gen_ssd_chunk.h sums it (the decay between close tokens
+ * stays exact after a large one, which a difference of running sums
+ * loses). */
+static __device__ float seg_sum(const float *dt, float A, int j, int t)
+{
+    float acc = 0.0f;
+    for (int k = t; k > j; k--)
+        acc += dt[k] * A;
+    return acc;
+}
+
 /* Block per head h, thread per token t of the chunk's q: dt and the
  * running sum of dt A (serial, in token order, as the CPU sums), then the
- * head's X^T and weighted X^T; the group's first head writes B^T. */
+ * head's X^T and X^T weighted by its decay to the chunk's end; the group's
+ * first head writes B^T. */
 __global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b, int t0, int q)
 {
     KC_SHARED(float, sdt, KC_SSD_MAX_CHUNK);
@@ -137,7 +150,7 @@ __global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b, int t0, int q)
     __syncthreads();
     if (t >= q)
         return;
-    const float cum = scum[t], w = sdt[t] * expf(scum[q - 1] - cum);
+    const float cum = scum[t], w = sdt[t] * expf(seg_sum(sdt, a.A[h], t, q - 1));
     b.dt[h * Q + t] = sdt[t];
     b.cum[h * Q + t] = cum;
     const float *row = a.xbc + (size_t)(t0 + t) * cd;
@@ -152,16 +165,16 @@ __global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b, int t0, int q)
 }
 
 /* Block (h, row t), thread per column j: m[t][j] = (C B^T)[t][j]
- * exp(cum_t - cum_j) dt_j for j <= t, 0 above. */
+ * exp(a_{j+1} + ... + a_t) dt_j for j <= t, 0 above. */
 __global__ void k_chunk_m(kc_ssd_args a, chunk_buf b, int q)
 {
     const int h = blockIdx.x, t = blockIdx.y, j = threadIdx.x, Q = chunk_len(&a);
     const int g = h / (a.H / a.G);
     if (j >= q)
         return;
-    const float *cum = b.cum + h * Q;
+    const float *dt = b.dt + h * Q;
     b.m[((size_t)h * Q + t) * Q + j] =
-        j <= t ? b.cb[((size_t)g * Q + t) * Q + j] * expf(cum[t] - cum[j]) * b.dt[h * Q + j] : 0.0f;
+        j <= t ? b.cb[((size_t)g * Q + t) * Q + j] * expf(seg_sum(dt, a.A[h], j, t)) * dt[j] : 0.0f;
 }
 
 /* Block per head: y += exp(cum_t) (C s_in^T) + D x over the chunk's rows

@@ -343,8 +343,11 @@ static void host_gemm(void *ctx, int m, int n, int k, const float *x, int ldx, c
  * 1; T slots of a pool, one padding) or kc_ssd_prefill_chunked (mode > 1:
  * chunks of `mode` tokens, scratch starting as NaN) against the CPU
  * backend's cpu_ssd_* (the scan): outputs and states.  H heads of P
- * channels, N states, G groups. */
-static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_gate, unsigned seed)
+ * channels, N states, G groups; spike: token 0 decays by e^-960, the
+ * others barely (test_cpu_ssd.c's case for the decays of the chunked
+ * form). */
+static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_gate, int spike,
+                       unsigned seed)
 {
     const int step = mode == 1;
     unsigned s = seed * 131u + 7u;
@@ -352,6 +355,12 @@ static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_g
     float *dt_bias = rnd(H, &s, -2, 1), *A = rnd(H, &s, -3, -0.2f), *D = rnd(H, &s, -1, 1);
     float *w = rnd(E, &s, 0.5f, 1.5f), *xbc = rnd((size_t)T * cd, &s, -1.5f, 1.5f);
     float *proj = rnd((size_t)T * ld, &s, -2, 2); /* z at 0, dt at E + cd */
+    for (int h = 0; h < H && spike; h++) {
+        A[h] = -16.0f, dt_bias[h] = 0.0f;
+        for (int t = 0; t < T; t++)
+            proj[(size_t)t * ld + E + cd + h] = t == 0 ? 60.0f : -5.0f;
+    }
+    const float dt_max = spike ? INFINITY : 1.5f;
     const size_t sf = (size_t)H * P * N, stride = sf + 5;
     const int n_slots = T + 2;
     float *state = rnd(stride * n_slots, &s, -1, 1), *state_ref = dup(state, stride * n_slots);
@@ -361,7 +370,7 @@ static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_g
         slots[t] = t == 1 ? -1 : (int32_t)(n_slots - 1 - t);
     bk_mamba2_layer l = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .d_inner = E, .d_state = N,
                          .d_conv = 2, .nheads = H, .head_dim = P, .ngroups = G,
-                         .norm_before_gate = before_gate, .dt_min = 0.02f, .dt_max = 1.5f,
+                         .norm_before_gate = before_gate, .dt_min = 0.02f, .dt_max = dt_max,
                          .norm_eps = 1e-5f};
     bk_mamba2_io io = {.xbc = xbc, .dt = proj + E + cd, .lddt = ld, .z = proj, .ldz = ld,
                        .y = y_ref, .rows = T};
@@ -369,7 +378,7 @@ static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_g
                        .batch = T};
     eng_threadpool *tp = eng_threadpool_create(1);
     kc_ssd_args a = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .E = E, .N = N, .H = H, .P = P,
-                     .G = G, .dt_min = 0.02f, .dt_max = 1.5f, .eps = 1e-5f,
+                     .G = G, .dt_min = 0.02f, .dt_max = dt_max, .eps = 1e-5f,
                      .norm_before_gate = before_gate, .xbc = xbc, .dt = proj + E + cd, .lddt = ld,
                      .z = proj, .ldz = ld, .y = y};
     kc_emu_seed(seed);
@@ -420,15 +429,18 @@ static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_g
 START_TEST(test_ssd)
 {
     /* mode (0 walk, 1 step, > 1 chunked by that many tokens), H, P, N, G,
-     * T, norm_before_gate; the chunked cases end on a partial chunk, one
-     * has a single chunk, one the default length */
-    static const int cases[][7] = {{0, 4, 8, 16, 1, 11, 0}, {0, 6, 5, 7, 3, 9, 1}, {0, 2, 40, 3, 2, 4, 0},
-                                   {1, 4, 6, 10, 2, 5, 0},  {1, 3, 33, 4, 1, 3, 1}, {4, 4, 8, 16, 1, 11, 0},
-                                   {3, 6, 5, 7, 3, 9, 1},   {5, 2, 40, 3, 2, 4, 0}, {64, 2, 6, 5, 1, 70, 1}};
+     * T, norm_before_gate, spike; the chunked cases end on a partial chunk,
+     * one has a single chunk, one the default length */
+    static const int cases[][8] = {
+        {0, 4, 8, 16, 1, 11, 0, 0}, {0, 6, 5, 7, 3, 9, 1, 0}, {0, 2, 40, 3, 2, 4, 0, 0},
+        {1, 4, 6, 10, 2, 5, 0, 0},  {1, 3, 33, 4, 1, 3, 1, 0}, {4, 4, 8, 16, 1, 11, 0, 0},
+        {3, 6, 5, 7, 3, 9, 1, 0},   {5, 2, 40, 3, 2, 4, 0, 0}, {64, 2, 6, 5, 1, 70, 1, 0},
+        {0, 2, 4, 8, 1, 20, 0, 1},  {16, 2, 4, 8, 1, 20, 0, 1},
+    };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (unsigned seed = 1; seed <= 2; seed++) {
             const int *k = cases[c];
-            double bad = ssd_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], seed);
+            double bad = ssd_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], seed);
             ck_assert_msg(bad <= 2e-5, "ssd case %zu seed %u: %g", c, seed, bad);
         }
 }
@@ -689,8 +701,8 @@ static double mut_scan(unsigned seed) { return scan_prefill_case(37, 16, 3, 60, 
 static double mut_scan_generic(unsigned seed) { return scan_prefill_case(20, 3, 2, 30, 4, 8, 1, seed); }
 static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0, seed); }
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
-static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
-static double mut_ssd_chunked(unsigned seed) { return ssd_case(3, 4, 6, 5, 2, 7, 0, seed); }
+static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, 0, seed); }
+static double mut_ssd_chunked(unsigned seed) { return ssd_case(3, 4, 6, 5, 2, 7, 0, 0, seed); }
 static double mut_layernorm(unsigned seed) { return layernorm_case(3, 300, 1, seed); }
 static double mut_rms_rows(unsigned seed) { return rms_rows_case(3, 300, 310, seed); }
 

@@ -183,11 +183,11 @@ static kc_slots slots_at(const kc_op *o, const int32_t *idx, size_t offset)
 
 /* kc_gemm_fn of the chunked SSD: the device's f32 GEMM, exact (the
  * decays multiply what it returns, so TF32 rounding would compound). */
-static void ssd_gemm(void *ctx, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
-                     float *y, int ldy)
+static void ssd_gemm(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                     const float *w, int ldw, long sw, float *y, int ldy, long sy)
 {
     kc_core *c = (kc_core *)ctx;
-    c->dev->gemm(c, m, n, k, x, ldx, w, ldw, y, ldy, 0);
+    c->dev->gemm_batched(c, batch, m, n, k, x, ldx, sx, w, ldw, sw, y, ldy, sy);
 }
 
 /* idx: the op's ids or slots in device memory (or NULL). */

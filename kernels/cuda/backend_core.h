@@ -69,6 +69,10 @@ typedef struct kc_dev_ops {
     /* Called after each op's launches (what: the op's name): checks launch
      * errors, or synchronises when debugging. */
     void (*after_op)(kc_core *c, const char *what);
+    /* batch products y_i = x_i w_i^T as gemm (f32, exact), operand i at
+     * x + i * sx, w + i * sw, y + i * sy. */
+    void (*gemm_batched)(kc_core *c, int batch, int m, int n, int k, const float *x, int ldx,
+                         long sx, const float *w, int ldw, long sw, float *y, int ldy, long sy);
 } kc_dev_ops;
 
 /* One recorded compute op; compared bytewise, so it is zeroed before its

@@ -124,15 +124,18 @@ typedef struct kc_ssd_args {
 void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
 void kc_ssd_step(const kc_ssd_args *a, kc_stream s);
 
-/* The same prefill in the chunked form of SSD (Dao & Gu): per chunk, the
- * products of each head and group through gemm (the backend's cuBLAS, in
- * stream order), the decays, transposes and state passing in kernels;
- * equal to kc_ssd_prefill within float rounding.  scratch: device memory
- * of kc_ssd_chunk_scratch(a) floats. */
+/* The same prefill in the chunked form of SSD (Dao & Gu): the products
+ * of every chunk, head and group through four batched GEMMs (the backend's
+ * cuBLAS, in stream order), the decays, transposes and the pass of the
+ * state from chunk to chunk in kernels; equal to kc_ssd_prefill within
+ * float rounding.  scratch: device memory of kc_ssd_chunk_scratch(a)
+ * floats (it grows with T). */
 enum { KC_SSD_CHUNK = 64, KC_SSD_MAX_CHUNK = 64 };
-/* y (m, n; ldy) = x (m, k; ldx) w^T, w (n, k; ldw), f32 device memory. */
-typedef void (*kc_gemm_fn)(void *ctx, int m, int n, int k, const float *x, int ldx, const float *w,
-                           int ldw, float *y, int ldy);
+/* For i < batch: y_i (m, n; ldy) = x_i (m, k; ldx) w_i^T, w_i (n, k; ldw),
+ * with x_i = x + i * sx, w_i = w + i * sw, y_i = y + i * sy; f32 device
+ * memory. */
+typedef void (*kc_gemm_fn)(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                           const float *w, int ldw, long sw, float *y, int ldy, long sy);
 size_t kc_ssd_chunk_scratch(const kc_ssd_args *a);
 void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gemm, void *ctx,
                             kc_stream s);

@@ -7,12 +7,13 @@
  * kc_ssd_prefill walks the tokens of the prompt in order inside the block:
  * simple, but sequential in time.
  * kc_ssd_prefill_chunked is the chunked form of SSD (Dao & Gu, "Transformers
- * are SSMs"; the algebra is in kernels/cpu/cpu_gen_ssd_chunk.h): per chunk
- * of Q tokens, k_chunk_prep (dt, running decay sums, X^T and B^T), the
- * GEMMs C B^T per group, k_chunk_m (the masked decays), the GEMMs within
- * the chunk (per head), from the incoming state and into the state (per
- * group), and k_chunk_finish, which adds the parts and passes the state to
- * the next chunk.  The GEMMs are the caller's (cuBLAS): H + 3 G per chunk.
+ * are SSMs"; the algebra is in kernels/cpu/cpu_gen_ssd_chunk.h), every chunk
+ * at once but the state pass: k_chunk_prep (dt, decay sums, padded copies
+ * and transposes), C B^T, k_chunk_m (the masked decays), the outputs within
+ * each chunk and each chunk's own state, k_chunk_pass (the state entering
+ * each chunk, in order), what each chunk reads of it, k_chunk_finish (the
+ * sum).  The four GEMMs are the caller's (strided-batched cuBLAS), over
+ * chunks x heads or chunks x groups (a group's heads as one operand).
  * k_gated_norm: one block per row; for each group of E/G channels, a block
  * sum of squares, then the scale.  Never allocates or synchronises.
  */
@@ -85,15 +86,20 @@ __global__ void k_gated_norm(kc_ssd_args a)
 
 /* ---- the chunked form -------------------------------------------------- */
 
-/* One chunk's scratch (floats, device). */
+/* The scratch of all nc chunks (floats, device); the last chunk is padded
+ * to Q tokens with dt = 0 and zero inputs, which leave it unchanged, so
+ * that every batched GEMM has one shape. */
 typedef struct chunk_buf {
-    float *dt, *cum; /* (H, Q): clamped dt, running sum of dt A */
-    float *xt, *xwt; /* (H, P, Q): X^T; X^T weighted by dt exp(cum_last - cum) */
-    float *bt;       /* (G, N, Q): B^T */
-    float *cb;       /* (G, Q, Q): C B^T */
-    float *m;        /* (H, Q, Q): C B^T masked by the decays, times dt */
-    float *yo;       /* (Q, H * P): C s_in^T, heads side by side */
-    float *ds;       /* (H, P, N): what the chunk adds to the state */
+    float *dt, *cum;    /* (nc, H, Q): clamped dt, running sum of dt A */
+    float *cpad, *bpad; /* (nc, G, Q, N): C and B rows */
+    float *bt;          /* (nc, G, N, Q): B^T */
+    float *xt, *xwt;    /* (nc, H, P, Q): X^T; X^T weighted by the decay to the chunk's end */
+    float *cb;          /* (nc, G, Q, Q): C B^T */
+    float *m;           /* (nc, H, Q, Q): C B^T masked by the decays, times dt */
+    float *yd;          /* (nc, H, Q, P): the output from within the chunk */
+    float *yo;          /* (nc, G, Q, heads per group * P): C s_in^T */
+    float *ds;          /* (nc, H, P, N): the chunk's state from a zero one */
+    float *sin;         /* (nc, H, P, N): the state entering the chunk */
 } chunk_buf;
 
 static __host__ __device__ int chunk_len(const kc_ssd_args *a)
@@ -101,15 +107,23 @@ static __host__ __device__ int chunk_len(const kc_ssd_args *a)
     return a->chunk > 0 ? a->chunk : KC_SSD_CHUNK;
 }
 
+static __host__ __device__ int n_chunks(const kc_ssd_args *a)
+{
+    return (a->T + chunk_len(a) - 1) / chunk_len(a);
+}
+
 /* Carves base (may be NULL) into *b; returns the floats used. */
 static size_t chunk_carve(const kc_ssd_args *a, float *base, chunk_buf *b)
 {
-    const size_t Q = (size_t)chunk_len(a), H = a->H, P = a->P, N = a->N, G = a->G;
-    const size_t sizes[9] = {H * Q, H * Q, H * P * Q, H * P * Q, G * N * Q, G * Q * Q, H * Q * Q,
-                             H * Q * P, H * P * N};
-    float **const dst[9] = {&b->dt, &b->cum, &b->xt, &b->xwt, &b->bt, &b->cb, &b->m, &b->yo, &b->ds};
+    const size_t Q = (size_t)chunk_len(a), C = (size_t)n_chunks(a), H = a->H, P = a->P, N = a->N;
+    const size_t G = a->G;
+    const size_t sizes[13] = {C * H * Q,     C * H * Q,     C * G * Q * N, C * G * Q * N, C * G * N * Q,
+                              C * H * P * Q, C * H * P * Q, C * G * Q * Q, C * H * Q * Q, C * H * Q * P,
+                              C * H * Q * P, C * H * P * N, C * H * P * N};
+    float **const dst[13] = {&b->dt, &b->cum, &b->cpad, &b->bpad, &b->bt, &b->xt,  &b->xwt,
+                             &b->cb, &b->m,   &b->yd,   &b->yo,   &b->ds, &b->sin};
     size_t used = 0;
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 13; i++) {
         *dst[i] = base ? base + used : NULL;
         used += (sizes[i] + 63) / 64 * 64; /* 256-byte aligned arrays */
     }
@@ -128,71 +142,88 @@ static __device__ float seg_sum(const float *dt, float A, int j, int t)
     return acc;
 }
 
-/* Block per head h, thread per token t of the chunk's q: dt and the
+/* Block (head h, chunk c), thread per token t of the chunk: dt and the
  * running sum of dt A (serial, in token order, as the CPU sums), then the
  * head's X^T and X^T weighted by its decay to the chunk's end; the group's
- * first head writes B^T. */
-__global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b, int t0, int q)
+ * first head copies the group's B and C (and B^T). */
+__global__ void k_chunk_prep(kc_ssd_args a, chunk_buf b)
 {
     KC_SHARED(float, sdt, KC_SSD_MAX_CHUNK);
     KC_SHARED(float, scum, KC_SSD_MAX_CHUNK);
-    const int h = blockIdx.x, t = threadIdx.x, Q = chunk_len(&a), P = a.P, N = a.N;
-    const int cd = a.E + 2 * a.G * N, hpg = a.H / a.G, g = h / hpg;
-    if (t < q) {
-        float dt = kc_softplus(a.dt[(size_t)(t0 + t) * a.lddt + h] + a.dt_bias[h]);
-        sdt[t] = dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
-        scum[t] = dt * a.A[h];
+    const int h = blockIdx.x, c = blockIdx.y, t = threadIdx.x, Q = chunk_len(&a), P = a.P, N = a.N;
+    const int cd = a.E + 2 * a.G * N, hpg = a.H / a.G, g = h / hpg, tt = c * Q + t;
+    const float *row = tt < a.T ? a.xbc + (size_t)tt * cd : NULL; /* NULL: padding */
+    float dt = 0.0f;
+    if (row) {
+        dt = kc_softplus(a.dt[(size_t)tt * a.lddt + h] + a.dt_bias[h]);
+        dt = fminf(fmaxf(dt, a.dt_min), a.dt_max);
+    }
+    sdt[t] = dt;
+    __syncthreads();
+    if (t == 0) {
+        float acc = 0.0f;
+        for (int j = 0; j < Q; j++)
+            scum[j] = acc += sdt[j] * a.A[h];
     }
     __syncthreads();
-    if (t == 0)
-        for (int j = 1; j < q; j++)
-            scum[j] += scum[j - 1];
-    __syncthreads();
-    if (t >= q)
-        return;
-    const float cum = scum[t], w = sdt[t] * expf(seg_sum(sdt, a.A[h], t, q - 1));
-    b.dt[h * Q + t] = sdt[t];
-    b.cum[h * Q + t] = cum;
-    const float *row = a.xbc + (size_t)(t0 + t) * cd;
+    const size_t ch = (size_t)c * a.H + h, cg = (size_t)c * a.G + g;
+    const float w = dt * expf(seg_sum(sdt, a.A[h], t, Q - 1));
+    b.dt[ch * Q + t] = dt;
+    b.cum[ch * Q + t] = scum[t];
     for (int p = 0; p < P; p++) {
-        const float x = row[h * P + p];
-        b.xt[((size_t)h * P + p) * Q + t] = x;
-        b.xwt[((size_t)h * P + p) * Q + t] = x * w;
+        const float x = row ? row[h * P + p] : 0.0f;
+        b.xt[(ch * P + p) * Q + t] = x;
+        b.xwt[(ch * P + p) * Q + t] = x * w;
     }
     if (h % hpg == 0)
-        for (int n = 0; n < N; n++)
-            b.bt[((size_t)g * N + n) * Q + t] = row[a.E + g * N + n];
+        for (int n = 0; n < N; n++) {
+            const float bv = row ? row[a.E + g * N + n] : 0.0f;
+            b.bt[(cg * N + n) * Q + t] = bv;
+            b.bpad[(cg * Q + t) * N + n] = bv;
+            b.cpad[(cg * Q + t) * N + n] = row ? row[a.E + (a.G + g) * N + n] : 0.0f;
+        }
 }
 
-/* Block (h, row t), thread per column j: m[t][j] = (C B^T)[t][j]
+/* Block (h, row t, chunk c), thread per column j: m[t][j] = (C B^T)[t][j]
  * exp(a_{j+1} + ... + a_t) dt_j for j <= t, 0 above. */
-__global__ void k_chunk_m(kc_ssd_args a, chunk_buf b, int q)
+__global__ void k_chunk_m(kc_ssd_args a, chunk_buf b)
 {
-    const int h = blockIdx.x, t = blockIdx.y, j = threadIdx.x, Q = chunk_len(&a);
-    const int g = h / (a.H / a.G);
-    if (j >= q)
-        return;
-    const float *dt = b.dt + h * Q;
-    b.m[((size_t)h * Q + t) * Q + j] =
-        j <= t ? b.cb[((size_t)g * Q + t) * Q + j] * expf(seg_sum(dt, a.A[h], j, t)) * dt[j] : 0.0f;
+    const int h = blockIdx.x, t = blockIdx.y, c = blockIdx.z, j = threadIdx.x, Q = chunk_len(&a);
+    const size_t ch = (size_t)c * a.H + h, cg = (size_t)c * a.G + h / (a.H / a.G);
+    const float *dt = b.dt + ch * Q;
+    b.m[(ch * Q + t) * Q + j] =
+        j <= t ? b.cb[(cg * Q + t) * Q + j] * expf(seg_sum(dt, a.A[h], j, t)) * dt[j] : 0.0f;
 }
 
-/* Block per head: y += exp(cum_t) (C s_in^T) + D x over the chunk's rows
- * (y already holds the within-chunk part); s = exp(cum_last) s + ds. */
-__global__ void k_chunk_finish(kc_ssd_args a, chunk_buf b, int t0, int q)
+/* Thread per state element i of head blockIdx.y: the state entering each
+ * chunk in turn, s = exp(cum_last) s + ds; the last one left in a.state. */
+__global__ void k_chunk_pass(kc_ssd_args a, chunk_buf b)
 {
-    const int h = blockIdx.x, Q = chunk_len(&a), P = a.P, cd = a.E + 2 * a.G * a.N;
-    for (int i = threadIdx.x; i < q * P; i += blockDim.x) {
-        const int t = i / P, p = i % P;
-        const float x = a.xbc[(size_t)(t0 + t) * cd + h * P + p];
-        a.y[(size_t)(t0 + t) * a.E + h * P + p] +=
-            expf(b.cum[h * Q + t]) * b.yo[(size_t)t * a.E + h * P + p] + a.D[h] * x;
+    const int h = blockIdx.y, Q = chunk_len(&a), PN = a.P * a.N, nc = n_chunks(&a);
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= PN)
+        return;
+    float *state = a.state + (size_t)h * PN + i, s = *state;
+    for (int c = 0; c < nc; c++) {
+        const size_t ch = (size_t)c * a.H + h;
+        b.sin[ch * PN + i] = s;
+        s = s * expf(b.cum[ch * Q + Q - 1]) + b.ds[ch * PN + i];
     }
-    const float keep = expf(b.cum[h * Q + q - 1]);
-    float *s = a.state + (size_t)h * P * a.N;
-    const float *ds = b.ds + (size_t)h * P * a.N;
-    for (int i = threadIdx.x; i < P * a.N; i += blockDim.x)
-        s[i] = s[i] * keep + ds[i];
+    *state = s;
+}
+
+/* Block per row: y = (within the chunk) + exp(cum_t) (C s_in^T) + D x. */
+__global__ void k_chunk_finish(kc_ssd_args a, chunk_buf b)
+{
+    const int tt = blockIdx.x, Q = chunk_len(&a), c = tt / Q, t = tt % Q, P = a.P;
+    const int hpg = a.H / a.G, cd = a.E + 2 * a.G * a.N;
+    for (int e = threadIdx.x; e < a.E; e += blockDim.x) {
+        const int h = e / P, p = e % P, g = h / hpg;
+        const size_t ch = (size_t)c * a.H + h, cg = (size_t)c * a.G + g;
+        a.y[(size_t)tt * a.E + e] = b.yd[(ch * Q + t) * P + p] +
+                                    expf(b.cum[ch * Q + t]) * b.yo[(cg * Q + t) * hpg * P + e - g * hpg * P] +
+                                    a.D[h] * a.xbc[(size_t)tt * cd + e];
+    }
 }
 
 extern "C" size_t kc_ssd_chunk_scratch(const kc_ssd_args *a)
@@ -208,28 +239,20 @@ extern "C" void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_
         return;
     chunk_buf b;
     chunk_carve(a, scratch, &b);
-    const int Q = chunk_len(a), P = a->P, N = a->N, E = a->E, cd = E + 2 * a->G * N;
-    const int hpg = a->H / a->G;
-    for (int t0 = 0; t0 < a->T; t0 += Q) {
-        const int q = a->T - t0 < Q ? a->T - t0 : Q;
-        const float *Bc = a->xbc + (size_t)t0 * cd + E, *Cc = Bc + (size_t)a->G * N;
-        KC_LAUNCH(k_chunk_prep, (unsigned)a->H, (unsigned)Q, 0, s, *a, b, t0, q);
-        for (int g = 0; g < a->G; g++)
-            gemm(ctx, q, q, N, Cc + g * N, cd, Bc + g * N, cd, b.cb + (size_t)g * Q * Q, Q);
-        KC_LAUNCH(k_chunk_m, dim3((unsigned)a->H, (unsigned)q), (unsigned)Q, 0, s, *a, b, q);
-        for (int h = 0; h < a->H; h++) /* m differs per head */
-            gemm(ctx, q, P, q, b.m + (size_t)h * Q * Q, Q, b.xt + (size_t)h * P * Q, Q,
-                 a->y + (size_t)t0 * E + h * P, E);
-        /* the heads of a group share C and B, and their states and
-         * weighted X^T are consecutive rows: one GEMM each per group */
-        for (int g = 0; g < a->G; g++) {
-            const size_t h0 = (size_t)g * hpg;
-            gemm(ctx, q, hpg * P, N, Cc + g * N, cd, a->state + h0 * P * N, N, b.yo + h0 * P, E);
-            gemm(ctx, hpg * P, N, q, b.xwt + h0 * P * Q, Q, b.bt + (size_t)g * N * Q, Q,
-                 b.ds + h0 * P * N, N);
-        }
-        KC_LAUNCH(k_chunk_finish, (unsigned)a->H, 256u, 0, s, *a, b, t0, q);
-    }
+    const int Q = chunk_len(a), nc = n_chunks(a), P = a->P, N = a->N, H = a->H, G = a->G;
+    const int hp = H / G * P; /* the rows of a group's heads */
+    KC_LAUNCH(k_chunk_prep, dim3((unsigned)H, (unsigned)nc), (unsigned)Q, 0, s, *a, b);
+    /* C B^T per chunk and group */
+    gemm(ctx, nc * G, Q, Q, N, b.cpad, N, (long)Q * N, b.bpad, N, (long)Q * N, b.cb, Q, (long)Q * Q);
+    KC_LAUNCH(k_chunk_m, dim3((unsigned)H, (unsigned)Q, (unsigned)nc), (unsigned)Q, 0, s, *a, b);
+    /* within each chunk, per head: yd = m X */
+    gemm(ctx, nc * H, Q, P, Q, b.m, Q, (long)Q * Q, b.xt, Q, (long)P * Q, b.yd, P, (long)Q * P);
+    /* each chunk's state from zero, per group over its heads: (X^T diag(w)) B */
+    gemm(ctx, nc * G, hp, N, Q, b.xwt, Q, (long)hp * Q, b.bt, Q, (long)N * Q, b.ds, N, (long)hp * N);
+    KC_LAUNCH(k_chunk_pass, dim3(kc_div_up((long)P * N, 256), (unsigned)H), 256u, 0, s, *a, b);
+    /* what each chunk reads of the state entering it, per group */
+    gemm(ctx, nc * G, Q, hp, N, b.cpad, N, (long)Q * N, b.sin, N, (long)hp * N, b.yo, hp, (long)Q * hp);
+    KC_LAUNCH(k_chunk_finish, (unsigned)a->T, 256u, 0, s, *a, b);
     KC_LAUNCH(k_gated_norm, (unsigned)a->T, (unsigned)NORM_THREADS, 0, s, *a);
 }
 

@@ -325,18 +325,20 @@ END_TEST
 
 /* ---- Mamba-2 SSD + gated norm ------------------------------------------- */
 
-/* The GEMM kc_ssd_prefill_chunked gets from the backend (cuBLAS there):
- * y (m, n) = x (m, k) w^T in f32, on the host memory the harness runs on. */
-static void host_gemm(void *ctx, int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
-                      float *y, int ldy)
+/* The batched GEMM kc_ssd_prefill_chunked gets from the backend (cuBLAS
+ * there): y_b (m, n) = x_b (m, k) w_b^T in f32, on the host memory the
+ * harness runs on. */
+static void host_gemm(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                      const float *w, int ldw, long sw, float *y, int ldy, long sy)
 {
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            float acc = 0.0f;
-            for (int e = 0; e < k; e++)
-                acc += x[(size_t)i * ldx + e] * w[(size_t)j * ldw + e];
-            y[(size_t)i * ldy + j] = acc;
-        }
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float acc = 0.0f;
+                for (int e = 0; e < k; e++)
+                    acc += x[b * sx + (long)i * ldx + e] * w[b * sw + (long)j * ldw + e];
+                y[b * sy + (long)i * ldy + j] = acc;
+            }
 }
 
 /* kc_ssd_prefill (mode 0; T rows from a random state), kc_ssd_step (mode

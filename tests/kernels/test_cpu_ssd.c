@@ -12,35 +12,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_ssd.h"
 #include "kernels/cpu/threadpool.h"
-
-static float frand(unsigned *s, float lo, float hi)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return lo + (hi - lo) * (float)(*s >> 8) / 16777216.0f;
-}
-
-static float *rnd(size_t n, unsigned *s, float lo, float hi)
-{
-    float *p = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand(s, lo, hi);
-    return p;
-}
-
-/* max |got - want| / max |want| */
-static double rel_err(const float *got, const float *want, size_t n)
-{
-    double scale = 1e-6, worst = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= 1e30))
-            return INFINITY;
-        worst = fmax(worst, d / scale);
-    }
-    return worst;
-}
+#include "tests/kernels/kernel_data.h"
 
 /* H heads of P channels, N states, G groups, T tokens (the chunked form
  * fed in two calls, cut at `cut`); spike: token 0 decays by e^-960.
@@ -75,8 +47,8 @@ static double forms_case(const cpu_kernels *k, int H, int P, int N, int G, int T
     io.xbc = xbc + (size_t)cut * cd, io.dt = dt + (size_t)cut * H, io.z = z + (size_t)cut * E;
     io.y = chunk_y + (size_t)cut * E, io.rows = T - cut;
     cpu_ssd_prefill(k, pool, &l, chunk_s, &io, CPU_SSD_CHUNK);
-    double bad = fmax(rel_err(chunk_y, scan_y, (size_t)T * E),
-                      rel_err(chunk_s, scan_s, (size_t)H * P * N));
+    double bad = fmax(badness(chunk_y, scan_y, (size_t)T * E),
+                      badness(chunk_s, scan_s, (size_t)H * P * N));
     eng_threadpool_destroy(pool);
     float *bufs[] = {dt_bias, A, D, w, xbc, dt, z, scan_s, chunk_s, scan_y, chunk_y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)

@@ -10,7 +10,7 @@
  * cpu_matmul.c are.  The level's own streaming matmul (cpu_gen_matmul.h)
  * was measured here first: it computes x W^T with one horizontal sum per
  * output, which at these sizes (sums over 64-128 terms) made the chunked
- * form slower than the scan; sgemm made it ~1.7x faster (README).
+ * form slower than the scan; sgemm made it ~1.6x faster (README).
  * cpu_gen_ssd.h is the token-by-token form this must equal.
  *
  * For head h (group g) over a chunk of Q tokens, with a_t = dt_t A and

@@ -19,7 +19,7 @@
  * forces one (tests run both).  bench/bench_ssd on a mamba2-130m-shaped
  * layer (24 heads of 64 x 128, one thread, AVX-512 Zen 4), CPU time of the
  * op: the scan is faster for one row (1.16x), the chunked form from two
- * rows on (1.3x at 2, ~1.65x at 4 to 512; 1.35x at AVX2, 5.4x at scalar,
+ * rows on (1.3x at 2, ~1.6x at 4 to 512; 1.4-1.5x at AVX2, 5.5x at scalar,
  * whose scan has no SIMD); chunks of 32, 64 or 128 tokens time the same. */
 typedef enum cpu_ssd_form { CPU_SSD_AUTO = 0, CPU_SSD_SCAN, CPU_SSD_CHUNK } cpu_ssd_form;
 #define CPU_SSD_CHUNK_LEN 64

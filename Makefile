@@ -69,9 +69,12 @@ ISA_AVX2_FLAGS := -mavx2 -mfma -mf16c
 %/kernels/cpu/cpu_isa_scalar.o: BASEFLAGS += -mno-avx
 %/kernels/cpu/cpu_isa_avx2.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mno-avx512f
 %/kernels/cpu/cpu_isa_avx512.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
+%/kernels/cpu/cpu_isa_avx512vnni.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni
+else ifeq ($(SSMD_ARCH),aarch64)
+%/kernels/cpu/cpu_isa_neon_dotprod.o: BASEFLAGS += -march=armv8.2-a+dotprod
 endif
 
-.PHONY: all deps run test bench bench-serve fixtures clean train install
+.PHONY: all deps run test bench bench-peer bench-serve fixtures clean train install
 all: $(BUILD)/ssmd
 
 # Installs the Debian packages in $(1) that are missing (as root, or
@@ -162,6 +165,12 @@ soak: $(BUILD)/ssmd $(BUILD)/rel/bench/soak
 
 bench: $(BENCH_BIN) $(BUILD)/ssmd
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash bench/run.sh
+
+# ssmd beside llama.cpp on the same GGUF files (f32, f16, Q8_0, Q4_K, Q4_0),
+# one interleaved run; builds llama.cpp from LLAMACPP_DIR when needed.
+# LEVELS="avx512 avx2" measures each kernel level this CPU has.
+bench-peer: $(BUILD)/rel/bench/bench_engine $(BUILD)/ssmd
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) LLAMACPP_DIR=$(LLAMACPP_DIR) bash bench/peer.sh
 
 # Load generator against the real server: throughput and TTFT/ITL/e2e
 # latency per concurrency level.
@@ -378,6 +387,9 @@ $(ARM64_STAMP):
 $(ARM64_DIR)/%.o: %.c | $(ARM64_STAMP)
 	@mkdir -p $(dir $@)
 	$(ARM64_CC) $(ARM64_CFLAGS) -c $< -o $@
+
+# The dot-product variant of the NEON level (cpu_level.c checks the hwcap).
+$(ARM64_DIR)/kernels/cpu/cpu_isa_neon_dotprod.o: ARM64_CFLAGS += -march=armv8.2-a+dotprod
 
 $(BUILD)/libssmd-arm64.a: $(ARM64_OBJ)
 	@rm -f $@; ar rcs $@ $^

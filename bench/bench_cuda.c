@@ -4,12 +4,19 @@
  *
  *   bench_cuda [--model DIR] [--out DIR] [--backend cuda] [--prompt-len 512]
  *              [--batches 1,4,16,64,128] [--steps 50] [--numerics exact|fast]
+ *              [--family mamba|s4d|s4]
  *
  * --numerics fast lets the backend trade exactness for its fast units (on
  * cuda: TF32 for f32 weights, the bf16 tensor-core GEMM for bf16 weights'
  * prefill), as `ssmd serve --numerics fast` does.
  * Without --model it writes mamba-130m-shaped random models (F32 and BF16)
- * under --out and measures both; no Python needed on the GPU machine.  Uses
+ * under --out and measures both; no Python needed on the GPU machine.  With
+ * --family s4d or s4 the random models are S4D (ZOH) or S4 (DPLR rank 1,
+ * bilinear) of 1024 channels x 40 layers, N = 64, the same vocabulary.
+ * Each decode line puts the step beside its floor: the weights read once
+ * plus every slot's state read and written, at the device's copy
+ * bandwidth (S4's states are 64 x 1024 x 40 floats, 10 MB a sequence, so
+ * they outweigh the weights from a batch of about 16).  Uses
  * only the engine API; the device bandwidth probe reaches the CUDA runtime
  * through weak references, so this file also links (and says "no GPU") in a
  * CPU-only build.  Table on stderr, one JSON line per model on stdout.
@@ -61,15 +68,20 @@ static double device_copy_gbs(void)
     return best < 1e30 ? 2.0 * (double)n / best / 1e9 : 0.0;
 }
 
-/* ---- a random mamba-130m-shaped model ---------------------------------------- */
+/* ---- random models: mamba-130m-shaped, S4D / S4 1024 x 40 ------------------- */
 
 enum { D_MODEL = 768, N_LAYER = 24, VOCAB = 50280, D_STATE = 16, D_CONV = 4, EXPAND = 2, RANK = 48 };
+enum { S4_H = 1024, S4_LAYERS = 40, S4_N2 = 32, MAX_TENSORS = 2 + 10 * S4_LAYERS + 3 };
+typedef enum { FAM_MAMBA, FAM_S4D, FAM_S4 } family;
+static const char *const family_names[] = {"mamba", "s4d", "s4"};
 
 typedef struct tensor_spec {
     char name[96];
-    int64_t shape[3];
+    int64_t shape[4];
     int ndim;
-    int kind; /* 0 random, 1 ones, 2 A_log, 3 dt bias */
+    /* 0 random, 1 ones, 2 A_log, 3 dt bias, 4 zeros, 5 S4 log_dt, 6 S4D-Lin
+     * Lambda (-1/2 + i pi n), 7 random of unit scale */
+    int kind;
 } tensor_spec;
 
 static void add(tensor_spec *t, int *n, const char *prefix, const char *suffix, int kind, int ndim,
@@ -78,11 +90,40 @@ static void add(tensor_spec *t, int *n, const char *prefix, const char *suffix, 
     tensor_spec *s = &t[(*n)++];
     snprintf(s->name, sizeof s->name, "%s%s", prefix, suffix);
     s->kind = kind, s->ndim = ndim;
-    s->shape[0] = d0, s->shape[1] = d1, s->shape[2] = d2;
+    s->shape[0] = d0, s->shape[1] = d1, s->shape[2] = d2, s->shape[3] = 0;
 }
 
-static int specs(tensor_spec *t)
+/* The S4 family's tensors (proto/s4-format.md), tied head. */
+static int s4_specs(tensor_spec *t, family fam)
 {
+    int n = 0;
+    add(t, &n, "", "embedding.weight", 0, 2, VOCAB, S4_H, 0);
+    add(t, &n, "", "norm_f.weight", 1, 1, S4_H, 0, 0);
+    add(t, &n, "", "norm_f.bias", 4, 1, S4_H, 0, 0);
+    for (int l = 0; l < S4_LAYERS; l++) {
+        char p[64];
+        snprintf(p, sizeof p, "layers.%d.", l);
+        add(t, &n, p, "norm.weight", 1, 1, S4_H, 0, 0);
+        add(t, &n, p, "norm.bias", 4, 1, S4_H, 0, 0);
+        add(t, &n, p, "ssm.log_dt", 5, fam == FAM_S4D ? 2 : 1, S4_H, S4_N2, 0);
+        add(t, &n, p, "ssm.A", 6, 3, S4_H, S4_N2, 2);
+        add(t, &n, p, "ssm.B", 7, 3, S4_H, S4_N2, 2);
+        add(t, &n, p, "ssm.C", 7, 3, S4_H, S4_N2, 2);
+        if (fam == FAM_S4) { /* rank 1: (1, H, N/2, 2) */
+            add(t, &n, p, "ssm.P", 0, 4, 1, S4_H, S4_N2);
+            t[n - 1].shape[3] = 2;
+        }
+        add(t, &n, p, "ssm.D", 7, 1, S4_H, 0, 0);
+        add(t, &n, p, "out.weight", 0, 2, 2 * S4_H, S4_H, 0);
+        add(t, &n, p, "out.bias", 4, 1, 2 * S4_H, 0, 0);
+    }
+    return n;
+}
+
+static int specs(tensor_spec *t, family fam)
+{
+    if (fam != FAM_MAMBA)
+        return s4_specs(t, fam);
     const int E = EXPAND * D_MODEL;
     int n = 0;
     add(t, &n, "backbone.", "embeddings.weight", 0, 2, VOCAB, D_MODEL, 0);
@@ -120,6 +161,10 @@ static float value(const tensor_spec *t, int64_t i, uint32_t *s)
     case 1: return 1.0f;
     case 2: return logf((float)(i % D_STATE + 1));
     case 3: return -4.6f + 0.5f * u; /* softplus -> dt around 0.01 */
+    case 4: return 0.0f;
+    case 5: return -4.6f + 2.3f * u; /* dt in [0.001, 0.1] */
+    case 6: return i % 2 ? 3.14159265f * (float)(i / 2 % S4_N2) : -0.5f;
+    case 7: return u;
     default: return 0.04f * u;
     }
 }
@@ -138,7 +183,7 @@ static void mkdir_p(const char *dir)
 }
 
 /* Writes dir/config.json and dir/model.safetensors (bf16 or f32). */
-static int write_model(const char *dir, int bf16)
+static int write_model(const char *dir, family fam, int bf16)
 {
     mkdir_p(dir);
     char path[1024];
@@ -146,14 +191,20 @@ static int write_model(const char *dir, int bf16)
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    fprintf(f, "{\"model_type\": \"mamba\", \"hidden_size\": %d, \"num_hidden_layers\": %d, "
-               "\"vocab_size\": %d, \"state_size\": %d, \"conv_kernel\": %d, \"expand\": %d, "
-               "\"time_step_rank\": %d, \"use_bias\": false, \"use_conv_bias\": true, "
-               "\"layer_norm_epsilon\": 1e-5, \"tie_word_embeddings\": true}\n",
-            D_MODEL, N_LAYER, VOCAB, D_STATE, D_CONV, EXPAND, RANK);
+    if (fam == FAM_MAMBA)
+        fprintf(f, "{\"model_type\": \"mamba\", \"hidden_size\": %d, \"num_hidden_layers\": %d, "
+                   "\"vocab_size\": %d, \"state_size\": %d, \"conv_kernel\": %d, \"expand\": %d, "
+                   "\"time_step_rank\": %d, \"use_bias\": false, \"use_conv_bias\": true, "
+                   "\"layer_norm_epsilon\": 1e-5, \"tie_word_embeddings\": true}\n",
+                D_MODEL, N_LAYER, VOCAB, D_STATE, D_CONV, EXPAND, RANK);
+    else
+        fprintf(f, "{\"model_type\": \"%s\", \"d_model\": %d, \"n_layer\": %d, \"vocab_size\": %d, "
+                   "\"d_state\": %d, %s\"discretization\": \"%s\", \"tie_embeddings\": true}\n",
+                family_names[fam], S4_H, S4_LAYERS, VOCAB, 2 * S4_N2, fam == FAM_S4 ? "\"rank\": 1, " : "",
+                fam == FAM_S4 ? "bilinear" : "zoh");
     fclose(f);
-    static tensor_spec t[2 + 10 * N_LAYER];
-    int n = specs(t);
+    static tensor_spec t[MAX_TENSORS];
+    int n = specs(t, fam);
     size_t esize = bf16 ? 2 : 4, cap = 1 << 20, len = 0, off = 0;
     char *hdr = malloc(cap);
     len += (size_t)snprintf(hdr + len, cap - len, "{");
@@ -250,10 +301,14 @@ static int bench_model(const char *dir, const char *backend, int fast, int promp
             eng_model_decode(m, pool, slots, ids, B, logits, &err);
         double dt = (now_s() - t0) / steps;
         double gbs = wbytes / dt / 1e9;
-        fprintf(stderr, "  decode batch %3d: %9.0f tokens/s  %7.3f ms/step  weights %6.0f GB/s (%.0f%% of copy bw)\n",
-                B, B / dt, dt * 1e3, gbs, dev_gbs > 0 ? 100.0 * gbs / dev_gbs : 0.0);
-        printf("%s{\"batch\": %d, \"tok_s\": %.1f, \"ms_per_step\": %.4f, \"weight_gbs\": %.1f}",
-               bi ? ", " : "", B, B / dt, dt * 1e3, gbs);
+        /* the floor: weights once, each slot's state read and written */
+        const double step_bytes = wbytes + 2.0 * B * (double)eng_state_pool_slot_bytes(pool);
+        const double floor_ms = dev_gbs > 0 ? step_bytes / (dev_gbs * 1e9) * 1e3 : 0.0;
+        fprintf(stderr, "  decode batch %3d: %9.0f tokens/s  %7.3f ms/step  weights %6.0f GB/s (%.0f%% of copy bw)"
+                        "  floor %.3f ms\n",
+                B, B / dt, dt * 1e3, gbs, dev_gbs > 0 ? 100.0 * gbs / dev_gbs : 0.0, floor_ms);
+        printf("%s{\"batch\": %d, \"tok_s\": %.1f, \"ms_per_step\": %.4f, \"weight_gbs\": %.1f, "
+               "\"floor_ms\": %.4f}", bi ? ", " : "", B, B / dt, dt * 1e3, gbs, floor_ms);
     }
     printf("]}\n");
     fflush(stdout);
@@ -266,13 +321,15 @@ static int bench_model(const char *dir, const char *backend, int fast, int promp
 int main(int argc, char **argv)
 {
     const char *model = NULL, *out = "build/bench/cuda", *backend = "cuda", *numerics = "exact";
+    const char *fam_name = "mamba";
     int prompt_len = 512, steps = 50, batches[16], n_batches = 0;
     const char *blist = "1,4,16,64,128";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: bench_cuda [--model DIR] [--out DIR] [--backend cuda|cpu] "
-                            "[--prompt-len N] [--batches 1,4,16] [--steps N] [--numerics exact|fast]\n");
+                            "[--prompt-len N] [--batches 1,4,16] [--steps N] [--numerics exact|fast] "
+                            "[--family mamba|s4d|s4]\n");
             return 2;
         }
         if (!strcmp(a, "--model")) model = v;
@@ -282,6 +339,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--steps")) steps = atoi(v);
         else if (!strcmp(a, "--batches")) blist = v;
         else if (!strcmp(a, "--numerics")) numerics = v;
+        else if (!strcmp(a, "--family")) fam_name = v;
         else { fprintf(stderr, "bench_cuda: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -289,8 +347,11 @@ int main(int argc, char **argv)
         if (atoi(p) > 0)
             batches[n_batches++] = atoi(p);
     const int fast = !strcmp(numerics, "fast");
-    if (prompt_len < 1 || steps < 1 || !n_batches || (!fast && strcmp(numerics, "exact"))) {
-        fprintf(stderr, "bench_cuda: bad --prompt-len, --steps, --batches or --numerics\n");
+    int fam = 0;
+    while (fam < 3 && strcmp(fam_name, family_names[fam]))
+        fam++;
+    if (prompt_len < 1 || steps < 1 || !n_batches || (!fast && strcmp(numerics, "exact")) || fam == 3) {
+        fprintf(stderr, "bench_cuda: bad --prompt-len, --steps, --batches, --numerics or --family\n");
         return 2;
     }
     double dev_gbs = device_copy_gbs();
@@ -299,11 +360,15 @@ int main(int argc, char **argv)
     char path[512];
     int rc = 0;
     for (int bf16 = 0; bf16 < 2; bf16++) {
-        snprintf(path, sizeof path, "%s/mamba130m-%s", out, bf16 ? "bf16" : "f32");
+        if (fam == FAM_MAMBA)
+            snprintf(path, sizeof path, "%s/mamba130m-%s", out, bf16 ? "bf16" : "f32");
+        else
+            snprintf(path, sizeof path, "%s/%s-%dx%d-%s", out, family_names[fam], S4_H, S4_LAYERS,
+                     bf16 ? "bf16" : "f32");
         char mk[600];
         snprintf(mk, sizeof mk, "%s/model.safetensors", path);
         struct stat st;
-        if (stat(mk, &st) != 0 && write_model(path, bf16) != 0) {
+        if (stat(mk, &st) != 0 && write_model(path, (family)fam, bf16) != 0) {
             fprintf(stderr, "bench_cuda: cannot write %s\n", path);
             return 1;
         }

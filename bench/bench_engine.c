@@ -132,10 +132,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_engine: %s\n", err.msg);
         return 1;
     }
-    char cpu[128];
+    char cpu[128], level[32];
     cpu_model(cpu, sizeof cpu);
-    fprintf(stderr, "cpu: %s; kernel level %s (best here: %s)%s\n", cpu, k->name,
-            cpu_kernels_best()->name, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
+    snprintf(level, sizeof level, "%s%s", k->name, k->variant);
+    fprintf(stderr, "cpu: %s; kernel level %s%s (best here: %s%s)%s\n", cpu, k->name, k->variant,
+            cpu_kernels_best()->name, cpu_kernels_best()->variant, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
     int n_threads = threads > 0 ? threads : 0;
     double bw = read_bandwidth(k, n_threads > 0 ? n_threads : 2);
     const int V = eng_model_n_vocab(m);
@@ -174,7 +175,7 @@ int main(int argc, char **argv)
     printf("{\"impl\": \"ssmd\", \"cpu\": \"%s\", \"level\": \"%s\", \"dtype\": \"%s\", "
            "\"ssd\": \"%s\", \"read_bw_gbs\": %.2f, \"prompt_len\": %d, \"prefill_tok_s\": %.1f, "
            "\"prefill_tok_cpu_s\": %.1f, \"decode_tok_s\": {",
-           cpu, k->name, dtype, ssd && *ssd ? ssd : "auto", bw, prompt_len, prefill_tps,
+           cpu, level, dtype, ssd && *ssd ? ssd : "auto", bw, prompt_len, prefill_tps,
            prompt_len / best_cpu);
 
     double b1_bw = 0;

@@ -1,4 +1,4 @@
-/* quantize.c - `ssmd quantize IN OUT.gguf --type q8_0|q4_0|q4_k|f32`:
+/* quantize.c - `ssmd quantize IN OUT.gguf --type q8_0|q4_0|q4_k|f16|bf16|f32`:
  * reads a Mamba-1 model through the weights-source interface (a model
  * directory with config.json, safetensors and tokenizer.json, or a GGUF
  * file) and writes it as a GGUF file with its matrices block-quantized
@@ -22,11 +22,12 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ssmd quantize IN OUT.gguf [--type q8_0|q4_0|q4_k|f32]\n"
+    fprintf(f, "usage: ssmd quantize IN OUT.gguf [--type q8_0|q4_0|q4_k|f16|bf16|f32]\n"
                "\n"
                "Writes the Mamba-1 model IN (a model directory: config.json, model.safetensors,\n"
                "tokenizer.json; or a GGUF file) as the GGUF file OUT.gguf with its matrices\n"
-               "quantized to --type (default q8_0); norms, conv, A, D and biases stay f32.\n"
+               "quantized to --type (default q8_0), or stored as f16/bf16 (rounded to nearest\n"
+               "even); norms, conv, A, D and biases stay f32.\n"
                "A matrix whose rows are not whole blocks of the type falls back to q8_0, then\n"
                "f32.  A byte-level BPE tokenizer is carried into the file.\n");
 }
@@ -36,7 +37,8 @@ static void usage(FILE *f)
 static int type_named(const char *name)
 {
     for (int dt = 0; dt < ENG_DTYPE_COUNT; dt++)
-        if ((dt == ENG_DTYPE_F32 || eng_quant_can_write((eng_dtype)dt)) &&
+        if ((dt == ENG_DTYPE_F32 || dt == ENG_DTYPE_F16 || dt == ENG_DTYPE_BF16 ||
+             eng_quant_can_write((eng_dtype)dt)) &&
             !strcmp(eng_dtype_info_of((eng_dtype)dt)->name, name))
             return dt;
     return -1;
@@ -86,7 +88,7 @@ int srv_quantize_main(int argc, char **argv)
     const int dt = type_named(type);
     if (!in || !out || dt < 0) {
         if (in && out)
-            fprintf(stderr, "ssmd quantize: unknown --type '%s' (have: q8_0, q4_0, q4_k, f32)\n",
+            fprintf(stderr, "ssmd quantize: unknown --type '%s' (have: q8_0, q4_0, q4_k, f16, bf16, f32)\n",
                     type);
         usage(stderr);
         return 2;

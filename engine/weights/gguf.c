@@ -522,11 +522,13 @@ static const char *const gpt2_pre[] = {"default", "gpt-2", "gpt2", "olmo", "pyth
  * tokenizer.ggml.*: every token in the vocab, CONTROL tokens (type 3) as
  * special added tokens and USER_DEFINED ones (4) as plain added tokens;
  * NFC, byte-level pre-tokenizer and decoder as in GPT-NeoX's
- * tokenizer.json.  No tokenizer.ggml.model: none (token-id prompts). */
+ * tokenizer.json.  No tokenizer.ggml.model, or llama.cpp's "no_vocab" /
+ * "none": no tokenizer (token-id prompts). */
 static int make_tokenizer(eng_weights *w, const json_t *meta, const char *path, ssmd_err *err)
 {
     const json_t *model = json_object_get(meta, "tokenizer.ggml.model");
-    if (!model)
+    if (!model || (json_is_string(model) && (!strcmp(json_string_value(model), "no_vocab") ||
+                                             !strcmp(json_string_value(model), "none"))))
         return SSMD_OK;
     if (!json_is_string(model) || strcmp(json_string_value(model), "gpt2") != 0)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: 'tokenizer.ggml.model' %s%.64s%s is not "

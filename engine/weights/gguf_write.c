@@ -170,6 +170,12 @@ static int convert_tensor(const out_tensor *o, float **f32, uint8_t **buf, ssmd_
         memcpy(*buf, *f32, (size_t)o->nbytes);
         return SSMD_OK;
     }
+    if (o->dtype == ENG_DTYPE_F16 || o->dtype == ENG_DTYPE_BF16) { /* rounded, never refused */
+        uint16_t *h = (uint16_t *)*buf;
+        for (int64_t i = 0; i < t->numel; i++)
+            h[i] = o->dtype == ENG_DTYPE_F16 ? eng_f32_to_f16((*f32)[i]) : eng_f32_to_bf16((*f32)[i]);
+        return SSMD_OK;
+    }
     for (int64_t i = 0; i < t->numel; i++)
         if (!isfinite((*f32)[i]))
             return ssmd_err_set(err, SSMD_EFORMAT, "%s: tensor '%s': weight %lld is %g, which "
@@ -417,6 +423,8 @@ int eng_gguf_save(const eng_weights *w, const json_t *config, const json_t *toke
     }
     if (!rc && tokenizer)
         rc = put_tokenizer(&kv, &n_kv, tokenizer, path, err);
+    else if (!rc) /* llama.cpp's word for a model without one; it requires the key */
+        kv_str(&kv, &n_kv, "tokenizer.ggml.model", "no_vocab");
     if (rc)
         goto done;
     put(&hdr, "GGUF", 4);

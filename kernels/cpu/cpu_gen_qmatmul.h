@@ -19,46 +19,97 @@
 
 enum { GEN_QT = 4 }; /* rows of x per pass over a row of W */
 
+/* Rows [i0, i0 + NI) of the quantized activations, by block. */
+typedef struct gen_xrows {
+    const int8_t *q[GEN_QT];
+    const float *d[GEN_QT], *dsum[GEN_QT];
+} gen_xrows;
+
+/* Block j of 32 weights (Q8_0, Q4_0 or Q5_0 at blk) against the NI rows
+ * of x, into acc; Q4_0's offset goes to corr. */
+static inline __attribute__((always_inline)) void gen_qblock(const uint8_t *blk, eng_dtype dt,
+                                                             long j, const gen_xrows *x, int NI,
+                                                             vq acc[GEN_QT], float corr[GEN_QT])
+{
+    const float d = vq_f16(blk);
+    if (dt == ENG_DTYPE_Q4_0) { /* sum (q - 8) x = sum q x - 8 sum x */
+        const vq8 w = vq8_q4_0u(blk);
+        for (int b = 0; b < NI; b++) {
+            acc[b] = vq_dotu32s(acc[b], w, x->q[b] + j * CPU_Q8_BLOCK, d * x->d[b][j]);
+            corr[b] -= 8.0f * d * x->dsum[b][j];
+        }
+        return;
+    }
+    vq8 w;
+    if (dt == ENG_DTYPE_Q5_0) { /* small tensors only (ssm_dt): unpacked in C */
+        int8_t g[32];
+        eng_q5_0_group(blk, g);
+        w = vq8_load(g);
+    } else {
+        w = vq8_load(blk + 2);
+    }
+    for (int b = 0; b < NI; b++)
+        acc[b] = vq_dot32s(acc[b], w, x->q[b] + j * CPU_Q8_BLOCK, d * x->d[b][j]);
+}
+
+/* Sub-block s (32 weights) of the Q4_K super-block blk, number j of the
+ * row's 32-blocks, with its scale and min already in ws / wm. */
+static inline __attribute__((always_inline)) void gen_q4k_sub(const uint8_t *blk, int s, long j,
+                                                              float ws, float wm,
+                                                              const gen_xrows *x, int NI,
+                                                              vq acc[GEN_QT], float corr[GEN_QT])
+{
+    const vq8 w = vq8_q4k(blk, s);
+    for (int b = 0; b < NI; b++) {
+        acc[b] = vq_dotu32s(acc[b], w, x->q[b] + j * CPU_Q8_BLOCK, ws * x->d[b][j]);
+        corr[b] -= wm * x->dsum[b][j];
+    }
+}
+
+/* Group g (32 weights, two scales) of the Q6_K super-block blk. */
+static inline __attribute__((always_inline)) void gen_q6k_group(const uint8_t *blk, int g, long j,
+                                                                const gen_xrows *x, int NI,
+                                                                vq acc[GEN_QT])
+{
+    const float d = vq_f16(blk + 208);
+    const int8_t *scales = (const int8_t *)(blk + 192);
+    const vq8 w = vq8_q6k(blk, g);
+    const float s0 = d * (float)scales[2 * g], s1 = d * (float)scales[2 * g + 1];
+    for (int b = 0; b < NI; b++)
+        acc[b] = vq_dot32(acc[b], w, x->q[b] + j * CPU_Q8_BLOCK, s0 * x->d[b][j], s1 * x->d[b][j]);
+}
+
 /* One row of W (dtype dt) against rows [i0, i0 + NI) of a, into out[].
  * Inlined with dt and NI constant so that the accumulators stay in
- * registers; a block is unpacked once for all NI rows of x. */
+ * registers; a block is unpacked once for all NI rows of x.  Even and odd
+ * blocks add into separate accumulators: at one row of x, a single chain
+ * of dependent multiply-adds (4 cycles each) was what bounded the loop. */
 static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, eng_dtype dt,
                                                            const cpu_q8_act *a, int i0, int NI,
                                                            float out[GEN_QT])
 {
     const long cols = a->cols, nb = cols / CPU_Q8_BLOCK;
-    vq acc[GEN_QT];
+    vq acc0[GEN_QT], acc1[GEN_QT];
     float corr[GEN_QT];
-    const int8_t *xq[GEN_QT];
-    const float *xd[GEN_QT];
-    const float *xs[GEN_QT];
+    gen_xrows x;
     for (int b = 0; b < NI; b++) {
-        acc[b] = vq_zero();
+        acc0[b] = acc1[b] = vq_zero();
         corr[b] = 0.0f;
-        xq[b] = a->q + (size_t)(i0 + b) * cols;
-        xd[b] = a->d + (size_t)(i0 + b) * nb;
-        xs[b] = a->dsum + (size_t)(i0 + b) * nb;
+        x.q[b] = a->q + (size_t)(i0 + b) * cols;
+        x.d[b] = a->d + (size_t)(i0 + b) * nb;
+        x.dsum[b] = a->dsum + (size_t)(i0 + b) * nb;
     }
     if (dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q5_0) {
         const long bytes = dt == ENG_DTYPE_Q8_0   ? ENG_Q8_0_BYTES
                            : dt == ENG_DTYPE_Q4_0 ? ENG_Q4_0_BYTES
                                                   : ENG_Q5_0_BYTES;
-        int8_t g[32];
-        for (long j = 0; j < nb; j++) {
-            const uint8_t *blk = wrow + j * bytes;
-            const float d = vq_f16(blk);
-            vq8 w;
-            if (dt == ENG_DTYPE_Q5_0) { /* small tensors only (ssm_dt): unpacked in C */
-                eng_q5_0_group(blk, g);
-                w = vq8_load(g);
-            } else {
-                w = dt == ENG_DTYPE_Q8_0 ? vq8_load(blk + 2) : vq8_q4_0(blk);
-            }
-            for (int b = 0; b < NI; b++) {
-                const float s = d * xd[b][j];
-                acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, s, s);
-            }
+        long j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            gen_qblock(wrow + j * bytes, dt, j, &x, NI, acc0, corr);
+            gen_qblock(wrow + (j + 1) * bytes, dt, j + 1, &x, NI, acc1, corr);
         }
+        if (j < nb)
+            gen_qblock(wrow + j * bytes, dt, j, &x, NI, acc0, corr);
     } else if (dt == ENG_DTYPE_Q4_K) {
         for (long sb = 0; sb < nb / 8; sb++) {
             const uint8_t *blk = wrow + sb * ENG_Q4_K_BYTES;
@@ -72,33 +123,22 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
                 ws[s] = d * (float)sc;
                 wm[s] = dmin * (float)mn;
             }
-            for (int s = 0; s < 8; s++) {
-                const vq8 w = vq8_q4k(blk, s);
-                const long j = sb * 8 + s;
-                for (int b = 0; b < NI; b++) {
-                    const float sx = ws[s] * xd[b][j];
-                    acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, sx, sx);
-                    corr[b] -= wm[s] * xs[b][j];
-                }
+            for (int s = 0; s < 8; s += 2) {
+                gen_q4k_sub(blk, s, sb * 8 + s, ws[s], wm[s], &x, NI, acc0, corr);
+                gen_q4k_sub(blk, s + 1, sb * 8 + s + 1, ws[s + 1], wm[s + 1], &x, NI, acc1, corr);
             }
         }
     } else { /* Q6_K */
         for (long sb = 0; sb < nb / 8; sb++) {
             const uint8_t *blk = wrow + sb * ENG_Q6_K_BYTES;
-            const float d = vq_f16(blk + 208);
-            const int8_t *scales = (const int8_t *)(blk + 192);
-            for (int g = 0; g < 8; g++) {
-                const vq8 w = vq8_q6k(blk, g);
-                const long j = sb * 8 + g;
-                const float s0 = d * (float)scales[2 * g], s1 = d * (float)scales[2 * g + 1];
-                for (int b = 0; b < NI; b++)
-                    acc[b] = vq_dot32(acc[b], w, xq[b] + j * CPU_Q8_BLOCK, s0 * xd[b][j],
-                                      s1 * xd[b][j]);
+            for (int g = 0; g < 8; g += 2) {
+                gen_q6k_group(blk, g, sb * 8 + g, &x, NI, acc0);
+                gen_q6k_group(blk, g + 1, sb * 8 + g + 1, &x, NI, acc1);
             }
         }
     }
     for (int b = 0; b < NI; b++)
-        out[b] = vq_hsum(acc[b]) + corr[b];
+        out[b] = vq_hsum(acc0[b]) + vq_hsum(acc1[b]) + corr[b];
 }
 
 /* Rows [r0, r1) of W (dtype dt, constant after inlining) against every

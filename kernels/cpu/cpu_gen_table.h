@@ -2,7 +2,9 @@
  * the level its includer selected, and defines that level's table.
  *
  * Included once by each cpu_isa_*.c after it has defined its CPU_ISA_*
- * macro; CPU_GEN_TABLE(name, level) then defines cpu_kernels_<name>.  The
+ * macro; CPU_GEN_TABLE(name, level) then defines cpu_kernels_<name>, and
+ * CPU_GEN_TABLE_VARIANT a second table of a level built with more
+ * instructions (VNNI, dot product).  The
  * level's flags come from the Makefile (per-file), so nothing in here may
  * be called before cpu_level.c has checked that the CPU runs the level.
  */
@@ -19,10 +21,15 @@
 #include "kernels/cpu/cpu_gen_ssd_chunk.h"
 #include "kernels/cpu/cpu_gen_ssm.h"
 
-#define CPU_GEN_TABLE(NAME, LEVEL)                                                                \
-    const cpu_kernels cpu_kernels_##NAME = {                                                      \
+#define CPU_GEN_TABLE(NAME, LEVEL) CPU_GEN_TABLE_VARIANT(NAME, #NAME, "", LEVEL)
+
+/* A level's table compiled with extra instructions (cpu_kernels.variant),
+ * defined as cpu_kernels_<SYM> and answering to the level's name. */
+#define CPU_GEN_TABLE_VARIANT(SYM, NAME, VARIANT, LEVEL)                                          \
+    const cpu_kernels cpu_kernels_##SYM = {                                                       \
         .level = LEVEL,                                                                           \
-        .name = #NAME,                                                                            \
+        .name = NAME,                                                                             \
+        .variant = VARIANT,                                                                       \
         .gemv_rows = gen_gemv_rows,                                                               \
         .qgemv_rows = gen_qgemv_rows,                                                             \
         .row_to_f32 = gen_row_to_f32,                                                             \

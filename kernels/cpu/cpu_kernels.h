@@ -35,6 +35,8 @@ enum { CPU_S4_OUT_ACT = 0, CPU_S4_OUT_RAW = 1, CPU_S4_OUT_FIX = 2 };
 typedef struct cpu_kernels {
     cpu_level level;
     const char *name; /* "scalar", "neon", "avx2", "avx512" */
+    const char *variant; /* "" or the extra instructions this table of the
+                            level uses: "+vnni" (avx512), "+dotprod" (neon) */
 
     /* Rows [r0, r1) of y (m, w->rows; stride ldy) = x (m, w->cols; stride
      * ldx) W^T (+ bias): the streaming matmul decode lives on, each 4-row
@@ -121,7 +123,9 @@ const char *cpu_level_name(cpu_level l);
 int cpu_level_parse(const char *name, cpu_level *out);
 
 /* Level l's table when this binary has it and this CPU runs it; NULL
- * otherwise.  Any thread; the tables are constant. */
+ * otherwise.  Where the CPU has a level's extra instructions (VNNI with
+ * AVX-512, the dot product with NEON), the variant table that uses them.
+ * Any thread; the tables are constant. */
 const cpu_kernels *cpu_kernels_for(cpu_level l);
 /* The best level this CPU runs (never NULL: scalar always runs). */
 const cpu_kernels *cpu_kernels_best(void);
@@ -146,6 +150,6 @@ void cpu_kernels_describe(char *buf, size_t size);
 /* Each level's table, defined by its cpu_isa_*.c (only those the target
  * architecture has are linked). */
 extern const cpu_kernels cpu_kernels_scalar, cpu_kernels_neon, cpu_kernels_avx2,
-    cpu_kernels_avx512;
+    cpu_kernels_avx512, cpu_kernels_avx512vnni, cpu_kernels_neon_dotprod;
 
 #endif

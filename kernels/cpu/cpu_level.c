@@ -16,6 +16,11 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #define CPU_X86 1
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
 #endif
 
 static const char *const level_names[CPU_LEVEL_COUNT] = {
@@ -70,6 +75,13 @@ static cpu_level x86_level(void)
         return CPU_LEVEL_AVX512;
     return CPU_LEVEL_AVX2;
 }
+
+/* AVX-512 VNNI (cpuid 7.0 ecx bit 11), on top of x86_level's AVX-512. */
+static int x86_vnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1);
+}
 #endif
 
 const cpu_kernels *cpu_kernels_for(cpu_level l)
@@ -78,9 +90,13 @@ const cpu_kernels *cpu_kernels_for(cpu_level l)
     case CPU_LEVEL_SCALAR: return &cpu_kernels_scalar;
 #if CPU_X86
     case CPU_LEVEL_AVX2: return x86_level() >= CPU_LEVEL_AVX2 ? &cpu_kernels_avx2 : NULL;
-    case CPU_LEVEL_AVX512: return x86_level() >= CPU_LEVEL_AVX512 ? &cpu_kernels_avx512 : NULL;
+    case CPU_LEVEL_AVX512:
+        if (x86_level() < CPU_LEVEL_AVX512)
+            return NULL;
+        return x86_vnni() ? &cpu_kernels_avx512vnni : &cpu_kernels_avx512;
 #elif defined(__aarch64__)
-    case CPU_LEVEL_NEON: return &cpu_kernels_neon;
+    case CPU_LEVEL_NEON:
+        return getauxval(AT_HWCAP) & HWCAP_ASIMDDP ? &cpu_kernels_neon_dotprod : &cpu_kernels_neon;
 #endif
     default: return NULL;
     }
@@ -109,22 +125,23 @@ static void list_levels(char *buf, size_t size)
     buf[0] = '\0';
     for (int i = 0; i < n; i++) {
         size_t used = strlen(buf);
-        snprintf(buf + used, size - used, "%s%s", i ? ", " : "", all[i]->name);
+        snprintf(buf + used, size - used, "%s%s%s", i ? ", " : "", all[i]->name, all[i]->variant);
     }
 }
 
 void cpu_kernels_describe(char *buf, size_t size)
 {
-    char have[64];
+    char have[96];
     list_levels(have, sizeof have);
     const char *forced = getenv("SSMD_CPU");
     const cpu_kernels *k;
     if (cpu_kernels_choose(forced, &k, NULL) != SSMD_OK)
         snprintf(buf, size, "none (SSMD_CPU=%s cannot run here; this CPU runs %s)", forced, have);
     else if (forced && *forced)
-        snprintf(buf, size, "%s (forced by SSMD_CPU; this CPU runs %s)", k->name, have);
+        snprintf(buf, size, "%s%s (forced by SSMD_CPU; this CPU runs %s)", k->name, k->variant,
+                 have);
     else
-        snprintf(buf, size, "%s (the best of %s)", k->name, have);
+        snprintf(buf, size, "%s%s (the best of %s)", k->name, k->variant, have);
 }
 
 int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *err)
@@ -133,7 +150,7 @@ int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *er
         *out = cpu_kernels_best();
         return SSMD_OK;
     }
-    char have[64];
+    char have[96];
     list_levels(have, sizeof have);
     cpu_level l;
     if (cpu_level_parse(forced, &l) != 0)

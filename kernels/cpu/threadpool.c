@@ -2,8 +2,18 @@
  *
  * A job is published by bumping `generation` under the mutex; workers notice
  * it by spinning on the atomic for a while, then by waiting on the condition
- * variable.  The caller takes part as thread 0 and spins until `done` says
- * every worker finished.  Never used for I/O or anything that blocks.
+ * variable.  The caller takes part as thread 0.
+ *
+ * Each worker's share of a job is claimed once, by the worker or by the
+ * caller: `claimed` holds the last generation the share was taken for, and
+ * a compare-and-swap from an older value takes it.  When the caller has
+ * finished its own share it takes every share whose worker has not started
+ * yet and runs it itself.  On a machine with other busy processes (these
+ * are shared VMs), a descheduled worker then costs one share's time instead
+ * of a time slice for every one of the ~150 ops of a decode step.  A share
+ * is still run exactly once, with its own index, so kernels that split
+ * work statically by thread index (and keep per-index scratch) are safe.
+ * Never used for I/O or anything that blocks.
  */
 #include "kernels/cpu/threadpool.h"
 
@@ -32,6 +42,8 @@ typedef struct worker {
     struct eng_threadpool *pool;
     pthread_t thread;
     int idx;
+    atomic_uint claimed;  /* last generation this share was taken for */
+    atomic_uint finished; /* last generation the worker finished its share of */
 } worker;
 
 struct eng_threadpool {
@@ -40,11 +52,22 @@ struct eng_threadpool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     atomic_uint generation;   /* bumped once per job */
-    atomic_int done;          /* workers finished with the current job */
     atomic_int stop;
-    eng_pool_fn fn;           /* current job, valid while generation is odd-new */
+    eng_pool_fn fn;           /* current job: written before `generation` */
     void *arg;
 };
+
+/* Takes share w for generation gen unless someone already has.  Wrap-safe:
+ * generations only grow, so "older" is a negative signed difference. */
+static int claim(worker *w, unsigned gen)
+{
+    unsigned c = atomic_load_explicit(&w->claimed, memory_order_acquire);
+    while ((int)(c - gen) < 0)
+        if (atomic_compare_exchange_weak_explicit(&w->claimed, &c, gen, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 1;
+    return 0;
+}
 
 static void *worker_main(void *p)
 {
@@ -67,8 +90,12 @@ static void *worker_main(void *p)
         if (atomic_load(&pool->stop))
             return NULL;
         seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        pool->fn(pool->arg, w->idx, pool->n_threads);
-        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        /* A won claim means the caller is still inside job `seen` (it waits
+         * for every share), so fn and arg are that job's. */
+        if (claim(w, seen)) {
+            pool->fn(pool->arg, w->idx, pool->n_threads);
+            atomic_store_explicit(&w->finished, seen, memory_order_release);
+        }
     }
 }
 
@@ -129,19 +156,30 @@ void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg)
     }
     p->fn = fn;
     p->arg = arg;
-    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    const unsigned gen = atomic_fetch_add_explicit(&p->generation, 1, memory_order_release) + 1;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     fn(arg, 0, p->n_threads);
-    /* Spin for the stragglers, but yield the core if they were descheduled
-     * (an oversubscribed machine): spinning then only delays them. */
-    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) != p->n_threads - 1;)
-        if (++spins < SPIN_ITERS / 10)
-            cpu_relax();
-        else
-            sched_yield();
+    /* Shares not started by now run here: their worker is late by at least
+     * one share's time already, and may be off the CPU for a time slice. */
+    for (int i = 1; i < p->n_threads; i++) {
+        worker *w = &p->workers[i - 1];
+        if (claim(w, gen)) {
+            fn(arg, i, p->n_threads);
+            atomic_store_explicit(&w->finished, gen, memory_order_relaxed);
+        }
+    }
+    /* Spin for the shares workers took, but yield the core if they were
+     * descheduled mid-share: spinning then only delays them. */
+    for (int i = 1; i < p->n_threads; i++) {
+        worker *w = &p->workers[i - 1];
+        for (int spins = 0; atomic_load_explicit(&w->finished, memory_order_acquire) != gen;)
+            if (++spins < SPIN_ITERS / 10)
+                cpu_relax();
+            else
+                sched_yield();
+    }
 }
 
 void eng_threadpool_run_sized(eng_threadpool *p, eng_pool_fn fn, void *arg, double work)

@@ -19,7 +19,11 @@ eng_threadpool *eng_threadpool_create(int n_threads);
 void eng_threadpool_destroy(eng_threadpool *p);
 int eng_threadpool_size(const eng_threadpool *p);
 
-/* Runs fn on every thread and returns when all have finished. */
+/* Runs fn once for every index in [0, n_threads) and returns when all have
+ * finished: index 0 on the caller, each other on its worker, or on the
+ * caller when that worker has not started it by the time the caller's own
+ * share is done (a descheduled worker must not stall the op).  So fn may
+ * keep per-index state, but shares must never wait for one another. */
 void eng_threadpool_run(eng_threadpool *p, eng_pool_fn fn, void *arg);
 
 /* As eng_threadpool_run, but runs fn(arg, 0, 1) on the caller alone when

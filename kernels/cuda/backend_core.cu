@@ -32,12 +32,16 @@ enum {
     OP_LAYERNORM,
     OP_GLU,
     OP_RMS_ROWS,
+    OP_S5_SCAN,
+    OP_S5_STEP,
+    OP_S5_SKIP_ACT,
 };
 
 static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul",      "conv_prefill",
                                        "scan_prefill", "conv_step",   "scan_step",   "ssd_prefill",
                                        "ssd_step",     "s4_prefill",  "s4_step",     "add_layernorm",
-                                       "glu",          "rms_rows"};
+                                       "glu",          "rms_rows",    "s5_scan",     "s5_step",
+                                       "s5_skip_act"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
                   (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16 && (int)KC_DT_Q8_0 == (int)ENG_DTYPE_Q8_0,
@@ -174,6 +178,15 @@ static kc_s4_args s4_args(const kc_op *o)
     return a;
 }
 
+/* The S5 recurrence record: in = lam, v; dim = P; out = xs. */
+static kc_s5_args s5_args(const kc_op *o)
+{
+    kc_s5_args a;
+    memset(&a, 0, sizeof a);
+    a.lam = o->in[0], a.P = o->dim, a.v = o->in[1], a.xs = o->out[0];
+    return a;
+}
+
 /* A step op's slots: idx (device memory) over the pool at this offset. */
 static kc_slots slots_at(const kc_op *o, const int32_t *idx, size_t offset)
 {
@@ -250,7 +263,9 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
     case OP_S4_PREFILL: {
         kc_s4_args a = s4_args(o);
         a.state = o->out[1], a.T = o->T;
-        kc_s4_prefill(&a, c->stream);
+        size_t need = kc_s4_prefill_scratch(&a, &c->tune);
+        kc_s4_prefill(&a, need ? c->dev->scratch(c, KC_SCRATCH_SCAN, need) : NULL, &c->tune,
+                      c->stream);
         break;
     }
     case OP_S4_STEP: {
@@ -268,6 +283,23 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
         break;
     case OP_RMS_ROWS:
         kc_rms_rows(o->out[0], o->ldx, o->n, o->dim, o->eps, c->stream);
+        break;
+    case OP_S5_SCAN: {
+        kc_s5_args a = s5_args(o);
+        a.state = o->out[1], a.T = o->T;
+        size_t need = kc_s5_scan_scratch(&a, &c->tune);
+        kc_s5_scan(&a, need ? c->dev->scratch(c, KC_SCRATCH_SCAN, need) : NULL, &c->tune, c->stream);
+        break;
+    }
+    case OP_S5_STEP: {
+        kc_s5_args a = s5_args(o);
+        a.at = slots_at(o, idx, o->ssm_offset);
+        kc_s5_step(&a, c->stream);
+        break;
+    }
+    case OP_S5_SKIP_ACT:
+        kc_s5_skip_act(o->in[0], o->in[1], o->in[2], o->n, o->dim, o->m, o->out[0], o->ldx, o->out[1],
+                       o->ldy, c->stream);
         break;
     default:
         ssmd_fatal("cuda backend: unknown recorded op %d", o->kind);
@@ -293,7 +325,8 @@ static int trace_is_decode(const kc_core *c)
 {
     for (int i = 0; i < c->n_ops; i++)
         if (c->ops[i].kind == OP_CONV_STEP || c->ops[i].kind == OP_SCAN_STEP ||
-            c->ops[i].kind == OP_SSD_STEP || c->ops[i].kind == OP_S4_STEP)
+            c->ops[i].kind == OP_SSD_STEP || c->ops[i].kind == OP_S4_STEP ||
+            c->ops[i].kind == OP_S5_STEP)
             return 1;
     return 0;
 }
@@ -661,6 +694,14 @@ static void core_s4_prefill(bk_backend *bk, const bk_s4_layer *l, float *state, 
     op_end(c, o, &tmp, NULL, 0, 0);
 }
 
+/* op_end of a decode op whose state is st's SSM state (one per row). */
+static void op_end_ssm_step(kc_core *c, kc_op *o, const kc_op *tmp, const bk_state_ref *st)
+{
+    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
+    o->n = st->batch;
+    op_end(c, o, tmp, st->slots, st->batch, 1);
+}
+
 static void core_s4_step(bk_backend *bk, const bk_s4_layer *l, const bk_state_ref *st,
                          const float *u, float *y)
 {
@@ -669,12 +710,48 @@ static void core_s4_step(bk_backend *bk, const bk_s4_layer *l, const bk_state_re
         return;
     kc_op tmp, *o = op_begin(c, OP_S4_STEP, &tmp);
     o->l4 = *l, o->in[0] = u, o->out[0] = y;
-    o->pool = st->pool, o->slot_stride = st->slot_stride, o->ssm_offset = st->ssm_offset;
-    o->n = st->batch;
-    op_end(c, o, &tmp, st->slots, st->batch, 1);
+    op_end_ssm_step(c, o, &tmp, st);
 }
 
 static const bk_s4_ops core_s4 = {KC_S4_MAX_RANK, core_s4_prefill, core_s4_step};
+
+/* ---- the S5 ops (its matmuls are core_matmul's) ---- */
+
+static void core_s5_scan(bk_backend *bk, const float *lam, int P, float *state, const float *v, int T,
+                         float *xs)
+{
+    kc_core *c = core_of(bk);
+    kc_core_flush(c);
+    kc_op tmp, *o = op_begin(c, OP_S5_SCAN, &tmp);
+    o->in[0] = lam, o->dim = P, o->in[1] = v, o->out[0] = xs, o->out[1] = state, o->T = T;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static void core_s5_step(bk_backend *bk, const float *lam, int P, const bk_state_ref *st,
+                         const float *v, float *xs)
+{
+    kc_core *c = core_of(bk);
+    if (st->batch <= 0)
+        return;
+    kc_op tmp, *o = op_begin(c, OP_S5_STEP, &tmp);
+    o->in[0] = lam, o->dim = P, o->in[1] = v, o->out[0] = xs;
+    op_end_ssm_step(c, o, &tmp, st);
+}
+
+/* Recorded as in = y, u, D; n = rows, dim = H, m = gelu_tanh; out = pre
+ * (ldx), act (ldy). */
+static void core_s5_skip_act(bk_backend *bk, const float *y, const float *u, const float *D, int rows,
+                             int H, int gelu_tanh, float *out_pre, int ld_pre, float *out_act,
+                             int ld_act)
+{
+    kc_core *c = core_of(bk);
+    kc_op tmp, *o = op_begin(c, OP_S5_SKIP_ACT, &tmp);
+    o->in[0] = y, o->in[1] = u, o->in[2] = D, o->n = rows, o->dim = H, o->m = gelu_tanh;
+    o->out[0] = out_pre, o->ldx = ld_pre, o->out[1] = out_act, o->ldy = ld_act;
+    op_end(c, o, &tmp, NULL, 0, 0);
+}
+
+static const bk_s5_ops core_s5 = {core_s5_scan, core_s5_step, core_s5_skip_act};
 
 void kc_core_init(kc_core *c, const kc_memory_ops *mem)
 {
@@ -696,6 +773,7 @@ void kc_core_init(kc_core *c, const kc_memory_ops *mem)
     c->base.mamba1 = &core_mamba1;
     c->base.mamba2 = &core_mamba2;
     c->base.s4 = &core_s4;
+    c->base.s5 = &core_s5;
     c->base.add_layernorm = core_add_layernorm;
     c->base.glu = core_glu;
     c->base.rms_rows = core_rms_rows;

@@ -140,7 +140,7 @@ typedef struct kc_memory_ops {
 } kc_memory_ops;
 
 /* Sets c->base: mem's name and memory ops, and the shared compute ops and
- * family tables (Mamba-1, Mamba-2, the S4 family, and the optional
+ * family tables (Mamba-1, Mamba-2, the S4 family, S5, and the optional
  * add_layernorm, glu and rms_rows).  The caller sets c->dev/stream/tune/arena_* before
  * any op runs. */
 void kc_core_init(kc_core *c, const kc_memory_ops *mem);

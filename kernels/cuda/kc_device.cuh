@@ -93,6 +93,16 @@ static __device__ __forceinline__ void kc_load_w4(const void *w, int dt, size_t 
 /* As the CPU backend (cpu_math.h): softplus with PyTorch's threshold 20. */
 static __device__ __forceinline__ float kc_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 static __device__ __forceinline__ float kc_silu(float x) { return x / (1.0f + expf(-x)); }
+/* GELU, exact (erf) and in the tanh approximation (flax's default), as
+ * the CPU backend's S4 and S5 ops. */
+static __device__ __forceinline__ float kc_gelu(float x)
+{
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+}
+static __device__ __forceinline__ float kc_gelu_tanh(float x)
+{
+    return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+}
 
 /* Sum over the 32 lanes of a warp; every lane gets the total. */
 static __device__ __forceinline__ float kc_warp_sum(float v)
@@ -103,6 +113,12 @@ static __device__ __forceinline__ float kc_warp_sum(float v)
 }
 
 static __device__ __forceinline__ int kc_imin(int a, int b) { return a < b ? a : b; }
+
+/* Row b's state of a decode step, or NULL for a padding row. */
+static __device__ __forceinline__ float *kc_slot_state(const kc_slots &at, int b)
+{
+    return at.slots[b] < 0 ? NULL : at.pool + (size_t)at.slots[b] * at.slot_stride + at.offset;
+}
 
 /* Host side of launchers: ceil(a / b), and a block width for n items
  * rounded up to whole warps, at most cap. */

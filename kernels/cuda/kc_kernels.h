@@ -140,10 +140,13 @@ size_t kc_ssd_chunk_scratch(const kc_ssd_args *a);
 void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gemm, void *ctx,
                             kc_stream s);
 
-/* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer): one thread per
- * channel walks the tokens; u and y (rows, H) contiguous.  Prefill from
- * state (2, N2, H), left final; step: row b in slot slots[b] (a negative
- * slot is padding: output zero, no state touched). */
+/* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer), one thread per
+ * channel; u and y (rows, H) contiguous.  Prefill from state (2, N2, H),
+ * left final: a diagonal layer whose prompt is longer than one chunk runs
+ * a parallel scan over time chunks in scratch (kc_s4_prefill_scratch()
+ * floats; s4.cu says how), anything else (DPLR, a short prompt, scratch
+ * NULL) walks the tokens in order.  Step: row b in slot slots[b] (a
+ * negative slot is padding: output zero, no state touched). */
 #define KC_S4_MAX_RANK 16
 typedef struct kc_s4_args {
     int H, N2, R;
@@ -155,8 +158,47 @@ typedef struct kc_s4_args {
     kc_slots at;                  /* step */
 } kc_s4_args;
 
-void kc_s4_prefill(const kc_s4_args *a, kc_stream s);
+size_t kc_s4_prefill_scratch(const kc_s4_args *a, const kc_tuning *t);
+void kc_s4_prefill(const kc_s4_args *a, float *scratch, const kc_tuning *t, kc_stream s);
 void kc_s4_step(const kc_s4_args *a, kc_stream s);
+/* The S5 recurrence (engine/backend.h, bk_s5_ops): P independent complex
+ * diagonal recurrences x' = lam x + v, rows of v / xs 2P wide (real plane
+ * then imaginary); xs may be v.  Scan: one sequence from state (2P), left
+ * final, by the chunked scan of s5.cu in scratch (kc_s5_scan_scratch()
+ * floats; NULL or one chunk: in order).  Step: row b in slot slots[b] (a
+ * negative slot is padding: its xs row zeroed, no state touched). */
+typedef struct kc_s5_args {
+    const float *lam;             /* (2P) lambda_bar */
+    int P;
+    const float *v;               /* (rows, 2P) */
+    float *xs;                    /* (rows, 2P) */
+    float *state;                 /* scan */
+    int T;
+    kc_slots at;                  /* step */
+} kc_s5_args;
+
+size_t kc_s5_scan_scratch(const kc_s5_args *a, const kc_tuning *t);
+void kc_s5_scan(const kc_s5_args *a, float *scratch, const kc_tuning *t, kc_stream s);
+void kc_s5_step(const kc_s5_args *a, kc_stream s);
+/* pre = y + D u over (rows, H) (y, u contiguous, D (H)): pre to out_pre
+ * (row stride ld_pre) and gelu(pre) (tanh form when gelu_tanh, else erf)
+ * to out_act (ld_act), each when not NULL. */
+void kc_s5_skip_act(const float *y, const float *u, const float *D, int rows, int H, int gelu_tanh,
+                    float *out_pre, int ld_pre, float *out_act, int ld_act, kc_stream s);
+
+/* The carry pass of the chunked scans of a complex diagonal recurrence
+ * x' = lam x + input (s4.cu, s5.cu): n elements, lam (2, n) (real plane
+ * then imaginary); local (n_chunks, 2, n) holds each chunk's final state,
+ * chunk 0's from the true initial state and the others' from zero.  Turns
+ * local[c] into the true state at the end of chunk c (chunks of len steps,
+ * the last one last_len) and copies the last into state (2, n). */
+void kc_diag_carry(const float *lam, size_t n, float *local, int n_chunks, int len, int last_len,
+                   float *state, kc_stream s);
+/* The chunk length of such a scan over T steps of `width` independent
+ * elements (threads): tune's scan_chunk, or longer for a long input; 0
+ * when T fits one chunk (walk in order). */
+int kc_diag_chunk(int width, int T, const kc_tuning *t);
+
 /* resid (n, dim) += add (if not NULL); out = layernorm(resid) * weight +
  * bias (biased variance, eps inside the square root). */
 void kc_add_layernorm(float *resid, const float *add, const float *weight, const float *bias,

@@ -3,38 +3,83 @@
  *
  * The recurrence runs one thread per channel: channels are independent
  * and the state planes (2, N2, H) put a channel's pairs H apart, so a
- * warp's loads coalesce.  Prefill walks the prompt's tokens in order in
- * each thread (the parallel scan over time chunks that the CPU backend has
- * for diagonal layers is not written here yet).  Same arithmetic as
- * kernels/cpu/cpu_s4.c.  Never allocates or synchronises.
+ * warp's loads coalesce.  A diagonal layer walks time in tiles of S4_TILE
+ * tokens, each pair's state and coefficients loaded once per tile.
+ *
+ * Prefill of a diagonal layer (the S4D and DSS models) longer than one
+ * chunk is a parallel scan over time chunks, as kernels/cpu/cpu_s4.c's:
+ *  1. k_s4_local, one thread per (channel, chunk): chunk 0 runs from the
+ *     slot's state and writes its final outputs; every other chunk runs
+ *     from zero and writes raw outputs (before the skip and GELU); each
+ *     chunk's final state goes to scratch;
+ *  2. kc_diag_carry (diag_carry.cu) turns those into the true state at
+ *     the end of each chunk (dA^len carry + local), the last into the slot;
+ *  3. k_s4_fix: chunks 1.. add the free response of their incoming true
+ *     state (dA^k carry, no input) to the raw outputs, then the skip and
+ *     GELU.
+ * About twice the token work of the walk, for H x chunks threads instead
+ * of H.  DPLR layers (S4, rank > 0) keep the walk in token order: their
+ * Woodbury step is not a diagonal map of the state, so chunk states do not
+ * join by a power of dA (a chunked DPLR scan would need the dense N x N
+ * transition).  Same arithmetic as kernels/cpu/cpu_s4.c.  Never allocates
+ * or synchronises.
  */
 #include "kernels/cuda/kc_device.cuh"
 
-enum { S4_THREADS = 128, LN_THREADS = 256, GLU_THREADS = 256 };
+enum {
+    S4_THREADS = 128, LN_THREADS = 256, GLU_THREADS = 256,
+    S4_TILE = 8, /* tokens per register tile of the diagonal walk */
+};
 
-static __device__ __forceinline__ float kc_gelu(float x)
+/* What the diagonal walk writes to y: gelu(acc + D u) (final outputs),
+ * acc alone (a chunk from zero, corrected later), or, with the input term
+ * dropped (the free response of a carried state), gelu(y + acc + D u). */
+enum { S4_OUT_ACT, S4_OUT_RAW, S4_OUT_FIX };
+
+/* Channel h of a diagonal layer over T tokens (u, y rows of H): x' = dA x
+ * + dB u from `from` (NULL: zero) into `to` (may be from), y by mode. */
+static __device__ void s4_diag_walk(const kc_s4_args &a, const float *from, float *to, int h,
+                                    const float *u, float *y, int T, int mode)
 {
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    const int H = a.H, N2 = a.N2;
+    const size_t pl = (size_t)N2 * H;
+    for (int t0 = 0; t0 < T; t0 += S4_TILE) {
+        const int tt = kc_imin(S4_TILE, T - t0);
+        float uu[S4_TILE], acc[S4_TILE];
+        for (int k = 0; k < S4_TILE; k++) {
+            uu[k] = k < tt && mode != S4_OUT_FIX ? u[(size_t)(t0 + k) * H + h] : 0.0f;
+            acc[k] = 0.0f;
+        }
+        const float *src = t0 ? to : from;
+        for (int n = 0; n < N2; n++) {
+            const size_t o = (size_t)n * H + h;
+            const float ar = a.dA[o], ai = a.dA[pl + o], br = a.dB[o], bi = a.dB[pl + o];
+            const float cr = a.dC[o], ci = a.dC[pl + o];
+            float xr = src ? src[o] : 0.0f, xi = src ? src[pl + o] : 0.0f;
+            for (int k = 0; k < tt; k++) {
+                const float r = ar * xr - ai * xi + br * uu[k];
+                const float i = ar * xi + ai * xr + bi * uu[k];
+                xr = r, xi = i;
+                acc[k] += cr * r - ci * i;
+            }
+            to[o] = xr, to[pl + o] = xi;
+        }
+        for (int k = 0; k < tt; k++) {
+            const size_t r = (size_t)(t0 + k) * H + h;
+            const float ut = u[r];
+            y[r] = mode == S4_OUT_RAW ? acc[k]
+                                      : kc_gelu((mode == S4_OUT_FIX ? y[r] : 0.0f) + acc[k] + a.D[h] * ut);
+        }
+    }
 }
 
-/* One token of channel h from state (the planes of bk_s4_layer); returns
- * Re sum_n dC_n x'_n. */
-static __device__ float s4_token(const kc_s4_args &a, float *state, int h, float u)
+/* One token of channel h of a DPLR layer from state (the planes of
+ * bk_s4_layer); returns Re sum_n dC_n x'_n. */
+static __device__ float s4_dplr_token(const kc_s4_args &a, float *state, int h, float u)
 {
     const int H = a.H, N2 = a.N2, R = a.R;
     const size_t pl = (size_t)N2 * H;
     float acc = 0.0f;
-    if (R == 0) {
-        for (int n = 0; n < N2; n++) {
-            const size_t o = (size_t)n * H + h;
-            const float xr = state[o], xi = state[pl + o], ar = a.dA[o], ai = a.dA[pl + o];
-            const float r = ar * xr - ai * xi + a.dB[o] * u;
-            const float i = ar * xi + ai * xr + a.dB[pl + o] * u;
-            state[o] = r, state[pl + o] = i;
-            acc += a.dC[o] * r - a.dC[pl + o] * i;
-        }
-        return acc;
-    }
     float s[KC_S4_MAX_RANK], t[KC_S4_MAX_RANK];
     for (int r = 0; r < R; r++)
         s[r] = t[r] = 0.0f;
@@ -70,22 +115,56 @@ static __device__ float s4_token(const kc_s4_args &a, float *state, int h, float
     return acc;
 }
 
-/* Grid (channel blocks, rows of a step or 1). */
+/* Grid (channel blocks, rows of a step or 1): the walk in token order. */
 __global__ void k_s4(kc_s4_args a, int step)
 {
     const int h = blockIdx.x * blockDim.x + threadIdx.x;
     if (h >= a.H)
         return;
-    int t0 = 0, t1 = a.T;
-    float *state = a.state;
-    if (step) {
-        t0 = blockIdx.y, t1 = t0 + 1;
-        state = a.at.slots[t0] < 0 ? NULL : a.at.pool + (size_t)a.at.slots[t0] * a.at.slot_stride + a.at.offset;
+    /* a step's row blockIdx.y, or the whole prompt */
+    const size_t r0 = step ? (size_t)blockIdx.y * a.H : 0;
+    const int T = step ? 1 : a.T;
+    float *state = step ? kc_slot_state(a.at, blockIdx.y) : a.state, *y = a.y + r0;
+    const float *u = a.u + r0;
+    if (!state) { /* padding */
+        y[h] = 0.0f;
+        return;
     }
-    for (int t = t0; t < t1; t++) {
-        const float u = a.u[(size_t)t * a.H + h];
-        a.y[(size_t)t * a.H + h] = state ? kc_gelu(s4_token(a, state, h, u) + a.D[h] * u) : 0.0f;
+    if (a.R == 0) {
+        s4_diag_walk(a, state, state, h, u, y, T, S4_OUT_ACT);
+        return;
     }
+    for (int t = 0; t < T; t++) {
+        const float ut = u[(size_t)t * a.H + h];
+        y[(size_t)t * a.H + h] = kc_gelu(s4_dplr_token(a, state, h, ut) + a.D[h] * ut);
+    }
+}
+
+/* Scan pass 1, grid (channel blocks, chunks of L tokens); local (chunks,
+ * 2, N2, H). */
+__global__ void k_s4_local(kc_s4_args a, int L, float *local)
+{
+    const int h = blockIdx.x * blockDim.x + threadIdx.x, c = blockIdx.y;
+    if (h >= a.H)
+        return;
+    const size_t t0 = (size_t)c * L, per = 2 * (size_t)a.N2 * a.H;
+    const int len = kc_imin(L, a.T - (int)t0);
+    s4_diag_walk(a, c ? NULL : a.state, local + c * per, h, a.u + t0 * a.H, a.y + t0 * a.H, len,
+                 c ? S4_OUT_RAW : S4_OUT_ACT);
+}
+
+/* Scan pass 3, grid (channel blocks, chunks - 1): chunk c = 1 + blockIdx.y
+ * from the true state after chunk c - 1 (in local, evolved in place: no
+ * other chunk reads it). */
+__global__ void k_s4_fix(kc_s4_args a, int L, float *local)
+{
+    const int h = blockIdx.x * blockDim.x + threadIdx.x, c = 1 + blockIdx.y;
+    if (h >= a.H)
+        return;
+    const size_t t0 = (size_t)c * L, per = 2 * (size_t)a.N2 * a.H;
+    const int len = kc_imin(L, a.T - (int)t0);
+    float *carry = local + (c - 1) * per;
+    s4_diag_walk(a, carry, carry, h, a.u + t0 * a.H, a.y + t0 * a.H, len, S4_OUT_FIX);
 }
 
 /* Block per row: resid += add; out = (resid - mean) / sqrt(var + eps) * w + b. */
@@ -134,7 +213,31 @@ static void s4_launch(const kc_s4_args *a, int rows, int step, kc_stream s)
     KC_LAUNCH(k_s4, grid, (unsigned)S4_THREADS, 0, s, *a, step);
 }
 
-extern "C" void kc_s4_prefill(const kc_s4_args *a, kc_stream s) { s4_launch(a, a->T, 0, s); }
+/* The scan's chunk length; 0: no scan (DPLR, or one chunk). */
+static int s4_chunk(const kc_s4_args *a, const kc_tuning *t)
+{
+    return a->R == 0 ? kc_diag_chunk(a->H, a->T, t) : 0;
+}
+
+extern "C" size_t kc_s4_prefill_scratch(const kc_s4_args *a, const kc_tuning *t)
+{
+    const int L = s4_chunk(a, t);
+    return L ? (size_t)kc_div_up(a->T, L) * 2 * a->N2 * a->H : 0;
+}
+
+extern "C" void kc_s4_prefill(const kc_s4_args *a, float *scratch, const kc_tuning *t, kc_stream s)
+{
+    const int L = s4_chunk(a, t);
+    if (!L || !scratch) {
+        s4_launch(a, a->T, 0, s);
+        return;
+    }
+    const unsigned chunks = kc_div_up(a->T, L), gx = kc_div_up(a->H, S4_THREADS);
+    KC_LAUNCH(k_s4_local, dim3(gx, chunks), (unsigned)S4_THREADS, 0, s, *a, L, scratch);
+    kc_diag_carry(a->dA, (size_t)a->N2 * a->H, scratch, (int)chunks, L,
+                  a->T - (int)(chunks - 1) * L, a->state, s);
+    KC_LAUNCH(k_s4_fix, dim3(gx, chunks - 1), (unsigned)S4_THREADS, 0, s, *a, L, scratch);
+}
 extern "C" void kc_s4_step(const kc_s4_args *a, kc_stream s) { s4_launch(a, a->at.batch, 1, s); }
 
 extern "C" void kc_add_layernorm(float *resid, const float *add, const float *weight,

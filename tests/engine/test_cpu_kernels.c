@@ -331,6 +331,30 @@ START_TEST(test_qmatmul_all_paths)
 }
 END_TEST
 
+/* The table of a level that cpu_kernels_for passes over here because the
+ * CPU has the level's extra instructions (plain AVX-512 where VNNI exists,
+ * plain NEON where the dot product does): it must still compute the same,
+ * for CPUs that lack them.  Nothing to run where no such table exists. */
+START_TEST(test_qmatmul_plain_variant)
+{
+    const cpu_kernels *plain = NULL;
+#if defined(__x86_64__)
+    if (cpu_kernels_for(CPU_LEVEL_AVX512) == &cpu_kernels_avx512vnni)
+        plain = &cpu_kernels_avx512;
+#elif defined(__aarch64__)
+    if (cpu_kernels_for(CPU_LEVEL_NEON) == &cpu_kernels_neon_dotprod)
+        plain = &cpu_kernels_neon;
+#endif
+    if (!plain)
+        return;
+    ck_assert_str_eq(plain->variant, "");
+    const int ms[] = {1, 3, 4, 9}, Ks[] = {256}, Ns[] = {6, 37};
+    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
+    const matmul_cases c = {dts, Ks, Ns, ms, 4, 1, 2, 4};
+    run_matmul_cases(plain, &c, quant_case);
+}
+END_TEST
+
 /* A cpu backend (best level) on one thread. */
 static bk_backend *cpu_backend_one_thread(void)
 {
@@ -459,6 +483,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
+    tcase_add_test(tc, test_qmatmul_plain_variant);
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);
     tcase_add_test(tc, test_backend_matmul_row_scale);

@@ -58,7 +58,7 @@ static void save(const char *in, eng_dtype dt, const char *name, char *out, size
     snprintf(out, size, "%s/%s.gguf", g_root, name);
     int nq = -1;
     ck_assert_msg(eng_gguf_save(w, config, tok, dt, out, &nq, &err) == SSMD_OK, "%s", err.msg);
-    ck_assert_int_eq(nq > 0, dt != ENG_DTYPE_F32);
+    ck_assert_int_eq(nq > 0, eng_dtype_info_of(dt)->quantized);
     json_decref(config);
     json_decref(tok);
     eng_weights_close(w);
@@ -196,6 +196,37 @@ START_TEST(test_default_model_quantized)
 }
 END_TEST
 
+/* F16 and BF16 matrices (`ssmd quantize --type f16|bf16`, what llama.cpp's
+ * F16 files hold): rounded once, so logits stay within 1% (f16, 11-bit
+ * significand) or 3% (bf16, 8 bits) of each row's largest over 24 tokens,
+ * and greedy choices agree wherever the margin is wider. */
+START_TEST(test_half_precision_files)
+{
+    static const eng_dtype types[] = {ENG_DTYPE_F16, ENG_DTYPE_BF16};
+    static const double tol[] = {0.01, 0.03};
+    eng_model *f = ref_open("tests/fixtures/mamba/tiny_auto", 1, 1);
+    int32_t ids[24];
+    for (int i = 0; i < 24; i++)
+        ids[i] = (i * 13 + 5) % eng_model_n_vocab(f);
+    for (size_t t = 0; t < 2; t++) {
+        char path[512];
+        const char *name = eng_dtype_info_of(types[t])->name;
+        save("tests/fixtures/mamba/tiny_auto", types[t], name, path, sizeof path);
+        eng_weights *w;
+        ssmd_err err = {0};
+        ck_assert_msg(eng_weights_open(path, &w, &err) == SSMD_OK, "%s", err.msg);
+        const eng_tensor *in_proj = eng_weights_find(w, "backbone.layers.0.mixer.in_proj.weight");
+        ck_assert_ptr_nonnull(in_proj);
+        ck_assert_int_eq(in_proj->dtype, types[t]);
+        eng_weights_close(w);
+        eng_model *h = ref_open(path, 1, 1);
+        compare_models(h, f, ids, 24, 8, tol[t], tol[t], name);
+        eng_model_close(h);
+    }
+    eng_model_close(f);
+}
+END_TEST
+
 /* ---- refusals ---------------------------------------------------------------- */
 
 START_TEST(test_refused_by_name)
@@ -264,6 +295,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_f32_round_trip);
     tcase_add_loop_test(tc, test_quant_mixed_vs_dequantised, 0, ref_n_levels());
     tcase_add_test(tc, test_default_model_quantized);
+    tcase_add_test(tc, test_half_precision_files);
     tcase_add_test(tc, test_refused_by_name);
     suite_add_tcase(s, tc);
     return s;

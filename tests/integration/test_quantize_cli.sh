@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_quantize_cli.sh - `ssmd quantize` end to end: the default model
-# (models/default, safetensors) written as Q8_0 and Q4_K GGUF files;
-# `ssmd generate` from the Q8_0 file gives the same greedy text as the bf16
-# model; `ssmd serve --model file.gguf` answers a completion; bad
+# (models/default, safetensors) written as Q8_0, Q4_K, BF16 and F16 GGUF
+# files; `ssmd generate` from the Q8_0, BF16 and F16 files gives the same
+# greedy text as the bf16 model; `ssmd serve --model file.gguf` answers a completion; bad
 # arguments and inputs fail with a message naming them.  TAP output.
 #
 # Never builds anything, never needs Python; ~10 s.
@@ -21,7 +21,7 @@ if [ ! -x "$BIN" ]; then
     exit 1
 fi
 
-for t in q8_0 q4_k; do
+for t in q8_0 q4_k bf16 f16; do
     if "$BIN" quantize "$MODEL" "$tmp/$t.gguf" --type $t 2>"$tmp/q.log" && [ -s "$tmp/$t.gguf" ]; then
         ok "quantize --type $t: $(cat "$tmp/q.log")"
     else
@@ -39,12 +39,14 @@ fi
 gen() { "$BIN" generate --model "$1" --prompt "And God said" --temperature 0 --max-tokens 24 \
     --threads 1 2>>"$tmp/gen.log"; }
 want=$(gen "$MODEL")
-got=$(gen "$tmp/q8_0.gguf")
-if [ -n "$want" ] && [ "$got" = "$want" ]; then
-    ok "generate from the q8_0 file: the bf16 model's greedy text"
-else
-    not_ok "generate from the q8_0 file: \"$got\", bf16: \"$want\" ($(tail -2 "$tmp/gen.log"))"
-fi
+for t in q8_0 bf16 f16; do
+    got=$(gen "$tmp/$t.gguf")
+    if [ -n "$want" ] && [ "$got" = "$want" ]; then
+        ok "generate from the $t file: the bf16 model's greedy text"
+    else
+        not_ok "generate from the $t file: \"$got\", bf16: \"$want\" ($(tail -2 "$tmp/gen.log"))"
+    fi
+done
 
 if start_server "$BIN" --model "$tmp/q8_0.gguf" --threads 1; then
     check_completion "$url" 30

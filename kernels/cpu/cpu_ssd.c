@@ -133,10 +133,12 @@ static void chunk_worker(void *arg, int tid, int n_threads)
                         j->scratch + (size_t)tid * j->per);
 }
 
-/* 1 when the chunked form runs: forced, or long enough to pay. */
-static int use_chunks(cpu_ssd_form form, int rows)
+/* 1 when the chunked form runs: forced, or long enough to pay (always at
+ * the scalar level, whose scan is plain C). */
+static int use_chunks(const cpu_kernels *k, cpu_ssd_form form, int rows)
 {
-    return form == CPU_SSD_CHUNK || (form == CPU_SSD_AUTO && rows >= CPU_SSD_CHUNK_MIN_ROWS);
+    const int min_rows = k->level == CPU_LEVEL_SCALAR ? 1 : CPU_SSD_CHUNK_MIN_ROWS;
+    return form == CPU_SSD_CHUNK || (form == CPU_SSD_AUTO && rows >= min_rows);
 }
 
 static void norm_rows(eng_threadpool *pool, const ssd_job *j, int rows)
@@ -163,7 +165,7 @@ void cpu_ssd_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2
     ssd_job j = {.k = k, .l = l, .io = io, .state = state};
     const double work = 4.0 * io->rows * l->d_inner * l->d_state;
     float *scratch = NULL;
-    if (use_chunks(form, io->rows)) {
+    if (use_chunks(k, form, io->rows)) {
         /* per call: a few hundred KB, small beside the layer's matmuls */
         const size_t per = cpu_ssd_chunk_carve(l, CPU_SSD_CHUNK_LEN, NULL, NULL);
         scratch = aligned_alloc(64, per * sizeof(float) * (size_t)eng_threadpool_size(pool));

@@ -70,7 +70,7 @@ if "<|end|>" in text or re.search(r"<\|[a-z]+\|>", text):
 if not re.search("[A-Za-z]{3}", text):
     problems.append("no words")
 print(("BAD " + ", ".join(problems) + ":" if problems else "OK") + " %s after %d tokens: %s"
-      % (why, n, json.dumps(text)))
+      % (why, n, json.dumps(text if len(text) <= 300 else text[:300] + "...")))
 EOF
 )
     case $verdict in
@@ -109,7 +109,7 @@ except Exception as e:
 ok = code == "200" and why == "stop" and lines and lines[-1] == "data: [DONE]" \
     and "<|" not in text and chunks < limit
 print(("OK" if ok else "BAD status %s," % code) + " %d chunks, finish_reason %r: %s"
-      % (chunks, why, json.dumps(text)))
+      % (chunks, why, json.dumps(text if len(text) <= 300 else text[:300] + "...")))
 EOF
 )
 case $verdict in

@@ -144,6 +144,10 @@ int eng_sched_tier_make_room(eng_sched *s, ssmd_err *err);
  * its slot.  Returns its index; -1 when the host tier does not hold it;
  * -2 (err set) when no slot can be freed (it stays on the host). */
 int eng_sched_tier_unpark(eng_sched *s, const char *id, ssmd_err *err);
+/* Whether a completion on session id must wait: the host tier holds it
+ * and every device session is busy with a running completion, so it
+ * cannot come back yet (it can once one of those ends). */
+int eng_sched_tier_must_wait(const eng_sched *s, const char *id);
 /* Removes the host sessions idle beyond --session-ttl. */
 void eng_sched_tier_expire(eng_sched *s, double now_s);
 

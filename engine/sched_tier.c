@@ -112,6 +112,14 @@ int eng_sched_tier_unpark(eng_sched *s, const char *id, ssmd_err *err)
     return idx;
 }
 
+int eng_sched_tier_must_wait(const eng_sched *s, const char *id)
+{
+    const eng_session_table *t = &s->sessions;
+    if (s->host.capacity == 0 || t->n_live < t->capacity || eng_session_lru_idle(t) >= 0)
+        return 0;
+    return eng_session_find(&s->host, id, NULL) >= 0 && eng_session_find(t, id, NULL) < 0;
+}
+
 void eng_sched_tier_expire(eng_sched *s, double now_s)
 {
     if (s->host.capacity == 0 || eng_session_expire(&s->host, now_s, s->opts.session_ttl_s) == 0)

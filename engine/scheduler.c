@@ -296,9 +296,12 @@ static void *thread_main(void *arg)
                 eng_sched_session_run_op(s, r, &out);
             } else if (refuse_choices(s, r, &out)) {
                 /* answered now: it could never be admitted */
-            } else if (r->session[0] && eng_sched_session_find(s, r, &out) < 0) {
+            } else if (r->session[0] && !eng_sched_tier_must_wait(s, r->session) &&
+                       eng_sched_session_find(s, r, &out) < 0) {
                 /* unknown, busy or stale: answered now, not after waiting
-                 * for a batch slot (admit checks again) */
+                 * for a batch slot (admit checks again); a session that
+                 * waits in host memory for a device slot to free is not
+                 * refused but queued */
             } else {
                 if (s->wait_tail)
                     s->wait_tail->next = r;
@@ -316,8 +319,11 @@ static void *thread_main(void *arg)
         drop_canceled(s, &out);
         ev_post(s, &out);
         /* first come, first served: a request with more choices than the
-         * batch has room for waits, and so does everyone behind it */
-        while (s->wait_head && s->n_active + n_seqs(s->wait_head) <= s->opts.max_batch) {
+         * batch has room for waits, and so does everyone behind it; so does
+         * one whose host-tier session has no device slot to come back to
+         * until a running completion ends */
+        while (s->wait_head && s->n_active + n_seqs(s->wait_head) <= s->opts.max_batch &&
+               !(s->wait_head->session[0] && eng_sched_tier_must_wait(s, s->wait_head->session))) {
             eng_request *r = s->wait_head;
             s->wait_head = r->next;
             if (!s->wait_head)

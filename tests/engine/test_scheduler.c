@@ -768,6 +768,64 @@ START_TEST(test_host_tier_exact)
 }
 END_TEST
 
+/* One device slot for sessions, room for two in host memory: while
+ * session B runs a completion, a turn on session A (moved to the host to
+ * make room for B) cannot come back, so it waits in the queue rather than
+ * being refused; it runs, exactly as before, once B's completion ends. */
+START_TEST(test_host_session_waits_for_slot)
+{
+    int32_t ref[4], got[4], first[4];
+    char a[ENG_SESSION_ID_HEX + 1], b[ENG_SESSION_ID_HEX + 1];
+    int code;
+    harness h;
+    host_bytes = 0;
+    start(&h, 2, 2); /* the reference: A's two turns with nothing else */
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, a), ENG_EV_RESULT);
+    session_turn(&h, a, 1, first);
+    session_turn(&h, a, 2, ref);
+    host_bytes = 2 * eng_sched_model_info(h.s)->state_bytes;
+    stop(&h);
+
+    start(&h, 2, 1);
+    host_bytes = 0;
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, a), ENG_EV_RESULT);
+    session_turn(&h, a, 1, got);
+    ck_assert_int_eq(memcmp(got, first, sizeof got), 0);
+    ck_assert_int_eq(run_op(&h, session_op(ENG_OP_SESSION_CREATE, NULL), &code, b), ENG_EV_RESULT);
+    eng_request *rb = completion(b, FOREVER), *ra = prompt_completion(a, 5, 2, 0, 4);
+    eng_sched_submit(h.s, rb);
+    eng_event *e = next_event(&h); /* B is running */
+    ck_assert_ptr_eq(e->req, rb);
+    ck_assert_int_eq(e->kind, ENG_EV_TOKEN);
+    event_done(e);
+    eng_sched_submit(h.s, ra);
+    for (int k = 0; k < 20; k++) { /* B goes on; A neither fails nor starts */
+        e = next_event(&h);
+        ck_assert_msg(e->req == rb && e->kind == ENG_EV_TOKEN, "event %d of kind %d for %s: %s", k, e->kind,
+                      e->req == ra ? "A" : "B", e->err.msg);
+        event_done(e);
+    }
+    eng_sched_cancel(h.s, rb);
+    int n = 0, b_done = 0;
+    for (int final = 0; final < 2;) {
+        e = next_event(&h);
+        if (e->req == ra) {
+            ck_assert_msg(e->kind != ENG_EV_ERROR, "A failed: %s", e->err.msg);
+            if (e->kind == ENG_EV_TOKEN)
+                got[n++] = e->token;
+        } else {
+            b_done |= is_final(e);
+        }
+        final += is_final(e);
+        event_done(e);
+    }
+    ck_assert(b_done);
+    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(memcmp(got, ref, sizeof got), 0);
+    stop(&h);
+}
+END_TEST
+
 /* Two prompts with n = 2 and seed S: choice g * 2 + k is prompt g sampled
  * with seed S + g * 2 + k; usage counts both prompts once. */
 START_TEST(test_prompt_list_choices)
@@ -835,6 +893,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_admission_is_fifo);
     tcase_add_test(tc, test_cancel_queued_and_running);
     tcase_add_test(tc, test_busy_session);
+    tcase_add_test(tc, test_host_session_waits_for_slot);
     tcase_add_test(tc, test_lru_eviction);
     tcase_add_test(tc, test_chunked_prefill_same_tokens);
     tcase_add_test(tc, test_prefill_fcfs);

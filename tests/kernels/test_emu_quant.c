@@ -1,0 +1,193 @@
+/* test_emu_quant.c - the CUDA kernels that read GGUF's block-quantized
+ * weights (kernels/cuda/quant.cu: Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), run by the
+ * emulation harness, against engine/quant.c's reference dequantiser:
+ *  - blocks of random bytes (every bit pattern of the quants, the packed
+ *    Q4_K scales and Q6_K's signed scales, Q5_0's fifth bits) with finite
+ *    f16 scales written over them;
+ *  - the decode GEMV (kc_gemv hands these types to kc_gemv_quant) against
+ *    a double-precision product of the dequantised weights: within 4e-6 of
+ *    the output's largest magnitude (f32 products and sums over up to 2304
+ *    columns), for 1..16 rows of x, aligned and unaligned x, with and
+ *    without bias, rows that wrap the warp's lanes more than once;
+ *  - kc_widen (prefill panels) and kc_embed (gathered rows, repeated and
+ *    out of order) equal to the reference bit for bit: the kernels take the
+ *    reference's products in its order (an nvcc build may contract one into
+ *    an FMA; the emulation build, ISO C++, does not).
+ * The model-level check (tests/fixtures/gguf/quant_mixed.gguf on the cuda
+ * backends against the CPU backend) is in test_emu_model.c. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/quant.h"
+#include "engine/tensor.h"
+#include "kernels/cuda/kc_kernels.h"
+#include "kernels/emu/emu.h"
+
+static const int block_types[] = {KC_DT_Q8_0, KC_DT_Q4_0, KC_DT_Q5_0, KC_DT_Q4_K, KC_DT_Q6_K};
+enum { N_TYPES = sizeof block_types / sizeof block_types[0] };
+
+static unsigned next_rand(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+static float frand(unsigned *s) { return (float)next_rand(s) / 16777216.0f * 2.0f - 1.0f; }
+
+static void put_f16(uint8_t *p, float f)
+{
+    const uint16_t h = eng_f32_to_f16(f);
+    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
+}
+
+/* rows x cols weights of dt (a whole number of blocks a row): random bytes,
+ * then each block's f16 scale(s) set to finite values of either sign.  The
+ * dequantised weights go to *exact (eng_quant_dequant). */
+static uint8_t *rand_blocks(int dt, int rows, int cols, unsigned *s, float **exact)
+{
+    const eng_dtype_info *info = eng_dtype_info_of((eng_dtype)dt);
+    const size_t n = (size_t)rows * cols, bytes = (size_t)rows * eng_dtype_row_bytes((eng_dtype)dt, cols);
+    ck_assert_uint_gt(bytes, 0);
+    uint8_t *b = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++)
+        b[i] = (uint8_t)next_rand(s);
+    for (size_t off = 0; off < bytes; off += (size_t)info->block_bytes) {
+        if (dt == KC_DT_Q6_K) {
+            put_f16(b + off + 208, frand(s) / 256.0f);
+        } else {
+            put_f16(b + off, frand(s) / 16.0f);
+            if (dt == KC_DT_Q4_K) /* dmin */
+                put_f16(b + off + 2, frand(s) / 16.0f);
+        }
+    }
+    *exact = malloc(sizeof(float) * n);
+    eng_quant_dequant((eng_dtype)dt, b, (int64_t)n, *exact);
+    return b;
+}
+
+/* max |got - want| / max |want| (NaN or a harness failure: INFINITY). */
+static double badness(const float *got, const float *want, size_t n)
+{
+    double scale = 1e-6, worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - want[i]);
+        if (!(d <= 1e30))
+            return INFINITY;
+        worst = fmax(worst, d / scale);
+    }
+    if (kc_emu_error()) {
+        kc_emu_clear_error();
+        return INFINITY;
+    }
+    return worst;
+}
+
+enum { GEMV_TOL_X1E6 = 4 };
+
+START_TEST(test_gemv_quant)
+{
+    const int dt = block_types[_i];
+    const int kq = dt == KC_DT_Q4_K || dt == KC_DT_Q6_K;
+    /* one group, a few, and more groups than lanes (once and twice around) */
+    static const int cols32[] = {32, 96, 1056, 2080}, colsK[] = {256, 1280, 2304};
+    const int *Ks = kq ? colsK : cols32, nK = kq ? 3 : 4;
+    static const int Ns[] = {1, 5, 37}, Ms[] = {1, 2, 7, 16};
+    double worst = 0.0;
+    for (int ki = 0; ki < nK; ki++)
+        for (int ni = 0; ni < 3; ni++)
+            for (int mi = 0; mi < 4; mi++) {
+                const int K = Ks[ki], N = Ns[ni], m = Ms[mi];
+                /* odd m: x rows unaligned (float loads); even m: 16-byte rows (float4) */
+                const int ldx = m & 1 ? K + 3 : K + 4, ldy = N + 2;
+                unsigned s = (unsigned)(dt * 1000 + ki * 100 + ni * 10 + m);
+                float *exact;
+                uint8_t *w = rand_blocks(dt, N, K, &s, &exact);
+                float *x = aligned_alloc(16, ((size_t)m * ldx * sizeof(float) + 15) / 16 * 16);
+                float *bias = NULL;
+                if (m & 1) {
+                    bias = malloc(sizeof(float) * N);
+                    for (int r = 0; r < N; r++)
+                        bias[r] = frand(&s);
+                }
+                for (size_t i = 0; i < (size_t)m * ldx; i++)
+                    x[i] = frand(&s);
+                float *y = malloc(sizeof(float) * m * ldy), *ref = malloc(sizeof(float) * m * ldy);
+                for (int i = 0; i < m * ldy; i++)
+                    y[i] = ref[i] = 7.0f; /* the gaps between rows stay untouched */
+                for (int i = 0; i < m; i++)
+                    for (int r = 0; r < N; r++) {
+                        double acc = bias ? bias[r] : 0.0;
+                        for (int k = 0; k < K; k++)
+                            acc += (double)exact[(size_t)r * K + k] * x[(size_t)i * ldx + k];
+                        ref[(size_t)i * ldy + r] = (float)acc;
+                    }
+                kc_emu_seed(s);
+                kc_gemv(w, dt, N, K, x, ldx, m, y, ldy, bias, NULL);
+                const double bad = badness(y, ref, (size_t)m * ldy);
+                worst = fmax(worst, bad);
+                ck_assert_msg(bad <= GEMV_TOL_X1E6 * 1e-6, "gemv %s K=%d N=%d m=%d: %g",
+                              eng_dtype_info_of((eng_dtype)dt)->name, K, N, m, bad);
+                free(w), free(exact), free(x), free(bias), free(y), free(ref);
+            }
+    if (getenv("SSMD_TEST_VERBOSE"))
+        fprintf(stderr, "gemv %s: worst %.3g of the output scale\n", eng_dtype_info_of((eng_dtype)dt)->name,
+                worst);
+}
+END_TEST
+
+START_TEST(test_widen_embed_quant)
+{
+    const int dt = block_types[_i];
+    const int cols = dt == KC_DT_Q4_K || dt == KC_DT_Q6_K ? 512 : 96, rows = 11, n = 7;
+    unsigned s = 31u + (unsigned)dt;
+    float *exact;
+    uint8_t *w = rand_blocks(dt, rows, cols, &s, &exact);
+    float *wide = malloc(sizeof(float) * rows * cols);
+    for (int i = 0; i < rows * cols; i++)
+        wide[i] = NAN;
+    kc_emu_seed(s);
+    kc_widen(w, dt, (size_t)rows * cols, wide, NULL);
+    ck_assert_ptr_null(kc_emu_error());
+    ck_assert_msg(memcmp(wide, exact, sizeof(float) * rows * cols) == 0, "widen %s",
+                  eng_dtype_info_of((eng_dtype)dt)->name);
+    /* a panel that starts at a later row, as the prefill GEMM widens them */
+    const size_t row_bytes = eng_dtype_row_bytes((eng_dtype)dt, cols);
+    kc_widen(w + 3 * row_bytes, dt, (size_t)2 * cols, wide, NULL);
+    ck_assert(memcmp(wide, exact + (size_t)3 * cols, sizeof(float) * 2 * cols) == 0);
+    const int32_t ids[7] = {10, 0, 3, 3, 7, 1, 10};
+    float *out = malloc(sizeof(float) * n * cols), *ref = malloc(sizeof(float) * n * cols);
+    for (int r = 0; r < n; r++)
+        memcpy(ref + (size_t)r * cols, exact + (size_t)ids[r] * cols, sizeof(float) * cols);
+    kc_embed(w, dt, cols, ids, n, out, NULL);
+    ck_assert_ptr_null(kc_emu_error());
+    ck_assert_msg(memcmp(out, ref, sizeof(float) * n * cols) == 0, "embed %s",
+                  eng_dtype_info_of((eng_dtype)dt)->name);
+    free(w), free(exact), free(wide), free(out), free(ref);
+}
+END_TEST
+
+START_TEST(test_blocked_types)
+{
+    for (int i = 0; i < N_TYPES; i++)
+        ck_assert(kc_dt_blocked(block_types[i]));
+    ck_assert(!kc_dt_blocked(KC_DT_F32) && !kc_dt_blocked(KC_DT_F16) && !kc_dt_blocked(KC_DT_BF16));
+    ck_assert(!kc_dt_blocked(ENG_DTYPE_OTHER) && !kc_dt_blocked(ENG_DTYPE_COUNT));
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("emu_quant");
+    TCase *tc = tcase_create("emulated");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_gemv_quant, 0, N_TYPES);
+    tcase_add_loop_test(tc, test_widen_embed_quant, 0, N_TYPES);
+    tcase_add_test(tc, test_blocked_types);
+    suite_add_tcase(s, tc);
+    return s;
+}

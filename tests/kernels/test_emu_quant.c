@@ -1,9 +1,7 @@
 /* test_emu_quant.c - the CUDA kernels that read GGUF's block-quantized
  * weights (kernels/cuda/quant.cu: Q8_0, Q4_0, Q5_0, Q4_K, Q6_K), run by the
  * emulation harness, against engine/quant.c's reference dequantiser:
- *  - blocks of random bytes (every bit pattern of the quants, the packed
- *    Q4_K scales and Q6_K's signed scales, Q5_0's fifth bits) with finite
- *    f16 scales written over them;
+ *  - blocks of random bytes with finite f16 scales (quant_blocks.h);
  *  - the decode GEMV (kc_gemv hands these types to kc_gemv_quant) against
  *    a double-precision product of the dequantised weights: within 4e-6 of
  *    the output's largest magnitude (f32 products and sums over up to 2304
@@ -25,48 +23,10 @@
 #include "engine/tensor.h"
 #include "kernels/cuda/kc_kernels.h"
 #include "kernels/emu/emu.h"
+#include "tests/kernels/quant_blocks.h"
 
 static const int block_types[] = {KC_DT_Q8_0, KC_DT_Q4_0, KC_DT_Q5_0, KC_DT_Q4_K, KC_DT_Q6_K};
 enum { N_TYPES = sizeof block_types / sizeof block_types[0] };
-
-static unsigned next_rand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
-static float frand(unsigned *s) { return (float)next_rand(s) / 16777216.0f * 2.0f - 1.0f; }
-
-static void put_f16(uint8_t *p, float f)
-{
-    const uint16_t h = eng_f32_to_f16(f);
-    p[0] = (uint8_t)h, p[1] = (uint8_t)(h >> 8);
-}
-
-/* rows x cols weights of dt (a whole number of blocks a row): random bytes,
- * then each block's f16 scale(s) set to finite values of either sign.  The
- * dequantised weights go to *exact (eng_quant_dequant). */
-static uint8_t *rand_blocks(int dt, int rows, int cols, unsigned *s, float **exact)
-{
-    const eng_dtype_info *info = eng_dtype_info_of((eng_dtype)dt);
-    const size_t n = (size_t)rows * cols, bytes = (size_t)rows * eng_dtype_row_bytes((eng_dtype)dt, cols);
-    ck_assert_uint_gt(bytes, 0);
-    uint8_t *b = malloc(bytes);
-    for (size_t i = 0; i < bytes; i++)
-        b[i] = (uint8_t)next_rand(s);
-    for (size_t off = 0; off < bytes; off += (size_t)info->block_bytes) {
-        if (dt == KC_DT_Q6_K) {
-            put_f16(b + off + 208, frand(s) / 256.0f);
-        } else {
-            put_f16(b + off, frand(s) / 16.0f);
-            if (dt == KC_DT_Q4_K) /* dmin */
-                put_f16(b + off + 2, frand(s) / 16.0f);
-        }
-    }
-    *exact = malloc(sizeof(float) * n);
-    eng_quant_dequant((eng_dtype)dt, b, (int64_t)n, *exact);
-    return b;
-}
 
 /* max |got - want| / max |want| (NaN or a harness failure: INFINITY). */
 static double badness(const float *got, const float *want, size_t n)
@@ -106,16 +66,16 @@ START_TEST(test_gemv_quant)
                 const int ldx = m & 1 ? K + 3 : K + 4, ldy = N + 2;
                 unsigned s = (unsigned)(dt * 1000 + ki * 100 + ni * 10 + m);
                 float *exact;
-                uint8_t *w = rand_blocks(dt, N, K, &s, &exact);
+                uint8_t *w = qb_rand_blocks((eng_dtype)dt, N, K, &s, &exact);
                 float *x = aligned_alloc(16, ((size_t)m * ldx * sizeof(float) + 15) / 16 * 16);
                 float *bias = NULL;
                 if (m & 1) {
                     bias = malloc(sizeof(float) * N);
                     for (int r = 0; r < N; r++)
-                        bias[r] = frand(&s);
+                        bias[r] = qb_frand(&s);
                 }
                 for (size_t i = 0; i < (size_t)m * ldx; i++)
-                    x[i] = frand(&s);
+                    x[i] = qb_frand(&s);
                 float *y = malloc(sizeof(float) * m * ldy), *ref = malloc(sizeof(float) * m * ldy);
                 for (int i = 0; i < m * ldy; i++)
                     y[i] = ref[i] = 7.0f; /* the gaps between rows stay untouched */
@@ -146,7 +106,7 @@ START_TEST(test_widen_embed_quant)
     const int cols = dt == KC_DT_Q4_K || dt == KC_DT_Q6_K ? 512 : 96, rows = 11, n = 7;
     unsigned s = 31u + (unsigned)dt;
     float *exact;
-    uint8_t *w = rand_blocks(dt, rows, cols, &s, &exact);
+    uint8_t *w = qb_rand_blocks((eng_dtype)dt, rows, cols, &s, &exact);
     float *wide = malloc(sizeof(float) * rows * cols);
     for (int i = 0; i < rows * cols; i++)
         wide[i] = NAN;

@@ -19,6 +19,7 @@
 #include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
 #include "kernels/emu/emu.h"
+#include "tests/kernels/matmul_ref.h"
 #include "tests/kernels/quant_blocks.h"
 
 static const char *const FIXTURE = "tests/fixtures/mamba/untied_bias";
@@ -228,13 +229,7 @@ static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int 
     bk->write(bk, db, hb, sizeof(float) * rows);
     bk->matmul(bk, &w, dx, ldx, m, dy, ldy, with_bias ? db : NULL, prec);
     bk->read(bk, hy, dy, sizeof(float) * (size_t)m * ldy);
-    for (int i = 0; i < m; i++)
-        for (int r = 0; r < rows; r++) {
-            double acc = with_bias ? hb[r] : 0.0;
-            for (int k = 0; k < cols; k++)
-                acc += (double)exact[(size_t)r * cols + k] * hx[(size_t)i * ldx + k];
-            ref[(size_t)i * ldy + r] = (float)acc;
-        }
+    ref_matmul(exact, rows, cols, hx, ldx, m, with_bias ? hb : NULL, ref, ldy);
     double worst = 0, scale = 1e-6;
     for (int i = 0; i < m; i++)
         for (int r = 0; r < rows; r++)

@@ -23,6 +23,7 @@
 #include "engine/tensor.h"
 #include "kernels/cuda/kc_kernels.h"
 #include "kernels/emu/emu.h"
+#include "tests/kernels/matmul_ref.h"
 #include "tests/kernels/quant_blocks.h"
 
 static const int block_types[] = {KC_DT_Q8_0, KC_DT_Q4_0, KC_DT_Q5_0, KC_DT_Q4_K, KC_DT_Q6_K};
@@ -79,13 +80,7 @@ START_TEST(test_gemv_quant)
                 float *y = malloc(sizeof(float) * m * ldy), *ref = malloc(sizeof(float) * m * ldy);
                 for (int i = 0; i < m * ldy; i++)
                     y[i] = ref[i] = 7.0f; /* the gaps between rows stay untouched */
-                for (int i = 0; i < m; i++)
-                    for (int r = 0; r < N; r++) {
-                        double acc = bias ? bias[r] : 0.0;
-                        for (int k = 0; k < K; k++)
-                            acc += (double)exact[(size_t)r * K + k] * x[(size_t)i * ldx + k];
-                        ref[(size_t)i * ldy + r] = (float)acc;
-                    }
+                ref_matmul(exact, N, K, x, ldx, m, bias, ref, ldy);
                 kc_emu_seed(s);
                 kc_gemv(w, dt, N, K, x, ldx, m, y, ldy, bias, NULL);
                 const double bad = badness(y, ref, (size_t)m * ldy);

@@ -65,6 +65,22 @@ template <int DT> static __device__ __forceinline__ void kc_unpack16(const uint4
     }
 }
 
+/* x[0, V) dotted with v; XV: x is 16-byte aligned (float4 loads). */
+template <int V, bool XV> static __device__ __forceinline__ float kc_dot_x(const float *v, const float *x)
+{
+    float s = 0.0f;
+    if (XV) {
+        for (int e = 0; e < V; e += 4) {
+            const float4 q = __ldg(reinterpret_cast<const float4 *>(x + e));
+            s += v[e] * q.x + v[e + 1] * q.y + v[e + 2] * q.z + v[e + 3] * q.w;
+        }
+    } else {
+        for (int e = 0; e < V; e++)
+            s += v[e] * __ldg(x + e);
+    }
+    return s;
+}
+
 enum { GEMV_WIDE_UNROLL = 2 }; /* 16-byte loads in flight per lane */
 
 template <int DT, bool XV>
@@ -148,7 +164,7 @@ static void launch_gemv_wide(const void *w, int rows, int cols, const float *x, 
 {
     const unsigned blocks = (unsigned)kc_div_up(rows, GEMV_WARPS);
     void (*k_gemv_wide_dt)(const void *, int, int, const float *, int, int, float *, int, const float *) =
-        kc_x_aligned(x, ldx) ? k_gemv_wide<DT, true> : k_gemv_wide<DT, false>;
+        (ldx & 3) == 0 && ((uintptr_t)x & 15) == 0 ? k_gemv_wide<DT, true> : k_gemv_wide<DT, false>;
     KC_LAUNCH(k_gemv_wide_dt, blocks, 32 * GEMV_WARPS, 0, s, w, rows, cols, x, ldx, m, y, ldy, bias);
 }
 

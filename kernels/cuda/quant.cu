@@ -6,165 +6,161 @@
  * taken in engine/quant.c's order, so that a dequantised weight is the
  * reference's float (short of an FMA contraction by nvcc).
  *
- * The unit everywhere is a group of 32 consecutive weights of a row: a
+ * The unit of addressing is a group of 32 consecutive weights of a row: a
  * whole Q8_0 / Q4_0 / Q5_0 block, or an eighth of a Q4_K / Q6_K
- * super-block, so that group G holds the row's weights 32G .. 32G+31.  A
- * thread reads its group's bytes with 16-bit loads: the block sizes (34,
- * 18, 22, 144, 210 bytes) are all even, but 34, 18, 22 and 210 are not
- * multiples of 4, so a wider load would be misaligned on every other
- * block.  In the GEMV, lane l of a row's warp takes groups l, l+32, ...:
- * together the warp's loads of one step cover 32 consecutive groups, one
- * contiguous stretch of the row, each byte fetched from memory once (the 8
- * lanes of a K-quant super-block read its scales as one broadcast).  The
- * group is dequantised in registers and dotted with x in f32.
+ * super-block, so that group G holds the row's weights 32G .. 32G+31, and
+ * one weight is (group, lane).  The GEMV gives each row a warp, which
+ * walks the row a chunk of 32 groups (1024 weights) at a time:
+ *  1. the warp copies the chunk's bytes (32 blocks or 4 super-blocks, one
+ *     contiguous stretch of the row) to its slice of shared memory, lane k
+ *     taking 16-byte words k, k+32, ... (2-byte words where the row does
+ *     not start on 16 bytes: Q6_K's 210-byte super-blocks, odd shapes), so
+ *     that every load instruction of the warp reads one contiguous span;
+ *  2. lane l dequantises weight l of each of the chunk's groups in
+ *     registers (the group's scales are one broadcast read) and multiplies
+ *     it with x[32G + l]: the warp's x loads are contiguous too;
+ *  3. f32 partial sums per lane, reduced over the warp at the end.
+ * The dequantiser thread takes one weight, so its f32 stores are
+ * contiguous across the warp.
  *
- * No shared memory, no barrier (nothing for test_every_barrier_matters to
- * remove).  Never allocates or synchronises.
+ * Only __syncwarp (the warp's own slice of shared memory), no block
+ * barrier: nothing for test_every_barrier_matters to remove.  Never
+ * allocates or synchronises.
  */
 #include "kernels/cuda/kc_gemv.cuh"
 
-enum { DEQUANT_THREADS = 128, QK = 32 /* weights per group */ };
+enum { DEQUANT_THREADS = 128, QK = 32 /* weights per group */, CHUNK = 32 /* groups per GEMV step */ };
 
 /* Bytes per block and 32-weight groups per block of each type. */
 template <int DT> struct kc_qfmt {
     enum {
         BYTES = DT == KC_DT_Q8_0 ? 34 : DT == KC_DT_Q4_0 ? 18 : DT == KC_DT_Q5_0 ? 22 : DT == KC_DT_Q4_K ? 144 : 210,
-        GROUPS = DT == KC_DT_Q4_K || DT == KC_DT_Q6_K ? 8 : 1
+        GROUPS = DT == KC_DT_Q4_K || DT == KC_DT_Q6_K ? 8 : 1,
+        CHUNK_BYTES = CHUNK / GROUPS * BYTES, /* a GEMV step's bytes */
+        STAGE16 = (CHUNK_BYTES + 15) / 16      /* its shared memory, 16-byte words */
     };
 };
 
-/* N 16-bit words from p (2-byte aligned), all loads issued before any use. */
-template <int N> static __device__ __forceinline__ void kc_ld16(const uint8_t *p, uint16_t h[N])
-{
-    const uint16_t *q = reinterpret_cast<const uint16_t *>(p);
-    for (int k = 0; k < N; k++)
-        h[k] = __ldg(q + k);
-}
+/* The little-endian u16 at p (any alignment: p may be shared or global). */
+static __device__ __forceinline__ unsigned kc_u16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
 
-/* Byte j of the little-endian words h. */
-static __device__ __forceinline__ unsigned kc_byte(const uint16_t *h, int j)
+/* Weight l (0..31) of group G of the blocks at b, dequantised. */
+template <int DT> static __device__ __forceinline__ float kc_q_weight(const uint8_t *b, size_t G, int l)
 {
-    return ((unsigned)h[j >> 1] >> ((j & 1) * 8)) & 0xffu;
-}
-
-/* Byte j of the 12 bytes in words p[0..5], j varying by lane: picked by
- * selects rather than an indexed load, which would put p in local memory. */
-static __device__ __forceinline__ unsigned kc_byte12(const uint16_t p[6], int j)
-{
-    unsigned w = p[0];
-    KC_UNROLL
-    for (int k = 1; k < 6; k++)
-        w = k == j >> 1 ? p[k] : w;
-    return (w >> ((j & 1) * 8)) & 0xffu;
-}
-
-/* Q4_K's 6-bit (scale, min) of sub-block s from its 12 packed bytes p
- * (engine/quant.h, eng_q4k_scale_min, has the packing). */
-static __device__ __forceinline__ void kc_q4k_scale_min(const uint16_t p[6], int s, int *sc, int *mn)
-{
-    if (s < 4) {
-        *sc = (int)(kc_byte12(p, s) & 63);
-        *mn = (int)(kc_byte12(p, s + 4) & 63);
-    } else {
-        *sc = (int)((kc_byte12(p, s + 4) & 15) | (kc_byte12(p, s - 4) >> 6) << 4);
-        *mn = (int)((kc_byte12(p, s + 4) >> 4) | (kc_byte12(p, s) >> 6) << 4);
-    }
-}
-
-/* Group G of the blocks at w, dequantised to v. */
-template <int DT> static __device__ __forceinline__ void kc_q_group(const uint8_t *w, size_t G, float v[QK])
-{
-    const uint8_t *b = w + G / kc_qfmt<DT>::GROUPS * (size_t)kc_qfmt<DT>::BYTES;
-    const int g = (int)(G % kc_qfmt<DT>::GROUPS); /* group within a super-block */
     if (DT == KC_DT_Q8_0) { /* f16 d, int8 q[32]: d * q */
-        uint16_t h[17];
-        kc_ld16<17>(b, h);
-        const float d = kc_f16_to_f32(h[0]);
-        for (int l = 0; l < QK; l++)
-            v[l] = d * (float)(int8_t)kc_byte(h + 1, l);
-    } else if (DT == KC_DT_Q4_0 || DT == KC_DT_Q5_0) {
-        /* f16 d, [Q5_0: u32 of fifth bits], 16 bytes: byte j holds weight j
-         * low and j+16 high; d * (q - 8), or d * (q - 16) with the bit */
-        enum { NW = DT == KC_DT_Q4_0 ? 9 : 11, QS = DT == KC_DT_Q4_0 ? 1 : 3 };
-        uint16_t h[NW];
-        kc_ld16<NW>(b, h);
-        const float d = kc_f16_to_f32(h[0]);
-        const uint32_t qh = DT == KC_DT_Q5_0 ? (uint32_t)h[1] | (uint32_t)h[2] << 16 : 0u;
-        const int off = DT == KC_DT_Q4_0 ? 8 : 16;
-        for (int j = 0; j < 16; j++) {
-            const unsigned q = kc_byte(h + QS, j);
-            v[j] = d * (float)((int)((q & 15) | ((qh >> j) & 1) << 4) - off);
-            v[j + 16] = d * (float)((int)((q >> 4) | ((qh >> (j + 16)) & 1) << 4) - off);
+        const uint8_t *blk = b + G * 34;
+        return kc_f16_to_f32((uint16_t)kc_u16(blk)) * (float)(int8_t)blk[2 + l];
+    }
+    if (DT == KC_DT_Q4_0 || DT == KC_DT_Q5_0) {
+        /* f16 d, [Q5_0: a u32 whose bit l is weight l's fifth bit], 16
+         * bytes: byte j holds weight j low, j+16 high; d * (q - 8) or
+         * d * (q - 16) */
+        const uint8_t *blk = b + G * kc_qfmt<DT>::BYTES;
+        const unsigned byte = blk[(DT == KC_DT_Q4_0 ? 2 : 6) + (l & 15)];
+        int q = (int)(l < 16 ? byte & 15 : byte >> 4);
+        if (DT == KC_DT_Q5_0) {
+            const uint32_t qh = (uint32_t)kc_u16(blk + 2) | (uint32_t)kc_u16(blk + 4) << 16;
+            q = (q | (int)((qh >> l) & 1) << 4) - 16;
+        } else {
+            q -= 8;
         }
-    } else if (DT == KC_DT_Q4_K) {
-        /* f16 d, f16 dmin, 12 bytes of scales/mins, nibbles: bytes
-         * [16 + 32c, +32) hold sub-block 2c low and 2c+1 high;
-         * d * scale * q - dmin * min */
-        uint16_t hd[8], hq[16];
-        kc_ld16<8>(b, hd);
-        kc_ld16<16>(b + 16 + 32 * (g >> 1), hq);
+        return kc_f16_to_f32((uint16_t)kc_u16(blk)) * (float)q;
+    }
+    const uint8_t *sb = b + G / 8 * kc_qfmt<DT>::BYTES;
+    const int g = (int)(G % 8); /* the group within its super-block */
+    if (DT == KC_DT_Q4_K) {
+        /* f16 d, f16 dmin, 12 bytes p packing 6-bit (scale, min) pairs
+         * (engine/quant.h, eng_q4k_scale_min), nibbles: bytes [16 + 32c,
+         * +32) hold sub-block 2c low and 2c+1 high; d * scale * q - dmin * min */
+        const uint8_t *p = sb + 4;
         int sc, mn;
-        kc_q4k_scale_min(hd + 2, g, &sc, &mn);
-        const float ds = kc_f16_to_f32(hd[0]) * (float)sc, dm = kc_f16_to_f32(hd[1]) * (float)mn;
-        const int shift = (g & 1) * 4;
-        for (int l = 0; l < QK; l++)
-            v[l] = ds * (float)((kc_byte(hq, l) >> shift) & 15) - dm;
-    } else { /* Q6_K */
-        /* ql[128], qh[64], int8 scales[16], f16 d; group g = 4h + k: low 4
-         * bits from ql[64h + 32(k&1) + l] (high nibble for k >= 2), high 2
-         * from bits 2k.. of qh[32h + l]; d * scale * (q - 32) */
-        const int hh = g >> 2, k = g & 3;
-        uint16_t ql[16], qhi[16];
-        kc_ld16<16>(b + 64 * hh + 32 * (k & 1), ql);
-        kc_ld16<16>(b + 128 + 32 * hh, qhi);
-        const unsigned sw = __ldg(reinterpret_cast<const uint16_t *>(b + 192) + g); /* scales[2g], [2g+1] */
-        const float d = kc_f16_to_f32(__ldg(reinterpret_cast<const uint16_t *>(b + 208)));
-        const float d0 = d * (float)(int8_t)(sw & 0xffu), d1 = d * (float)(int8_t)(sw >> 8);
-        const int lshift = (k >> 1) * 4, hshift = 2 * k;
-        for (int l = 0; l < QK; l++) {
-            const int q = (int)(((kc_byte(ql, l) >> lshift) & 15) | ((kc_byte(qhi, l) >> hshift) & 3) << 4) - 32;
-            v[l] = (l < 16 ? d0 : d1) * (float)q;
+        if (g < 4) {
+            sc = p[g] & 63, mn = p[g + 4] & 63;
+        } else {
+            sc = (p[g + 4] & 15) | (p[g - 4] >> 6) << 4;
+            mn = (p[g + 4] >> 4) | (p[g] >> 6) << 4;
+        }
+        const int q = (sb[16 + 32 * (g >> 1) + l] >> (4 * (g & 1))) & 15;
+        return kc_f16_to_f32((uint16_t)kc_u16(sb)) * (float)sc * (float)q -
+               kc_f16_to_f32((uint16_t)kc_u16(sb + 2)) * (float)mn;
+    }
+    /* Q6_K: ql[128], qh[64], int8 scales[16], f16 d; group g = 4h + k takes
+     * its low 4 bits from ql[64h + 32(k&1) + l] (high nibble for k >= 2),
+     * its high 2 from bits 2k.. of qh[32h + l]; d * scales[2g + l/16] * (q - 32) */
+    const int h = g >> 2, k = g & 3;
+    const int q = (int)(((sb[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15) |
+                        ((sb[128 + 32 * h + l] >> (2 * k)) & 3) << 4) - 32;
+    return kc_f16_to_f32((uint16_t)kc_u16(sb + 208)) * (float)(int8_t)sb[192 + 2 * g + (l >> 4)] * (float)q;
+}
+
+/* The warp's copy of `bytes` at src to stage.  WIDE: src is 16-byte
+ * aligned and bytes a multiple of 16 (16-byte loads; the launcher asks for
+ * rows of a multiple of 16 bytes, so for every type here a whole number of
+ * 8 groups a row, and a chunk of 32 groups or of the last multiple of 8 is
+ * 16-byte words); else 2-byte loads (bytes is even: every block is). */
+template <bool WIDE, int MAX16>
+static __device__ __forceinline__ void kc_stage(const uint8_t *src, int bytes, uint4 *stage, int lane)
+{
+    if (WIDE) {
+        KC_UNROLL /* every load issued before any store */
+        for (int j = 0; j < (MAX16 + 31) / 32; j++) {
+            const int k = lane + 32 * j;
+            if (k < bytes / 16)
+                stage[k] = __ldg(reinterpret_cast<const uint4 *>(src) + k);
+        }
+    } else {
+        uint16_t *s16 = reinterpret_cast<uint16_t *>(stage);
+        KC_UNROLL
+        for (int j = 0; j < (MAX16 * 8 + 31) / 32; j++) {
+            const int k = lane + 32 * j;
+            if (k < bytes / 2)
+                s16[k] = __ldg(reinterpret_cast<const uint16_t *>(src) + k);
         }
     }
 }
 
-/* One warp per row r of W; lane l takes the row's groups l, l+32, ... */
-template <int DT, bool XV>
+/* One warp per row r of W, a chunk of CHUNK groups per step (see above). */
+template <int DT, bool WIDE>
 __global__ void k_gemv_q(const uint8_t *w, int rows, int cols, const float *x, int ldx, int m, float *y,
                          int ldy, const float *bias)
 {
-    const int lane = threadIdx.x & 31, r = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    typedef kc_qfmt<DT> F;
+    KC_SHARED2(uint4, stage, GEMV_WARPS, F::STAGE16);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = blockIdx.x * GEMV_WARPS + warp;
     if (r >= rows)
-        return; /* whole warps only: no block-wide barrier follows */
+        return; /* whole warps only: the warps sync only among themselves */
     const int groups = cols / QK;
-    const uint8_t *row = w + (size_t)r * (size_t)(groups / kc_qfmt<DT>::GROUPS) * kc_qfmt<DT>::BYTES;
+    const uint8_t *row = w + (size_t)r * (size_t)(groups / F::GROUPS) * F::BYTES;
+    const uint8_t *st = reinterpret_cast<const uint8_t *>(stage[warp]);
     float acc[KC_GEMV_MAX];
     for (int i = 0; i < KC_GEMV_MAX; i++)
         acc[i] = 0.0f;
-    for (int g = lane; g < groups; g += 32) {
-        float v[QK];
-        kc_q_group<DT>(row, (size_t)g, v);
-        KC_UNROLL /* acc stays in registers only if every index is a constant */
-        for (int i = 0; i < KC_GEMV_MAX; i++)
-            if (i < m)
-                acc[i] += kc_dot_x<QK, XV>(v, x + (size_t)i * ldx + (size_t)g * QK);
+    for (int g0 = 0; g0 < groups; g0 += CHUNK) {
+        const int n = kc_imin(CHUNK, groups - g0); /* a multiple of 8 for the K-quants */
+        kc_stage<WIDE, F::STAGE16>(row + (size_t)(g0 / F::GROUPS) * F::BYTES, n / F::GROUPS * F::BYTES,
+                                   stage[warp], lane);
+        __syncwarp(); /* the chunk is staged */
+        for (int j = 0; j < n; j++) {
+            const float v = kc_q_weight<DT>(st, (size_t)j, lane);
+            const float *xj = x + (size_t)(g0 + j) * QK + lane;
+            KC_UNROLL /* acc stays in registers only if every index is a constant */
+            for (int i = 0; i < KC_GEMV_MAX; i++)
+                if (i < m)
+                    acc[i] += v * __ldg(xj + (size_t)i * ldx);
+        }
+        __syncwarp(); /* every lane is done with the chunk before the next overwrites it */
     }
     kc_gemv_store(acc, m, lane, r, y, ldy, bias);
 }
 
-/* Thread per output group j of `groups`: output row j / gpr (gpr groups a
- * row) from source row ids[j / gpr] (ids NULL: the same row). */
+/* Thread per output weight e of n_out: output row e / cols from source row
+ * ids[e / cols] (ids NULL: the same row), cols a multiple of QK. */
 template <int DT>
-__global__ void k_dequant_rows(const uint8_t *w, const int32_t *ids, size_t gpr, size_t groups, float *out)
+__global__ void k_dequant_rows(const uint8_t *w, const int32_t *ids, size_t cols, size_t n_out, float *out)
 {
-    for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < groups;
-         j += (size_t)gridDim.x * blockDim.x) {
-        const size_t r = j / gpr, src = (ids ? (size_t)ids[r] : r) * gpr + j % gpr;
-        float v[QK];
-        kc_q_group<DT>(w, src, v);
-        float *o = out + j * QK;
-        for (int l = 0; l < QK; l++)
-            o[l] = v[l];
+    for (size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x; e < n_out; e += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = e / cols, c = e % cols, src = ids ? (size_t)ids[r] : r;
+        out[e] = kc_q_weight<DT>(w, (src * cols + c) / QK, (int)(c % QK));
     }
 }
 
@@ -174,21 +170,24 @@ template <int DT> struct gemv_q_launch {
     static void run(const void *w, int rows, int cols, const float *x, int ldx, int m, float *y, int ldy,
                     const float *bias, kc_stream s)
     {
+        /* 16-byte staging loads need every chunk of every row on 16 bytes */
+        const size_t row_bytes = (size_t)cols / QK / kc_qfmt<DT>::GROUPS * kc_qfmt<DT>::BYTES;
+        const bool wide = ((uintptr_t)w & 15) == 0 && row_bytes % 16 == 0 && kc_qfmt<DT>::CHUNK_BYTES % 16 == 0;
         void (*k_gemv_q_dt)(const uint8_t *, int, int, const float *, int, int, float *, int, const float *) =
-            kc_x_aligned(x, ldx) ? k_gemv_q<DT, true> : k_gemv_q<DT, false>;
+            wide ? k_gemv_q<DT, true> : k_gemv_q<DT, false>;
         KC_LAUNCH(k_gemv_q_dt, kc_div_up(rows, GEMV_WARPS), 32 * GEMV_WARPS, 0, s, (const uint8_t *)w, rows,
                   cols, x, ldx, m, y, ldy, bias);
     }
 };
 
 template <int DT> struct dequant_launch {
-    static void run(const void *w, const int32_t *ids, size_t gpr, size_t groups, float *out, kc_stream s)
+    static void run(const void *w, const int32_t *ids, size_t cols, size_t n_out, float *out, kc_stream s)
     {
-        const size_t blocks = (groups + DEQUANT_THREADS - 1) / DEQUANT_THREADS;
+        const size_t blocks = (n_out + DEQUANT_THREADS - 1) / DEQUANT_THREADS;
         void (*k_dequant_rows_dt)(const uint8_t *, const int32_t *, size_t, size_t, float *) =
             k_dequant_rows<DT>;
         KC_LAUNCH(k_dequant_rows_dt, (unsigned)(blocks < 4096 ? blocks : 4096), DEQUANT_THREADS, 0, s,
-                  (const uint8_t *)w, ids, gpr, groups, out);
+                  (const uint8_t *)w, ids, cols, n_out, out);
     }
 };
 
@@ -218,5 +217,5 @@ extern "C" void kc_dequant_rows(const void *w, int dt, size_t cols, const int32_
 {
     if (n == 0 || cols < QK)
         return;
-    for_block_type<dequant_launch>(dt, w, ids, cols / QK, n * (cols / QK), out, s);
+    for_block_type<dequant_launch>(dt, w, ids, cols, n * cols, out, s);
 }

@@ -54,9 +54,11 @@ START_TEST(test_gemv_quant)
 {
     const int dt = block_types[_i];
     const int kq = dt == KC_DT_Q4_K || dt == KC_DT_Q6_K;
-    /* one group, a few, and more groups than lanes (once and twice around) */
-    static const int cols32[] = {32, 96, 1056, 2080}, colsK[] = {256, 1280, 2304};
-    const int *Ks = kq ? colsK : cols32, nK = kq ? 3 : 4;
+    /* one group, a few, a partial chunk after a whole one (1056: 33 groups),
+     * two chunks and a partial one (2304); rows of 16-byte multiples
+     * (256, 2304: Q6_K's never are) take the 16-byte staging loads */
+    static const int cols32[] = {32, 96, 256, 1056, 2304}, colsK[] = {256, 1280, 2304};
+    const int *Ks = kq ? colsK : cols32, nK = kq ? 3 : 5;
     static const int Ns[] = {1, 5, 37}, Ms[] = {1, 2, 7, 16};
     double worst = 0.0;
     for (int ki = 0; ki < nK; ki++)
@@ -67,7 +69,12 @@ START_TEST(test_gemv_quant)
                 const int ldx = m & 1 ? K + 3 : K + 4, ldy = N + 2;
                 unsigned s = (unsigned)(dt * 1000 + ki * 100 + ni * 10 + m);
                 float *exact;
-                uint8_t *w = qb_rand_blocks((eng_dtype)dt, N, K, &s, &exact);
+                uint8_t *w0 = qb_rand_blocks((eng_dtype)dt, N, K, &s, &exact), *w = w0, *moved = NULL;
+                if (ni == 1) { /* W 2 bytes off 16: the 2-byte staging loads whatever the rows */
+                    const size_t bytes = (size_t)N * eng_dtype_row_bytes((eng_dtype)dt, K);
+                    moved = malloc(bytes + 2);
+                    w = memcpy(moved + 2, w0, bytes);
+                }
                 float *x = aligned_alloc(16, ((size_t)m * ldx * sizeof(float) + 15) / 16 * 16);
                 float *bias = NULL;
                 if (m & 1) {
@@ -87,7 +94,7 @@ START_TEST(test_gemv_quant)
                 worst = fmax(worst, bad);
                 ck_assert_msg(bad <= GEMV_TOL_X1E6 * 1e-6, "gemv %s K=%d N=%d m=%d: %g",
                               eng_dtype_info_of((eng_dtype)dt)->name, K, N, m, bad);
-                free(w), free(exact), free(x), free(bias), free(y), free(ref);
+                free(w0), free(moved), free(exact), free(x), free(bias), free(y), free(ref);
             }
     if (getenv("SSMD_TEST_VERBOSE"))
         fprintf(stderr, "gemv %s: worst %.3g of the output scale\n", eng_dtype_info_of((eng_dtype)dt)->name,

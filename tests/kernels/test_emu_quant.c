@@ -5,8 +5,10 @@
  *  - the decode GEMV (kc_gemv hands these types to kc_gemv_quant) against
  *    a double-precision product of the dequantised weights: within 4e-6 of
  *    the output's largest magnitude (f32 products and sums over up to 2304
- *    columns), for 1..16 rows of x, aligned and unaligned x, with and
- *    without bias, rows that wrap the warp's lanes more than once;
+ *    columns: 1e-6 measured), for 1..16 rows of x (strides odd and even),
+ *    with and without bias, rows of one group up to two chunks of 32
+ *    groups and a partial one, W staged with 16-byte loads and (W 2 bytes
+ *    off 16, or Q6_K) with 2-byte ones;
  *  - kc_widen (prefill panels) and kc_embed (gathered rows, repeated and
  *    out of order) equal to the reference bit for bit: the kernels take the
  *    reference's products in its order (an nvcc build may contract one into
@@ -65,7 +67,7 @@ START_TEST(test_gemv_quant)
         for (int ni = 0; ni < 3; ni++)
             for (int mi = 0; mi < 4; mi++) {
                 const int K = Ks[ki], N = Ns[ni], m = Ms[mi];
-                /* odd m: x rows unaligned (float loads); even m: 16-byte rows (float4) */
+                /* odd m: x rows 3 floats apart; even m: 16-byte rows */
                 const int ldx = m & 1 ? K + 3 : K + 4, ldy = N + 2;
                 unsigned s = (unsigned)(dt * 1000 + ki * 100 + ni * 10 + m);
                 float *exact;

@@ -45,6 +45,16 @@ for dtype in f32 bf16; do
     fi
 done
 done
+# Mamba-2's two CPU prefill forms (SSMD_SSD, kernels/cpu/cpu_ssd.h) at a
+# short and a long prompt, in this same run: one thread, so that tokens per
+# CPU second compare the work even where other jobs share the cores.
+if [[ " $FAMILIES " == *" mamba2 "* ]]; then
+    for len in 64 512; do for form in scan chunk; do
+        echo "== ssmd (mamba2 f32, prefill $len, SSMD_SSD=$form, 1 thread) ==" >&2
+        SSMD_SSD=$form "$BUILD/rel/bench/bench_engine" "$out/mamba2-130m-f32" --threads 1 \
+            --prompt-len $len --batches 1 | tee "$out/ssd-$form-$len.json"
+    done; done
+fi
 "$PYTHON" - "$out" "$FAMILIES" $LEVELS <<'PY'
 import json, sys, os
 out, families, levels = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
@@ -67,4 +77,10 @@ for fam, dt, lv in [(f, d, l) for f in families for d in ("f32", "bf16") for l i
         print(f"{dt:5s} decode b={b:>2s}   ssmd {v:8.1f}  hf {hv or 0:8.1f}  {ratio(v, hv)}")
     print(f"{dt:5s} batch-1 decode: {s['b1_weight_gbs']:.1f} GB/s of weights = "
           f"{100 * s['b1_bw_fraction']:.0f}% of measured read bandwidth {s['read_bw_gbs']:.1f} GB/s")
+for n in (64, 512):
+    a, b = load(f"ssd-scan-{n}.json"), load(f"ssd-chunk-{n}.json")
+    if a and b:
+        sa, sb = a["prefill_tok_cpu_s"], b["prefill_tok_cpu_s"]
+        print(f"mamba2 f32 prefill-{n} ({b['level']}, 1 thread, tokens per CPU second): "
+              f"scan {sa:.1f}  chunked {sb:.1f}  chunked/scan {sb / sa:.2f}x")
 PY

@@ -14,6 +14,16 @@
  * last chunk's logits.  The budget counts prefill tokens only: the decode
  * step always runs, one token per decoding sequence.
  *
+ * A token budget alone leaves the pace to the model: on a bigger model or a
+ * slower machine, 256 prompt tokens may take ten decode steps' time.  So,
+ * with a time ratio set, while sequences are decoding an iteration prefills
+ * no more tokens than fit in ratio x the decode step's time at the speed
+ * prefill has been measured at (moving averages of both), never fewer than
+ * ENG_MIN_PREFILL_CHUNK.  An iteration with prefill then takes at most
+ * about 1 + ratio decode steps, which is what bounds a running stream's
+ * inter-token latency; with nothing decoding, prompts take the whole
+ * token budget.
+ *
  * Engine thread only.  Never admits requests or touches the queues.
  */
 #include <stdlib.h>
@@ -181,6 +191,27 @@ static void prefill_done(eng_sched *s, eng_request *r, int c0, float *logits, en
     }
 }
 
+/* Moves a moving average a quarter of the way to sample (the first sample
+ * sets it): recent iterations count most, one odd one not much. */
+static void average_in(double *avg, double sample)
+{
+    *avg = *avg > 0 ? *avg + 0.25 * (sample - *avg) : sample;
+}
+
+/* This iteration's prefill budget in tokens (see the top of the file). */
+static int step_budget(const eng_sched *s)
+{
+    int budget = s->max_step_tokens, decoding = 0;
+    for (int i = 0; i < s->n_active && !decoding; i++)
+        decoding = s->seqs[i].phase == SCHED_DECODE;
+    if (s->prefill_time_ratio <= 0 || !decoding || s->decode_step_ns <= 0 || s->prefill_ns_per_token <= 0)
+        return budget;
+    double fit = s->prefill_time_ratio * s->decode_step_ns / s->prefill_ns_per_token;
+    if (fit < budget)
+        budget = fit > ENG_MIN_PREFILL_CHUNK ? (int)fit : ENG_MIN_PREFILL_CHUNK;
+    return budget < s->max_step_tokens ? budget : s->max_step_tokens;
+}
+
 /* The chunks of this iteration into s->chunks (n of them): the oldest
  * prefilling sequences first, each taking what the budget leaves.  Only the
  * last one planned can be cut short, so no sequence waits behind a younger
@@ -188,7 +219,10 @@ static void prefill_done(eng_sched *s, eng_request *r, int c0, float *logits, en
 static int plan_chunks(eng_sched *s)
 {
     const size_t V = (size_t)s->info.n_vocab;
-    int budget = s->max_step_tokens, n = 0;
+    int budget = step_budget(s), n = 0;
+    pthread_mutex_lock(&s->lock);
+    s->stats.step_budget = budget;
+    pthread_mutex_unlock(&s->lock);
     while (budget > 0) {
         int i = -1;
         for (int j = 0; j < s->n_active; j++) { /* the oldest not planned yet */
@@ -240,7 +274,9 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
     for (int k = 0; k < n; k++)
         if (s->seqs[s->chunk_seq[k]].n_done == 0)
             observe_queue_wait(s, &s->seqs[s->chunk_seq[k]]);
+    const int64_t t0 = eng_now_mono_ns();
     run_chunks(s, n);
+    const int64_t spent = eng_now_mono_ns() - t0;
     /* book every chunk while the indices hold, then end and sample (which
      * move sequences), finding each by its request */
     for (int k = 0; k < n; k++) {
@@ -258,6 +294,8 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
         if (last)
             q->phase = SCHED_DECODE;
     }
+    if (done > 0)
+        average_in(&s->prefill_ns_per_token, (double)spent / done);
     for (int k = 0; k < n; k++) {
         eng_request *r = s->chunk_req[k];
         int i = find_choice(s, r, s->chunk_choice[k]);
@@ -288,7 +326,9 @@ static void decode_step(eng_sched *s, eng_evlist *out)
     if (b == 0)
         return;
     ssmd_err err = {0};
+    const int64_t t0 = eng_now_mono_ns();
     int rc = eng_model_decode(s->model, s->pool, s->step_slots, s->step_ids, b, s->logits, &err);
+    average_in(&s->decode_step_ns, (double)(eng_now_mono_ns() - t0));
     if (rc != SSMD_OK) {
         for (int k = b - 1; k >= 0; k--)
             eng_sched_seq_fail(s, s->step_seqs[k], SSMD_EINTERNAL, out);

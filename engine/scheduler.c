@@ -360,6 +360,8 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
     s->max_step_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens
                                                    : eng_sched_default_step_tokens(opts->model.backend);
     s->stats.max_step_tokens = s->max_step_tokens;
+    s->stats.step_budget = s->max_step_tokens;
+    s->prefill_time_ratio = opts->prefill_time_ratio;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);

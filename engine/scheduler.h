@@ -30,11 +30,20 @@ typedef struct eng_sched_opts {
     double session_ttl_s; /* idle seconds before a session expires; <= 0 never */
     int max_step_tokens; /* prompt tokens prefilled per iteration beside the
                           * decode step; <= 0: eng_sched_default_step_tokens */
+    double prefill_time_ratio; /* while sequences decode, an iteration's prefill
+                                * may take at most this many times the decode
+                                * step's (measured) time, in chunks of at least
+                                * ENG_MIN_PREFILL_CHUNK tokens; <= 0: the token
+                                * budget alone decides */
     size_t host_session_bytes; /* host memory for idle sessions moved out of the
                                 * state pool; 0: none (the oldest is dropped) */
     int prefill_unbatched; /* test seam: each chunk prefilled alone, not in one
                             * batched pass (the reference a test compares with) */
 } eng_sched_opts;
+
+/* The smallest prefill chunk the time ratio may cut an iteration's budget
+ * to: prefill always advances, however slow it is next to decode. */
+enum { ENG_MIN_PREFILL_CHUNK = 16 };
 
 /* The per-iteration prefill budget a backend gets by default: small on the
  * CPU, where a prefill token costs about what a decode step does, larger on
@@ -80,6 +89,8 @@ typedef struct eng_sched_stats {
     uint64_t batch_sum;                         /* sum of batch sizes over steps */
     uint64_t batch_hist[ENG_BATCH_BUCKETS];     /* non-cumulative counts */
     int max_step_tokens;                        /* the budget in force */
+    int step_budget;                            /* the last iteration's budget after
+                                                 * the time ratio (tokens) */
     uint64_t prefill_tokens;                    /* tokens prefilled, sessions' pending ones included */
     uint64_t prefill_steps;                     /* iterations that prefilled anything */
     uint64_t prefill_hist[ENG_PREFILL_BUCKETS]; /* tokens per such iteration, non-cumulative */

@@ -154,6 +154,8 @@ char *srv_metrics_render(const srv_metrics *m, const eng_sched_stats *st, int re
               (unsigned long long)st->batch_sum, (unsigned long long)st->steps);
     gauge(&b, "ssmd_max_step_tokens", "gauge", "prompt tokens an engine iteration may prefill (--max-step-tokens)",
           st->max_step_tokens);
+    gauge(&b, "ssmd_step_prefill_budget", "gauge",
+          "prompt tokens the last engine iteration could prefill, after --prefill-time-ratio", st->step_budget);
     gauge(&b, "ssmd_prefill_tokens_total", "counter",
           "tokens prefilled, a session's pending token included", (double)st->prefill_tokens);
     gauge(&b, "ssmd_prefill_step_tokens_max", "gauge", "the most tokens one engine iteration prefilled",

@@ -55,6 +55,7 @@ static const opt_row opt_rows[] = {
     {"numerics", OPT_STR, "exact", 0, 0, 0, OFF(numerics), "exact, or fast: the backend may use its fast units (TF32 on cuda) where they change results only by rounding", BOTH, "exact|fast", 0},
     {"device", OPT_LONG, "0", 0, 1023, 0, OFF(device), "accelerator index (cuda)", BOTH, NULL, 0},
     {"max-batch", OPT_LONG, "16", 1, 1024, 0, OFF(max_batch), "sequences decoded together per step", SERVE, NULL, 0},
+    {"prefill-time-ratio", OPT_DOUBLE, "0", 0, 1000, 0, OFF(prefill_time_ratio), "while streams are decoding, an engine iteration prefills at most this many decode steps' worth of time (measured; chunks of at least 16 tokens): lower inter-token latency, later first tokens; 0 = --max-step-tokens alone", SERVE, NULL, 0},
     {"max-step-tokens", OPT_LONG, "0", 0, 1000000, 0, OFF(max_step_tokens), "prompt tokens prefilled per engine iteration beside the decode step (long prompts go in chunks, so running streams keep their pace); 0 = the backend's default (256 on cpu, 2048 on cuda)", SERVE, NULL, 0},
     {"max-sessions", OPT_LONG, "64", 1, 1000000, 0, OFF(max_sessions), "live sessions; the least recently used idle one is evicted beyond", SERVE, NULL, 0},
     {"host-session-memory", OPT_LONG, "1073741824", 0, 1e15, 0, OFF(host_session_memory), "bytes of host memory for idle sessions moved out of the state pool when it is full (they move back on their next request); 0 = none: the least recently used is dropped", SERVE, NULL, 0},

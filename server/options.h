@@ -46,6 +46,7 @@ typedef struct srv_config {
     long port;
     long max_batch;        /* sequences per decode step */
     long max_step_tokens;  /* prompt tokens prefilled per engine iteration; 0 = the backend's default */
+    double prefill_time_ratio; /* an iteration's prefill time / decode step time while streams run; 0 = off */
     long max_sessions;     /* live sessions (state slots) */
     long host_session_memory; /* bytes of host memory for idle sessions beyond the state pool */
     double session_ttl;    /* idle seconds before a session expires, 0 = never */

@@ -93,12 +93,14 @@ static void log_ready(srv_server *s)
     eng_sched_stats st;
     eng_sched_get_stats(s->sched, &st);
     snprintf(msg, sizeof msg,
-             "backend %s, %ld threads, max batch %ld, max sessions %ld, max step tokens %d, numerics %s, device %ld",
-             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, st.max_step_tokens, cfg->numerics,
-             cfg->device);
+             "backend %s, %ld threads, max batch %ld, max sessions %ld, max step tokens %d, prefill time "
+             "ratio %g, numerics %s, device %ld",
+             cfg->backend, threads, cfg->max_batch, cfg->max_sessions, st.max_step_tokens, cfg->prefill_time_ratio,
+             cfg->numerics, cfg->device);
     srv_log_event(&s->log, "info", "engine",
-                  json_pack("{s:s, s:i, s:i, s:i, s:i, s:s, s:i}", "backend", cfg->backend, "threads", (int)threads,
-                            "max_batch", (int)cfg->max_batch, "max_step_tokens", st.max_step_tokens,
+                  json_pack("{s:s, s:i, s:i, s:i, s:f, s:i, s:s, s:i}", "backend", cfg->backend, "threads",
+                            (int)threads, "max_batch", (int)cfg->max_batch, "max_step_tokens", st.max_step_tokens,
+                            "prefill_time_ratio", cfg->prefill_time_ratio,
                             "max_sessions", (int)cfg->max_sessions, "numerics", cfg->numerics, "device",
                             (int)cfg->device),
                   msg);
@@ -437,6 +439,7 @@ int srv_server_start(srv_server *s, const srv_config *cfg, uv_loop_t *loop, ssmd
     o.max_sessions = (int)cfg->max_sessions;
     o.session_ttl_s = cfg->session_ttl;
     o.max_step_tokens = (int)cfg->max_step_tokens;
+    o.prefill_time_ratio = cfg->prefill_time_ratio;
     o.host_session_bytes = (size_t)cfg->host_session_memory;
     s->t_load_ns = eng_now_mono_ns();
     srv_log_msg(&s->log, "info", "loading", "loading %s (backend %s) ...", cfg->model, cfg->backend);

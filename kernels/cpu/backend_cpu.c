@@ -31,6 +31,7 @@ typedef struct cpu_backend {
     bk_backend base;
     eng_threadpool *pool;
     const cpu_kernels *k; /* chosen once at creation, static tables */
+    cpu_ssd_form ssd_form; /* Mamba-2 prefill: SSMD_SSD's, else by length */
     cpu_matmul_ctx mm;
 } cpu_backend;
 
@@ -171,7 +172,7 @@ static void cpu_m2_conv_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, flo
 static void cpu_ssd_prefill_op(bk_backend *bk, const bk_mamba2_layer *l, float *state,
                                const bk_mamba2_io *io)
 {
-    cpu_ssd_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, state, io);
+    cpu_ssd_prefill(cpu_of(bk)->k, cpu_of(bk)->pool, l, state, io, cpu_of(bk)->ssd_form);
 }
 
 static void cpu_m2_conv_step_op(bk_backend *bk, const bk_mamba2_layer *l, const bk_state_ref *st,
@@ -253,13 +254,18 @@ static void cpu_destroy(bk_backend *bk)
 /* The cpu backend's constructor, for the registry.  numerics has no
  * effect yet: the cpu kernels always run the exact path.  The kernel level
  * is the best the CPU runs, or SSMD_CPU's (an error names the levels this
- * machine has when it cannot run that one). */
+ * machine has when it cannot run that one); SSMD_SSD=scan|chunk forces
+ * the form of the Mamba-2 prefill (cpu_ssd.h). */
 int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
 {
     const cpu_kernels *k;
     int rc = cpu_kernels_choose(getenv("SSMD_CPU"), &k, err);
     if (rc != SSMD_OK)
         return rc;
+    cpu_ssd_form ssd_form;
+    if (cpu_ssd_form_parse(getenv("SSMD_SSD"), &ssd_form) != 0)
+        return ssmd_err_set(err, SSMD_EINVAL, "SSMD_SSD: unknown form '%s' (auto, scan or chunk)",
+                            getenv("SSMD_SSD"));
     int threads = o->threads;
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -277,6 +283,7 @@ int kc_cpu_backend_create(const bk_options *o, bk_backend **out, ssmd_err *err)
     }
     openblas_set_num_threads(1);
     c->k = k;
+    c->ssd_form = ssd_form;
     c->mm.pool = c->pool;
     c->mm.k = k;
     c->base = (bk_backend){

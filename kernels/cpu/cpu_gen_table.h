@@ -18,6 +18,7 @@
 #include "kernels/cpu/cpu_gen_qmatmul.h"
 #include "kernels/cpu/cpu_gen_s4.h"
 #include "kernels/cpu/cpu_gen_ssd.h"
+#include "kernels/cpu/cpu_gen_ssd_chunk.h"
 #include "kernels/cpu/cpu_gen_ssm.h"
 
 #define CPU_GEN_TABLE(NAME, LEVEL) CPU_GEN_TABLE_VARIANT(NAME, #NAME, "", LEVEL)
@@ -37,6 +38,7 @@
         .conv_channels = gen_conv_channels,                                                       \
         .scan_channels = gen_scan_channels,                                                       \
         .ssd_token = gen_ssd_token,                                                               \
+        .ssd_chunk = gen_ssd_chunk,                                                               \
         .s4_block = gen_s4_block,                                                                 \
         .s4_diag_step = gen_s4_diag_step,                                                         \
     }

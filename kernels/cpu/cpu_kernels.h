@@ -69,6 +69,13 @@ typedef struct cpu_kernels {
      * head_dim, d_state)), writing y before the gated norm. */
     void (*ssd_token)(const bk_mamba2_layer *l, float *state, const float *xbc, const float *dtr,
                       float *y, int h0, int h1);
+    /* The same heads over one chunk of Q tokens at once, in the matmul
+     * form (cpu_gen_ssd_chunk.h; its products are OpenBLAS sgemm): rows xbc (Q, conv_dim) contiguous, raw dt
+     * (Q, nheads) of row stride lddt, y (Q, d_inner) contiguous; the state
+     * is continued and left at the chunk's end.  scratch holds
+     * cpu_ssd_chunk_carve(l, Q, NULL, NULL) floats of the caller's thread. */
+    void (*ssd_chunk)(const bk_mamba2_layer *l, float *state, const float *xbc, const float *dtr,
+                      long lddt, int Q, float *y, int h0, int h1, float *scratch);
     /* S4 (cpu_s4.c): channels [h0, h1) of a layer, T steps on one state
      * (2, N2, H), output mode CPU_S4_OUT_*; and the decode step of a
      * diagonal layer for slots [b0, b1) of channels [h0, h0 + w), w <= 16. */
@@ -77,6 +84,38 @@ typedef struct cpu_kernels {
     void (*s4_diag_step)(const bk_s4_layer *l, const bk_state_ref *st, const float *u, float *y,
                          int h0, int w, int b0, int b1);
 } cpu_kernels;
+
+/* One thread's scratch of ssd_chunk for chunks of up to Q tokens and
+ * head_dim P. */
+typedef struct cpu_ssd_scratch {
+    float *cb;  /* (Q, Q): C B^T of the group */
+    float *m;   /* (Q, Q): (C B^T) o L diag(dt) of the head */
+    float *yo;  /* (Q, P): the incoming state read by each token's C */
+    float *xw;  /* (Q, P): X weighted by each token's share of the final state */
+    float *dt;  /* (Q): the head's clamped dt */
+    float *a;   /* (Q): dt A */
+    float *cum; /* (Q): running sum of dt A within the chunk */
+    float *seg; /* (Q): sums of dt A over segments ending at one token */
+    float *w;   /* (Q): dt exp(cum_last - cum) */
+} cpu_ssd_scratch;
+
+/* Carves base into *out (either may be NULL) and returns the floats used;
+ * every array starts on a 64-byte boundary when base does. */
+static inline size_t cpu_ssd_chunk_carve(const bk_mamba2_layer *l, int Q, float *base,
+                                         cpu_ssd_scratch *out)
+{
+    const size_t P = (size_t)l->head_dim, q = (size_t)Q;
+    const size_t sizes[9] = {q * q, q * q, q * P, q * P, q, q, q, q, q};
+    cpu_ssd_scratch unused;
+    cpu_ssd_scratch *s = out ? out : &unused;
+    float **const dst[9] = {&s->cb, &s->m, &s->yo, &s->xw, &s->dt, &s->a, &s->cum, &s->seg, &s->w};
+    size_t used = 0;
+    for (int i = 0; i < 9; i++) {
+        *dst[i] = base ? base + used : NULL;
+        used += (sizes[i] + 15) / 16 * 16;
+    }
+    return used;
+}
 
 /* "scalar", "neon", "avx2", "avx512". */
 const char *cpu_level_name(cpu_level l);

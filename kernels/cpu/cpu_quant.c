@@ -29,15 +29,21 @@ void cpu_q8_act_fill(cpu_q8_act *a, const float *x, int ldx, int m, long cols)
         for (long b = 0; b < cols / CPU_Q8_BLOCK; b++) {
             const float *xb = xr + b * CPU_Q8_BLOCK;
             int8_t *qb = a->q + (size_t)i * cols + b * CPU_Q8_BLOCK;
+            /* comparisons, not fmaxf/fminf: those are libm calls at the
+             * x86-64 baseline (NaN rules), and this loop runs per matmul */
             float amax = 0.0f;
-            for (int l = 0; l < CPU_Q8_BLOCK; l++)
-                amax = fmaxf(amax, fabsf(xb[l]));
+            for (int l = 0; l < CPU_Q8_BLOCK; l++) {
+                const float v = fabsf(xb[l]);
+                amax = v > amax ? v : amax;
+            }
             const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
             int32_t s = 0;
             for (int l = 0; l < CPU_Q8_BLOCK; l++) {
                 /* |x * id| <= 127 up to rounding: clamp keeps -128 out,
                  * which the AVX2 sign trick could not negate */
-                float q = fminf(127.0f, fmaxf(-127.0f, nearbyintf(xb[l] * id)));
+                float q = nearbyintf(xb[l] * id);
+                q = q < 127.0f ? q : 127.0f; /* NaN becomes 127: never cast */
+                q = q > -127.0f ? q : -127.0f;
                 qb[l] = (int8_t)q;
                 s += qb[l];
             }

@@ -2,16 +2,20 @@
  * conv kernel, run over conv_dim channels), the SSD recurrence per head and
  * the gated RMSNorm.
  *
- * The recurrence of one token is the level's kernel (cpu_gen_ssd.h).
- * Prefill walks time in order with the heads split over the threads (the
- * state of a head stays in cache for the whole prompt); the chunked matmul
- * form of SSD is not used here.  Then each row is gated and normalised per
- * group of d_inner / ngroups channels.  Never allocates: the caller's
- * buffers hold everything.
+ * Prefill takes one of two forms, both the level's kernels with the heads
+ * split over the threads: the scan walks time in order, one token at a
+ * time (cpu_gen_ssd.h; a head's state stays in cache for the whole
+ * prompt), and the chunked form does CPU_SSD_CHUNK_LEN tokens at once as
+ * small matmuls (cpu_gen_ssd_chunk.h), which wins on long prompts.  Then
+ * each row is gated and normalised per group of d_inner / ngroups
+ * channels.  Only the chunked form allocates (its per-thread scratch, per
+ * call; the scan runs instead when that fails).
  */
 #include "kernels/cpu/cpu_ssd.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ssm.h"
@@ -102,24 +106,84 @@ static void norm_worker(void *arg, int tid, int n_threads)
         gated_norm_row(j->l, io->y + (size_t)t * j->l->d_inner, io->z + (size_t)t * io->ldz);
 }
 
-static void run_ssd(eng_threadpool *pool, const ssd_job *j, int rows)
+/* Prefill in the matmul form: the thread's heads, chunk after chunk (a
+ * chunk's C B^T is shared by the heads of a group, so a thread keeps the
+ * same chunk for all its heads before moving on). */
+typedef struct chunk_job {
+    const cpu_kernels *k;
+    const bk_mamba2_layer *l;
+    const bk_mamba2_io *io;
+    float *state;
+    float *scratch; /* (threads, per) */
+    size_t per;
+    int Q;
+} chunk_job;
+
+static void chunk_worker(void *arg, int tid, int n_threads)
 {
-    const bk_mamba2_layer *l = j->l;
-    double scan_work = 4.0 * rows * l->d_inner * l->d_state;
-    eng_threadpool_run_sized(pool, scan_worker, (void *)j, scan_work);
-    eng_threadpool_run_sized(pool, norm_worker, (void *)j, 8.0 * rows * l->d_inner);
+    const chunk_job *j = arg;
+    const bk_mamba2_io *io = j->io;
+    const int cd = conv_dim(j->l);
+    long h0, h1;
+    eng_split_range(j->l->nheads, 1, tid, n_threads, &h0, &h1);
+    for (int t0 = 0; t0 < io->rows && h0 < h1; t0 += j->Q)
+        j->k->ssd_chunk(j->l, j->state, io->xbc + (size_t)t0 * cd, io->dt + (size_t)t0 * io->lddt,
+                        io->lddt, io->rows - t0 < j->Q ? io->rows - t0 : j->Q,
+                        io->y + (size_t)t0 * j->l->d_inner, (int)h0, (int)h1,
+                        j->scratch + (size_t)tid * j->per);
+}
+
+/* 1 when the chunked form runs: forced, or long enough to pay (always at
+ * the scalar level, whose scan is plain C). */
+static int use_chunks(const cpu_kernels *k, cpu_ssd_form form, int rows)
+{
+    const int min_rows = k->level == CPU_LEVEL_SCALAR ? 1 : CPU_SSD_CHUNK_MIN_ROWS;
+    return form == CPU_SSD_CHUNK || (form == CPU_SSD_AUTO && rows >= min_rows);
+}
+
+static void norm_rows(eng_threadpool *pool, const ssd_job *j, int rows)
+{
+    eng_threadpool_run_sized(pool, norm_worker, (void *)j, 8.0 * rows * j->l->d_inner);
+}
+
+int cpu_ssd_form_parse(const char *name, cpu_ssd_form *out)
+{
+    if (!name || !*name || !strcmp(name, "auto"))
+        *out = CPU_SSD_AUTO;
+    else if (!strcmp(name, "scan"))
+        *out = CPU_SSD_SCAN;
+    else if (!strcmp(name, "chunk"))
+        *out = CPU_SSD_CHUNK;
+    else
+        return -1;
+    return 0;
 }
 
 void cpu_ssd_prefill(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
-                     float *state, const bk_mamba2_io *io)
+                     float *state, const bk_mamba2_io *io, cpu_ssd_form form)
 {
     ssd_job j = {.k = k, .l = l, .io = io, .state = state};
-    run_ssd(pool, &j, io->rows);
+    const double work = 4.0 * io->rows * l->d_inner * l->d_state;
+    float *scratch = NULL;
+    if (use_chunks(k, form, io->rows)) {
+        /* per call: a few hundred KB, small beside the layer's matmuls */
+        const size_t per = cpu_ssd_chunk_carve(l, CPU_SSD_CHUNK_LEN, NULL, NULL);
+        scratch = aligned_alloc(64, per * sizeof(float) * (size_t)eng_threadpool_size(pool));
+        chunk_job c = {.k = k, .l = l, .io = io, .state = state, .scratch = scratch, .per = per,
+                       .Q = CPU_SSD_CHUNK_LEN};
+        if (scratch) /* else the scan below */
+            eng_threadpool_run_sized(pool, chunk_worker, &c, work);
+    }
+    if (!scratch)
+        eng_threadpool_run_sized(pool, scan_worker, &j, work);
+    free(scratch);
+    norm_rows(pool, &j, io->rows);
 }
 
 void cpu_ssd_step(const cpu_kernels *k, eng_threadpool *pool, const bk_mamba2_layer *l,
                   const bk_state_ref *st, const bk_mamba2_io *io)
 {
     ssd_job j = {.k = k, .l = l, .io = io, .st = st};
-    run_ssd(pool, &j, st->batch);
+    eng_threadpool_run_sized(pool, scan_worker, &j, 4.0 * st->batch * l->d_inner * l->d_state);
+    norm_rows(pool, &j, st->batch);
 }

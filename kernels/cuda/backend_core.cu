@@ -199,6 +199,15 @@ static kc_slots slots_at(const kc_op *o, const int32_t *idx, size_t offset)
     return at;
 }
 
+/* kc_gemm_fn of the chunked SSD: the device's f32 GEMM, exact (the
+ * decays multiply what it returns, so TF32 rounding would compound). */
+static void ssd_gemm(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                     const float *w, int ldw, long sw, float *y, int ldy, long sy)
+{
+    kc_core *c = (kc_core *)ctx;
+    c->dev->gemm_batched(c, batch, m, n, k, x, ldx, sx, w, ldw, sw, y, ldy, sy);
+}
+
 /* idx: the op's ids or slots in device memory (or NULL). */
 static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
 {
@@ -241,7 +250,13 @@ static void run_op(kc_core *c, const kc_op *o, const int32_t *idx)
     case OP_SSD_PREFILL: {
         kc_ssd_args a = ssd_args(o);
         a.state = o->out[1], a.T = o->T;
-        kc_ssd_prefill(&a, c->stream);
+        /* the chunked form, its GEMMs on cuBLAS; the walk in time order
+         * where the scratch cannot be had */
+        float *scratch = c->dev->scratch(c, KC_SCRATCH_SSD, kc_ssd_chunk_scratch(&a));
+        if (scratch)
+            kc_ssd_prefill_chunked(&a, scratch, ssd_gemm, c, c->stream);
+        else
+            kc_ssd_prefill(&a, c->stream);
         break;
     }
     case OP_SSD_STEP: {

@@ -36,7 +36,7 @@ extern "C" {
 extern "C" {
 #endif
 
-enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_X16 = 2, KC_SCRATCH_KINDS = 3 };
+enum { KC_SCRATCH_SCAN = 0, KC_SCRATCH_PANEL = 1, KC_SCRATCH_X16 = 2, KC_SCRATCH_SSD = 3, KC_SCRATCH_KINDS = 4 };
 enum { KC_MAX_GRAPHS = 128 }; /* bound of tune.graph_cache */
 
 typedef struct kc_core kc_core;
@@ -69,6 +69,10 @@ typedef struct kc_dev_ops {
     /* Called after each op's launches (what: the op's name): checks launch
      * errors, or synchronises when debugging. */
     void (*after_op)(kc_core *c, const char *what);
+    /* batch products y_i = x_i w_i^T as gemm (f32, exact), operand i at
+     * x + i * sx, w + i * sw, y + i * sy. */
+    void (*gemm_batched)(kc_core *c, int batch, int m, int n, int k, const float *x, int ldx,
+                         long sx, const float *w, int ldw, long sw, float *y, int ldy, long sy);
 } kc_dev_ops;
 
 /* One recorded compute op; compared bytewise, so it is zeroed before its

@@ -133,6 +133,15 @@ static void cu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, co
                      CUBLAS_GEMM_DEFAULT));
 }
 
+static void cu_gemm_batched(kc_core *c, int batch, int m, int n, int k, const float *x, int ldx,
+                            long sx, const float *w, int ldw, long sw, float *y, int ldy, long sy)
+{
+    const float one = 1.0f, zero = 0.0f; /* operands as in cu_gemm */
+    CKB(cublasGemmStridedBatchedEx(cu_of(c)->blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w,
+                                   CUDA_R_32F, ldw, sw, x, CUDA_R_32F, ldx, sx, &zero, y, CUDA_R_32F,
+                                   ldy, sy, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 static void cu_gemm_bf16(kc_core *c, int m, int n, int k, const uint16_t *x16, const void *w, int ldw,
                          float *y, int ldy)
 {
@@ -208,7 +217,7 @@ static void cu_after_op(kc_core *c, const char *what)
 
 static const kc_dev_ops cuda_dev = {
     cu_stage,         cu_scratch,      cu_gemm,          cu_gemm_bf16,    cu_arena_upload, cu_arena_wait,
-    cu_graph_capture, cu_graph_launch, cu_graph_destroy, cu_after_op,
+    cu_graph_capture, cu_graph_launch, cu_graph_destroy, cu_after_op,      cu_gemm_batched,
 };
 
 /* ---- memory ops ------------------------------------------------------------------ */

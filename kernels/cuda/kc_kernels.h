@@ -122,11 +122,28 @@ typedef struct kc_ssd_args {
     float *y;                     /* (rows, E) */
     float *state;                 /* prefill */
     int T;
+    int chunk;                    /* chunked prefill: tokens per chunk, 1..KC_SSD_MAX_CHUNK (0: KC_SSD_CHUNK) */
     kc_slots at;                  /* step */
 } kc_ssd_args;
 
 void kc_ssd_prefill(const kc_ssd_args *a, kc_stream s);
 void kc_ssd_step(const kc_ssd_args *a, kc_stream s);
+
+/* The same prefill in the chunked form of SSD (Dao & Gu): the products
+ * of every chunk, head and group through four batched GEMMs (the backend's
+ * cuBLAS, in stream order), the decays, transposes and the pass of the
+ * state from chunk to chunk in kernels; equal to kc_ssd_prefill within
+ * float rounding.  scratch: device memory of kc_ssd_chunk_scratch(a)
+ * floats (it grows with T). */
+enum { KC_SSD_CHUNK = 64, KC_SSD_MAX_CHUNK = 64 };
+/* For i < batch: y_i (m, n; ldy) = x_i (m, k; ldx) w_i^T, w_i (n, k; ldw),
+ * with x_i = x + i * sx, w_i = w + i * sw, y_i = y + i * sy; f32 device
+ * memory. */
+typedef void (*kc_gemm_fn)(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                           const float *w, int ldw, long sw, float *y, int ldy, long sy);
+size_t kc_ssd_chunk_scratch(const kc_ssd_args *a);
+void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gemm, void *ctx,
+                            kc_stream s);
 
 /* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer), one thread per
  * channel; u and y (rows, H) contiguous.  Prefill from state (2, N2, H),

@@ -75,6 +75,13 @@ static void emu_gemm(kc_core *c, int m, int n, int k, const float *x, int ldx, c
         }
 }
 
+static void emu_gemm_batched(kc_core *c, int batch, int m, int n, int k, const float *x, int ldx,
+                             long sx, const float *w, int ldw, long sw, float *y, int ldy, long sy)
+{
+    for (int i = 0; i < batch; i++)
+        emu_gemm(c, m, n, k, x + i * sx, ldx, w + i * sw, ldw, y + i * sy, ldy, 0);
+}
+
 static float emu_bf16(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;
@@ -129,7 +136,7 @@ static void emu_after_op(kc_core *c, const char *what)
 
 static const kc_dev_ops emu_dev = {
     emu_stage,      emu_scratch,       emu_gemm,         emu_gemm_bf16,     emu_arena_upload,  emu_arena_wait,
-    emu_graph_capture, emu_graph_launch, emu_graph_destroy, emu_after_op,
+    emu_graph_capture, emu_graph_launch, emu_graph_destroy, emu_after_op,  emu_gemm_batched,
 };
 
 /* ---- memory ops ------------------------------------------------------------------ */

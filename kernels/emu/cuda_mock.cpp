@@ -554,6 +554,26 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     return CUBLAS_STATUS_SUCCESS;
 }
 
+/* One cublasGemmEx per batch member (same checks, same stream order). */
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                          int m, int n, int k, const void *alpha, const void *A,
+                                          cudaDataType at, int lda, long long sa, const void *B,
+                                          cudaDataType bt, int ldb, long long sb, const void *beta,
+                                          void *C, cudaDataType ct, int ldc, long long sc, int batch,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t algo)
+{
+    if (batch < 0 || at != CUDA_R_32F || bt != CUDA_R_32F)
+        return batch < 0 ? CUBLAS_STATUS_INVALID_VALUE : CUBLAS_STATUS_NOT_SUPPORTED;
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t st = cublasGemmEx(h, ta, tb, m, n, k, alpha, (const float *)A + i * sa, at, lda,
+                                         (const float *)B + i * sb, bt, ldb, beta, (float *)C + i * sc,
+                                         ct, ldc, compute, algo);
+        if (st != CUBLAS_STATUS_SUCCESS)
+            return st;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 /* ---- test control ------------------------------------------------------------------- */
 
 extern "C" void kc_mock_reset(void)

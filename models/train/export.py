@@ -12,7 +12,14 @@ tokenizer files are already there from train_tokenizer.py), then checks it:
     windows as train_mamba.py's evaluation;
  3. with --ssmd BIN: the engine's logits (`ssmd generate --dump-logits`)
     equal transformers' on a held-out prompt (max |diff| < 2e-3), and its
-    greedy continuations are printed as samples.
+    greedy continuations are printed as samples;
+ 4. chat, on the held-out chapters' dialogues (val_dialog.txt, never
+    trained on): each first exchange, prompt "<|user|>\nQ<|end|>\n<|assistant|>\n"
+    and answer "verse<|end|>", scored teacher-forced (answer loss; how often
+    <|end|> is the argmax right after the verse, and before it); with
+    --ssmd, ssmd's greedy reply to the first CHAT_N prompts, counting those
+    that end with <|end|> (eos) before 256 tokens.  Reported, and the
+    export fails if fewer than half of the greedy replies end.
 
 Writes OUT/export.json with every number; exits non-zero if a check fails.
 Usage:
@@ -46,6 +53,8 @@ if not hasattr(torch, "_dynamo"):
 PROMPTS = ["And God said", "In the beginning", "The LORD is my shepherd",
            "And Jesus answered and said unto them"]
 HF_TOL = 1e-4
+CHAT_N = 40
+END_OF_TURN = "<|end|>"
 ENGINE_TOL = 2e-3
 
 
@@ -138,8 +147,8 @@ def main():
     with torch.no_grad():
         for p in PROMPTS:
             ids = torch.tensor([tok.encode(p).ids])
-            out = hf.generate(ids, max_new_tokens=40, do_sample=False, eos_token_id=None,
-                              pad_token_id=0)
+            out = hf.generate(ids, max_new_tokens=40, do_sample=False,
+                              eos_token_id=cfg["eos_token_id"], pad_token_id=0)
             report["samples_transformers"][p] = tok.decode(out[0, ids.shape[1]:].tolist())
 
     # 3. the engine
@@ -169,6 +178,59 @@ def main():
             report["samples_ssmd"][p] = text
             same = text.strip() == report["samples_transformers"][p].strip()
             print("export: ssmd greedy %r -> %r%s" % (p, text, "" if same else "  [differs from transformers]"))
+
+    # 4. chat on the held-out dialogues
+    import re
+    import prepare_corpus
+    exchanges = re.findall(r"<\|user\|>\n(.*?)<\|end\|>\n<\|assistant\|>\n(.*?)<\|end\|>\n",
+                           open(os.path.join(args.data, "val_dialog.txt"), encoding="ascii").read())
+    firsts = [(q, a) for q, a in exchanges if q not in prepare_corpus.NEXT]
+    end_id = tok.token_to_id(END_OF_TURN)
+    nats, count, end_top, early, p_end = 0.0, 0, 0, 0, 0.0
+    with torch.no_grad():
+        for q, a in firsts:
+            prompt = tok.encode("<|user|>\n%s%s\n<|assistant|>\n" % (q, END_OF_TURN)).ids
+            answer = tok.encode(a + END_OF_TURN).ids
+            x = torch.tensor([prompt + answer])
+            logits = ours(x[:, :-1])[0, len(prompt) - 1:]
+            nats += F.cross_entropy(logits, torch.tensor(answer), reduction="sum").item()
+            count += len(answer)
+            top = logits.argmax(-1)
+            end_top += int(top[-1] == end_id)
+            early += int((top[:-1] == end_id).any())
+            p_end += F.softmax(logits[-1], -1)[end_id].item()
+    chat = {"dialogues": len(firsts), "answer_tokens": count, "answer_loss_per_token": nats / count,
+            "end_is_argmax_after_verse": end_top / len(firsts),
+            "mean_p_end_after_verse": p_end / len(firsts),
+            "end_is_argmax_before_verse_ends": early / len(firsts)}
+    print("export: held-out dialogues (%d): answer loss %.4f nats/token; <|end|> is the argmax after "
+          "the verse in %.1f%% (mean p %.3f), somewhere before its end in %.1f%%"
+          % (len(firsts), chat["answer_loss_per_token"], 100 * chat["end_is_argmax_after_verse"],
+             chat["mean_p_end_after_verse"], 100 * chat["end_is_argmax_before_verse_ends"]))
+    if args.ssmd:
+        stopped, lengths, replies = 0, [], []
+        for q, a in firsts[:CHAT_N]:
+            prompt = tok.encode("<|user|>\n%s%s\n<|assistant|>\n" % (q, END_OF_TURN)).ids
+            r = subprocess.run([args.ssmd, "generate", "--model", args.out, "--prompt-ids",
+                                ",".join(map(str, prompt)), "--temperature", "0", "--max-tokens", "256",
+                                "--threads", "1", "--print-ids"],
+                               check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            ids = [int(t) for t in re.findall(r"-?\d+", r.stdout.decode())]
+            ended = len(ids) < 256 or (ids and ids[-1] == end_id)
+            stopped += int(ended)
+            lengths.append(len(ids))
+            replies.append({"q": q, "reply": tok.decode([i for i in ids if i != end_id]),
+                            "tokens": len(ids), "ended": bool(ended)})
+        chat.update({"ssmd_greedy_replies": len(lengths), "ssmd_greedy_ended": stopped,
+                     "ssmd_greedy_mean_tokens": sum(lengths) / len(lengths),
+                     "ssmd_greedy_samples": replies[:8]})
+        ok &= stopped * 2 >= len(lengths)
+        print("export: ssmd greedy chat on %d held-out questions: %d ended by themselves "
+              "(mean %.1f tokens)" % (len(lengths), stopped, chat["ssmd_greedy_mean_tokens"]))
+        for r in replies[:4]:
+            print("export: chat %r -> %r (%d tokens%s)" % (r["q"], r["reply"], r["tokens"],
+                                                         "" if r["ended"] else ", did not end"))
+    report["chat"] = chat
 
     report["ok"] = bool(ok)
     with open(os.path.join(args.run, "export.json"), "w") as f:

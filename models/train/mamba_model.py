@@ -241,7 +241,7 @@ def hf_config(vocab_size, hidden_size, num_layers, state_size, expand=2, conv_ke
         "residual_in_fp32": True,
         "tie_word_embeddings": True,
         "bos_token_id": 0,
-        "eos_token_id": 0,
+        "eos_token_id": 1,  # <|end|>, the end-of-turn token (train_tokenizer.py)
         "pad_token_id": 0,
         "initializer_range": 0.1,
         "time_step_scale": 1.0,

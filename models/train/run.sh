@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - rebuilds models/default from nothing: corpus (Debian bible-kjv),
-# tokenizer, training (CPU, one thread, ~25 min), export and checks.
+# tokenizer, training (CPU, one thread, ~25-30 min), export and checks.
 # The steps and their settings are documented in models/train/README.md.
 #
 # Environment: WORK (scratch directory, default /tmp/ssmd-train), PYTHON

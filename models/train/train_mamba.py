@@ -60,7 +60,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--time-limit", type=float, default=1500.0, help="seconds; safety stop")
+    ap.add_argument("--time-limit", type=float, default=3600.0, help="seconds; safety stop")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="end after this many steps, keeping the --steps schedule (0 = --steps); "
                          "replays a run that --time-limit ended")

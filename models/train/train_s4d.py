@@ -89,7 +89,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--time-limit", type=float, default=900.0, help="seconds; safety stop")
+    ap.add_argument("--time-limit", type=float, default=3600.0, help="seconds; safety stop")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="end after this many steps, keeping the --steps schedule (0 = --steps)")
     return ap.parse_args(argv)
@@ -301,10 +301,13 @@ def export(args, model, vocab, val_ids, emit):
     save_file(dict(sorted(tensors.items())), os.path.join(out, "model.safetensors"),
               metadata={"format": "ssmd-s4"})
     os.chmod(os.path.join(out, "model.safetensors"), 0o644)
+    # the end-of-turn token is the eos (train_tokenizer.py); 0 for a tokenizer without one
+    eos = Tokenizer.from_file(args.tokenizer).token_to_id("<|end|>")
+    eos = 0 if eos is None else eos
     cfg = {"model_type": "s4d", "d_model": args.hidden, "n_layer": args.layers, "vocab_size": vocab,
            "d_state": args.state, "discretization": "zoh", "activation": "gelu", "final_act": "glu",
            "prenorm": True, "layer_norm_epsilon": 1e-5, "tie_embeddings": True,
-           "bos_token_id": 0, "eos_token_id": 0}
+           "bos_token_id": 0, "eos_token_id": eos}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2, sort_keys=True)
         f.write("\n")

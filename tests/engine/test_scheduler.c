@@ -90,6 +90,7 @@ static void event_done(eng_event *e)
 }
 
 static size_t host_bytes; /* the next start's --host-session-memory (0: none) */
+static double time_ratio; /* the next start's prefill_time_ratio (0: off) */
 
 static void start_full(harness *h, int max_batch, int max_sessions, int max_step_tokens, int unbatched)
 {
@@ -106,6 +107,7 @@ static void start_full(harness *h, int max_batch, int max_sessions, int max_step
     o.max_step_tokens = max_step_tokens;
     o.prefill_unbatched = unbatched;
     o.host_session_bytes = host_bytes;
+    o.prefill_time_ratio = time_ratio;
     ssmd_err err = {0};
     ck_assert_int_eq(eng_sched_start(&o, on_notify, h, &h->s, &err), SSMD_OK);
     eng_event *e = next_event(h);
@@ -538,6 +540,70 @@ START_TEST(test_running_stream_not_stalled)
 }
 END_TEST
 
+/* With a prefill time ratio (0.25: an iteration's prefill may take a
+ * quarter of a decode step), a 1,500-token prompt that arrives while a
+ * stream decodes is cut into chunks smaller than the token budget (but
+ * never below ENG_MIN_PREFILL_CHUNK), so it takes more iterations than the
+ * budget alone makes; the stream still gets a token in every iteration,
+ * and the prompt's tokens are those of a run without the ratio. */
+START_TEST(test_time_ratio_cuts_chunks)
+{
+    enum { BUDGET = 256, LONG = 1500, GEN = 4 };
+    int32_t tokens[2][GEN];
+    uint64_t steps[2];
+    for (int pass = 0; pass < 2; pass++) {
+        time_ratio = pass ? 0.25 : 0;
+        harness h;
+        start_budget(&h, 2, 2, BUDGET);
+        time_ratio = 0;
+        eng_request *run = completion(NULL, FOREVER);
+        eng_sched_submit(h.s, run);
+        eng_event *e;
+        uint64_t last_step = 0;
+        for (int k = 0; k < 3; k++) { /* a few decode steps: the decode time is measured */
+            e = next_event(&h);
+            last_step = e->step;
+            event_done(e);
+        }
+        eng_request *lng = prompt_completion(NULL, LONG, 5, 0, GEN);
+        eng_sched_submit(h.s, lng);
+        for (int n = 0; n < GEN;) {
+            e = next_event(&h);
+            if (e->req == lng) {
+                if (e->kind == ENG_EV_TOKEN)
+                    tokens[pass][n++] = e->token;
+            } else {
+                ck_assert_int_eq(e->kind, ENG_EV_TOKEN);
+                ck_assert_uint_eq(e->step, last_step + 1); /* a token in every iteration */
+                last_step = e->step;
+            }
+            event_done(e);
+        }
+        eng_sched_stats st;
+        eng_sched_get_stats(h.s, &st);
+        steps[pass] = st.prefill_steps;
+        if (pass) {
+            ck_assert_int_ge(st.step_budget, ENG_MIN_PREFILL_CHUNK);
+            ck_assert_int_lt(st.step_budget, BUDGET);
+        } else {
+            ck_assert_int_eq(st.step_budget, BUDGET);
+        }
+        eng_sched_cancel(h.s, run);
+        for (int final = 0; final < 2;) {
+            e = next_event(&h);
+            final += is_final(e);
+            event_done(e);
+        }
+        stop(&h);
+    }
+    ck_assert_uint_le(steps[0], 1 + (LONG + BUDGET - 1) / BUDGET);
+    ck_assert_msg(steps[1] >= 2 * steps[0], "prefill iterations: %llu with the ratio, %llu without",
+                  (unsigned long long)steps[1], (unsigned long long)steps[0]);
+    for (int k = 0; k < GEN; k++)
+        ck_assert_int_eq(tokens[1][k], tokens[0][k]);
+}
+END_TEST
+
 /* ---- n choices from one prefill ---- */
 
 #define N_CHOICES 3
@@ -773,6 +839,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_chunked_prefill_same_tokens);
     tcase_add_test(tc, test_prefill_fcfs);
     tcase_add_test(tc, test_running_stream_not_stalled);
+    tcase_add_test(tc, test_time_ratio_cuts_chunks);
     tcase_add_test(tc, test_n_choices_from_one_prefill);
     tcase_add_test(tc, test_n_choices_refused);
     tcase_add_test(tc, test_prompt_list_choices);

@@ -119,12 +119,14 @@ END_TEST
 /* Greedy chat with top_logprobs 20 and the shaping in extra: at each step
  * the chosen token must have the best shaped score among the reported
  * alternatives, score = logprob + bias - count * freq - (count > 0) *
- * presence over the tokens chosen before.  Returns the chosen ids. */
+ * presence over the tokens chosen before.  Returns the chosen ids.  The
+ * question is not one the default model was trained to answer (a verse
+ * question gets a near-certain answer that penalties of 1.5 cannot move). */
 static json_t *check_shaped(const char *extra, double freq, double presence, int bias_id, double bias)
 {
     char body[512];
     snprintf(body, sizeof body,
-             "{\"messages\":[{\"role\":\"user\",\"content\":\"Who made the heaven?\"}],\"max_tokens\":24,"
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":24,"
              "\"temperature\":0,\"ignore_eos\":true,\"logprobs\":true,\"top_logprobs\":20%s}",
              extra);
     json_t *j = post("/v1/chat/completions", body, 200);

@@ -14,14 +14,7 @@
 
 #include "engine/quant.h"
 #include "engine/tensor.h"
-
-static inline unsigned qb_next(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return *s >> 8;
-}
-
-static inline float qb_frand(unsigned *s) { return (float)qb_next(s) / 16777216.0f * 2.0f - 1.0f; }
+#include "tests/kernels/kernel_data.h"
 
 static inline void qb_put_f16(uint8_t *p, float f)
 {
@@ -39,14 +32,14 @@ static inline uint8_t *qb_rand_blocks(eng_dtype dt, int rows, int cols, unsigned
     ck_assert_uint_gt(bytes, 0);
     uint8_t *b = malloc(bytes);
     for (size_t i = 0; i < bytes; i++)
-        b[i] = (uint8_t)qb_next(s);
+        b[i] = (uint8_t)((frand(s) + 1.0f) * 128.0f); /* frand < 1: 0..255 */
     for (size_t off = 0; off < bytes; off += (size_t)info->block_bytes) {
         if (dt == ENG_DTYPE_Q6_K) {
-            qb_put_f16(b + off + 208, qb_frand(s) / 256.0f); /* d * int8 scale * 6-bit q */
+            qb_put_f16(b + off + 208, frand(s) / 256.0f); /* d * int8 scale * 6-bit q */
         } else {
-            qb_put_f16(b + off, qb_frand(s) / 16.0f);
+            qb_put_f16(b + off, frand(s) / 16.0f);
             if (dt == ENG_DTYPE_Q4_K) /* dmin */
-                qb_put_f16(b + off + 2, qb_frand(s) / 16.0f);
+                qb_put_f16(b + off + 2, frand(s) / 16.0f);
         }
     }
     *exact = malloc(sizeof(float) * n);

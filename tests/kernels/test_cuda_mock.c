@@ -177,12 +177,6 @@ START_TEST(test_graph_fallbacks)
 }
 END_TEST
 
-static float frand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return ((*s >> 8) / 16777216.0f) * 2.0f - 1.0f;
-}
-
 /* y = x W^T + bias through bk->matmul for m rows (GEMV up to 16, cuBLAS
  * above; 16-bit and block-quantized weights widened first), W of rows x
  * cols in dtype dt, strided x and y; against double sums of the same

@@ -18,43 +18,8 @@
 #include "kernels/cpu/threadpool.h"
 #include "kernels/emu/emu.h"
 #include "kernels/cuda/kc_kernels.h"
+#include "tests/kernels/kernel_data.h"
 #include "tests/kernels/matmul_ref.h"
-
-static float frand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return ((*s >> 8) / 16777216.0f) * 2.0f - 1.0f;
-}
-
-static float *rnd(size_t n, unsigned *s, float lo, float hi)
-{
-    float *v = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++)
-        v[i] = lo + (frand(s) + 1.0f) * 0.5f * (hi - lo);
-    return v;
-}
-
-static float *dup(const float *v, size_t n)
-{
-    float *d = malloc(sizeof(float) * (n ? n : 1));
-    memcpy(d, v, sizeof(float) * n);
-    return d;
-}
-
-/* max |got - want| / max |want|; NaN or a harness failure gives INFINITY. */
-static double badness(const float *got, const float *want, size_t n)
-{
-    double scale = 1e-6, worst = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(want[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= 1e30))
-            return INFINITY;
-        worst = fmax(worst, d / scale);
-    }
-    return worst;
-}
 
 static double harness_verdict(double bad)
 {
@@ -326,16 +291,44 @@ END_TEST
 
 /* ---- Mamba-2 SSD + gated norm ------------------------------------------- */
 
-/* kc_ssd_prefill (T rows from a random state) or kc_ssd_step (T slots of a
- * pool, one padding) against the CPU backend's cpu_ssd_*: outputs and
- * states.  H heads of P channels, N states, G groups. */
-static double ssd_case(int step, int H, int P, int N, int G, int T, int before_gate, unsigned seed)
+/* The batched GEMM kc_ssd_prefill_chunked gets from the backend (cuBLAS
+ * there): y_b (m, n) = x_b (m, k) w_b^T in f32, on the host memory the
+ * harness runs on. */
+static void host_gemm(void *ctx, int batch, int m, int n, int k, const float *x, int ldx, long sx,
+                      const float *w, int ldw, long sw, float *y, int ldy, long sy)
 {
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float acc = 0.0f;
+                for (int e = 0; e < k; e++)
+                    acc += x[b * sx + (long)i * ldx + e] * w[b * sw + (long)j * ldw + e];
+                y[b * sy + (long)i * ldy + j] = acc;
+            }
+}
+
+/* kc_ssd_prefill (mode 0; T rows from a random state), kc_ssd_step (mode
+ * 1; T slots of a pool, one padding) or kc_ssd_prefill_chunked (mode > 1:
+ * chunks of `mode` tokens, scratch starting as NaN) against the CPU
+ * backend's cpu_ssd_* (the scan): outputs and states.  H heads of P
+ * channels, N states, G groups; spike: token 0 decays by e^-960, the
+ * others barely (test_cpu_ssd.c's case for the decays of the chunked
+ * form). */
+static double ssd_case(int mode, int H, int P, int N, int G, int T, int before_gate, int spike,
+                       unsigned seed)
+{
+    const int step = mode == 1;
     unsigned s = seed * 131u + 7u;
     const int E = H * P, cd = E + 2 * G * N, ld = cd + E + H + 3;
     float *dt_bias = rnd(H, &s, -2, 1), *A = rnd(H, &s, -3, -0.2f), *D = rnd(H, &s, -1, 1);
     float *w = rnd(E, &s, 0.5f, 1.5f), *xbc = rnd((size_t)T * cd, &s, -1.5f, 1.5f);
     float *proj = rnd((size_t)T * ld, &s, -2, 2); /* z at 0, dt at E + cd */
+    for (int h = 0; h < H && spike; h++) {
+        A[h] = -16.0f, dt_bias[h] = 0.0f;
+        for (int t = 0; t < T; t++)
+            proj[(size_t)t * ld + E + cd + h] = t == 0 ? 60.0f : -5.0f;
+    }
+    const float dt_max = spike ? INFINITY : 1.5f;
     const size_t sf = (size_t)H * P * N, stride = sf + 5;
     const int n_slots = T + 2;
     float *state = rnd(stride * n_slots, &s, -1, 1), *state_ref = dup(state, stride * n_slots);
@@ -345,7 +338,7 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
         slots[t] = t == 1 ? -1 : (int32_t)(n_slots - 1 - t);
     bk_mamba2_layer l = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .d_inner = E, .d_state = N,
                          .d_conv = 2, .nheads = H, .head_dim = P, .ngroups = G,
-                         .norm_before_gate = before_gate, .dt_min = 0.02f, .dt_max = 1.5f,
+                         .norm_before_gate = before_gate, .dt_min = 0.02f, .dt_max = dt_max,
                          .norm_eps = 1e-5f};
     bk_mamba2_io io = {.xbc = xbc, .dt = proj + E + cd, .lddt = ld, .z = proj, .ldz = ld,
                        .y = y_ref, .rows = T};
@@ -353,7 +346,7 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
                        .batch = T};
     eng_threadpool *tp = eng_threadpool_create(1);
     kc_ssd_args a = {.dt_bias = dt_bias, .A = A, .D = D, .norm_w = w, .E = E, .N = N, .H = H, .P = P,
-                     .G = G, .dt_min = 0.02f, .dt_max = 1.5f, .eps = 1e-5f,
+                     .G = G, .dt_min = 0.02f, .dt_max = dt_max, .eps = 1e-5f,
                      .norm_before_gate = before_gate, .xbc = xbc, .dt = proj + E + cd, .lddt = ld,
                      .z = proj, .ldz = ld, .y = y};
     kc_emu_seed(seed);
@@ -378,9 +371,19 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
         a.at = (kc_slots){state, stride, 2, slots, T};
         kc_ssd_step(&a, NULL);
     } else {
-        cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io);
+        cpu_ssd_prefill(cpu_kernels_best(), tp, &l, state_ref + 2, &io, CPU_SSD_SCAN);
         a.state = state + 2, a.T = T;
-        kc_ssd_prefill(&a, NULL);
+        if (mode > 1) {
+            a.chunk = mode;
+            const size_t n_scratch = kc_ssd_chunk_scratch(&a);
+            float *scratch = malloc(sizeof(float) * n_scratch);
+            for (size_t i = 0; i < n_scratch; i++)
+                scratch[i] = NAN;
+            kc_ssd_prefill_chunked(&a, scratch, host_gemm, NULL, NULL);
+            free(scratch);
+        } else {
+            kc_ssd_prefill(&a, NULL);
+        }
     }
     double bad = fmax(badness(y, y_ref, (size_t)T * E), badness(state, state_ref, stride * n_slots));
     eng_threadpool_destroy(tp);
@@ -393,13 +396,19 @@ static double ssd_case(int step, int H, int P, int N, int G, int T, int before_g
 
 START_TEST(test_ssd)
 {
-    /* step, H, P, N, G, T, norm_before_gate */
-    static const int cases[][7] = {{0, 4, 8, 16, 1, 11, 0}, {0, 6, 5, 7, 3, 9, 1}, {0, 2, 40, 3, 2, 4, 0},
-                                   {1, 4, 6, 10, 2, 5, 0},  {1, 3, 33, 4, 1, 3, 1}};
+    /* mode (0 walk, 1 step, > 1 chunked by that many tokens), H, P, N, G,
+     * T, norm_before_gate, spike; the chunked cases end on a partial chunk,
+     * one has a single chunk, one the default length */
+    static const int cases[][8] = {
+        {0, 4, 8, 16, 1, 11, 0, 0}, {0, 6, 5, 7, 3, 9, 1, 0}, {0, 2, 40, 3, 2, 4, 0, 0},
+        {1, 4, 6, 10, 2, 5, 0, 0},  {1, 3, 33, 4, 1, 3, 1, 0}, {4, 4, 8, 16, 1, 11, 0, 0},
+        {3, 6, 5, 7, 3, 9, 1, 0},   {5, 2, 40, 3, 2, 4, 0, 0}, {64, 2, 6, 5, 1, 70, 1, 0},
+        {0, 2, 4, 8, 1, 20, 0, 1},  {16, 2, 4, 8, 1, 20, 0, 1},
+    };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (unsigned seed = 1; seed <= 2; seed++) {
             const int *k = cases[c];
-            double bad = ssd_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], seed);
+            double bad = ssd_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], seed);
             ck_assert_msg(bad <= 2e-5, "ssd case %zu seed %u: %g", c, seed, bad);
         }
 }
@@ -654,7 +663,8 @@ static double mut_scan(unsigned seed) { return scan_prefill_case(37, 16, 3, 60, 
 static double mut_scan_generic(unsigned seed) { return scan_prefill_case(20, 3, 2, 30, 4, 8, 1, seed); }
 static double mut_scan_step(unsigned seed) { return step_case(1, 40, 16, 4, 3, 0, seed); }
 static double mut_norm(unsigned seed) { return norm_case(3, 300, 1, seed); }
-static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, seed); }
+static double mut_ssd(unsigned seed) { return ssd_case(0, 4, 6, 5, 2, 7, 0, 0, seed); }
+static double mut_ssd_chunked(unsigned seed) { return ssd_case(3, 4, 6, 5, 2, 7, 0, 0, seed); }
 static double mut_layernorm(unsigned seed) { return layernorm_case(3, 300, 1, seed); }
 static double mut_rms_rows(unsigned seed) { return rms_rows_case(3, 300, 310, seed); }
 
@@ -679,7 +689,7 @@ START_TEST(test_every_barrier_matters)
         {"scan prefill N=3", mut_scan_generic, 2e-5}, {"scan step", mut_scan_step, 1e-5},
         {"add_rmsnorm", mut_norm, 2e-6},       {"argmax", mut_argmax, 0.0},
         {"ssd prefill + gated norm", mut_ssd, 2e-5}, {"add_layernorm", mut_layernorm, 4e-6},
-        {"rms_rows", mut_rms_rows, 2e-6},
+        {"rms_rows", mut_rms_rows, 2e-6},      {"ssd chunked prefill", mut_ssd_chunked, 2e-5},
     };
     int total_sites = 0;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {

@@ -4,12 +4,14 @@
  * tied and untied heads, and the original layout with norm_before_gate and
  * a padded vocabulary), the conformance checks every family passes, and
  * its config.json: Hugging Face's bare Infinity, and the refusals.  The
- * forward runs at every CPU kernel level the machine has. */
+ * forward runs at every CPU kernel level the machine has, the prefill in
+ * both of the cpu backend's forms (scan and chunked). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 #include "engine/model_config.h"
 #include "engine/state_pool.h"
@@ -27,23 +29,37 @@ static eng_model *open_fixture(const char *name, int threads, int max_batch)
     return ref_open(dir, threads, max_batch);
 }
 
+/* The cpu backend's two prefill forms (cpu_ssd.h), forced through
+ * SSMD_SSD as a user would: the exactness tests run each, at every level
+ * (loop index i: form i % 2, then the test's own index i / 2). */
+enum { N_FORMS = 2 };
+static int use_form(int i)
+{
+    setenv("SSMD_SSD", i % N_FORMS ? "chunk" : "scan", 1);
+    return i / N_FORMS;
+}
+
 START_TEST(test_matches_reference)
 {
-    const char *name = fixtures[_i % N_FIXTURES];
+    const int i = use_form(_i);
+    const char *name = fixtures[i % N_FIXTURES];
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/mamba2/%s/expected.json", name);
-    ref_use_level(_i / (2 * N_FIXTURES));
-    eng_model *m = open_fixture(name, 1 + _i / N_FIXTURES % 2, 4);
+    ref_use_level(i / (2 * N_FIXTURES));
+    eng_model *m = open_fixture(name, 1 + i / N_FIXTURES % 2, 4);
     ck_assert_str_eq(eng_model_cfg(m)->model_type, "mamba2");
     ref_check_matches(m, path, name);
     eng_model_close(m);
 }
 END_TEST
 
+/* 600 tokens (two engine chunks of 512 and 88 rows, each several SSD
+ * chunks and a partial one) cut at 277, against token-by-token decode. */
 START_TEST(test_prefill_equivalences)
 {
-    ref_use_level(_i / N_FIXTURES);
-    eng_model *m = open_fixture(fixtures[_i % N_FIXTURES], 2, 4);
+    const int i = use_form(_i);
+    ref_use_level(i / N_FIXTURES);
+    eng_model *m = open_fixture(fixtures[i % N_FIXTURES], 2, 4);
     ref_check_prefill_equivalences(m, 600, 277);
     eng_model_close(m);
 }
@@ -56,6 +72,29 @@ START_TEST(test_batched_decode_equals_single)
     ref_check_batched_decode(m, 9, 5);
     ref_check_prefill_multi(m); /* the family has no batched prefill: one by one */
     eng_model_close(m);
+}
+END_TEST
+
+/* SSMD_SSD: "", "auto", "scan" and "chunk" start the cpu backend; anything
+ * else is refused, the message naming the variable, the value and the
+ * forms. */
+START_TEST(test_form_choice)
+{
+    static const char *const ok[] = {"", "auto", "scan", "chunk"};
+    bk_backend *bk = NULL;
+    ssmd_err err = {0};
+    for (int i = 0; i < 4; i++) {
+        setenv("SSMD_SSD", ok[i], 1);
+        ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_OK);
+        bk->destroy(bk);
+        bk = NULL;
+    }
+    setenv("SSMD_SSD", "matmul", 1);
+    ck_assert_int_eq(bk_backend_create("cpu", NULL, &bk, &err), SSMD_EINVAL);
+    ck_assert_ptr_null(bk);
+    ck_assert_msg(strstr(err.msg, "SSMD_SSD") && strstr(err.msg, "'matmul'") &&
+                  strstr(err.msg, "scan") && strstr(err.msg, "chunk"), "%s", err.msg);
+    unsetenv("SSMD_SSD");
 }
 END_TEST
 
@@ -157,10 +196,11 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 300);
     const int levels = ref_n_levels();
-    tcase_add_loop_test(tc, test_matches_reference, 0, 2 * N_FIXTURES * levels);
-    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_matches_reference, 0, N_FORMS * 2 * N_FIXTURES * levels);
+    tcase_add_loop_test(tc, test_prefill_equivalences, 0, N_FORMS * N_FIXTURES * levels);
     tcase_add_loop_test(tc, test_batched_decode_equals_single, 0, N_FIXTURES * levels);
     tcase_add_test(tc, test_state_size);
+    tcase_add_test(tc, test_form_choice);
     suite_add_tcase(s, tc);
     TCase *cfg = tcase_create("config");
     tcase_add_unchecked_fixture(cfg, root_setup, root_teardown);

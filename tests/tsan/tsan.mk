@@ -14,7 +14,7 @@ TSAN_DIR   := $(BUILD)/tsan
 TSAN_FLAGS := -O1 $(ARCH_FLAGS) -fno-math-errno -g -fsanitize=thread -fno-omit-frame-pointer
 TSAN_OBJ   := $(LIB_SRC:%.c=$(TSAN_DIR)/%.o)
 # The tests that exercise threads: the pool itself (test_cpu_kernels and any
-# test_threadpool*), the models at 1-3 threads (test_s4 and test_s5 also
+# test_threadpool*), Mamba-2's chunked SSD over the pool (test_cpu_ssd), the models at 1-3 threads (test_s4 and test_s5 also
 # run their scans over time chunks on pool threads), and test_serve + test_serve_limits, whose server
 # ($(BUILD)/ssmd-tsan, chosen through SSMD_ITEST_SERVER) runs the loop
 # thread, the engine thread and the compute pool under concurrent clients,
@@ -23,6 +23,7 @@ TSAN_OBJ   := $(LIB_SRC:%.c=$(TSAN_DIR)/%.o)
 # engine thread against a test thread: hold, cancel, events).  About 70 s on 2
 # busy cores from an empty $(BUILD)/tsan (build ~12 s, runs ~60 s).
 TSAN_TESTS ?= $(wildcard tests/engine/test_threadpool*.c) tests/engine/test_cpu_kernels.c \
+              tests/kernels/test_cpu_ssd.c \
               tests/models/test_mamba1.c tests/models/test_s4.c tests/models/test_s5.c \
               tests/integration/test_serve.c tests/integration/test_serve_limits.c \
               tests/integration/test_store.c tests/engine/test_scheduler.c

@@ -32,5 +32,12 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             const void *B, cudaDataType bt, int ldb, const void *beta, void *C,
                             cudaDataType ct, int ldc, cublasComputeType_t compute,
                             cublasGemmAlgo_t algo);
+/* The same over batch operands at fixed strides (elements) apart. */
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                          int m, int n, int k, const void *alpha, const void *A,
+                                          cudaDataType at, int lda, long long sa, const void *B,
+                                          cudaDataType bt, int ldb, long long sb, const void *beta,
+                                          void *C, cudaDataType ct, int ldc, long long sc, int batch,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t algo);
 
 #endif

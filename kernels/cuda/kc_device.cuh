@@ -62,9 +62,8 @@ static __device__ __forceinline__ float kc_f16_to_f32(uint16_t h)
     return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-/* Element i of a weight array of dtype dt (F32, F16 or BF16; the
- * block-quantized types are read a 32-weight group at a time, quant.cu) as
- * float. */
+/* Element i of a weight array of dtype dt (F32, F16 or BF16: quant.cu
+ * reads the block-quantized types) as float. */
 static __device__ __forceinline__ float kc_load_w(const void *w, int dt, size_t i)
 {
     if (dt == KC_DT_F32)

@@ -241,9 +241,10 @@ void kc_narrow_bf16(const float *x, int ldx, int m, int k, uint16_t *out, kc_str
 /* out[i] = w[i] as f32 for i < n (w of dtype dt; for a block-quantized
  * dt, n is a whole number of rows). */
 void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s);
-/* kc_gemv for a block-quantized dt (kc_gemv hands such W here): one warp
- * per row, each lane dequantising whole 32-weight groups in registers
- * (quant.cu says how).  w 2-byte aligned (every block size is even). */
+/* kc_gemv for a block-quantized dt (kc_gemv hands such W here): a warp
+ * per row stages the blocks of 1024 weights at a time in shared memory and
+ * dequantises them in registers (quant.cu says how).  w 2-byte aligned
+ * (every block size is even). */
 void kc_gemv_quant(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
                    int ldy, const float *bias, kc_stream s);
 /* out (n, cols) = rows ids[r] of w (ids NULL: rows 0..n-1), block-quantized

@@ -44,7 +44,9 @@ static const char *const op_names[] = {"embed",        "add_rmsnorm", "matmul", 
                                        "s5_skip_act"};
 
 static_assert((int)KC_DT_F32 == (int)ENG_DTYPE_F32 && (int)KC_DT_F16 == (int)ENG_DTYPE_F16 &&
-                  (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16 && (int)KC_DT_Q8_0 == (int)ENG_DTYPE_Q8_0,
+                  (int)KC_DT_BF16 == (int)ENG_DTYPE_BF16 && (int)KC_DT_Q8_0 == (int)ENG_DTYPE_Q8_0 &&
+                  (int)KC_DT_Q4_0 == (int)ENG_DTYPE_Q4_0 && (int)KC_DT_Q4_K == (int)ENG_DTYPE_Q4_K &&
+                  (int)KC_DT_Q6_K == (int)ENG_DTYPE_Q6_K && (int)KC_DT_Q5_0 == (int)ENG_DTYPE_Q5_0,
               "kc dtype codes follow eng_dtype");
 
 static kc_core *core_of(bk_backend *bk) { return (kc_core *)bk; }
@@ -57,10 +59,13 @@ static_assert(sizeof(bk_matrix) == 40 && sizeof(bk_ssm_layer) == 56 && sizeof(bk
 int kc_matrix_bytes(const eng_tensor *t, int rows, int cols, size_t *bytes, ssmd_err *err)
 {
     if (t->dtype != ENG_DTYPE_F32 && t->dtype != ENG_DTYPE_F16 && t->dtype != ENG_DTYPE_BF16 &&
-        t->dtype != ENG_DTYPE_Q8_0)
+        !kc_dt_blocked(t->dtype))
         return ssmd_err_set(err, SSMD_EUNSUPPORTED,
                             "%s: tensor '%s': dtype %s is not supported on the cuda backend (have: "
-                            "F32, F16, BF16, Q8_0)", t->file, t->name, t->dtype_name);
+                            "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q5_0)", t->file, t->name, t->dtype_name);
+    if (eng_dtype_row_bytes(t->dtype, cols) == 0) /* quant.cu reads rows of whole blocks */
+        return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: tensor '%s': rows of %d are not whole %s blocks",
+                            t->file, t->name, cols, t->dtype_name);
     *bytes = (size_t)rows * eng_dtype_row_bytes(t->dtype, cols);
     return SSMD_OK;
 }

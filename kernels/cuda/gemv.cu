@@ -1,7 +1,8 @@
 /* gemv.cu - the matmul kernels that are ours rather than cuBLAS's: the
  * decode GEMV (few rows of x against W in f32/f16/bf16, reading W once, f32
  * accumulation), the widening of 16-bit weight panels to f32 ahead of a
- * cuBLAS SGEMM, and the bias add that follows it.
+ * cuBLAS SGEMM, and the bias add that follows it.  Block-quantized W goes
+ * to quant.cu's GEMV and dequantiser.
  *
  * The GEMV gives one warp per row of W; lanes stride along the row with
  * 4-wide vector loads when the row length allows, and the m partial sums are
@@ -13,23 +14,9 @@
  * start on 16 bytes; kc_gemv_wide says when they do not.  Never allocates
  * or synchronises.
  */
-#include "kernels/cuda/kc_device.cuh"
+#include "kernels/cuda/kc_gemv.cuh"
 
-enum { GEMV_WARPS = 4, WIDEN_THREADS = 256, BIAS_THREADS = 128 };
-
-/* The end of both GEMVs: each of the m lane-partial sums of row r reduced
- * over the warp, and lane 0 writes it (+ bias) to y. */
-static __device__ __forceinline__ void kc_gemv_store(const float acc[KC_GEMV_MAX], int m, int lane, int r,
-                                                     float *y, int ldy, const float *bias)
-{
-    const float b = bias ? bias[r] : 0.0f;
-    for (int i = 0; i < KC_GEMV_MAX; i++)
-        if (i < m) {
-            const float v = kc_warp_sum(acc[i]);
-            if (lane == 0)
-                y[(size_t)i * ldy + r] = v + b;
-        }
-}
+enum { WIDEN_THREADS = 256, BIAS_THREADS = 128 };
 
 __global__ void k_gemv(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
                        int ldy, const float *bias)
@@ -163,6 +150,10 @@ extern "C" void kc_gemv(const void *w, int dt, int rows, int cols, const float *
 {
     if (m <= 0 || rows <= 0)
         return;
+    if (kc_dt_blocked(dt)) {
+        kc_gemv_quant(w, dt, rows, cols, x, ldx, m, y, ldy, bias, s);
+        return;
+    }
     KC_LAUNCH(k_gemv, kc_div_up(rows, GEMV_WARPS), 32 * GEMV_WARPS, 0, s, w, dt, rows, cols, x, ldx,
               m, y, ldy, bias);
 }
@@ -199,6 +190,10 @@ extern "C" void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream 
 {
     if (n == 0)
         return;
+    if (kc_dt_blocked(dt)) { /* whole rows, so whole blocks: dequantised as one long row */
+        kc_dequant_rows(w, dt, n, NULL, 1, out, s);
+        return;
+    }
     size_t blocks = (n + WIDEN_THREADS - 1) / WIDEN_THREADS;
     KC_LAUNCH(k_widen, (unsigned)(blocks < 4096 ? blocks : 4096), WIDEN_THREADS, 0, s, w, dt, n, out);
 }

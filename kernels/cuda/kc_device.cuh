@@ -36,6 +36,12 @@
 #endif
 
 #define KC_FULL_MASK 0xffffffffu
+/* Before a loop nvcc must unroll (the emulation build has no use for it). */
+#ifdef __CUDACC__
+#define KC_UNROLL _Pragma("unroll")
+#else
+#define KC_UNROLL
+#endif
 
 static __device__ __forceinline__ float kc_bf16_to_f32(uint16_t v)
 {
@@ -56,28 +62,19 @@ static __device__ __forceinline__ float kc_f16_to_f32(uint16_t h)
     return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-/* Element i of a weight array of dtype dt (KC_DT_*) as float. */
+/* Element i of a weight array of dtype dt (F32, F16 or BF16: quant.cu
+ * reads the block-quantized types) as float. */
 static __device__ __forceinline__ float kc_load_w(const void *w, int dt, size_t i)
 {
     if (dt == KC_DT_F32)
         return ((const float *)w)[i];
-    if (dt == KC_DT_Q8_0) {
-        const uint8_t *b = (const uint8_t *)w + i / 32 * 34;
-        return kc_f16_to_f32((uint16_t)(b[0] | b[1] << 8)) * (float)(int8_t)b[2 + i % 32];
-    }
     uint16_t v = ((const uint16_t *)w)[i];
     return dt == KC_DT_F16 ? kc_f16_to_f32(v) : kc_bf16_to_f32(v);
 }
 
-/* Elements i..i+3 (i a multiple of 4, row 16- or 8-byte aligned; for Q8_0
- * the four share a block). */
+/* Elements i..i+3 (i a multiple of 4, row 16- or 8-byte aligned). */
 static __device__ __forceinline__ void kc_load_w4(const void *w, int dt, size_t i, float v[4])
 {
-    if (dt == KC_DT_Q8_0) {
-        for (int k = 0; k < 4; k++)
-            v[k] = kc_load_w(w, dt, i + k);
-        return;
-    }
     if (dt == KC_DT_F32) {
         float4 q = *reinterpret_cast<const float4 *>((const float *)w + i);
         v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;

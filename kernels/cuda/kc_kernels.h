@@ -31,10 +31,15 @@ typedef struct kc_slots {
     int batch;
 } kc_slots;
 
-/* Weight dtypes; the values are engine/tensor.h's eng_dtype.  Q8_0 is
- * GGUF's block of 32: an f16 scale then 32 int8 (34 bytes), rows of whole
- * blocks one after another, so element i is in block i / 32. */
-enum { KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2, KC_DT_Q8_0 = 4 };
+/* Weight dtypes; the values are engine/tensor.h's eng_dtype.  Q8_0 .. Q5_0
+ * are GGUF's block-quantized types (layouts in engine/quant.h; quant.cu
+ * reads them), rows of whole blocks one after another, so element i is in
+ * block i / (weights per block). */
+enum {
+    KC_DT_F32 = 0, KC_DT_F16 = 1, KC_DT_BF16 = 2,
+    KC_DT_Q8_0 = 4, KC_DT_Q4_0 = 5, KC_DT_Q4_K = 6, KC_DT_Q6_K = 7, KC_DT_Q5_0 = 8
+};
+static inline int kc_dt_blocked(int dt) { return dt >= KC_DT_Q8_0 && dt <= KC_DT_Q5_0; }
 
 /* The generic scan keeps up to this many state values per thread; the same
  * bound as the CPU backend's (models above it are rejected at load). */
@@ -233,8 +238,20 @@ int kc_gemv_wide(const void *w, int dt, int rows, int cols, const float *x, int 
 /* out (m, k; contiguous) = x (m, k; stride ldx) rounded to bf16, to
  * nearest even (NaN stays NaN). */
 void kc_narrow_bf16(const float *x, int ldx, int m, int k, uint16_t *out, kc_stream s);
-/* out[i] = w[i] as f32 for i < n (w of dtype dt). */
+/* out[i] = w[i] as f32 for i < n (w of dtype dt; for a block-quantized
+ * dt, n is a whole number of rows). */
 void kc_widen(const void *w, int dt, size_t n, float *out, kc_stream s);
+/* kc_gemv for a block-quantized dt (kc_gemv hands such W here): a warp
+ * per row stages the blocks of 1024 weights at a time in shared memory and
+ * dequantises them in registers (quant.cu says how).  w 2-byte aligned
+ * (every block size is even). */
+void kc_gemv_quant(const void *w, int dt, int rows, int cols, const float *x, int ldx, int m, float *y,
+                   int ldy, const float *bias, kc_stream s);
+/* out (n, cols) = rows ids[r] of w (ids NULL: rows 0..n-1), block-quantized
+ * dt with rows of whole blocks, dequantised to f32: kc_embed and kc_widen
+ * hand such W here.  64-bit n * cols: a widened panel may exceed 2^31. */
+void kc_dequant_rows(const void *w, int dt, size_t cols, const int32_t *ids, size_t n, float *out,
+                     kc_stream s);
 /* y[i][j] += bias[j] for i < m, j < n (row stride ldy). */
 void kc_add_bias(float *y, int ldy, int m, int n, const float *bias, kc_stream s);
 

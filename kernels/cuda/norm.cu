@@ -123,6 +123,10 @@ extern "C" void kc_embed(const void *w, int dt, int cols, const int32_t *ids, in
 {
     if (n <= 0)
         return;
+    if (kc_dt_blocked(dt)) {
+        kc_dequant_rows(w, dt, (size_t)cols, ids, (size_t)n, out, s);
+        return;
+    }
     dim3 grid(kc_div_up(cols, EMBED_THREADS), (unsigned)n);
     KC_LAUNCH(k_embed, grid, EMBED_THREADS, 0, s, w, dt, cols, ids, out);
 }

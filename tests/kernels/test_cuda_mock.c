@@ -19,6 +19,8 @@
 #include "kernels/cuda/backend_core.h"
 #include "kernels/emu/cuda_mock.h"
 #include "kernels/emu/emu.h"
+#include "tests/kernels/matmul_ref.h"
+#include "tests/kernels/quant_blocks.h"
 
 static const char *const FIXTURE = "tests/fixtures/mamba/untied_bias";
 
@@ -175,29 +177,25 @@ START_TEST(test_graph_fallbacks)
 }
 END_TEST
 
-static float frand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return ((*s >> 8) / 16777216.0f) * 2.0f - 1.0f;
-}
-
 /* y = x W^T + bias through bk->matmul for m rows (GEMV up to 16, cuBLAS
- * above; 16-bit weights widened first), W of rows x cols in dtype dt,
- * strided x and y; against double sums of the same rounded weights. */
+ * above; 16-bit and block-quantized weights widened first), W of rows x
+ * cols in dtype dt, strided x and y; against double sums of the same
+ * rounded (dequantised) weights. */
 static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int with_bias,
                          bk_precision prec)
 {
     unsigned s = (unsigned)(dt * 7919 + m * 31 + rows + cols);
     const int ldx = cols + 5, ldy = rows + 3;
+    const int quantized = eng_dtype_info_of((eng_dtype)dt)->quantized;
     const size_t n = (size_t)rows * cols, es = dt == ENG_DTYPE_F32 ? 4 : 2;
     const size_t raw_bytes = (size_t)rows * eng_dtype_row_bytes((eng_dtype)dt, cols);
-    float *exact = malloc(sizeof(float) * n);
-    void *raw = malloc(dt == ENG_DTYPE_Q8_0 ? raw_bytes : n * es);
-    for (size_t i = 0; i < n; i++) {
+    float *exact = NULL;
+    void *raw = quantized ? qb_rand_blocks((eng_dtype)dt, rows, cols, &s, &exact) : malloc(n * es);
+    if (!quantized)
+        exact = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n && !quantized; i++) {
         float v = frand(&s);
-        if (dt == ENG_DTYPE_Q8_0) {
-            exact[i] = v; /* quantized below, all rows at once */
-        } else if (dt == ENG_DTYPE_F32) {
+        if (dt == ENG_DTYPE_F32) {
             ((float *)raw)[i] = exact[i] = v;
         } else if (dt == ENG_DTYPE_BF16) {
             ((uint16_t *)raw)[i] = eng_f32_to_bf16(v);
@@ -207,13 +205,9 @@ static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int 
             exact[i] = eng_f16_to_f32(((uint16_t *)raw)[i]);
         }
     }
-    if (dt == ENG_DTYPE_Q8_0) { /* the reference multiplies what the blocks hold */
-        eng_quant_quantize(ENG_DTYPE_Q8_0, exact, (int64_t)n, raw);
-        eng_quant_dequant(ENG_DTYPE_Q8_0, raw, (int64_t)n, exact);
-    }
     eng_tensor t = {.name = "w", .file = "mem", .dtype = (eng_dtype)dt, .ndim = 2,
                     .shape = {rows, cols}, .numel = (int64_t)n, .data = raw,
-                    .nbytes = dt == ENG_DTYPE_Q8_0 ? raw_bytes : n * es};
+                    .nbytes = quantized ? raw_bytes : n * es};
     bk_matrix w;
     ssmd_err err;
     ck_assert_int_eq(bk->matrix_load(bk, &t, rows, cols, &w, &err), SSMD_OK);
@@ -229,13 +223,7 @@ static void check_matmul(bk_backend *bk, int dt, int m, int rows, int cols, int 
     bk->write(bk, db, hb, sizeof(float) * rows);
     bk->matmul(bk, &w, dx, ldx, m, dy, ldy, with_bias ? db : NULL, prec);
     bk->read(bk, hy, dy, sizeof(float) * (size_t)m * ldy);
-    for (int i = 0; i < m; i++)
-        for (int r = 0; r < rows; r++) {
-            double acc = with_bias ? hb[r] : 0.0;
-            for (int k = 0; k < cols; k++)
-                acc += (double)exact[(size_t)r * cols + k] * hx[(size_t)i * ldx + k];
-            ref[(size_t)i * ldy + r] = (float)acc;
-        }
+    ref_matmul(exact, rows, cols, hx, ldx, m, with_bias ? hb : NULL, ref, ldy);
     double worst = 0, scale = 1e-6;
     for (int i = 0; i < m; i++)
         for (int r = 0; r < rows; r++)
@@ -260,10 +248,14 @@ START_TEST(test_matmul_paths)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
             check_matmul(bk, dt, ms[i], 37 + dt, 20 + 4 * (int)i + (dt == 1), (int)(i & 1),
                          BK_PRECISION_DEFAULT);
-    /* Q8_0: rows of whole 32-blocks, through the GEMV and the widened GEMM */
-    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
-        check_matmul(bk, ENG_DTYPE_Q8_0, ms[i], 29, 32 * (1 + (int)i % 3), (int)(i & 1),
-                     BK_PRECISION_DEFAULT);
+    /* the block-quantized types: rows of whole blocks (of 32, or 256 for
+     * the K-quants), through the GEMV and the widened GEMM */
+    static const eng_dtype qs[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q5_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
+    for (size_t q = 0; q < sizeof qs / sizeof qs[0]; q++) {
+        const int block = qs[q] == ENG_DTYPE_Q4_K || qs[q] == ENG_DTYPE_Q6_K ? 256 : 32;
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+            check_matmul(bk, qs[q], ms[i], 29, block * (1 + (int)i % 3), (int)(i & 1), BK_PRECISION_DEFAULT);
+    }
     bk->destroy(bk);
     kc_mock_stats st;
     kc_mock_stats_get(&st);

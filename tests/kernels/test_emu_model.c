@@ -330,6 +330,39 @@ START_TEST(test_cuda_mock_bf16_fast_path)
 }
 END_TEST
 
+/* The logits of the model file at path on backend: T prompt rows (ids,
+ * one prefill) then `steps` decode steps on tokens next[], as rows of
+ * *out ((T + steps) x V, malloc'ed); returns V.  dtype: the model's dtype
+ * name, checked when not NULL. */
+static int run_file(const char *path, const char *backend, const char *dtype, const int32_t *ids, int T,
+                    const int32_t *next, int steps, float **out)
+{
+    eng_model_opts o;
+    eng_model_opts_defaults(&o);
+    o.backend = backend;
+    eng_model *m = NULL;
+    ssmd_err err = {0};
+    kc_mock_reset();
+    ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "%s: %s", backend, err.msg);
+    if (dtype)
+        ck_assert_str_eq(eng_model_dtype_name(m), dtype);
+    const int V = eng_model_n_vocab(m);
+    *out = malloc(sizeof(float) * (size_t)(T + steps) * V);
+    eng_state_pool *pool;
+    ck_assert_int_eq(eng_state_pool_create(m, 1, &pool, &err), SSMD_OK);
+    eng_state_slot_zero(pool, 0);
+    ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, T, *out, 1, &err), SSMD_OK);
+    const int32_t slot = 0;
+    for (int t = 0; t < steps; t++)
+        ck_assert_int_eq(eng_model_decode(m, pool, &slot, next + t, 1, *out + (size_t)(T + t) * V, &err),
+                         SSMD_OK);
+    eng_state_pool_destroy(pool);
+    eng_model_close(m);
+    ck_assert_uint_eq(kc_mock_live_allocations(), 0);
+    ck_assert_ptr_null(kc_emu_error());
+    return V;
+}
+
 /* A Q8_0 GGUF file of the default model (written by eng_gguf_save: its
  * 256- and 512-wide matrices are whole 32-blocks) on the mocked cuda
  * backend, where the blocks are read as stored by the GEMV, the embedding
@@ -357,31 +390,66 @@ START_TEST(test_cuda_mock_q8_0_model)
     int32_t ids[T];
     for (int t = 0; t < T; t++)
         ids[t] = (int32_t)(17 + 131 * t) % 4096;
-    float *rows[2] = {NULL, NULL};
-    int V = 0;
-    for (int on_cuda = 0; on_cuda <= 1; on_cuda++) {
-        eng_model_opts o;
-        eng_model_opts_defaults(&o);
-        o.backend = on_cuda ? "cuda" : "cpu";
-        eng_model *m = NULL;
-        kc_mock_reset();
-        ck_assert_msg(eng_model_open(path, &o, &m, &err) == SSMD_OK, "%s", err.msg);
-        ck_assert_str_eq(eng_model_dtype_name(m), "q8_0");
-        V = eng_model_n_vocab(m);
-        rows[on_cuda] = malloc(sizeof(float) * T * V);
-        eng_state_pool *pool;
-        ck_assert_int_eq(eng_state_pool_create(m, 1, &pool, &err), SSMD_OK);
-        eng_state_slot_zero(pool, 0);
-        ck_assert_int_eq(eng_model_prefill(m, pool, 0, ids, T, rows[on_cuda], 1, &err), SSMD_OK);
-        eng_state_pool_destroy(pool);
-        eng_model_close(m);
-        ck_assert_uint_eq(kc_mock_live_allocations(), 0);
-    }
-    assert_rows_close(rows[1], rows[0], T, V, 3e-2, "q8_0 cuda vs cpu");
-    ck_assert_int_gt(same_greedy_where_clear(rows[1], rows[0], T, V, 3e-2), 0);
-    free(rows[0]);
-    free(rows[1]);
+    float *cpu, *cuda;
+    const int V = run_file(path, "cpu", "q8_0", ids, T, NULL, 0, &cpu);
+    run_file(path, "cuda", "q8_0", ids, T, NULL, 0, &cuda);
+    assert_rows_close(cuda, cpu, T, V, 3e-2, "q8_0 cuda vs cpu");
+    ck_assert_int_gt(same_greedy_where_clear(cuda, cpu, T, V, 3e-2), 0);
+    free(cpu);
+    free(cuda);
     unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* tests/fixtures/gguf/quant_mixed.gguf (Q8_0, Q4_0, Q5_0, Q4_K and Q6_K
+ * matrices in one small Mamba-1) on "emu" (gemv_max_rows 2: the prompt's
+ * products widen 512-float panels) and on the real backend over the mock
+ * (default tuning: the 24-row prompt widens, decode runs the GEMV):
+ *  - against the CPU backend on the same file: QUANT_TOL of each row's
+ *    largest logit, the stated tolerance (the CPU rounds x to int8 per 32
+ *    weights, ~2^-8 of each block's largest, where the cuda backend keeps
+ *    x in f32: 1.7e-2 measured), and greedy ids equal where the CPU's
+ *    top-2 margin exceeds twice that;
+ *  - against the CPU backend on the file's dequantised F32 copy (written
+ *    by eng_gguf_save through engine/quant.c): within 1e-4, the fixtures'
+ *    tolerance, since both then multiply the same f32 weights by f32 x; a
+ *    wrong nibble, bit or scale anywhere shows here. */
+enum { QUANT_TOL_X1000 = 30 };
+
+START_TEST(test_cuda_quant_mixed_model)
+{
+    static const char *const backends[] = {"emu", "cuda"};
+    const double tol = QUANT_TOL_X1000 / 1000.0;
+    enum { T = 24, STEPS = 12, ROWS = T + STEPS };
+    int32_t ids[T], next[STEPS];
+    for (int t = 0; t < T; t++)
+        ids[t] = (int32_t)(t * 37 + 11) % 64;
+    for (int t = 0; t < STEPS; t++)
+        next[t] = (int32_t)(t * 29 + 5) % 64;
+    const char *path = "tests/fixtures/gguf/quant_mixed.gguf";
+    char dir[] = "/tmp/ssmd-qmix-XXXXXX", f32_path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(f32_path, sizeof f32_path, "%s/quant_mixed_f32.gguf", dir);
+    eng_weights *w;
+    ssmd_err err = {0};
+    ck_assert_msg(eng_weights_open(path, &w, &err) == SSMD_OK, "%s", err.msg);
+    ck_assert_msg(eng_gguf_save(w, eng_weights_config(w), eng_weights_tokenizer(w), ENG_DTYPE_F32, f32_path,
+                                NULL, &err) == SSMD_OK, "%s", err.msg);
+    eng_weights_close(w);
+    float *cpu, *cpu_f32, *cuda;
+    const int V = run_file(path, "cpu", NULL, ids, T, next, STEPS, &cpu);
+    run_file(f32_path, "cpu", "f32", ids, T, next, STEPS, &cpu_f32);
+    for (int b = 0; b < 2; b++) {
+        run_file(path, backends[b], NULL, ids, T, next, STEPS, &cuda);
+        assert_rows_close(cuda, cpu, ROWS, V, tol, backends[b]);
+        ck_assert_int_gt(same_greedy_where_clear(cuda, cpu, ROWS, V, tol), ROWS / 2);
+        assert_rows_close(cuda, cpu_f32, ROWS, V, 1e-4, backends[b]);
+        free(cuda);
+    }
+    free(cpu);
+    free(cpu_f32);
+    unlink(f32_path);
     rmdir(dir);
 }
 END_TEST
@@ -398,6 +466,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_cuda_mock_batched_decode_matches_cpu, 0, 2);
     tcase_add_test(tc, test_cuda_mock_bf16_fast_path);
     tcase_add_test(tc, test_cuda_mock_q8_0_model);
+    tcase_add_test(tc, test_cuda_quant_mixed_model);
     suite_add_tcase(s, tc);
     return s;
 }

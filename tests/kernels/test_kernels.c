@@ -19,6 +19,7 @@
 #include "kernels/emu/emu.h"
 #include "kernels/cuda/kc_kernels.h"
 #include "tests/kernels/kernel_data.h"
+#include "tests/kernels/matmul_ref.h"
 
 static double harness_verdict(double bad)
 {
@@ -622,13 +623,7 @@ START_TEST(test_gemv)
                     void *w = make_weight(dt, (size_t)N * K, &s, &exact);
                     float *x = rnd((size_t)m * ldx, &s, -1, 1), *bias = m & 1 ? rnd(N, &s, -1, 1) : NULL;
                     float *y = rnd((size_t)m * ldy, &s, 5, 6), *ref = dup(y, (size_t)m * ldy);
-                    for (int i = 0; i < m; i++)
-                        for (int r = 0; r < N; r++) {
-                            double acc = bias ? bias[r] : 0.0;
-                            for (int k = 0; k < K; k++)
-                                acc += (double)exact[(size_t)r * K + k] * x[(size_t)i * ldx + k];
-                            ref[(size_t)i * ldy + r] = (float)acc;
-                        }
+                    ref_matmul(exact, N, K, x, ldx, m, bias, ref, ldy);
                     float *y0 = dup(y, (size_t)m * ldy);
                     kc_emu_seed(s);
                     kc_gemv(w, dt, N, K, x, ldx, m, y, ldy, bias, NULL);

@@ -107,7 +107,7 @@ def num(v):
 cpu = None
 print(f"\nbench-peer: mamba-130m-shaped random model, same GGUF files, best of {rounds} interleaved rounds")
 print("tokens/s; ratio = ssmd / llama.cpp (same run)")
-print(f"{'type':6s} {'level':7s} | {'prefill ' + str(pp):>22s} | {'decode B=1':>22s} | {'decode B=16 (total)':>22s} | B=1 GB/s of weights")
+print(f"{'type':6s} {'level':12s} | {'prefill ' + str(pp):>22s} | {'decode B=1':>22s} | {'decode B=16 (total)':>22s} | B=1 GB/s of weights")
 for t in types:
     l = llama(t)
     for level in levels:
@@ -116,9 +116,9 @@ for t in types:
             continue
         cpu = cpu or s["cpu"]
         frac = f"{s['b1_gbs']:.1f} = {100 * s['b1_gbs'] / s['bw']:.0f}% of {s['bw']:.1f}" if s["bw"] else "-"
-        print(f"{t:6s} {s['level']:7s} | ssmd {num(s['prefill'])} {ratio(s['prefill'], l['prefill'])} | "
+        print(f"{t:6s} {s['level']:12s} | ssmd {num(s['prefill'])} {ratio(s['prefill'], l['prefill'])} | "
               f"ssmd {num(s['b1'])} {ratio(s['b1'], l['b1'])} | ssmd {num(s['b16'])} {ratio(s['b16'], l['b16'])} | {frac}")
-    print(f"{t:6s} llama   | llama{num(l['prefill'])}        | llama{num(l['b1'])}        | llama{num(l['b16'])}        |"
+    print(f"{t:6s} {'llama.cpp':12s} | llama{num(l['prefill'])}        | llama{num(l['b1'])}        | llama{num(l['b16'])}        |"
           f" batched-bench B=1: {num(l['b1_batched'])}")
 print(f"cpu: {cpu}")
 PY

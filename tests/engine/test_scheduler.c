@@ -486,6 +486,19 @@ START_TEST(test_prefill_fcfs)
 }
 END_TEST
 
+/* Cancels the endless `run`, takes events until it and the one other
+ * request still open have ended, and stops the harness. */
+static void cancel_and_stop(harness *h, eng_request *run)
+{
+    eng_sched_cancel(h->s, run);
+    for (int final = 0; final < 2;) {
+        eng_event *e = next_event(h);
+        final += is_final(e);
+        event_done(e);
+    }
+    stop(h);
+}
+
 /* Budget 64: while a 4,000-token prompt is prefilled (63 iterations), a
  * running stream gets one token in every iteration, and no iteration
  * prefills more than the budget.  Counted in iterations, not seconds, so
@@ -530,13 +543,7 @@ START_TEST(test_running_stream_not_stalled)
     ck_assert_int_eq(st.prefill_max, BUDGET);
     ck_assert_uint_ge(st.prefill_steps, (LONG + BUDGET - 1) / BUDGET);
     ck_assert_uint_eq(st.queue_waits, 2);
-    eng_sched_cancel(h.s, run);
-    for (int final = 0; final < 2;) {
-        e = next_event(&h);
-        final += is_final(e);
-        event_done(e);
-    }
-    stop(&h);
+    cancel_and_stop(&h, run);
 }
 END_TEST
 
@@ -588,13 +595,7 @@ START_TEST(test_time_ratio_cuts_chunks)
         } else {
             ck_assert_int_eq(st.step_budget, BUDGET);
         }
-        eng_sched_cancel(h.s, run);
-        for (int final = 0; final < 2;) {
-            e = next_event(&h);
-            final += is_final(e);
-            event_done(e);
-        }
-        stop(&h);
+        cancel_and_stop(&h, run);
     }
     ck_assert_uint_le(steps[0], 1 + (LONG + BUDGET - 1) / BUDGET);
     ck_assert_msg(steps[1] >= 2 * steps[0], "prefill iterations: %llu with the ratio, %llu without",

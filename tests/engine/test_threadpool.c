@@ -1,7 +1,8 @@
 /* test_threadpool.c - the fork-join pool: every index of every job runs
  * exactly once and before the job returns, whether its worker or the
  * caller ran it; more threads than cores (so workers are often late and
- * their shares are taken by the caller); jobs too small to split. */
+ * their shares are taken by the caller); jobs too small to split.
+ * (eng_split_range is covered by test_cpu_kernels.) */
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -98,25 +99,6 @@ START_TEST(test_small_job_serial)
 }
 END_TEST
 
-START_TEST(test_split_range)
-{
-    for (long n = 0; n < 300; n += 7)
-        for (int th = 1; th <= 5; th++) {
-            long covered = 0, prev_end = 0;
-            for (int i = 0; i < th; i++) {
-                long b, e;
-                eng_split_range(n, 16, i, th, &b, &e);
-                ck_assert_int_eq(b, prev_end);
-                ck_assert(e >= b);
-                ck_assert(b % 16 == 0 || b == n);
-                covered += e - b;
-                prev_end = e;
-            }
-            ck_assert_int_eq(covered, n);
-        }
-}
-END_TEST
-
 Suite *test_suite(void)
 {
     Suite *s = suite_create("threadpool");
@@ -125,7 +107,6 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_every_share_once, 0, 3);
     tcase_add_test(tc, test_slow_share);
     tcase_add_test(tc, test_small_job_serial);
-    tcase_add_test(tc, test_split_range);
     suite_add_tcase(s, tc);
     return s;
 }

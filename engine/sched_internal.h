@@ -83,7 +83,6 @@ struct eng_sched {
     ssmd_err *chunk_err;
     float *prefill_logits;    /* (max_batch, n_vocab): chunk k's last-position logits */
     int max_step_tokens;      /* prefill budget per iteration (opts, or the backend's default) */
-    double prefill_time_ratio; /* opts.prefill_time_ratio (<= 0: off) */
     double prefill_ns_per_token; /* moving averages of what an iteration measured: */
     double decode_step_ns;       /* prefill cost per token, decode step time (0: none yet) */
     uint64_t n_admitted;      /* admissions so far: the next sched_seq.order */

@@ -204,9 +204,10 @@ static int step_budget(const eng_sched *s)
     int budget = s->max_step_tokens, decoding = 0;
     for (int i = 0; i < s->n_active && !decoding; i++)
         decoding = s->seqs[i].phase == SCHED_DECODE;
-    if (s->prefill_time_ratio <= 0 || !decoding || s->decode_step_ns <= 0 || s->prefill_ns_per_token <= 0)
+    const double ratio = s->opts.prefill_time_ratio;
+    if (ratio <= 0 || !decoding || s->decode_step_ns <= 0 || s->prefill_ns_per_token <= 0)
         return budget;
-    double fit = s->prefill_time_ratio * s->decode_step_ns / s->prefill_ns_per_token;
+    double fit = ratio * s->decode_step_ns / s->prefill_ns_per_token;
     if (fit < budget)
         budget = fit > ENG_MIN_PREFILL_CHUNK ? (int)fit : ENG_MIN_PREFILL_CHUNK;
     return budget < s->max_step_tokens ? budget : s->max_step_tokens;
@@ -220,9 +221,11 @@ static int plan_chunks(eng_sched *s)
 {
     const size_t V = (size_t)s->info.n_vocab;
     int budget = step_budget(s), n = 0;
-    pthread_mutex_lock(&s->lock);
-    s->stats.step_budget = budget;
-    pthread_mutex_unlock(&s->lock);
+    if (budget != s->stats.step_budget) { /* this thread is its only writer */
+        pthread_mutex_lock(&s->lock);
+        s->stats.step_budget = budget;
+        pthread_mutex_unlock(&s->lock);
+    }
     while (budget > 0) {
         int i = -1;
         for (int j = 0; j < s->n_active; j++) { /* the oldest not planned yet */

@@ -367,7 +367,6 @@ int eng_sched_start(const eng_sched_opts *opts, eng_notify_fn notify, void *noti
                                                    : eng_sched_default_step_tokens(opts->model.backend);
     s->stats.max_step_tokens = s->max_step_tokens;
     s->stats.step_budget = s->max_step_tokens;
-    s->prefill_time_ratio = opts->prefill_time_ratio;
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         pthread_cond_destroy(&s->wake);
         pthread_mutex_destroy(&s->lock);

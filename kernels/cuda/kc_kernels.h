@@ -147,11 +147,11 @@ void kc_ssd_prefill_chunked(const kc_ssd_args *a, float *scratch, kc_gemm_fn gem
 
 /* The S4 / S4D recurrence (engine/backend.h, bk_s4_layer), one thread per
  * channel; u and y (rows, H) contiguous.  Prefill from state (2, N2, H),
- * left final: a diagonal layer whose prompt is longer than one chunk runs
- * a parallel scan over time chunks in scratch (kc_s4_prefill_scratch()
- * floats; s4.cu says how), anything else (DPLR, a short prompt, scratch
- * NULL) walks the tokens in order.  Step: row b in slot slots[b] (a
- * negative slot is padding: output zero, no state touched). */
+ * left final: a prompt longer than one chunk (diagonal) or three (DPLR)
+ * runs a parallel scan over time chunks in scratch (kc_s4_prefill_scratch()
+ * floats; s4.cu and dplr_scan.cu say how), anything else (a short prompt,
+ * scratch NULL) walks the tokens in order.  Step: row b in slot slots[b]
+ * (a negative slot is padding: output zero, no state touched). */
 #define KC_S4_MAX_RANK 16
 typedef struct kc_s4_args {
     int H, N2, R;
@@ -166,6 +166,22 @@ typedef struct kc_s4_args {
 size_t kc_s4_prefill_scratch(const kc_s4_args *a, const kc_tuning *t);
 void kc_s4_prefill(const kc_s4_args *a, float *scratch, const kc_tuning *t, kc_stream s);
 void kc_s4_step(const kc_s4_args *a, kc_stream s);
+/* The chunked prefill of a DPLR layer (R > 0) in chunks of L tokens, T >
+ * L (dplr_scan.cu): kc_s4_dplr_prefill runs the four passes below in
+ * order on scratch of kc_s4_dplr_scratch() floats, the chunks' ends
+ * (chunks - 1, 2, N2, H) first and the transition (2 N2, 2, N2, H) after
+ * them.  The passes are public so that tests can take the scan apart. */
+size_t kc_s4_dplr_scratch(const kc_s4_args *a, int L);
+void kc_s4_dplr_prefill(const kc_s4_args *a, int L, float *scratch, kc_stream s);
+/* 1: local := the end of each chunk but the last (chunk 0 from state,
+ * writing its outputs; the others from zero, no outputs). */
+void kc_s4_dplr_local(const kc_s4_args *a, int L, float *local, kc_stream s);
+/* 2: M := the transition of `steps` zero-input tokens (L in the scan). */
+void kc_s4_dplr_transition(const kc_s4_args *a, int steps, float *M, kc_stream s);
+/* 3: local[c] += M local[c - 1] in chunk order: the true chunk ends. */
+void kc_s4_dplr_carry(const kc_s4_args *a, int L, const float *M, float *local, kc_stream s);
+/* 4: chunks 1.. from their true starts: outputs, the final state. */
+void kc_s4_dplr_fix(const kc_s4_args *a, int L, float *local, kc_stream s);
 /* The S5 recurrence (engine/backend.h, bk_s5_ops): P independent complex
  * diagonal recurrences x' = lam x + v, rows of v / xs 2P wide (real plane
  * then imaginary); xs may be v.  Scan: one sequence from state (2P), left

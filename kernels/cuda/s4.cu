@@ -18,13 +18,14 @@
  *     state (dA^k carry, no input) to the raw outputs, then the skip and
  *     GELU.
  * About twice the token work of the walk, for H x chunks threads instead
- * of H.  DPLR layers (S4, rank > 0) keep the walk in token order: their
- * Woodbury step is not a diagonal map of the state, so chunk states do not
- * join by a power of dA (a chunked DPLR scan would need the dense N x N
- * transition).  Same arithmetic as kernels/cpu/cpu_s4.c.  Never allocates
- * or synchronises.
+ * of H.  A DPLR layer (S4, rank > 0) longer than three chunks runs
+ * dplr_scan.cu's chunked scan: its Woodbury step is not a diagonal map of
+ * the state, so chunk states join by the chunk's dense transition instead
+ * of a power of dA.  Same arithmetic per token as kernels/cpu/cpu_s4.c
+ * (the DPLR step is kc_s4.cuh's, shared with dplr_scan.cu).  Never
+ * allocates or synchronises.
  */
-#include "kernels/cuda/kc_device.cuh"
+#include "kernels/cuda/kc_s4.cuh"
 
 enum {
     S4_THREADS = 128, LN_THREADS = 256, GLU_THREADS = 256,
@@ -73,48 +74,6 @@ static __device__ void s4_diag_walk(const kc_s4_args &a, const float *from, floa
     }
 }
 
-/* One token of channel h of a DPLR layer from state (the planes of
- * bk_s4_layer); returns Re sum_n dC_n x'_n. */
-static __device__ float s4_dplr_token(const kc_s4_args &a, float *state, int h, float u)
-{
-    const int H = a.H, N2 = a.N2, R = a.R;
-    const size_t pl = (size_t)N2 * H;
-    float acc = 0.0f;
-    float s[KC_S4_MAX_RANK], t[KC_S4_MAX_RANK];
-    for (int r = 0; r < R; r++)
-        s[r] = t[r] = 0.0f;
-    for (int n = 0; n < N2; n++) { /* s_r = 2 Re sum_n conj(P_rn) x_n */
-        const size_t o = (size_t)n * H + h;
-        for (int r = 0; r < R; r++)
-            s[r] += a.P[r * 2 * pl + o] * state[o] + a.P[r * 2 * pl + pl + o] * state[pl + o];
-    }
-    for (int n = 0; n < N2; n++) { /* v = E x - P s + dB u; t_r = 2 Re sum_n R_rn v_n */
-        const size_t o = (size_t)n * H + h;
-        const float xr = state[o], xi = state[pl + o], er = a.dA[o], ei = a.dA[pl + o];
-        float vr = er * xr - ei * xi + a.dB[o] * u, vi = er * xi + ei * xr + a.dB[pl + o] * u;
-        for (int r = 0; r < R; r++) {
-            vr -= a.P[r * 2 * pl + o] * 2.0f * s[r];
-            vi -= a.P[r * 2 * pl + pl + o] * 2.0f * s[r];
-        }
-        for (int r = 0; r < R; r++)
-            t[r] += a.Rw[r * 2 * pl + o] * vr - a.Rw[r * 2 * pl + pl + o] * vi;
-        state[o] = vr, state[pl + o] = vi;
-    }
-    for (int n = 0; n < N2; n++) { /* x' = Dinv (v - P t) */
-        const size_t o = (size_t)n * H + h;
-        float vr = state[o], vi = state[pl + o];
-        for (int r = 0; r < R; r++) {
-            vr -= a.P[r * 2 * pl + o] * 2.0f * t[r];
-            vi -= a.P[r * 2 * pl + pl + o] * 2.0f * t[r];
-        }
-        const float dr = a.Dinv[o], di = a.Dinv[pl + o];
-        const float nr = dr * vr - di * vi, ni = dr * vi + di * vr;
-        state[o] = nr, state[pl + o] = ni;
-        acc += a.dC[o] * nr - a.dC[pl + o] * ni;
-    }
-    return acc;
-}
-
 /* Grid (channel blocks, rows of a step or 1): the walk in token order. */
 __global__ void k_s4(kc_s4_args a, int step)
 {
@@ -134,10 +93,7 @@ __global__ void k_s4(kc_s4_args a, int step)
         s4_diag_walk(a, state, state, h, u, y, T, S4_OUT_ACT);
         return;
     }
-    for (int t = 0; t < T; t++) {
-        const float ut = u[(size_t)t * a.H + h];
-        y[(size_t)t * a.H + h] = kc_gelu(s4_dplr_token(a, state, h, ut) + a.D[h] * ut);
-    }
+    s4_dplr_walk(a, state, h, u, y, T);
 }
 
 /* Scan pass 1, grid (channel blocks, chunks of L tokens); local (chunks,
@@ -213,16 +169,23 @@ static void s4_launch(const kc_s4_args *a, int rows, int step, kc_stream s)
     KC_LAUNCH(k_s4, grid, (unsigned)S4_THREADS, 0, s, *a, step);
 }
 
-/* The scan's chunk length; 0: no scan (DPLR, or one chunk). */
+/* The scan's chunk length; 0: walk in order.  Diagonal layers scan
+ * whatever spans two chunks.  A DPLR scan runs three chunk-long walks one
+ * after another (local ends, the transition, the fix) plus the carry over
+ * the chunks, so it scans only prompts of more than three chunks: below
+ * that the walk in order finishes no later, with no scratch. */
 static int s4_chunk(const kc_s4_args *a, const kc_tuning *t)
 {
-    return a->R == 0 ? kc_diag_chunk(a->H, a->T, t) : 0;
+    const int L = kc_diag_chunk(a->H, a->T, t);
+    return a->R == 0 || a->T > 3 * L ? L : 0;
 }
 
 extern "C" size_t kc_s4_prefill_scratch(const kc_s4_args *a, const kc_tuning *t)
 {
     const int L = s4_chunk(a, t);
-    return L ? (size_t)kc_div_up(a->T, L) * 2 * a->N2 * a->H : 0;
+    if (!L)
+        return 0;
+    return a->R ? kc_s4_dplr_scratch(a, L) : (size_t)kc_div_up(a->T, L) * 2 * a->N2 * a->H;
 }
 
 extern "C" void kc_s4_prefill(const kc_s4_args *a, float *scratch, const kc_tuning *t, kc_stream s)
@@ -230,6 +193,10 @@ extern "C" void kc_s4_prefill(const kc_s4_args *a, float *scratch, const kc_tuni
     const int L = s4_chunk(a, t);
     if (!L || !scratch) {
         s4_launch(a, a->T, 0, s);
+        return;
+    }
+    if (a->R) {
+        kc_s4_dplr_prefill(a, L, scratch, s);
         return;
     }
     const unsigned chunks = kc_div_up(a->T, L), gx = kc_div_up(a->H, S4_THREADS);

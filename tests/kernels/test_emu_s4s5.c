@@ -1,15 +1,19 @@
 /* test_emu_s4s5.c - the S4D / S4 and S5 recurrences of the CUDA backend
- * (kernels/cuda/s4.cu, s5.cu, diag_carry.cu) run by the emulation harness:
- *  - kernels: the chunked prefill scan (many chunks, an uneven last one, a
- *    chunk of one step, chunks lengthened for a wide layer) = the walk in
- *    token order = T decode steps = the CPU backend's recurrence, outputs
- *    and final states; DPLR layers take the walk; S5's skip + GELU (both
- *    forms, strided outputs) = the CPU's; a padding slot's row is zeroed;
+ * (kernels/cuda/s4.cu, dplr_scan.cu, s5.cu, diag_carry.cu) run by the
+ * emulation harness:
+ *  - kernels: the chunked prefill scans, diagonal and DPLR (many chunks, an
+ *    uneven last one, a chunk of one step, chunks lengthened for a wide
+ *    layer, rank 1 and 2, more pairs than a warp or a carry block has
+ *    threads) = the walk in token order = T decode steps = the CPU
+ *    backend's recurrence, outputs and final states; the DPLR scan's carry
+ *    barrier removed, a transition one token too long or short, or no
+ *    carry at all is caught; S5's skip + GELU (both forms, strided
+ *    outputs) = the CPU's; a padding slot's row is zeroed;
  *  - models: every S5 fixture on "emu" (and one on the real backend over
  *    the CUDA mock) reproduces its expected.json; prompts of hundreds of
- *    tokens (dozens of scan chunks) fed to S4D and S5 models at once, in
- *    uneven pieces and token by token give the CPU backend's logits and
- *    states; batched decode = solo decode. */
+ *    tokens (dozens of scan chunks) fed to S4D, S4 (DPLR, the scan taken)
+ *    and S5 models at once, in uneven pieces and token by token give the
+ *    CPU backend's logits and states; batched decode = solo decode. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -198,8 +202,14 @@ static const struct { int H, N2, R, T, chunk, scan; } s4_cases[] = {
     {24, 3, 0, 100, 19, 1},  /* chunks of several register tiles (8 tokens) */
     {7, 2, 0, 9, 9, 0},      /* one chunk: the walk */
     {1100, 2, 0, 150, 1, 1}, /* 59 chunks at most for 1100 channels: lengthened to 3 */
-    {12, 4, 1, 40, 4, 0},    /* DPLR: the walk in token order */
-    {9, 3, 2, 25, 4, 0},
+    {12, 4, 1, 40, 4, 1},    /* DPLR: 10 chunks */
+    {9, 3, 2, 25, 4, 1},     /* rank 2, a last chunk of 1 step */
+    {9, 3, 2, 12, 4, 0},     /* DPLR over three chunks: the walk */
+    {9, 3, 2, 13, 4, 1},     /* one token more: the scan */
+    {130, 3, 1, 47, 8, 1},   /* two channel blocks, an uneven last chunk */
+    {5, 20, 1, 50, 6, 1},    /* 40 rows of the transition: two warps carry */
+    {3, 130, 2, 21, 4, 1},   /* 260 rows: more than a carry block's threads */
+    {1100, 2, 1, 300, 1, 1}, /* lengthened to 6 tokens: 50 chunks */
 };
 
 START_TEST(test_s4_prefill_scan)
@@ -272,20 +282,94 @@ START_TEST(test_s5_scan)
 }
 END_TEST
 
-/* The S4 and S5 kernels hold no __syncthreads (threads never share
- * memory; the scan's passes are separate launches), so there is no
- * barrier for a removal mutation to take away.  Whoever adds one makes
- * this fail and should list the kernel in test_kernels.c's
- * test_every_barrier_matters. */
-START_TEST(test_no_barriers)
+/* 1 when a barrier in file was reached since kc_emu_sites_reset. */
+static int site_reached(const char *file)
 {
+    for (int i = 0; i < kc_emu_site_count(); i++)
+        if (strstr(kc_emu_site(i), file))
+            return 1;
+    return 0;
+}
+
+/* The largest difference of got from want (rows of V), relative to the
+ * largest magnitude of want; infinite for a NaN. */
+static double rows_error(const float *got, const float *want, int rows, int V)
+{
+    double scale = 1e-6, err = 0.0;
+    for (size_t i = 0; i < (size_t)rows * V; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < (size_t)rows * V; i++) {
+        const double d = fabs((double)got[i] - want[i]);
+        err = d <= err ? err : d != d ? INFINITY : d;
+    }
+    return err / scale;
+}
+
+/* The DPLR scan taken apart: rank 2, MUT_T tokens in chunks of MUT_L from
+ * a random state, the harness seeded, the transition over m_steps tokens
+ * (MUT_L: intact) and the carry pass run or skipped; returns the error of
+ * outputs and final state against the CPU backend (rows_error). */
+enum { MUT_H = 20, MUT_N2 = 4, MUT_T = 50, MUT_L = 4 };
+
+static double dplr_mutant_error(unsigned seed, int m_steps, int carry)
+{
+    unsigned s = 41;
+    s4_case c;
+    s4_case_init(&c, MUT_H, MUT_N2, 2, &s);
+    const size_t S = 2 * MUT_N2 * MUT_H, Y = MUT_T * MUT_H;
+    float *state0 = rand_vec(S, &s), *u = rand_vec(Y, &s);
+    float *y = malloc(sizeof(float) * Y), *st = malloc(sizeof(float) * S);
+    float *y_cpu = malloc(sizeof(float) * Y), *st_cpu = malloc(sizeof(float) * S);
+    memcpy(st, state0, sizeof(float) * S);
+    kc_s4_args a = s4_args_of(&c.l, u, y, st, MUT_T);
+    float *scratch = garbage(kc_s4_dplr_scratch(&a, MUT_L));
+    float *M = scratch + (size_t)((MUT_T + MUT_L - 1) / MUT_L - 1) * S;
+    kc_emu_seed(seed);
+    kc_s4_dplr_local(&a, MUT_L, scratch, NULL);
+    kc_s4_dplr_transition(&a, m_steps, M, NULL);
+    if (carry)
+        kc_s4_dplr_carry(&a, MUT_L, M, scratch, NULL);
+    kc_s4_dplr_fix(&a, MUT_L, scratch, NULL);
+    ck_assert_msg(!kc_emu_error(), "%s", kc_emu_error());
+    bk_backend *cpu = cpu_backend();
+    memcpy(st_cpu, state0, sizeof(float) * S);
+    cpu->s4->prefill(cpu, &c.l, st_cpu, u, MUT_T, y_cpu);
+    cpu->destroy(cpu);
+    const double err = fmax(rows_error(y, y_cpu, MUT_T, MUT_H), rows_error(st, st_cpu, 1, (int)S));
+    free(state0), free(u), free(y), free(st), free(y_cpu), free(st_cpu), free(scratch);
+    s4_case_free(&c);
+    return err;
+}
+
+/* The one barrier of the S4 and S5 kernels is the DPLR carry's (threads
+ * share nothing else; the scans' passes are separate launches): removing
+ * it must be caught (some seed of six), as must a wrong carry (the
+ * transition one token too long or short, or none at all).  Whoever adds
+ * a barrier makes the site count fail and should cover it here or in
+ * test_kernels.c's test_every_barrier_matters. */
+START_TEST(test_dplr_mutations)
+{
+    const double tol = 2e-5;
     kc_emu_sites_reset();
     s4_kernel_case(20, 4, 0, 50, 4, 1, 7);
-    s4_kernel_case(9, 3, 2, 5, 4, 0, 8);
+    s4_kernel_case(9, 3, 2, 25, 4, 1, 8);
     s5_kernel_case(0);
-    float y[4] = {1, 2, 3, 4}, u[4] = {1, 1, 1, 1}, D[2] = {0.5f, 2}, act[4];
-    kc_s5_skip_act(y, u, D, 2, 2, 1, NULL, 0, act, 2, NULL);
-    ck_assert_int_eq(kc_emu_site_count(), 0);
+    float yv[4] = {1, 2, 3, 4}, uv[4] = {1, 1, 1, 1}, D[2] = {0.5f, 2}, act[4];
+    kc_s5_skip_act(yv, uv, D, 2, 2, 1, NULL, 0, act, 2, NULL);
+    ck_assert_int_eq(kc_emu_site_count(), 1);
+    ck_assert_msg(site_reached("dplr_scan.cu"), "barrier at %s", kc_emu_site(0));
+    kc_emu_sites_reset();
+    ck_assert_msg(dplr_mutant_error(1, MUT_L, 1) <= tol, "the intact scan fails");
+    ck_assert_int_eq(kc_emu_site_count(), 1);
+    kc_emu_disable_site(0);
+    int caught = 0;
+    for (unsigned seed = 1; seed <= 6 && !caught; seed++)
+        caught = !(dplr_mutant_error(seed, MUT_L, 1) <= tol);
+    kc_emu_disable_site(-1);
+    ck_assert_msg(caught, "removing the barrier at %s goes unnoticed", kc_emu_site(0));
+    ck_assert_msg(!(dplr_mutant_error(1, MUT_L + 1, 1) <= tol), "a transition too long goes unnoticed");
+    ck_assert_msg(!(dplr_mutant_error(1, MUT_L - 1, 1) <= tol), "a transition too short goes unnoticed");
+    ck_assert_msg(!(dplr_mutant_error(1, MUT_L, 0) <= tol), "a missing carry goes unnoticed");
 }
 END_TEST
 
@@ -375,16 +459,20 @@ START_TEST(test_s5_matches_reference)
 }
 END_TEST
 
-/* Long prompts: the S4D fixtures (diagonal: the chunked scan), an S4 one
- * (DPLR: the walk) and the S5 ones on "emu" (scan chunks of 4, so 300
- * tokens are 75 chunks), then two on the real backend over the CUDA mock
- * (default chunks of 64: 5 chunks in scratch from its allocator). */
-static const struct { const char *dir, *backend; } long_runs[] = {
-    {"s4/s4d_minimal", "emu"},       {"s4/s4d_block", "emu"},
-    {"s4/dss_exp", "emu"},           {"s4/s4_rank2", "emu"},
-    {"s5/s5_zoh_gelu", "emu"},       {"s5/s5_full_glu", "emu"},
-    {"s5/s5_half_glu1", "emu"},      {"s5/s5_bilinear_half_glu2", "emu"},
-    {"s4/s4d_block", "cuda"},        {"s5/s5_half_glu1", "cuda"},
+/* Long prompts: the S4D fixtures (diagonal: the chunked scan), the S4
+ * ones (DPLR, rank 1 and 2: dplr_scan.cu) and the S5 ones on "emu" (scan
+ * chunks of 4, so 300 tokens are 75 chunks), then three on the real
+ * backend over the CUDA mock (default chunks of 64: 5 chunks in scratch
+ * from its allocator).  dplr: the DPLR scan must run (its carry's barrier
+ * is reached) in the prefill at once. */
+static const struct { const char *dir, *backend; int dplr; } long_runs[] = {
+    {"s4/s4d_minimal", "emu", 0},    {"s4/s4d_block", "emu", 0},
+    {"s4/dss_exp", "emu", 0},        {"s4/s4_rank2", "emu", 1},
+    {"s4/s4_legs", "emu", 1},        {"s5/s5_zoh_gelu", "emu", 0},
+    {"s5/s5_full_glu", "emu", 0},    {"s5/s5_half_glu1", "emu", 0},
+    {"s5/s5_bilinear_half_glu2", "emu", 0},
+    {"s4/s4d_block", "cuda", 0},     {"s5/s5_half_glu1", "cuda", 0},
+    {"s4/s4_rank2", "cuda", 1},
 };
 enum { N_LONG = sizeof long_runs / sizeof long_runs[0], LONG_T = 300 };
 
@@ -412,8 +500,11 @@ START_TEST(test_long_prompt_matches_cpu)
     ck_assert_int_eq(eng_model_prefill(cpu, pc, 0, ids, LONG_T, want, 1, &err), SSMD_OK);
     for (int k = 0; k < 3; k++)
         eng_state_slot_zero(pg, k);
+    kc_emu_sites_reset();
     ck_assert_int_eq(eng_model_prefill(gpu, pg, 0, ids, LONG_T, got, 1, &err), SSMD_OK);
     assert_rows_close(got, want, LONG_T, V, 1e-4, "at once");
+    if (long_runs[_i].dplr) /* the scan ran, not the walk */
+        ck_assert_msg(site_reached("dplr_scan.cu"), "the DPLR prefill took the walk");
     for (int k = 0, off = 0; k < (int)(sizeof pieces / sizeof pieces[0]); off += pieces[k], k++) {
         ck_assert_int_eq(eng_model_prefill(gpu, pg, 1, ids + off, pieces[k], got + (size_t)off * V, 1,
                                            &err), SSMD_OK);
@@ -466,7 +557,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_s4_prefill_scan, 0, (int)(sizeof s4_cases / sizeof s4_cases[0]));
     tcase_add_loop_test(tc, test_s5_scan, 0, (int)(sizeof s5_cases / sizeof s5_cases[0]));
     tcase_add_test(tc, test_diag_chunk_rule);
-    tcase_add_test(tc, test_no_barriers);
+    tcase_add_test(tc, test_dplr_mutations);
     tcase_add_test(tc, test_s5_skip_act);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("models");

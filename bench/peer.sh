@@ -39,6 +39,7 @@ if [ ! -x "$lb" ] || [ ! -x "$lbb" ]; then
         >"$out/build.log"
 fi
 
+. bench/py_deps.sh
 model=$BUILD/bench/mamba-130m-f32
 [ -f "$model/model.safetensors" ] || "$PYTHON" bench/make_model.py "$model" --dtype f32 >&2
 for t in $TYPES; do

@@ -19,12 +19,7 @@ FAMILIES=${FAMILIES:-mamba mamba2}
 out=$BUILD/bench
 mkdir -p "$out"
 
-if ! "$PYTHON" -c 'import torch, transformers, safetensors' 2>/dev/null; then
-    echo "bench: installing python3-torch (Debian) and transformers (pip)" >&2
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get install -y -qq python3-torch python3-pip >/dev/null
-    "$PYTHON" -m pip install -q --break-system-packages "transformers==4.44.2" "tokenizers>=0.19,<0.20" safetensors
-fi
+. bench/py_deps.sh
 
 for family in $FAMILIES; do
 for dtype in f32 bf16; do

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 
+#include "engine/prefill_cost.h"
 #include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "engine/session.h"
@@ -83,8 +84,8 @@ struct eng_sched {
     ssmd_err *chunk_err;
     float *prefill_logits;    /* (max_batch, n_vocab): chunk k's last-position logits */
     int max_step_tokens;      /* prefill budget per iteration (opts, or the backend's default) */
-    double prefill_ns_per_token; /* moving averages of what an iteration measured: */
-    double decode_step_ns;       /* prefill cost per token, decode step time (0: none yet) */
+    eng_prefill_cost prefill_cost; /* what prefill passes cost, fitted as they run */
+    double decode_step_ns;       /* moving average of the decode step's time (0: none yet) */
     uint64_t n_admitted;      /* admissions so far: the next sched_seq.order */
     uint64_t iter;            /* engine iterations run so far */
 };

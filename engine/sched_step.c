@@ -17,15 +17,17 @@
  * A token budget alone leaves the pace to the model: on a bigger model or a
  * slower machine, 256 prompt tokens may take ten decode steps' time.  So,
  * with a time ratio set, while sequences are decoding an iteration prefills
- * no more tokens than fit in ratio x the decode step's time at the speed
- * prefill has been measured at (moving averages of both), never fewer than
- * ENG_MIN_PREFILL_CHUNK.  An iteration with prefill then takes at most
+ * no more tokens than fit in ratio x the decode step's time (a moving
+ * average) at the cost prefill has been measured at (prefill_cost.h: an
+ * overhead per chunk plus a cost per token, so three short chunks are
+ * charged three passes), never fewer than ENG_MIN_PREFILL_CHUNK.  An iteration with prefill then takes at most
  * about 1 + ratio decode steps, which is what bounds a running stream's
  * inter-token latency; with nothing decoding, prompts take the whole
  * token budget.
  *
  * Engine thread only.  Never admits requests or touches the queues.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,33 +200,52 @@ static void average_in(double *avg, double sample)
     *avg = *avg > 0 ? *avg + 0.25 * (sample - *avg) : sample;
 }
 
-/* This iteration's prefill budget in tokens (see the top of the file). */
-static int step_budget(const eng_sched *s)
+/* This iteration's prefill time allowance in ns (see the top of the file),
+ * infinite when time does not limit it: no ratio, nothing decoding, or
+ * nothing measured yet. */
+static double step_allowance(const eng_sched *s)
 {
-    int budget = s->max_step_tokens, decoding = 0;
+    int decoding = 0;
     for (int i = 0; i < s->n_active && !decoding; i++)
         decoding = s->seqs[i].phase == SCHED_DECODE;
     const double ratio = s->opts.prefill_time_ratio;
-    if (ratio <= 0 || !decoding || s->decode_step_ns <= 0 || s->prefill_ns_per_token <= 0)
-        return budget;
-    double fit = ratio * s->decode_step_ns / s->prefill_ns_per_token;
-    if (fit < budget)
-        budget = fit > ENG_MIN_PREFILL_CHUNK ? (int)fit : ENG_MIN_PREFILL_CHUNK;
-    return budget < s->max_step_tokens ? budget : s->max_step_tokens;
+    if (ratio <= 0 || !decoding || s->decode_step_ns <= 0 || !(s->prefill_cost.per_token_ns > 0))
+        return INFINITY;
+    return ratio * s->decode_step_ns;
+}
+
+/* The tokens a chunk may take out of *allowance (all of want when time
+ * does not limit it): the first chunk of an iteration at least
+ * ENG_MIN_PREFILL_CHUNK, so that prompts always advance; a later one 0
+ * rather than a pass over fewer tokens than that. */
+static int chunk_take(const eng_sched *s, double *allowance, int want, int first)
+{
+    int fit = (int)eng_prefill_cost_take(&s->prefill_cost, allowance, want);
+    if (fit < ENG_MIN_PREFILL_CHUNK && fit < want) {
+        *allowance = 0; /* spent: no later chunk this iteration */
+        fit = first ? (want < ENG_MIN_PREFILL_CHUNK ? want : ENG_MIN_PREFILL_CHUNK) : 0;
+    }
+    return fit;
 }
 
 /* The chunks of this iteration into s->chunks (n of them): the oldest
- * prefilling sequences first, each taking what the budget leaves.  Only the
- * last one planned can be cut short, so no sequence waits behind a younger
- * one (no starvation). */
+ * prefilling sequences first, each taking what the token budget and the
+ * time allowance leave, each chunk charged its own pass's overhead.  Only
+ * the last one planned can be cut short, so no sequence waits behind a
+ * younger one (no starvation). */
 static int plan_chunks(eng_sched *s)
 {
     const size_t V = (size_t)s->info.n_vocab;
-    int budget = step_budget(s), n = 0;
-    if (budget != s->stats.step_budget) { /* this thread is its only writer */
-        pthread_mutex_lock(&s->lock);
-        s->stats.step_budget = budget;
-        pthread_mutex_unlock(&s->lock);
+    int budget = s->max_step_tokens, n = 0;
+    double allowance = step_allowance(s);
+    { /* the gauge: what one chunk may take this iteration */
+        double a = allowance;
+        int one = chunk_take(s, &a, budget, 1);
+        if (one != s->stats.step_budget) { /* this thread is its only writer */
+            pthread_mutex_lock(&s->lock);
+            s->stats.step_budget = one;
+            pthread_mutex_unlock(&s->lock);
+        }
     }
     while (budget > 0) {
         int i = -1;
@@ -236,7 +257,9 @@ static int plan_chunks(eng_sched *s)
         if (i < 0)
             break;
         sched_seq *q = &s->seqs[i];
-        int len = q->n_ids - q->n_done < budget ? q->n_ids - q->n_done : budget;
+        int len = chunk_take(s, &allowance, q->n_ids - q->n_done < budget ? q->n_ids - q->n_done : budget, n == 0);
+        if (len == 0)
+            break;
         int last = q->n_done + len == q->n_ids;
         q->planned = s->iter;
         s->chunk_seq[n] = i;
@@ -297,8 +320,7 @@ static int prefill_phase(eng_sched *s, eng_evlist *out)
         if (last)
             q->phase = SCHED_DECODE;
     }
-    if (done > 0)
-        average_in(&s->prefill_ns_per_token, (double)spent / done);
+    eng_prefill_cost_add(&s->prefill_cost, n, done, (double)spent);
     for (int k = 0; k < n; k++) {
         eng_request *r = s->chunk_req[k];
         int i = find_choice(s, r, s->chunk_choice[k]);

@@ -20,10 +20,10 @@
  * no more tokens than fit in ratio x the decode step's time (a moving
  * average) at the cost prefill has been measured at (prefill_cost.h: an
  * overhead per chunk plus a cost per token, so three short chunks are
- * charged three passes), never fewer than ENG_MIN_PREFILL_CHUNK.  An iteration with prefill then takes at most
- * about 1 + ratio decode steps, which is what bounds a running stream's
- * inter-token latency; with nothing decoding, prompts take the whole
- * token budget.
+ * charged three passes), never fewer than ENG_MIN_PREFILL_CHUNK.  An
+ * iteration with prefill then takes at most about 1 + ratio decode steps,
+ * which is what bounds a running stream's inter-token latency; with
+ * nothing decoding, prompts take the whole token budget.
  *
  * Engine thread only.  Never admits requests or touches the queues.
  */

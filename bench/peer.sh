@@ -13,8 +13,13 @@
 #
 # llama.cpp is built here (CPU only, Release) into LLAMACPP_BUILD (default
 # $LLAMACPP_DIR/build) when its binaries are missing: about 6 minutes on 2
-# cores.  Nothing is downloaded; Python (torch, transformers) only makes
-# the model, as for `make bench`.
+# cores.  LLAMACPP_CMAKE_ARGS adds configure flags: on a VM whose CPU
+# reports AMX that the guest cannot use, llama.cpp's native build dies with
+# SIGILL on quantized files; there, name the ISA yourself, e.g.
+#   LLAMACPP_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON
+#     -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+# Nothing is downloaded; Python (torch, transformers) only makes the
+# model, as for `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -34,7 +39,7 @@ lbb=$LLAMACPP_BUILD/bin/llama-batched-bench
 if [ ! -x "$lb" ] || [ ! -x "$lbb" ]; then
     echo "bench-peer: building llama.cpp in $LLAMACPP_BUILD (CPU, Release)" >&2
     cmake -S "$LLAMACPP_DIR" -B "$LLAMACPP_BUILD" -DGGML_CUDA=OFF -DLLAMA_CURL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release >"$out/cmake.log"
+        -DLLAMA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release ${LLAMACPP_CMAKE_ARGS:-} >"$out/cmake.log"
     cmake --build "$LLAMACPP_BUILD" -j"$THREADS" --target llama-bench llama-batched-bench \
         >"$out/build.log"
 fi

@@ -1,5 +1,6 @@
 /* cpu_gen_qmatmul.h - the decode matmul for block-quantized weights (Q8_0,
- * Q4_0, Q4_K, Q6_K, Q5_0), written once on cpu_vec.h's int8 dot product.
+ * Q4_0, Q4_K, Q6_K, Q5_0), written once on cpu_vec_int8.h's int8 dot
+ * product.
  *
  * A template like cpu_gen_matmul.h: included by cpu_gen_table.h inside
  * each cpu_isa_*.c, every function static; never include it elsewhere.
@@ -16,6 +17,7 @@
 #include "engine/quant.h"
 #include "kernels/cpu/cpu_quant.h"
 #include "kernels/cpu/cpu_vec.h"
+#include "kernels/cpu/cpu_vec_int8.h"
 
 enum { GEN_QT = 4 }; /* rows of x per pass over a row of W */
 

@@ -119,11 +119,11 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
             /* the 8 sub-blocks' scale and min as floats, once for every
              * row of x (decoding them in the inner loop cost a third) */
             float ws[8], wm[8];
+            uint8_t sc[8], mn[8];
+            eng_q4k_scales_mins(blk + 4, sc, mn);
             for (int s = 0; s < 8; s++) {
-                int sc, mn;
-                eng_q4k_scale_min(blk + 4, s, &sc, &mn);
-                ws[s] = d * (float)sc;
-                wm[s] = dmin * (float)mn;
+                ws[s] = d * (float)sc[s];
+                wm[s] = dmin * (float)mn[s];
             }
             for (int s = 0; s < 8; s += 2) {
                 gen_q4k_sub(blk, s, sb * 8 + s, ws[s], wm[s], &x, NI, acc0, corr);

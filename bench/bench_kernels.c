@@ -1,7 +1,7 @@
 /* bench_kernels.c - the decode matmul kernels alone, per level and dtype.
  *
  *   bench_kernels [--rows 3072] [--cols 768] [--batches 1,16] [--levels avx2,avx512]
- *                 [--dtypes f32,bf16,f16,q8_0,q4_0,q4_k] [--seconds 0.3]
+ *                 [--dtypes f32,bf16,f16,q8_0,q4_0,q4_k,q6_k,q5_0] [--seconds 0.3]
  *
  * One thread runs each level's gemv_rows / qgemv_rows (what batch decode
  * streams; for quantized types the activation quantization that precedes
@@ -47,14 +47,31 @@ static eng_dtype dtype_named(const char *name)
 {
     for (int dt = 0; dt < ENG_DTYPE_COUNT; dt++)
         if (!strcmp(eng_dtype_info_of((eng_dtype)dt)->name, name) &&
-            (dt <= ENG_DTYPE_BF16 || eng_quant_can_write((eng_dtype)dt)))
+            (dt <= ENG_DTYPE_BF16 || eng_dtype_info_of((eng_dtype)dt)->quantized))
             return (eng_dtype)dt;
-    fprintf(stderr, "bench_kernels: unknown dtype '%s' (have: f32, bf16, f16, q8_0, q4_0, q4_k)\n",
+    fprintf(stderr,
+            "bench_kernels: unknown dtype '%s' (have: f32, bf16, f16, q8_0, q4_0, q4_k, q6_k, "
+            "q5_0)\n",
             name);
     exit(2);
 }
 
-/* rows x cols random weights in dt (quantized from f32 in [-1, 1)). */
+/* n bytes of blocks of a type ssmd cannot write (Q6_K, Q5_0): random
+ * bytes, then each block's f16 scale set to a sane value (Q6_K's at byte
+ * 208 of 210, Q5_0's at 0 of 22), so that the sums stay finite. */
+static void random_blocks(eng_dtype dt, uint8_t *dst, uint64_t n, unsigned *s)
+{
+    const int bytes = eng_dtype_info_of(dt)->block_bytes, at = dt == ENG_DTYPE_Q6_K ? 208 : 0;
+    for (uint64_t i = 0; i < n; i++)
+        dst[i] = (uint8_t)((*s = *s * 1664525u + 1013904223u) >> 24);
+    for (uint64_t b = 0; b < n; b += (uint64_t)bytes) {
+        const uint16_t d = eng_f32_to_f16(0.01f);
+        dst[b + at] = (uint8_t)d, dst[b + at + 1] = (uint8_t)(d >> 8);
+    }
+}
+
+/* rows x cols random weights in dt (quantized from f32 in [-1, 1), or
+ * random blocks where ssmd has no quantiser). */
 static void *make_weights(eng_dtype dt, int rows, int cols, uint64_t *row_bytes)
 {
     float *f = malloc(sizeof(float) * (size_t)rows * cols);
@@ -71,8 +88,10 @@ static void *make_weights(eng_dtype dt, int rows, int cols, uint64_t *row_bytes)
         else if (dt == ENG_DTYPE_F16 || dt == ENG_DTYPE_BF16)
             for (int c = 0; c < cols; c++)
                 ((uint16_t *)dst)[c] = dt == ENG_DTYPE_F16 ? eng_f32_to_f16(src[c]) : eng_f32_to_bf16(src[c]);
-        else
+        else if (eng_quant_can_write(dt))
             eng_quant_quantize(dt, src, cols, dst);
+        else
+            random_blocks(dt, dst, *row_bytes, &s);
     }
     free(f);
     return w;
@@ -83,7 +102,7 @@ int main(int argc, char **argv)
     int rows = 3072, cols = 768;
     double seconds = 0.3;
     const char *batches_arg = "1,16", *levels_arg = NULL,
-               *dtypes_arg = "f32,bf16,f16,q8_0,q4_0,q4_k";
+               *dtypes_arg = "f32,bf16,f16,q8_0,q4_0,q4_k,q6_k,q5_0";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--rows"))
             rows = atoi(argv[i + 1]);

@@ -69,12 +69,12 @@ void eng_quant_dequant(eng_dtype dt, const void *src, int64_t n, float *dst)
         case ENG_DTYPE_Q4_K: {
             const float d = eng_f16_to_f32(eng_quant_u16(b));
             const float dmin = eng_f16_to_f32(eng_quant_u16(b + 2));
+            uint8_t sc[8], mn[8];
+            eng_q4k_scales_mins(b + 4, sc, mn);
             for (int s = 0; s < 8; s++) {
-                int sc, mn;
-                eng_q4k_scale_min(b + 4, s, &sc, &mn);
                 eng_q4k_group(b, s, q);
                 for (int l = 0; l < 32; l++)
-                    dst[32 * s + l] = d * (float)sc * (float)q[l] - dmin * (float)mn;
+                    dst[32 * s + l] = d * (float)sc[s] * (float)q[l] - dmin * (float)mn[s];
             }
             break;
         }

@@ -70,7 +70,7 @@ template <int DT> static __device__ __forceinline__ float kc_q_weight(const uint
     const int g = (int)(G % 8); /* the group within its super-block */
     if (DT == KC_DT_Q4_K) {
         /* f16 d, f16 dmin, 12 bytes p packing 6-bit (scale, min) pairs
-         * (engine/quant.h, eng_q4k_scale_min), nibbles: bytes [16 + 32c,
+         * (engine/quant.h, eng_q4k_scales_mins), nibbles: bytes [16 + 32c,
          * +32) hold sub-block 2c low and 2c+1 high; d * scale * q - dmin * min */
         const uint8_t *p = sb + 4;
         int sc, mn;

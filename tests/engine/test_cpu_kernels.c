@@ -331,6 +331,17 @@ START_TEST(test_qmatmul_all_paths)
 }
 END_TEST
 
+/* Rows of 32-weight blocks that are not whole groups of 8 (1, 3, 7, 9
+ * blocks): the integer kernel's padded last group, at level _i. */
+START_TEST(test_qmatmul_block_tails)
+{
+    const int ms[] = {1, 2, 4, 5}, Ks[] = {32, 96, 224, 288}, Ns[] = {3};
+    const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q5_0};
+    const matmul_cases c = {dts, Ks, Ns, ms, 3, 4, 1, 4};
+    run_matmul_cases(level_at(_i), &c, quant_case);
+}
+END_TEST
+
 /* The table of a level that cpu_kernels_for passes over here because the
  * CPU has the level's extra instructions (plain AVX-512 where VNNI exists,
  * plain NEON where the dot product does): it must still compute the same,
@@ -483,6 +494,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
+    tcase_add_loop_test(tc, test_qmatmul_block_tails, 0, levels);
     tcase_add_test(tc, test_qmatmul_plain_variant);
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);

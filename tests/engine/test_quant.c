@@ -1,8 +1,8 @@
 /* test_quant.c - engine/quant.c: the reference dequantiser of every block
  * type against numpy (tests/fixtures/quant/, written by gen_quant.py and
  * checked there against gguf-py's dequantiser), the Q8_0 / Q4_0 quantisers
- * byte for byte against gguf-py's, Q4_K's quantiser by its round-trip
- * error, and the f32 -> f16 rounding. */
+ * byte for byte against gguf-py's, Q4_K's scale decoder bit by bit, its
+ * quantiser by its round-trip error, and the f32 -> f16 rounding. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +74,28 @@ START_TEST(test_quantize_matches_gguf_py)
 }
 END_TEST
 
+/* Q4_K's 12 bytes of 6-bit scales and mins, decoded four bytes per
+ * operation: against the layout written out byte by byte, with each of
+ * the 96 bits set alone (a shift that leaks a neighbour byte's bit shows)
+ * and all of them set. */
+START_TEST(test_q4k_scales_mins)
+{
+    for (int bit = 0; bit <= 96; bit++) {
+        uint8_t p[12] = {0}, sc[8], mn[8];
+        for (int i = 0; i < 12; i++)
+            p[i] = bit == 96 ? 0xff : (uint8_t)(bit / 8 == i ? 1u << (bit % 8) : 0u);
+        eng_q4k_scales_mins(p, sc, mn);
+        for (int j = 0; j < 8; j++) {
+            const int want_sc = j < 4 ? p[j] & 63 : (p[j + 4] & 15) | (p[j - 4] >> 6) << 4;
+            const int want_mn = j < 4 ? p[j + 4] & 63 : (p[j + 4] >> 4) | (p[j] >> 6) << 4;
+            ck_assert_msg(sc[j] == want_sc && mn[j] == want_mn,
+                          "bit %d, sub-block %d: scale %d min %d, want %d %d", bit, j, sc[j],
+                          mn[j], want_sc, want_mn);
+        }
+    }
+}
+END_TEST
+
 /* Q4_K: every weight comes back within one step of its sub-block's
  * quantisation grid (plus the f16 rounding of the scales). */
 START_TEST(test_q4k_round_trip)
@@ -130,6 +152,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_loop_test(tc, test_dequant_matches_numpy, 0, 5);
     tcase_add_loop_test(tc, test_quantize_matches_gguf_py, 0, 2);
+    tcase_add_test(tc, test_q4k_scales_mins);
     tcase_add_test(tc, test_q4k_round_trip);
     tcase_add_test(tc, test_f32_to_f16);
     suite_add_tcase(s, tc);

@@ -154,12 +154,20 @@ static inline __attribute__((always_inline)) void gen_group_tail(const uint8_t *
     gen_group(w, dt, bytes, &padded, NI, acc, off);
 }
 
+/* How far ahead of the group being read the quantized GEMV prefetches.
+ * Measured on mamba-130m Q8_0/Q4_K decode at batch 1 (2 threads, Xeon):
+ * none 80/99 tok/s, 2 KB 105/189, 4 KB 108-119/198-200, 8 KB 98-111/175-191. */
+enum { GEN_QPF_BYTES = 4096 };
+
 /* One row of W (dtype dt) against rows [i0, i0 + NI) of a, into out[].
  * Inlined with dt and NI constant so that the accumulators stay in
- * registers. */
+ * registers.  With `prefetch`, each group also prefetches the bytes
+ * GEN_QPF_BYTES further on (rows are contiguous, so that runs into the
+ * next rows): the kernel reads one row at a time, a single sequential
+ * stream that the hardware prefetcher alone kept at half the bandwidth. */
 static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, eng_dtype dt,
                                                            const cpu_q8_act *a, int i0, int NI,
-                                                           float out[GEN_QT])
+                                                           int prefetch, float out[GEN_QT])
 {
     const long cols = a->cols, nb = cols / CPU_Q8_BLOCK;
     /* bytes per block of the 32-weight types; per group of 8 blocks */
@@ -183,7 +191,11 @@ static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, 
     long j = 0;
     for (; j + GEN_QG <= nb; j += GEN_QG) {
         const gen_xrows xj = gen_xrows_at(&x, j, NI);
-        gen_group(wrow + j / GEN_QG * group_bytes, dt, bytes, &xj, NI, acc, off);
+        const uint8_t *group = wrow + j / GEN_QG * group_bytes;
+        if (prefetch)
+            for (long o = 0; o < group_bytes; o += 64)
+                __builtin_prefetch(group + GEN_QPF_BYTES + o, 0, 3);
+        gen_group(group, dt, bytes, &xj, NI, acc, off);
     }
     if (bytes && j < nb) { /* K-quant rows are whole super-blocks */
         const gen_xrows xj = gen_xrows_at(&x, j, NI);
@@ -207,10 +219,10 @@ static inline __attribute__((always_inline)) void gen_qgemv_dt(const bk_matrix *
         for (int i0 = 0; i0 < a->m; i0 += GEN_QT) {
             const int ni = a->m - i0 < GEN_QT ? a->m - i0 : GEN_QT;
             switch (ni) {
-            case 1: gen_qrow(wrow, dt, a, i0, 1, out); break;
-            case 2: gen_qrow(wrow, dt, a, i0, 2, out); break;
-            case 3: gen_qrow(wrow, dt, a, i0, 3, out); break;
-            default: gen_qrow(wrow, dt, a, i0, GEN_QT, out); break;
+            case 1: gen_qrow(wrow, dt, a, i0, 1, i0 == 0, out); break;
+            case 2: gen_qrow(wrow, dt, a, i0, 2, i0 == 0, out); break;
+            case 3: gen_qrow(wrow, dt, a, i0, 3, i0 == 0, out); break;
+            default: gen_qrow(wrow, dt, a, i0, GEN_QT, i0 == 0, out); break;
             }
             for (int b = 0; b < ni; b++)
                 y[(size_t)(i0 + b) * ldy + r] = out[b] + (bias ? bias[r] : 0.0f);

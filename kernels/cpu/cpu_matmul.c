@@ -70,12 +70,11 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
     return ctx->panels[tid];
 }
 
-/* sgemm pays off from a few rows of x for f32 weights; bf16/f16 and
- * quantized weights must first be converted panel by panel, which only
- * pays off for many. */
+/* sgemm pays off only for many rows of x (prefill); see cpu_matmul.h. */
 static int use_blas(const bk_matrix *w, int m)
 {
-    return m >= (w->dtype == ENG_DTYPE_F32 ? CPU_MATMUL_BLAS_MIN_ROWS_F32 : CPU_MATMUL_BLAS_MIN_ROWS);
+    (void)w;
+    return m >= CPU_MATMUL_BLAS_MIN_ROWS;
 }
 
 typedef struct matmul_job {

@@ -9,13 +9,15 @@
 #include "kernels/cpu/threadpool.h"
 
 #define CPU_MAX_THREADS 256
-/* From this many rows of x on, OpenBLAS sgemm on converted panels beats
- * the streaming kernel for bf16/f16 weights (measured at 16 and 64 rows). */
+/* From this many rows of x on, OpenBLAS sgemm beats the streaming kernel
+ * (measured at 16 and 64 rows for bf16/f16, whose panels sgemm needs
+ * converted first).  f32 weights, which sgemm reads as they are, once
+ * switched at 8 rows (20% faster at 16 on Zen 4), but sgemm packs every
+ * panel of W it is given, which at decode's few rows costs more than the
+ * products: on an Intel Xeon, mamba-130m f32 decode with 2 threads ran
+ * 195 / 215 / 290 tok/s at 8 / 16 / 32 rows through sgemm against 210 /
+ * 292 / 374 through the streaming kernel, and both ~395 at 64. */
 #define CPU_MATMUL_BLAS_MIN_ROWS 48
-/* The same for f32 weights, which sgemm reads without conversion
- * (measured: at 16 rows sgemm takes ~20% less time than the streaming
- * kernel on Zen 4). */
-#define CPU_MATMUL_BLAS_MIN_ROWS_F32 8
 
 typedef struct cpu_matmul_ctx {
     eng_threadpool *pool;                 /* borrowed */

@@ -53,8 +53,11 @@ static inline __attribute__((always_inline)) void gen_tile(const void *const wr[
                 __builtin_prefetch(pf.lo + sent, 0, 3);
         }
         vf wv[4];
-        for (int a = 0; a < 4; a++)
+        for (int a = 0; a < 4; a++) {
             wv[a] = vf_load_w(wr[a], dt, k);
+            if (NI > 1) /* loaded once for NI uses */
+                vf_keep(wv[a]);
+        }
         for (int b = 0; b < NI; b++) {
             vf xv = vf_load(x + (size_t)b * ldx + k);
             for (int a = 0; a < 4; a++)

@@ -47,6 +47,10 @@ enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 #define vf_mul(a, b) VFX(mul_ps)(a, b)
 #define vf_div(a, b) VFX(div_ps)(a, b)
 #define vf_fma(a, b, c) VFX(fmadd_ps)(a, b, c) /* a * b + c */
+/* Holds v in a register: without it the compiler folds a loaded vector
+ * used by several FMAs into each of them as a memory operand, one load
+ * per use. */
+#define vf_keep(v) __asm__("" : "+v"(v))
 #define vf_max(a, b) VFX(max_ps)(a, b)
 #define vf_min(a, b) VFX(min_ps)(a, b)
 #define vf_as_int(v) VSI(castps)(v)
@@ -95,6 +99,7 @@ typedef float32x4_t vf;
 typedef int32x4_t vint;
 enum { VF_W = 4 }; /* 32 registers */
 #define VF_TILE_M 4 /* rows of x per pass of the matmul tile */
+#define vf_keep(v) __asm__("" : "+w"(v))
 #define vf_zero() vdupq_n_f32(0.0f)
 #define vf_set1(f) vdupq_n_f32(f)
 #define vf_load(p) vld1q_f32(p)
@@ -139,6 +144,7 @@ typedef float vf;
 typedef int32_t vint;
 enum { VF_W = 1 };
 #define VF_TILE_M 4 /* rows of x per pass of the matmul tile */
+#define vf_keep(v) ((void)(v))
 static inline vf vf_zero(void) { return 0.0f; }
 static inline vf vf_set1(float f) { return f; }
 static inline vf vf_load(const float *p) { return *p; }

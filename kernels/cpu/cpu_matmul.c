@@ -71,9 +71,8 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
 }
 
 /* sgemm pays off only for many rows of x (prefill); see cpu_matmul.h. */
-static int use_blas(const bk_matrix *w, int m)
+static int use_blas(int m)
 {
-    (void)w;
     return m >= CPU_MATMUL_BLAS_MIN_ROWS;
 }
 
@@ -100,7 +99,7 @@ static void matmul_worker(void *arg, int tid, int n_threads)
         if (r0 >= rows)
             return;
         long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
-        if (use_blas(j->w, j->m))
+        if (use_blas(j->m))
             gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
         else if (j->xq)
             j->ctx->k->qgemv_rows(j->w, j->xq, j->y, j->ldy, j->bias, r0, r1);
@@ -113,12 +112,12 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
                 int ldy, const float *bias)
 {
     const cpu_q8_act *xq = NULL;
-    if (!use_blas(w, m) && eng_dtype_info_of(w->dtype)->quantized) {
+    if (!use_blas(m) && eng_dtype_info_of(w->dtype)->quantized) {
         cpu_q8_act_fill(&ctx->act, x, ldx, m, w->cols);
         xq = &ctx->act;
     }
     matmul_job j = {ctx, w, x, bias, xq, y, ldx, ldy, m,
-                    use_blas(w, m) ? PANEL_ROWS : CHUNK_ROWS, 0};
+                    use_blas(m) ? PANEL_ROWS : CHUNK_ROWS, 0};
     /* Small matrices are not worth splitting finer than one item per thread. */
     int n = eng_threadpool_size(ctx->pool);
     if ((long)w->rows < j.chunk_rows * n)

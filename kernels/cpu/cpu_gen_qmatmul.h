@@ -10,8 +10,11 @@
  * are), multiplied by x's int8 block exactly in integers, and the sum is
  * scaled by the weight block's scale(s) times x's scale and added to an
  * f32 accumulator; Q4_0's offset (8 * d * sum(x)) and Q4_K's mins (dmin *
- * min * dx * sum(x's q)) are summed apart and taken off at the end.  So
- * the only rounding beyond f32 accumulation is x's 8 bits.
+ * min * dx * sum(x's q)) are taken off the same accumulator's lanes, a
+ * group at a time.  So the only rounding beyond f32 accumulation is x's 8
+ * bits.  Every row of x goes through the same operations in the same
+ * order whatever the batch, so a sequence's logits do not depend on the
+ * sequences it decodes beside.
  *
  * Shape: a row is walked in groups of 8 blocks (256 weights: one K-quant
  * super-block).  At batch 1 the kernel is bound by instructions, not by
@@ -20,6 +23,10 @@
  * much as the dot products: so a group's scales are computed together in
  * 8-lane vectors (vq8f), and the dot products then take two blocks per
  * step (vq2: one 512-bit step on AVX-512, two 256-bit ones elsewhere).
+ * A group is unpacked once (gen_wgroup) for all the rows of x that meet
+ * it: up to GEN_QT of them keep their accumulators in registers, more
+ * keep them in memory (batched decode), where unpacking the group again
+ * for every 4 rows cost about a sixth of the time.
  */
 #include "engine/quant.h"
 #include "kernels/cpu/cpu_quant.h"
@@ -27,69 +34,23 @@
 #include "kernels/cpu/cpu_vec_int8.h"
 
 enum {
-    GEN_QT = 4,    /* rows of x per pass over a row of W */
-    GEN_QG = 8,    /* blocks of 32 per group */
-    GEN_QS = 16    /* scale products per group and row of x: Q6_K's one per 16 */
+    GEN_QT = 4,     /* rows of x whose accumulators stay in registers */
+    GEN_QWIDE = 48, /* rows of x per pass over a row of W beyond that */
+    GEN_QG = 8,     /* blocks of 32 per group */
+    GEN_QS = 16     /* scale products per group and row of x: Q6_K's one per 16 */
 };
 
-/* Rows [i0, i0 + NI) of the quantized activations, each at one group. */
-typedef struct gen_xrows {
-    const int8_t *q[GEN_QT];               /* the group's 256 values */
-    const float *d[GEN_QT], *dsum[GEN_QT]; /* its 8 blocks' scales and d * sum(q) */
-} gen_xrows;
+/* One group of a row of W, unpacked once for every row of x that meets
+ * it: its blocks as int8 in pairs, and its scales as f32 vectors. */
+typedef struct gen_wgroup {
+    vq8x2 pair[GEN_QG / 2]; /* blocks 2p and 2p + 1; Q4_0's and Q4_K's
+                               without their offset (0..15), the others signed */
+    vq8f scale;  /* the 8 blocks' scales; Q6_K: its first 8 (of 16) times d */
+    vq8f scale2; /* Q6_K: its last 8 times d; Q4_0 and Q4_K: each block's
+                    offset per unit of x's dsum; otherwise unused */
+} gen_wgroup;
 
-/* x moved on by j blocks. */
-static inline __attribute__((always_inline)) gen_xrows gen_xrows_at(const gen_xrows *x, long j,
-                                                                    int NI)
-{
-    gen_xrows r = {0};
-    for (int b = 0; b < NI; b++) {
-        r.q[b] = x->q[b] + j * CPU_Q8_BLOCK;
-        r.d[b] = x->d[b] + j;
-        r.dsum[b] = x->dsum[b] + j;
-    }
-    return r;
-}
-
-/* The scale products of the group at blk (dtype dt, bytes per block for
- * the 32-weight types) with each row of x into s[b]: one per block
- * (s[b][0..7]), or for Q6_K one per 16 weights (s[b][0..15]).  The
- * offsets that Q4_0 and Q4_K subtract, per unit of x's dsum, add to off. */
-static inline __attribute__((always_inline)) void gen_group_scales(const uint8_t *blk, eng_dtype dt,
-                                                                   long bytes, const gen_xrows *x,
-                                                                   int NI, float s[][GEN_QS],
-                                                                   vq8f off[GEN_QT])
-{
-    if (dt == ENG_DTYPE_Q6_K) { /* scale k goes with x's block k / 2 */
-        const vq8f d = vq8f_set1(vq_f16(blk + 208));
-        const vq8f lo = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 192));
-        const vq8f hi = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 200));
-        for (int b = 0; b < NI; b++) {
-            vq8f_store(s[b], vq8f_mul(lo, vq8f_dup2(x->d[b])));
-            vq8f_store(s[b] + 8, vq8f_mul(hi, vq8f_dup2(x->d[b] + 4)));
-        }
-        return;
-    }
-    vq8f ws, wm = vq8f_zero(); /* the 8 blocks' scales and offsets */
-    if (dt == ENG_DTYPE_Q4_K) {
-        uint8_t sc[8], mn[8];
-        eng_q4k_scales_mins(blk + 4, sc, mn);
-        ws = vq8f_mul(vq8f_set1(vq_f16(blk)), vq8f_u8(sc));
-        wm = vq8f_mul(vq8f_set1(vq_f16(blk + 2)), vq8f_u8(mn));
-    } else {
-        ws = vq8f_f16s(blk, bytes);
-        if (dt == ENG_DTYPE_Q4_0) /* sum (q - 8) x = sum q x - 8 sum x */
-            wm = vq8f_mul(ws, vq8f_set1(8.0f));
-    }
-    for (int b = 0; b < NI; b++) {
-        vq8f_store(s[b], vq8f_mul(ws, vq8f_load(x->d[b])));
-        if (dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q4_K)
-            off[b] = vq8f_fma(wm, vq8f_load(x->dsum[b]), off[b]);
-    }
-}
-
-/* Blocks 2p and 2p + 1 of the group at blk as int8: Q4_0's and Q4_K's
- * without their offset (0..15), the others signed. */
+/* Blocks 2p and 2p + 1 of the group at blk as int8. */
 static inline __attribute__((always_inline)) vq8x2 gen_group_pair(const uint8_t *blk, eng_dtype dt,
                                                                   long bytes, int p)
 {
@@ -108,50 +69,79 @@ static inline __attribute__((always_inline)) vq8x2 gen_group_pair(const uint8_t 
     }
 }
 
-/* The group at blk (weights from blk, x from x) against NI rows of x,
- * into acc and off.  A pair of blocks is unpacked once for all NI rows. */
-static inline __attribute__((always_inline)) void gen_group(const uint8_t *blk, eng_dtype dt,
-                                                            long bytes, const gen_xrows *x, int NI,
-                                                            vq2 acc[GEN_QT], vq8f off[GEN_QT])
+/* The group at blk (dtype dt; bytes per block for the 32-weight types). */
+static inline __attribute__((always_inline)) gen_wgroup gen_wgroup_at(const uint8_t *blk,
+                                                                      eng_dtype dt, long bytes)
 {
-    float s[GEN_QT][GEN_QS];
-    gen_group_scales(blk, dt, bytes, x, NI, s, off);
-#pragma GCC unroll 4 /* each pair's offsets and shift counts constant */
-    for (int p = 0; p < GEN_QG / 2; p++) {
-        const vq8x2 w = gen_group_pair(blk, dt, bytes, p);
-        for (int b = 0; b < NI; b++) {
-            const int8_t *xq = x->q[b] + 2 * p * CPU_Q8_BLOCK;
-            if (dt == ENG_DTYPE_Q6_K)
-                acc[b] = vq2_dot16(acc[b], w, xq, s[b] + 4 * p);
-            else if (dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q4_K)
-                acc[b] = vq2_dotu(acc[b], w, xq, s[b] + 2 * p);
-            else
-                acc[b] = vq2_dot(acc[b], w, xq, s[b] + 2 * p);
-        }
+    gen_wgroup g;
+    g.scale2 = vq8f_zero();
+    if (dt == ENG_DTYPE_Q6_K) { /* scale k goes with x's block k / 2 */
+        const vq8f d = vq8f_set1(vq_f16(blk + 208));
+        g.scale = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 192));
+        g.scale2 = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 200));
+    } else if (dt == ENG_DTYPE_Q4_K) {
+        uint8_t sc[8], mn[8];
+        eng_q4k_scales_mins(blk + 4, sc, mn);
+        g.scale = vq8f_mul(vq8f_set1(vq_f16(blk)), vq8f_u8(sc));
+        g.scale2 = vq8f_mul(vq8f_set1(vq_f16(blk + 2)), vq8f_u8(mn));
+    } else {
+        g.scale = vq8f_f16s(blk, bytes);
+        if (dt == ENG_DTYPE_Q4_0) /* sum (q - 8) x = sum q x - 8 sum x */
+            g.scale2 = vq8f_mul(g.scale, vq8f_set1(8.0f));
     }
+#pragma GCC unroll 4 /* each pair's offsets and shift counts constant */
+    for (int p = 0; p < GEN_QG / 2; p++)
+        g.pair[p] = gen_group_pair(blk, dt, bytes, p);
+    return g;
 }
 
-/* The last n < 8 blocks of a Q8_0 / Q4_0 / Q5_0 row: copied into a group
- * padded with zero blocks (scale 0: they add nothing) and zero x, so that
- * they take the same code.  Only rows that are not a multiple of 256
- * weights come here. */
-static inline __attribute__((always_inline)) void gen_group_tail(const uint8_t *blk, eng_dtype dt,
-                                                                 long bytes, int n,
-                                                                 const gen_xrows *x, int NI,
-                                                                 vq2 acc[GEN_QT], vq8f off[GEN_QT])
+/* acc plus the unpacked group g times one row of x at the same group
+ * (xq its 256 values, xd and xdsum its 8 blocks' scales and d * sum(q)).
+ * The offsets of Q4_0 and Q4_K are taken off acc's lanes as they go. */
+static inline __attribute__((always_inline)) vq2 gen_wgroup_dot(const gen_wgroup *g, eng_dtype dt,
+                                                                const int8_t *xq, const float *xd,
+                                                                const float *xdsum, vq2 acc)
+{
+    float s[GEN_QS];
+    if (dt == ENG_DTYPE_Q6_K) {
+        vq8f_store(s, vq8f_mul(g->scale, vq8f_dup2(xd)));
+        vq8f_store(s + 8, vq8f_mul(g->scale2, vq8f_dup2(xd + 4)));
+    } else {
+        vq8f_store(s, vq8f_mul(g->scale, vq8f_load(xd)));
+        if (dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q4_K)
+            acc = vq2_fnma8(acc, g->scale2, xdsum);
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < GEN_QG / 2; p++) {
+        const int8_t *x = xq + 2 * p * CPU_Q8_BLOCK;
+        if (dt == ENG_DTYPE_Q6_K)
+            acc = vq2_dot16(acc, g->pair[p], x, s + 4 * p);
+        else if (dt == ENG_DTYPE_Q4_0 || dt == ENG_DTYPE_Q4_K)
+            acc = vq2_dotu(acc, g->pair[p], x, s + 2 * p);
+        else
+            acc = vq2_dot(acc, g->pair[p], x, s + 2 * p);
+    }
+    return acc;
+}
+
+/* The last n < 8 blocks of a Q8_0 / Q4_0 / Q5_0 row against one row of x
+ * (at the same block): both copied into a group padded with zero blocks
+ * (scale 0: they add nothing) so that they take the same code.  Only rows
+ * that are not a multiple of 256 weights come here. */
+static inline __attribute__((always_inline)) vq2 gen_tail_dot(const uint8_t *blk, eng_dtype dt,
+                                                              long bytes, int n, const int8_t *xq,
+                                                              const float *xd, const float *xdsum,
+                                                              vq2 acc)
 {
     uint8_t w[GEN_QG * ENG_Q8_0_BYTES] = {0}; /* Q8_0's blocks are the largest */
-    int8_t q[GEN_QT][GEN_QG * CPU_Q8_BLOCK] = {{0}};
-    float d[GEN_QT][GEN_QG] = {{0}}, dsum[GEN_QT][GEN_QG] = {{0}};
-    gen_xrows padded = {0};
+    int8_t q[GEN_QG * CPU_Q8_BLOCK] = {0};
+    float d[GEN_QG] = {0}, dsum[GEN_QG] = {0};
     memcpy(w, blk, (size_t)(n * bytes));
-    for (int b = 0; b < NI; b++) {
-        memcpy(q[b], x->q[b], (size_t)n * CPU_Q8_BLOCK);
-        memcpy(d[b], x->d[b], sizeof(float) * (size_t)n);
-        memcpy(dsum[b], x->dsum[b], sizeof(float) * (size_t)n);
-        padded.q[b] = q[b], padded.d[b] = d[b], padded.dsum[b] = dsum[b];
-    }
-    gen_group(w, dt, bytes, &padded, NI, acc, off);
+    memcpy(q, xq, (size_t)n * CPU_Q8_BLOCK);
+    memcpy(d, xd, sizeof(float) * (size_t)n);
+    memcpy(dsum, xdsum, sizeof(float) * (size_t)n);
+    const gen_wgroup g = gen_wgroup_at(w, dt, bytes);
+    return gen_wgroup_dot(&g, dt, q, d, dsum, acc);
 }
 
 /* How far ahead of the group being read the quantized GEMV prefetches.
@@ -159,74 +149,142 @@ static inline __attribute__((always_inline)) void gen_group_tail(const uint8_t *
  * none 80/99 tok/s, 2 KB 105/189, 4 KB 108-119/198-200, 8 KB 98-111/175-191. */
 enum { GEN_QPF_BYTES = 4096 };
 
-/* One row of W (dtype dt) against rows [i0, i0 + NI) of a, into out[].
- * Inlined with dt and NI constant so that the accumulators stay in
- * registers.  With `prefetch`, each group also prefetches the bytes
- * GEN_QPF_BYTES further on (rows are contiguous, so that runs into the
- * next rows): the kernel reads one row at a time, a single sequential
- * stream that the hardware prefetcher alone kept at half the bandwidth. */
-static inline __attribute__((always_inline)) void gen_qrow(const uint8_t *wrow, eng_dtype dt,
-                                                           const cpu_q8_act *a, int i0, int NI,
-                                                           int prefetch, float out[GEN_QT])
+/* A row of W of dtype dt: its blocks' size, and its groups'. */
+typedef struct gen_qshape {
+    long bytes;       /* per block of the 32-weight types; 0 for K-quants */
+    long group_bytes; /* per group of 8 blocks (one K-quant super-block) */
+    long groups;      /* whole groups per row */
+    int tail;         /* blocks after them (32-weight types only) */
+} gen_qshape;
+
+static inline __attribute__((always_inline)) gen_qshape gen_qshape_of(eng_dtype dt, long cols)
 {
-    const long cols = a->cols, nb = cols / CPU_Q8_BLOCK;
-    /* bytes per block of the 32-weight types; per group of 8 blocks */
-    const long bytes = dt == ENG_DTYPE_Q8_0   ? ENG_Q8_0_BYTES
-                       : dt == ENG_DTYPE_Q4_0 ? ENG_Q4_0_BYTES
-                       : dt == ENG_DTYPE_Q5_0 ? ENG_Q5_0_BYTES
-                                              : 0;
-    const long group_bytes = dt == ENG_DTYPE_Q4_K   ? ENG_Q4_K_BYTES
-                             : dt == ENG_DTYPE_Q6_K ? ENG_Q6_K_BYTES
-                                                    : GEN_QG * bytes;
-    vq2 acc[GEN_QT];
-    vq8f off[GEN_QT];
-    gen_xrows x = {0};
-    for (int b = 0; b < NI; b++) {
-        acc[b] = vq2_zero();
-        off[b] = vq8f_zero();
-        x.q[b] = a->q + (size_t)(i0 + b) * cols;
-        x.d[b] = a->d + (size_t)(i0 + b) * nb;
-        x.dsum[b] = a->dsum + (size_t)(i0 + b) * nb;
+    gen_qshape s;
+    s.bytes = dt == ENG_DTYPE_Q8_0   ? ENG_Q8_0_BYTES
+              : dt == ENG_DTYPE_Q4_0 ? ENG_Q4_0_BYTES
+              : dt == ENG_DTYPE_Q5_0 ? ENG_Q5_0_BYTES
+                                     : 0;
+    s.group_bytes = dt == ENG_DTYPE_Q4_K   ? ENG_Q4_K_BYTES
+                    : dt == ENG_DTYPE_Q6_K ? ENG_Q6_K_BYTES
+                                           : GEN_QG * s.bytes;
+    s.groups = cols / CPU_Q8_BLOCK / GEN_QG;
+    s.tail = (int)(cols / CPU_Q8_BLOCK % GEN_QG); /* K-quant rows are whole super-blocks */
+    return s;
+}
+
+/* Group j of a row of W, prefetching the bytes GEN_QPF_BYTES further on
+ * when asked (rows are contiguous, so that runs into the next rows): the
+ * kernel reads one row at a time, a single sequential stream that the
+ * hardware prefetcher alone kept at half the bandwidth. */
+static inline __attribute__((always_inline)) const uint8_t *gen_qgroup(const uint8_t *wrow,
+                                                                      const gen_qshape *s, long j,
+                                                                      int prefetch)
+{
+    const uint8_t *group = wrow + j * s->group_bytes;
+    if (prefetch)
+        for (long o = 0; o < s->group_bytes; o += 64)
+            __builtin_prefetch(group + GEN_QPF_BYTES + o, 0, 3);
+    return group;
+}
+
+/* The rows of x that a call multiplies, with what gen_qgroup needs of W:
+ * taken apart once per call, not once per row of W. */
+typedef struct gen_qcall {
+    gen_qshape w;
+    const int8_t *q; /* x's values, row after row */
+    const float *d, *dsum;
+    long nb;         /* blocks per row of x */
+} gen_qcall;
+
+/* acc plus group j of a row of W, unpacked in g, times row i of x. */
+static inline __attribute__((always_inline)) vq2 gen_qcall_dot(const gen_qcall *c,
+                                                               const gen_wgroup *g, eng_dtype dt,
+                                                               long i, long j, vq2 acc)
+{
+    const long block = i * c->nb + j * GEN_QG;
+    return gen_wgroup_dot(g, dt, c->q + block * CPU_Q8_BLOCK, c->d + block, c->dsum + block, acc);
+}
+
+/* acc plus the tail blocks of wrow (after its whole groups) times row i. */
+static inline __attribute__((always_inline)) vq2 gen_qcall_tail(const gen_qcall *c,
+                                                                const uint8_t *wrow, eng_dtype dt,
+                                                                long i, vq2 acc)
+{
+    const long block = i * c->nb + c->w.groups * GEN_QG;
+    return gen_tail_dot(wrow + c->w.groups * c->w.group_bytes, dt, c->w.bytes, c->w.tail,
+                        c->q + block * CPU_Q8_BLOCK, c->d + block, c->dsum + block, acc);
+}
+
+/* Rows [r0, r1) of W (dtype dt) against rows [0, NI) of x (NI <= GEN_QT:
+ * all of them), into y.  Inlined with dt and NI constant so that the
+ * accumulators stay in registers. */
+static inline __attribute__((always_inline)) void gen_qrows_few(const gen_qcall *c,
+                                                                const bk_matrix *w, eng_dtype dt,
+                                                                int NI, float *y, int ldy,
+                                                                const float *bias, long r0, long r1)
+{
+    for (long r = r0; r < r1; r++) {
+        const uint8_t *wrow = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        vq2 acc[GEN_QT];
+        for (int b = 0; b < NI; b++)
+            acc[b] = vq2_zero();
+        for (long j = 0; j < c->w.groups; j++) {
+            const gen_wgroup g = gen_wgroup_at(gen_qgroup(wrow, &c->w, j, 1), dt, c->w.bytes);
+            for (int b = 0; b < NI; b++)
+                acc[b] = gen_qcall_dot(c, &g, dt, b, j, acc[b]);
+        }
+        for (int b = 0; b < NI && c->w.tail; b++)
+            acc[b] = gen_qcall_tail(c, wrow, dt, b, acc[b]);
+        for (int b = 0; b < NI; b++)
+            y[(size_t)b * ldy + r] = vq2_hsum(acc[b]) + (bias ? bias[r] : 0.0f);
     }
-    long j = 0;
-    for (; j + GEN_QG <= nb; j += GEN_QG) {
-        const gen_xrows xj = gen_xrows_at(&x, j, NI);
-        const uint8_t *group = wrow + j / GEN_QG * group_bytes;
-        if (prefetch)
-            for (long o = 0; o < group_bytes; o += 64)
-                __builtin_prefetch(group + GEN_QPF_BYTES + o, 0, 3);
-        gen_group(group, dt, bytes, &xj, NI, acc, off);
+}
+
+/* The same for any number m of rows of x, GEN_QWIDE at a time: the
+ * accumulators live in memory (a load and a store per group and row of
+ * x, against the 4 dot products between them, while the vector ports
+ * are the limit), so that each group is unpacked once for all of them.
+ * A row of W is at most a few KB: it stays in L1 between the passes. */
+static inline __attribute__((always_inline)) void gen_qrows_many(const gen_qcall *c,
+                                                                 const bk_matrix *w, eng_dtype dt,
+                                                                 int m, float *y, int ldy,
+                                                                 const float *bias, long r0,
+                                                                 long r1)
+{
+    vq2 acc[GEN_QWIDE];
+    for (long r = r0; r < r1; r++) {
+        const uint8_t *wrow = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int i0 = 0; i0 < m; i0 += GEN_QWIDE) {
+            const int n = m - i0 < GEN_QWIDE ? m - i0 : GEN_QWIDE;
+            for (int b = 0; b < n; b++)
+                acc[b] = vq2_zero();
+            for (long j = 0; j < c->w.groups; j++) {
+                const gen_wgroup g = gen_wgroup_at(gen_qgroup(wrow, &c->w, j, i0 == 0), dt, c->w.bytes);
+                for (int b = 0; b < n; b++)
+                    acc[b] = gen_qcall_dot(c, &g, dt, i0 + b, j, acc[b]);
+            }
+            for (int b = 0; b < n && c->w.tail; b++)
+                acc[b] = gen_qcall_tail(c, wrow, dt, i0 + b, acc[b]);
+            for (int b = 0; b < n; b++)
+                y[(size_t)(i0 + b) * ldy + r] = vq2_hsum(acc[b]) + (bias ? bias[r] : 0.0f);
+        }
     }
-    if (bytes && j < nb) { /* K-quant rows are whole super-blocks */
-        const gen_xrows xj = gen_xrows_at(&x, j, NI);
-        gen_group_tail(wrow + j / GEN_QG * group_bytes, dt, bytes, (int)(nb - j), &xj, NI, acc, off);
-    }
-    for (int b = 0; b < NI; b++)
-        out[b] = vq2_hsum(acc[b]) - vq8f_hsum(off[b]);
 }
 
 /* Rows [r0, r1) of W (dtype dt, constant after inlining) against every
- * row of a, GEN_QT rows of x per pass over a row of W (which stays in L1
- * between passes: a row is at most a few KB). */
+ * row of a. */
 static inline __attribute__((always_inline)) void gen_qgemv_dt(const bk_matrix *w, eng_dtype dt,
                                                                const cpu_q8_act *a, float *y,
                                                                int ldy, const float *bias,
                                                                long r0, long r1)
 {
-    float out[GEN_QT];
-    for (long r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-        for (int i0 = 0; i0 < a->m; i0 += GEN_QT) {
-            const int ni = a->m - i0 < GEN_QT ? a->m - i0 : GEN_QT;
-            switch (ni) {
-            case 1: gen_qrow(wrow, dt, a, i0, 1, i0 == 0, out); break;
-            case 2: gen_qrow(wrow, dt, a, i0, 2, i0 == 0, out); break;
-            case 3: gen_qrow(wrow, dt, a, i0, 3, i0 == 0, out); break;
-            default: gen_qrow(wrow, dt, a, i0, GEN_QT, i0 == 0, out); break;
-            }
-            for (int b = 0; b < ni; b++)
-                y[(size_t)(i0 + b) * ldy + r] = out[b] + (bias ? bias[r] : 0.0f);
-        }
+    const gen_qcall c = {gen_qshape_of(dt, a->cols), a->q, a->d, a->dsum, a->cols / CPU_Q8_BLOCK};
+    switch (a->m) {
+    case 1: gen_qrows_few(&c, w, dt, 1, y, ldy, bias, r0, r1); break;
+    case 2: gen_qrows_few(&c, w, dt, 2, y, ldy, bias, r0, r1); break;
+    case 3: gen_qrows_few(&c, w, dt, 3, y, ldy, bias, r0, r1); break;
+    case 4: gen_qrows_few(&c, w, dt, 4, y, ldy, bias, r0, r1); break;
+    default: gen_qrows_many(&c, w, dt, a->m, y, ldy, bias, r0, r1); break;
     }
 }
 

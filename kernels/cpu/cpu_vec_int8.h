@@ -39,8 +39,10 @@
  * group) and vq2 their scaled sums: vq2_dot(acc, w, x, s) adds s[0] times
  * the first 32 products and s[1] times the last 32 (x: 64 int8), vq2_dotu
  * the same for weights in [0, 127], vq2_dot16 one scale per 16 (s[0..3],
- * Q6_K).  AVX-512 does a pair in one 512-bit register (one vpdpbusd for
- * 64 products); the other levels run the single-block functions twice. */
+ * Q6_K), vq2_fnma8(acc, wm, p) takes wm[k] * p[k] (k < 8) off acc's
+ * lanes (Q4_0's and Q4_K's offsets).  AVX-512 does a pair in one 512-bit
+ * register (one vpdpbusd for 64 products); the other levels run the
+ * single-block functions twice. */
 #ifndef SSMD_CPU_VEC_INT8_H
 #define SSMD_CPU_VEC_INT8_H
 
@@ -395,6 +397,13 @@ typedef __m512 vq2;
 typedef __m512i vq8x2;
 static inline vq2 vq2_zero(void) { return _mm512_setzero_ps(); }
 static inline float vq2_hsum(vq2 v) { return _mm512_reduce_add_ps(v); }
+/* acc - wm * p[0..7] in its first 8 lanes (zero-extended: the rest
+ * gain -0 * 0) */
+static inline vq2 vq2_fnma8(vq2 acc, vq8f wm, const float *p)
+{
+    return _mm512_fnmadd_ps(_mm512_zextps256_ps512(wm), _mm512_zextps256_ps512(_mm256_loadu_ps(p)),
+                            acc);
+}
 static inline vq8x2 vq8x2_load(const void *p0, const void *p1)
 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(vq8_load(p0)), vq8_load(p1), 1);
@@ -483,6 +492,20 @@ typedef struct vq8x2 {
 } vq8x2;
 static inline vq2 vq2_zero(void) { return (vq2){vq_zero(), vq_zero()}; }
 static inline float vq2_hsum(vq2 v) { return vq_hsum(v.lo) + vq_hsum(v.hi); }
+/* acc - wm * p[0..7], in acc.lo's lanes */
+static inline vq2 vq2_fnma8(vq2 acc, vq8f wm, const float *p)
+{
+#if defined(CPU_ISA_AVX2)
+    acc.lo = _mm256_fnmadd_ps(wm, _mm256_loadu_ps(p), acc.lo);
+#elif defined(CPU_ISA_NEON)
+    acc.lo = vfmsq_f32(acc.lo, wm.val[0], vld1q_f32(p));
+    acc.lo = vfmsq_f32(acc.lo, wm.val[1], vld1q_f32(p + 4));
+#else
+    for (int k = 0; k < 8; k++)
+        acc.lo -= wm.v[k] * p[k];
+#endif
+    return acc;
+}
 static inline vq8x2 vq8x2_load(const void *p0, const void *p1)
 {
     return (vq8x2){vq8_load(p0), vq8_load(p1)};

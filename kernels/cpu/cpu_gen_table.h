@@ -32,6 +32,7 @@
         .variant = VARIANT,                                                                       \
         .gemv_rows = gen_gemv_rows,                                                               \
         .qgemv_rows = gen_qgemv_rows,                                                             \
+        .q8_rows = gen_q8_rows,                                                                   \
         .row_to_f32 = gen_row_to_f32,                                                             \
         .sum = gen_sum,                                                                           \
         .math = gen_math,                                                                         \

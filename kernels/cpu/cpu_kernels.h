@@ -48,6 +48,9 @@ typedef struct cpu_kernels {
      * w->rows; stride ldy). */
     void (*qgemv_rows)(const bk_matrix *w, const cpu_q8_act *a, float *y, int ldy,
                        const float *bias, long r0, long r1);
+    /* Rows of x (stride ldx) quantized for qgemv_rows into a, which
+     * cpu_q8_act_reserve sized (a->m rows of a->cols). */
+    void (*q8_rows)(cpu_q8_act *a, const float *x, int ldx);
     /* n weights of one row (dtype dt, quantized ones included) to f32. */
     void (*row_to_f32)(const void *row, eng_dtype dt, long n, float *dst);
     /* Sum of n floats: the bandwidth probe of bench_engine. */

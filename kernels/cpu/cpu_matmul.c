@@ -113,7 +113,8 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
 {
     const cpu_q8_act *xq = NULL;
     if (!use_blas(m) && eng_dtype_info_of(w->dtype)->quantized) {
-        cpu_q8_act_fill(&ctx->act, x, ldx, m, w->cols);
+        cpu_q8_act_reserve(&ctx->act, m, w->cols);
+        ctx->k->q8_rows(&ctx->act, x, ldx);
         xq = &ctx->act;
     }
     matmul_job j = {ctx, w, x, bias, xq, y, ldx, ldy, m,

@@ -8,8 +8,8 @@
  * blocks' scales once per 32 (or 16) products.  Numerics: x is rounded to
  * 8 bits (relative error up to 1/254 of its block's largest value); every
  * integer dot product is exact; the scaled partial sums accumulate in f32.
- * Scalar, level-independent C: it touches m * cols floats, the weights
- * rows * cols bytes.
+ * The quantizing itself is each level's q8_rows (cpu_kernels.h), all of
+ * them to the same bytes.
  */
 #ifndef SSMD_CPU_QUANT_H
 #define SSMD_CPU_QUANT_H
@@ -30,8 +30,12 @@ typedef struct cpu_q8_act {
     size_t cap_q, cap_blocks; /* allocated elements of q and of d / sum */
 } cpu_q8_act;
 
-/* Quantizes rows [0, m) of x (stride ldx, cols a multiple of 32) into a,
- * growing its buffers as needed (xmalloc: aborts when out of memory). */
+/* Makes a hold m rows of cols (a multiple of 32) values, growing its
+ * buffers as needed (xmalloc: aborts when out of memory). */
+void cpu_q8_act_reserve(cpu_q8_act *a, int m, long cols);
+
+/* Quantizes rows [0, m) of x (stride ldx) into a with the scalar level's
+ * q8_rows: the reference that tests and benches hold every level to. */
 void cpu_q8_act_fill(cpu_q8_act *a, const float *x, int ldx, int m, long cols);
 
 /* Frees the buffers; a is then empty (and may be filled again). */

@@ -72,6 +72,12 @@ enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 #define vf_select_eq(x, t, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_EQ_OQ), b, a)
 #define vf_from_int(i) _mm512_castsi512_ps(i)
 #define vh_load(p) _mm256_loadu_si256((const __m256i *)(p)) /* VF_W 16-bit values */
+#define vf_hmax(v) _mm512_reduce_max_ps(v)
+/* the lanes (each in [-128, 127]) as VF_W bytes */
+static inline void vi_store_i8(int8_t *p, vint v)
+{
+    _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v));
+}
 #else
 #define vf_abs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
 #define vf_round(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
@@ -79,6 +85,17 @@ enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 #define vf_select_eq(x, t, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, t, _CMP_EQ_OQ))
 #define vf_from_int(i) _mm256_castsi256_ps(i)
 #define vh_load(p) _mm_loadu_si128((const __m128i *)(p))
+static inline float vf_hmax(vf v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+static inline void vi_store_i8(int8_t *p, vint v)
+{
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
+}
 static inline float vf_hsum(vf v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -113,6 +130,7 @@ enum { VF_W = 4 }; /* 32 registers */
 #define vf_min(a, b) vminq_f32(a, b)
 #define vf_abs(a) vabsq_f32(a)
 #define vf_hsum(v) vaddvq_f32(v)
+#define vf_hmax(v) vmaxvq_f32(v)
 #define vf_round(v) vrndnq_f32(v)
 #define vf_select_gt(x, t, a, b) vbslq_f32(vcgtq_f32(x, t), a, b)
 #define vf_select_eq(x, t, a, b) vbslq_f32(vceqq_f32(x, t), a, b)
@@ -134,6 +152,13 @@ static inline vf vf_load_bf16(const uint16_t *p)
 static inline vf vf_load_f16(const uint16_t *p)
 {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+static inline void vi_store_i8(int8_t *p, vint v)
+{
+    const int16x4_t h = vmovn_s32(v);
+    int8_t t[8];
+    vst1_s8(t, vmovn_s16(vcombine_s16(h, h)));
+    memcpy(p, t, 4);
 }
 
 #elif defined(CPU_ISA_SCALAR)
@@ -158,6 +183,8 @@ static inline vf vf_max(vf a, vf b) { return a > b ? a : b; }
 static inline vf vf_min(vf a, vf b) { return a < b ? a : b; }
 static inline vf vf_abs(vf a) { return fabsf(a); }
 static inline float vf_hsum(vf v) { return v; }
+static inline float vf_hmax(vf v) { return v; }
+static inline void vi_store_i8(int8_t *p, vint v) { *p = (int8_t)v; }
 static inline vf vf_round(vf v) { return rintf(v); }
 static inline vf vf_select_gt(vf x, vf t, vf a, vf b) { return x > t ? a : b; }
 static inline vf vf_select_eq(vf x, vf t, vf a, vf b) { return x == t ? a : b; }

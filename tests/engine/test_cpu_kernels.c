@@ -331,6 +331,51 @@ START_TEST(test_qmatmul_all_paths)
 }
 END_TEST
 
+/* Level _i's q8_rows against the definition in plain C (cpu_quant.h):
+ * the same bytes, scales and sums, bit for bit, on blocks of random
+ * values, all zeros, halves that round to even, and one huge value. */
+START_TEST(test_q8_rows_exact)
+{
+    enum { M = 3, COLS = 128, LDX = COLS + 5 };
+    const cpu_kernels *k = level_at(_i);
+    unsigned seed = 11;
+    float x[M * LDX];
+    for (int i = 0; i < M * LDX; i++)
+        x[i] = frand(&seed) * (i % 7 == 0 ? 40.0f : 1.0f);
+    for (int l = 0; l < 32; l++) /* row 0, block 1: all zeros */
+        x[32 + l] = 0.0f;
+    for (int l = 0; l < 32; l++) /* row 1, block 0: max 127, d = 1, so x / d ends in .5 */
+        x[LDX + l] = (float)(l - 16) + 0.5f;
+    x[LDX] = 127.0f;
+    x[2 * LDX + 64] = 3e30f; /* row 2, block 2: one huge value */
+    cpu_q8_act a = {0};
+    cpu_q8_act_reserve(&a, M, COLS);
+    k->q8_rows(&a, x, LDX);
+    for (int i = 0; i < M; i++)
+        for (int b = 0; b < COLS / 32; b++) {
+            const float *xb = x + i * LDX + b * 32;
+            float amax = 0.0f;
+            for (int l = 0; l < 32; l++)
+                amax = fabsf(xb[l]) > amax ? fabsf(xb[l]) : amax;
+            const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+            int sum = 0;
+            for (int l = 0; l < 32; l++) {
+                float q = nearbyintf(xb[l] * id);
+                q = q < 127.0f ? q : 127.0f;
+                q = q > -127.0f ? q : -127.0f;
+                ck_assert_msg(a.q[(i * COLS) + b * 32 + l] == (int8_t)q, "%s row %d block %d [%d]: %d, want %d",
+                              k->name, i, b, l, a.q[(i * COLS) + b * 32 + l], (int)q);
+                sum += (int)q;
+            }
+            const int bi = i * (COLS / 32) + b;
+            ck_assert_msg(a.d[bi] == d && a.dsum[bi] == d * (float)sum,
+                          "%s row %d block %d: d %g dsum %g, want %g %g", k->name, i, b, a.d[bi],
+                          a.dsum[bi], d, d * (float)sum);
+        }
+    cpu_q8_act_free(&a);
+}
+END_TEST
+
 /* Rows of 32-weight blocks that are not whole groups of 8 (1, 3, 7, 9
  * blocks): the integer kernel's padded last group, at level _i. */
 START_TEST(test_qmatmul_block_tails)
@@ -493,6 +538,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_vector_math_accuracy, 0, levels);
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
+    tcase_add_loop_test(tc, test_q8_rows_exact, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_block_tails, 0, levels);
     tcase_add_test(tc, test_qmatmul_plain_variant);

@@ -271,6 +271,11 @@ int eng_bpe_load(eng_bpe *b, const json_t *model, const char *path, ssmd_err *er
         return ssmd_err_set(err, SSMD_EUNSUPPORTED, "%s: BPE dropout is not supported", path);
     const json_t *pre = json_object_get(model, "continuing_subword_prefix");
     const json_t *suf = json_object_get(model, "end_of_word_suffix");
+    if (!is_unset_string(pre) && !json_is_string(pre))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: model.continuing_subword_prefix is not a string",
+                            path);
+    if (!is_unset_string(suf) && !json_is_string(suf))
+        return ssmd_err_set(err, SSMD_EFORMAT, "%s: model.end_of_word_suffix is not a string", path);
     if (!is_unset_string(pre)) {
         b->prefix_len = json_string_length(pre);
         b->prefix = xrealloc(NULL, b->prefix_len + 1);

@@ -425,6 +425,11 @@ START_TEST(test_bad_files)
 
     expect_variant_error("model", "type", json_string("WordPiece"), SSMD_EUNSUPPORTED, "WordPiece");
     expect_variant_error("model", "type", json_string("Unigram"), SSMD_EUNSUPPORTED, "Unigram");
+    /* found by fuzz_tokenizer_load: a non-string reached memcpy as NULL */
+    expect_variant_error("model", "continuing_subword_prefix", json_true(), SSMD_EFORMAT,
+                         "continuing_subword_prefix is not a string");
+    expect_variant_error("model", "end_of_word_suffix", json_integer(3), SSMD_EFORMAT,
+                         "end_of_word_suffix is not a string");
     expect_variant_error(NULL, "normalizer", json_pack("{s:s}", "type", "BertNormalizer"),
                          SSMD_EUNSUPPORTED, "BertNormalizer");
     expect_variant_error(NULL, "normalizer", json_pack("{s:s}", "type", "Precompiled"),

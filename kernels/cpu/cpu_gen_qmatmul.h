@@ -215,6 +215,27 @@ static inline __attribute__((always_inline)) vq2 gen_qcall_tail(const gen_qcall 
                         c->q + block * CPU_Q8_BLOCK, c->d + block, c->dsum + block, acc);
 }
 
+/* Row r of W (at wrow) against rows [i0, i0 + n) of x, into y (plus
+ * bias_r), with the accumulators in acc[0..n).  Prefetches ahead on the
+ * first pass over the row only (i0 == 0). */
+static inline __attribute__((always_inline)) void gen_qrow(const gen_qcall *c, const uint8_t *wrow,
+                                                           eng_dtype dt, int i0, int n,
+                                                           vq2 acc[], float *y, int ldy,
+                                                           float bias_r, long r)
+{
+    for (int b = 0; b < n; b++)
+        acc[b] = vq2_zero();
+    for (long j = 0; j < c->w.groups; j++) {
+        const gen_wgroup g = gen_wgroup_at(gen_qgroup(wrow, &c->w, j, i0 == 0), dt, c->w.bytes);
+        for (int b = 0; b < n; b++)
+            acc[b] = gen_qcall_dot(c, &g, dt, i0 + b, j, acc[b]);
+    }
+    for (int b = 0; b < n && c->w.tail; b++)
+        acc[b] = gen_qcall_tail(c, wrow, dt, i0 + b, acc[b]);
+    for (int b = 0; b < n; b++)
+        y[(size_t)(i0 + b) * ldy + r] = vq2_hsum(acc[b]) + bias_r;
+}
+
 /* Rows [r0, r1) of W (dtype dt) against rows [0, NI) of x (NI <= GEN_QT:
  * all of them), into y.  Inlined with dt and NI constant so that the
  * accumulators stay in registers. */
@@ -224,19 +245,9 @@ static inline __attribute__((always_inline)) void gen_qrows_few(const gen_qcall 
                                                                 const float *bias, long r0, long r1)
 {
     for (long r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
         vq2 acc[GEN_QT];
-        for (int b = 0; b < NI; b++)
-            acc[b] = vq2_zero();
-        for (long j = 0; j < c->w.groups; j++) {
-            const gen_wgroup g = gen_wgroup_at(gen_qgroup(wrow, &c->w, j, 1), dt, c->w.bytes);
-            for (int b = 0; b < NI; b++)
-                acc[b] = gen_qcall_dot(c, &g, dt, b, j, acc[b]);
-        }
-        for (int b = 0; b < NI && c->w.tail; b++)
-            acc[b] = gen_qcall_tail(c, wrow, dt, b, acc[b]);
-        for (int b = 0; b < NI; b++)
-            y[(size_t)b * ldy + r] = vq2_hsum(acc[b]) + (bias ? bias[r] : 0.0f);
+        gen_qrow(c, (const uint8_t *)w->data + (size_t)r * w->row_bytes, dt, 0, NI, acc, y, ldy,
+                 bias ? bias[r] : 0.0f, r);
     }
 }
 
@@ -252,23 +263,10 @@ static inline __attribute__((always_inline)) void gen_qrows_many(const gen_qcall
                                                                  long r1)
 {
     vq2 acc[GEN_QWIDE];
-    for (long r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-        for (int i0 = 0; i0 < m; i0 += GEN_QWIDE) {
-            const int n = m - i0 < GEN_QWIDE ? m - i0 : GEN_QWIDE;
-            for (int b = 0; b < n; b++)
-                acc[b] = vq2_zero();
-            for (long j = 0; j < c->w.groups; j++) {
-                const gen_wgroup g = gen_wgroup_at(gen_qgroup(wrow, &c->w, j, i0 == 0), dt, c->w.bytes);
-                for (int b = 0; b < n; b++)
-                    acc[b] = gen_qcall_dot(c, &g, dt, i0 + b, j, acc[b]);
-            }
-            for (int b = 0; b < n && c->w.tail; b++)
-                acc[b] = gen_qcall_tail(c, wrow, dt, i0 + b, acc[b]);
-            for (int b = 0; b < n; b++)
-                y[(size_t)(i0 + b) * ldy + r] = vq2_hsum(acc[b]) + (bias ? bias[r] : 0.0f);
-        }
-    }
+    for (long r = r0; r < r1; r++)
+        for (int i0 = 0; i0 < m; i0 += GEN_QWIDE)
+            gen_qrow(c, (const uint8_t *)w->data + (size_t)r * w->row_bytes, dt, i0,
+                     m - i0 < GEN_QWIDE ? m - i0 : GEN_QWIDE, acc, y, ldy, bias ? bias[r] : 0.0f, r);
 }
 
 /* Rows [r0, r1) of W (dtype dt, constant after inlining) against every

@@ -250,8 +250,6 @@ static inline vq8f vq8f_set1(float f) { return _mm256_set1_ps(f); }
 static inline vq8f vq8f_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline void vq8f_store(float *p, vq8f v) { _mm256_storeu_ps(p, v); }
 static inline vq8f vq8f_mul(vq8f a, vq8f b) { return _mm256_mul_ps(a, b); }
-static inline vq8f vq8f_fma(vq8f a, vq8f b, vq8f c) { return _mm256_fmadd_ps(a, b, c); }
-#define vq8f_hsum(v) vq_hsum(v)
 static inline vq8f vq8f_u8(const uint8_t *p)
 {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
@@ -295,11 +293,6 @@ static inline vq8f vq8f_mul(vq8f a, vq8f b)
 {
     return vq8f_of(vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1]));
 }
-static inline vq8f vq8f_fma(vq8f a, vq8f b, vq8f c)
-{
-    return vq8f_of(vfmaq_f32(c.val[0], a.val[0], b.val[0]), vfmaq_f32(c.val[1], a.val[1], b.val[1]));
-}
-static inline float vq8f_hsum(vq8f v) { return vaddvq_f32(vaddq_f32(v.val[0], v.val[1])); }
 static inline vq8f vq8f_u8(const uint8_t *p)
 {
     const uint16x8_t h = vmovl_u8(vld1_u8(p));
@@ -347,19 +340,6 @@ static inline vq8f vq8f_mul(vq8f a, vq8f b)
     for (int k = 0; k < 8; k++)
         a.v[k] *= b.v[k];
     return a;
-}
-static inline vq8f vq8f_fma(vq8f a, vq8f b, vq8f c)
-{
-    for (int k = 0; k < 8; k++)
-        c.v[k] += a.v[k] * b.v[k];
-    return c;
-}
-static inline float vq8f_hsum(vq8f v)
-{
-    float s = 0.0f;
-    for (int k = 0; k < 8; k++)
-        s += v.v[k];
-    return s;
 }
 static inline vq8f vq8f_u8(const uint8_t *p)
 {

@@ -12,6 +12,7 @@
 /* Prefetching the next panel pays where a step consumes at least a cache
  * line per row; one-lane code leaves it to the hardware prefetcher. */
 #define GEN_PREFETCH (VF_W >= 4)
+enum { GEN_PF_BYTES = 4096 }; /* how far ahead of the panel being read, at least */
 
 static inline const void *gen_w_row(const bk_matrix *w, long r)
 {
@@ -96,13 +97,26 @@ static inline __attribute__((always_inline)) void gen_gemv_dt(const bk_matrix *w
                                                               long r0, long r1)
 {
     const long K = w->cols, KV = K / VF_W * VF_W;
+    /* The panel prefetched is `ahead` panels on: at least GEN_PF_BYTES, or
+     * short rows (dt_proj's 48 f32 columns: 768 bytes a panel) wait for
+     * memory at every panel.  Rows past r1 are another work item's, but
+     * the same stream; the first `ahead` panels are prefetched up front. */
+    const long panel_bytes = 4 * w->row_bytes;
+    const long ahead = panel_bytes >= GEN_PF_BYTES ? 1 : (GEN_PF_BYTES + panel_bytes - 1) / panel_bytes;
+    if (GEN_PREFETCH && ahead > 1 && r0 + 4 < w->rows) {
+        const long end = r0 + 4 * ahead < w->rows ? r0 + 4 * ahead : w->rows;
+        for (long o = 0; o < (end - r0 - 4) * (long)w->row_bytes; o += 64)
+            __builtin_prefetch((const char *)gen_w_row(w, r0 + 4) + o, 0, 3);
+    }
     long r = r0;
     for (; r + 4 <= r1; r += 4) {
         const void *const wr[4] = {gen_w_row(w, r), gen_w_row(w, r + 1), gen_w_row(w, r + 2),
                                    gen_w_row(w, r + 3)};
         const int npass = (m + VF_TILE_M - 1) / VF_TILE_M;
-        const long panel_bytes = 4 * w->row_bytes;
-        const char *next = r + 8 <= r1 ? (const char *)gen_w_row(w, r + 4) : NULL;
+        const long pr = r + 4 * ahead; /* the panel to prefetch */
+        const char *next = pr + 4 <= w->rows && (ahead > 1 || pr + 4 <= r1)
+                               ? (const char *)gen_w_row(w, pr)
+                               : NULL;
         for (int i0 = 0; i0 < m; i0 += VF_TILE_M) {
             int ni = m - i0 < VF_TILE_M ? m - i0 : VF_TILE_M;
             const float *xi = x + (size_t)i0 * ldx;
@@ -116,8 +130,11 @@ static inline __attribute__((always_inline)) void gen_gemv_dt(const bk_matrix *w
                 gen_tile_pass(wr, dt, xi, ldx, ni, KV, acc, pf, 1);
             for (int b = 0; b < ni; b++) {
                 const float *xr = xi + (size_t)b * ldx;
+                float sum[4]; /* reduced together: on short rows (dt_proj's 48
+                                 columns) four separate sums cost more than the FMAs */
+                vf_hsum4(acc[0][b], acc[1][b], acc[2][b], acc[3][b], sum);
                 for (int a = 0; a < 4; a++) {
-                    float s = vf_hsum(acc[a][b]);
+                    float s = sum[a];
                     for (long k = KV; k < K; k++)
                         s += vf_load_w1(wr[a], dt, k) * xr[k];
                     y[(size_t)(i0 + b) * ldy + r + a] = s + (bias ? bias[r + a] : 0.0f);

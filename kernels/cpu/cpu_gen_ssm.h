@@ -11,6 +11,8 @@
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_ssm.h"
 
+enum { GEN_SCAN_PF = 64 }; /* floats: 256 bytes ahead in each row of the state */
+
 static void gen_silu_inplace(float *v, long n)
 {
     long i = 0;
@@ -66,6 +68,13 @@ static void gen_scan_channels(const bk_ssm_layer *l, float *state, const float *
     long e = e0;
     vf h[CPU_SSM_MAX_STATE];
     for (; e + VF_W <= e1; e += VF_W) {
+        /* The state and A rows are N streams VF_W floats wide: prefetched
+         * GEN_SCAN_PF floats on, or each vector of channels waits for
+         * memory N times (decode reads them once per step, cold) */
+        for (int n = 0; n < N && e + GEN_SCAN_PF < e1; n++) {
+            __builtin_prefetch(state + (size_t)n * E + e + GEN_SCAN_PF, 1, 3);
+            __builtin_prefetch(l->A + (size_t)n * E + e + GEN_SCAN_PF, 0, 3);
+        }
         for (int n = 0; n < N; n++)
             h[n] = vf_load(state + (size_t)n * E + e);
         const vf bias = vf_load(l->dt_bias + e), Dv = vf_load(l->D + e);

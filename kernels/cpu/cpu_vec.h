@@ -66,7 +66,6 @@ enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 
 #if defined(CPU_ISA_AVX512)
 #define vf_abs(a) _mm512_abs_ps(a)
-#define vf_hsum(v) _mm512_reduce_add_ps(v)
 #define vf_round(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define vf_select_gt(x, t, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_GT_OQ), b, a)
 #define vf_select_eq(x, t, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, t, _CMP_EQ_OQ), b, a)
@@ -77,6 +76,34 @@ enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 static inline void vi_store_i8(int8_t *p, vint v)
 {
     _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v));
+}
+/* The lanes' sum: the high 256 bits onto the low, then 128 onto 128, then
+ * 64 onto 64, then lane 1 onto lane 0.  vf_hsum4 adds in this same order,
+ * so a row's sum does not depend on which of the two took it. */
+static inline float vf_hsum(vf v)
+{
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+/* out[k] = vf_hsum of the k-th vector, the four reduced side by side:
+ * 14 operations where four vf_hsum take 32. */
+static inline void vf_hsum4(vf a, vf b, vf c, vf d, float out[4])
+{
+    /* 128-bit chunks [a0+a2 a1+a3 b0+b2 b1+b3], the same for c and d */
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* chunk k: the four partial sums of vector k */
+    const __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512 t = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m512 u = _mm512_add_ps(t, _mm512_permute_ps(t, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i first = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(first, u)));
 }
 #else
 #define vf_abs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
@@ -96,11 +123,29 @@ static inline void vi_store_i8(int8_t *p, vint v)
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
 }
+/* The lanes' sum: 128 bits onto 128, 64 onto 64, lane 1 onto lane 0; in
+ * the order vf_hsum4 adds them too. */
 static inline float vf_hsum(vf v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+/* out[k] = vf_hsum of the k-th vector, the four reduced side by side. */
+static inline void vf_hsum4(vf a, vf b, vf c, vf d, float out[4])
+{
+    /* [a's 4 partial sums | b's], the same for c and d */
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20),
+                                    _mm256_permute2f128_ps(a, b, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20),
+                                    _mm256_permute2f128_ps(c, d, 0x31));
+    /* [a0+a2 a1+a3 c0+c2 c1+c3 | the same for b and d] */
+    const __m256 s = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* [a c a c | b d b d] */
+    const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(s, s, _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(s, s, _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm_storeu_ps(out, _mm_unpacklo_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)));
 }
 #endif
 /* bf16 is the top half of an f32: widen and shift; f16 through F16C. */
@@ -129,7 +174,17 @@ enum { VF_W = 4 }; /* 32 registers */
 #define vf_max(a, b) vmaxq_f32(a, b)
 #define vf_min(a, b) vminq_f32(a, b)
 #define vf_abs(a) vabsq_f32(a)
-#define vf_hsum(v) vaddvq_f32(v)
+/* (v0 + v1) + (v2 + v3), as vf_hsum4 adds them too */
+static inline float vf_hsum(vf v)
+{
+    const float32x4_t p = vpaddq_f32(v, v);
+    return vgetq_lane_f32(vpaddq_f32(p, p), 0);
+}
+/* out[k] = vf_hsum of the k-th vector, the four reduced side by side. */
+static inline void vf_hsum4(vf a, vf b, vf c, vf d, float out[4])
+{
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)));
+}
 #define vf_hmax(v) vmaxvq_f32(v)
 #define vf_round(v) vrndnq_f32(v)
 #define vf_select_gt(x, t, a, b) vbslq_f32(vcgtq_f32(x, t), a, b)
@@ -183,6 +238,10 @@ static inline vf vf_max(vf a, vf b) { return a > b ? a : b; }
 static inline vf vf_min(vf a, vf b) { return a < b ? a : b; }
 static inline vf vf_abs(vf a) { return fabsf(a); }
 static inline float vf_hsum(vf v) { return v; }
+static inline void vf_hsum4(vf a, vf b, vf c, vf d, float out[4])
+{
+    out[0] = a, out[1] = b, out[2] = c, out[3] = d;
+}
 static inline float vf_hmax(vf v) { return v; }
 static inline void vi_store_i8(int8_t *p, vint v) { *p = (int8_t)v; }
 static inline vf vf_round(vf v) { return rintf(v); }

@@ -14,7 +14,7 @@
  * (the scalar level calls those).  vq accumulates scaled integer dot
  * products in f32 lanes: vq_dot32(acc, w, x, s0, s1) adds
  * s0 * sum(w[l] x[l], l < 16) + s1 * sum(w[l] x[l], 16 <= l < 32) to acc's
- * lanes (spread as the level likes; vq_hsum adds them up); vq_dot32s is
+ * lanes (spread as the level likes); vq_dot32s is
  * the same with one scale for all 32, and vq_dotu32s the same again for
  * weights in [0, 127] (Q4 nibbles before their offset: vq8_q4_0u is a
  * Q4_0 block's q without the - 8, which the caller takes off through x's
@@ -40,7 +40,9 @@
  * the first 32 products and s[1] times the last 32 (x: 64 int8), vq2_dotu
  * the same for weights in [0, 127], vq2_dot16 one scale per 16 (s[0..3],
  * Q6_K), vq2_fnma8(acc, wm, p) takes wm[k] * p[k] (k < 8) off acc's
- * lanes (Q4_0's and Q4_K's offsets).  AVX-512 does a pair in one 512-bit
+ * lanes (Q4_0's and Q4_K's offsets); vq2_hsum adds a vq2's lanes up and
+ * vq2_hsum4 four of them side by side, in the same order (cpu_vec.h's
+ * vf_hsum4).  AVX-512 does a pair in one 512-bit
  * register (one vpdpbusd for 64 products); the other levels run the
  * single-block functions twice. */
 #ifndef SSMD_CPU_VEC_INT8_H
@@ -119,11 +121,6 @@ static inline float vq_f16(const uint8_t *p)
 {
     return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8));
 }
-#if defined(CPU_ISA_AVX512)
-#define vq_hsum(v) _mm512_reduce_add_ps(_mm512_zextps256_ps512(v))
-#else
-#define vq_hsum(v) vf_hsum(v)
-#endif
 #elif defined(CPU_ISA_NEON)
 typedef float32x4_t vq;
 typedef int8x16x2_t vq8;
@@ -179,7 +176,6 @@ static inline vq8 vq8_q4_0u(const uint8_t *block)
     const uint8x16_t v = vld1q_u8(block + 2);
     return (vq8){{vq8_nib16(v, 0), vq8_nib16(v, 1)}};
 }
-static inline float vq_hsum(vq v) { return vaddvq_f32(v); }
 static inline float vq_f16(const uint8_t *p)
 {
     __fp16 h;
@@ -235,7 +231,6 @@ static inline vq8 vq8_q4_0u(const uint8_t *block)
         r.v[l] = (int8_t)(r.v[l] + 8);
     return r;
 }
-static inline float vq_hsum(vq v) { return v; }
 static inline float vq_f16(const uint8_t *p)
 {
     return eng_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
@@ -376,7 +371,8 @@ static inline vq8f vq8f_f16s(const uint8_t *p, long stride)
 typedef __m512 vq2;
 typedef __m512i vq8x2;
 static inline vq2 vq2_zero(void) { return _mm512_setzero_ps(); }
-static inline float vq2_hsum(vq2 v) { return _mm512_reduce_add_ps(v); }
+#define vq2_hsum(v) vf_hsum(v)
+#define vq2_hsum4(a, b, c, d, out) vf_hsum4(a, b, c, d, out)
 /* acc - wm * p[0..7] in its first 8 lanes (zero-extended: the rest
  * gain -0 * 0) */
 static inline vq2 vq2_fnma8(vq2 acc, vq8f wm, const float *p)
@@ -471,7 +467,12 @@ typedef struct vq8x2 {
     vq8 lo, hi;
 } vq8x2;
 static inline vq2 vq2_zero(void) { return (vq2){vq_zero(), vq_zero()}; }
-static inline float vq2_hsum(vq2 v) { return vq_hsum(v.lo) + vq_hsum(v.hi); }
+/* (vq is vf at these levels) the two halves added lane by lane first */
+static inline float vq2_hsum(vq2 v) { return vf_hsum(vf_add(v.lo, v.hi)); }
+static inline void vq2_hsum4(vq2 a, vq2 b, vq2 c, vq2 d, float out[4])
+{
+    vf_hsum4(vf_add(a.lo, a.hi), vf_add(b.lo, b.hi), vf_add(c.lo, c.hi), vf_add(d.lo, d.hi), out);
+}
 /* acc - wm * p[0..7], in acc.lo's lanes */
 static inline vq2 vq2_fnma8(vq2 acc, vq8f wm, const float *p)
 {

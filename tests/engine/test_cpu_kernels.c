@@ -411,6 +411,64 @@ START_TEST(test_qmatmul_plain_variant)
 }
 END_TEST
 
+/* y for rows of x multiplied alone (m = 1) and in a batch of 6, with W's
+ * N rows all the same: every output of one row of x must be the same bits
+ * (rows reduced four at a time, vf_hsum4 / vq2_hsum4, and the others one
+ * at a time must add in one order), and a row's outputs must not depend on
+ * the batch it is in.  dt any dtype; K columns.  At level k, one thread. */
+static void rows_agree_case(const cpu_kernels *k, eng_dtype dt, int K)
+{
+    enum { N = 7, M = 6 };
+    unsigned seed = 5;
+    const uint64_t rb = eng_dtype_row_bytes(dt, K);
+    uint8_t *w = malloc(rb * N);
+    float *x = malloc(sizeof(float) * M * K), *y1 = malloc(sizeof(float) * N),
+          *ym = malloc(sizeof(float) * M * N), *row = malloc(sizeof(float) * K);
+    for (int c = 0; c < K; c++)
+        row[c] = frand(&seed);
+    if (eng_dtype_info_of(dt)->quantized)
+        eng_quant_quantize(dt, row, K, w);
+    else if (dt == ENG_DTYPE_F32)
+        memcpy(w, row, rb);
+    else
+        for (int c = 0; c < K; c++)
+            ((uint16_t *)w)[c] = dt == ENG_DTYPE_F16 ? eng_f32_to_f16(row[c]) : eng_f32_to_bf16(row[c]);
+    for (int n = 1; n < N; n++)
+        memcpy(w + n * rb, w, rb);
+    for (int i = 0; i < M * K; i++)
+        x[i] = frand(&seed);
+    eng_threadpool *pool = eng_threadpool_create(1);
+    cpu_matmul_ctx ctx = {.pool = pool, .k = k};
+    bk_matrix wm = {.data = w, .row_bytes = rb, .dtype = dt, .rows = N, .cols = K};
+    cpu_matmul(&ctx, &wm, x, K, M, ym, N, NULL);
+    for (int i = 0; i < M; i++) {
+        cpu_matmul(&ctx, &wm, x + i * K, K, 1, y1, N, NULL);
+        for (int n = 0; n < N; n++) {
+            ck_assert_msg(y1[n] == y1[0], "%s %s K %d: row %d of W gives %.9g, row 0 %.9g",
+                          k->name, eng_dtype_info_of(dt)->name, K, n, y1[n], y1[0]);
+            ck_assert_msg(ym[i * N + n] == y1[n], "%s %s K %d: x row %d in a batch of %d gives %.9g, alone %.9g",
+                          k->name, eng_dtype_info_of(dt)->name, K, i, M, ym[i * N + n], y1[n]);
+        }
+    }
+    cpu_matmul_ctx_close(&ctx);
+    eng_threadpool_destroy(pool);
+    free(w), free(x), free(y1), free(ym), free(row);
+}
+
+START_TEST(test_matmul_rows_agree)
+{
+    const cpu_kernels *k = level_at(_i);
+    const eng_dtype floats[] = {ENG_DTYPE_F32, ENG_DTYPE_F16, ENG_DTYPE_BF16};
+    for (int d = 0; d < 3; d++) {
+        rows_agree_case(k, floats[d], 48); /* dt_proj's rows */
+        rows_agree_case(k, floats[d], 85);
+    }
+    rows_agree_case(k, ENG_DTYPE_Q8_0, 256);
+    rows_agree_case(k, ENG_DTYPE_Q4_0, 288);
+    rows_agree_case(k, ENG_DTYPE_Q4_K, 512);
+}
+END_TEST
+
 /* A cpu backend (best level) on one thread. */
 static bk_backend *cpu_backend_one_thread(void)
 {
@@ -539,6 +597,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_row_convert_and_sum, 0, levels);
     tcase_add_loop_test(tc, test_matmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_q8_rows_exact, 0, levels);
+    tcase_add_loop_test(tc, test_matmul_rows_agree, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_block_tails, 0, levels);
     tcase_add_test(tc, test_qmatmul_plain_variant);

@@ -68,6 +68,7 @@ ifeq ($(SSMD_ARCH),x86_64)
 ISA_AVX2_FLAGS := -mavx2 -mfma -mf16c
 %/kernels/cpu/cpu_isa_scalar.o: BASEFLAGS += -mno-avx
 %/kernels/cpu/cpu_isa_avx2.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mno-avx512f
+%/kernels/cpu/cpu_isa_avx2vnni.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavxvnni -mno-avx512f
 %/kernels/cpu/cpu_isa_avx512.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl
 %/kernels/cpu/cpu_isa_avx512vnni.o: BASEFLAGS += $(ISA_AVX2_FLAGS) -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni
 else ifeq ($(SSMD_ARCH),aarch64)

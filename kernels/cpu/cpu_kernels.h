@@ -153,6 +153,6 @@ void cpu_kernels_describe(char *buf, size_t size);
 /* Each level's table, defined by its cpu_isa_*.c (only those the target
  * architecture has are linked). */
 extern const cpu_kernels cpu_kernels_scalar, cpu_kernels_neon, cpu_kernels_avx2,
-    cpu_kernels_avx512, cpu_kernels_avx512vnni, cpu_kernels_neon_dotprod;
+    cpu_kernels_avx2vnni, cpu_kernels_avx512, cpu_kernels_avx512vnni, cpu_kernels_neon_dotprod;
 
 #endif

@@ -82,6 +82,14 @@ static int x86_vnni(void)
     unsigned a, b, c, d;
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((c >> 11) & 1);
 }
+
+/* AVX-VNNI (cpuid 7.1 eax bit 4), on top of x86_level's AVX2: ymm state
+ * only, which AVX2 already needs. */
+static int x86_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
+}
 #endif
 
 const cpu_kernels *cpu_kernels_for(cpu_level l)
@@ -89,7 +97,10 @@ const cpu_kernels *cpu_kernels_for(cpu_level l)
     switch (l) {
     case CPU_LEVEL_SCALAR: return &cpu_kernels_scalar;
 #if CPU_X86
-    case CPU_LEVEL_AVX2: return x86_level() >= CPU_LEVEL_AVX2 ? &cpu_kernels_avx2 : NULL;
+    case CPU_LEVEL_AVX2:
+        if (x86_level() < CPU_LEVEL_AVX2)
+            return NULL;
+        return x86_avxvnni() ? &cpu_kernels_avx2vnni : &cpu_kernels_avx2;
     case CPU_LEVEL_AVX512:
         if (x86_level() < CPU_LEVEL_AVX512)
             return NULL;

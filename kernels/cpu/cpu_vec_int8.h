@@ -82,6 +82,8 @@ static inline vq8 vq8_q6k(const uint8_t *block, int g)
  * zero vector. */
 #if defined(__AVX512VNNI__)
 #define VQ_P32(X, zero, w_unsigned, x_signed) X##_dpbusd_epi32(zero, w_unsigned, x_signed)
+#elif defined(__AVXVNNI__) /* 256 bits only: the AVX2 level's variant */
+#define VQ_P32(X, zero, w_unsigned, x_signed) X##_dpbusd_avx_epi32(zero, w_unsigned, x_signed)
 #else
 #define VQ_P32(X, zero, w_unsigned, x_signed)                                                     \
     X##_madd_epi16(X##_maddubs_epi16(w_unsigned, x_signed), X##_set1_epi16(1))

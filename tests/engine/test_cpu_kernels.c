@@ -387,27 +387,31 @@ START_TEST(test_qmatmul_block_tails)
 }
 END_TEST
 
-/* The table of a level that cpu_kernels_for passes over here because the
- * CPU has the level's extra instructions (plain AVX-512 where VNNI exists,
- * plain NEON where the dot product does): it must still compute the same,
- * for CPUs that lack them.  Nothing to run where no such table exists. */
+/* The tables of the levels that cpu_kernels_for passes over here because
+ * the CPU has the level's extra instructions (plain AVX-512 where AVX-512
+ * VNNI exists, plain AVX2 where AVX-VNNI does, plain NEON where the dot
+ * product does): they must still compute the same, for CPUs that lack
+ * them.  Nothing to run where no such table exists. */
 START_TEST(test_qmatmul_plain_variant)
 {
-    const cpu_kernels *plain = NULL;
+    const cpu_kernels *plain[2] = {NULL, NULL};
 #if defined(__x86_64__)
     if (cpu_kernels_for(CPU_LEVEL_AVX512) == &cpu_kernels_avx512vnni)
-        plain = &cpu_kernels_avx512;
+        plain[0] = &cpu_kernels_avx512;
+    if (cpu_kernels_for(CPU_LEVEL_AVX2) == &cpu_kernels_avx2vnni)
+        plain[1] = &cpu_kernels_avx2;
 #elif defined(__aarch64__)
     if (cpu_kernels_for(CPU_LEVEL_NEON) == &cpu_kernels_neon_dotprod)
-        plain = &cpu_kernels_neon;
+        plain[0] = &cpu_kernels_neon;
 #endif
-    if (!plain)
-        return;
-    ck_assert_str_eq(plain->variant, "");
     const int ms[] = {1, 3, 4, 9}, Ks[] = {256}, Ns[] = {6, 37};
     const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K};
     const matmul_cases c = {dts, Ks, Ns, ms, 4, 1, 2, 4};
-    run_matmul_cases(plain, &c, quant_case);
+    for (int i = 0; i < 2; i++)
+        if (plain[i]) {
+            ck_assert_str_eq(plain[i]->variant, "");
+            run_matmul_cases(plain[i], &c, quant_case);
+        }
 }
 END_TEST
 

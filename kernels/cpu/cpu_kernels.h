@@ -139,7 +139,9 @@ const cpu_kernels *cpu_kernels_best(void);
 int cpu_kernels_list(const cpu_kernels *out[CPU_LEVEL_COUNT]);
 
 /* The table the backend uses: the level named by `forced` (the SSMD_CPU
- * environment variable; NULL or "" = the best).  Returns SSMD_OK, or
+ * environment variable; NULL or "" = the best), in its best variant here;
+ * "<level>-plain" names the level's table without VNNI / dotprod, what a
+ * CPU without them runs (benches, tests).  Returns SSMD_OK, or
  * SSMD_EINVAL for an unknown name / SSMD_EUNSUPPORTED for a level this
  * binary or CPU lacks, with a message naming the levels available; *out is
  * then unchanged. */

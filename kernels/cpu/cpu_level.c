@@ -92,25 +92,35 @@ static int x86_avxvnni(void)
 }
 #endif
 
-const cpu_kernels *cpu_kernels_for(cpu_level l)
+/* Level l's table without extra instructions, or NULL if the CPU or this
+ * binary cannot run the level. */
+static const cpu_kernels *plain_for(cpu_level l)
 {
     switch (l) {
     case CPU_LEVEL_SCALAR: return &cpu_kernels_scalar;
 #if CPU_X86
-    case CPU_LEVEL_AVX2:
-        if (x86_level() < CPU_LEVEL_AVX2)
-            return NULL;
-        return x86_avxvnni() ? &cpu_kernels_avx2vnni : &cpu_kernels_avx2;
-    case CPU_LEVEL_AVX512:
-        if (x86_level() < CPU_LEVEL_AVX512)
-            return NULL;
-        return x86_vnni() ? &cpu_kernels_avx512vnni : &cpu_kernels_avx512;
+    case CPU_LEVEL_AVX2: return x86_level() >= CPU_LEVEL_AVX2 ? &cpu_kernels_avx2 : NULL;
+    case CPU_LEVEL_AVX512: return x86_level() >= CPU_LEVEL_AVX512 ? &cpu_kernels_avx512 : NULL;
 #elif defined(__aarch64__)
-    case CPU_LEVEL_NEON:
-        return getauxval(AT_HWCAP) & HWCAP_ASIMDDP ? &cpu_kernels_neon_dotprod : &cpu_kernels_neon;
+    case CPU_LEVEL_NEON: return &cpu_kernels_neon;
 #endif
     default: return NULL;
     }
+}
+
+const cpu_kernels *cpu_kernels_for(cpu_level l)
+{
+    const cpu_kernels *plain = plain_for(l);
+#if CPU_X86
+    if (plain == &cpu_kernels_avx2 && x86_avxvnni())
+        return &cpu_kernels_avx2vnni;
+    if (plain == &cpu_kernels_avx512 && x86_vnni())
+        return &cpu_kernels_avx512vnni;
+#elif defined(__aarch64__)
+    if (plain == &cpu_kernels_neon && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP))
+        return &cpu_kernels_neon_dotprod;
+#endif
+    return plain;
 }
 
 int cpu_kernels_list(const cpu_kernels *out[CPU_LEVEL_COUNT])
@@ -161,13 +171,19 @@ int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *er
         *out = cpu_kernels_best();
         return SSMD_OK;
     }
-    char have[96];
+    char have[96], name[32];
     list_levels(have, sizeof have);
+    /* "avx2-plain": the level without its extra instructions, to measure
+     * here what a CPU that lacks them runs */
+    const char *dash = strchr(forced, '-');
+    const int plain = dash && !strcmp(dash, "-plain");
+    snprintf(name, sizeof name, "%.*s", plain ? (int)(dash - forced) : (int)strlen(forced), forced);
     cpu_level l;
-    if (cpu_level_parse(forced, &l) != 0)
+    if (cpu_level_parse(name, &l) != 0)
         return ssmd_err_set(err, SSMD_EINVAL,
-                            "SSMD_CPU=%s: unknown kernel level (this CPU runs: %s)", forced, have);
-    const cpu_kernels *k = cpu_kernels_for(l);
+                            "SSMD_CPU=%s: unknown kernel level (this CPU runs: %s; a -plain suffix "
+                            "drops VNNI / dotprod)", forced, have);
+    const cpu_kernels *k = plain ? plain_for(l) : cpu_kernels_for(l);
     if (!k)
         return ssmd_err_set(err, SSMD_EUNSUPPORTED,
                             "SSMD_CPU=%s: this binary or CPU cannot run that level (it runs: %s)",

@@ -120,7 +120,14 @@ START_TEST(test_level_choice)
         ck_assert_int_eq(cpu_kernels_choose(all[i]->name, &k, &err), SSMD_OK);
         ck_assert_ptr_eq(k, all[i]);
         ck_assert_str_eq(cpu_level_name(k->level), k->name);
+        /* "-plain": the same level without its extra instructions */
+        char plain[40];
+        snprintf(plain, sizeof plain, "%s-plain", all[i]->name);
+        ck_assert_int_eq(cpu_kernels_choose(plain, &k, &err), SSMD_OK);
+        ck_assert_int_eq(k->level, all[i]->level);
+        ck_assert_str_eq(k->variant, "");
     }
+    ck_assert_int_eq(cpu_kernels_choose("scalar-fast", &k, &err), SSMD_EINVAL);
     k = NULL;
     ck_assert_int_eq(cpu_kernels_choose("sse9", &k, &err), SSMD_EINVAL);
     ck_assert_ptr_null(k);

@@ -82,7 +82,7 @@ def best(values):
     return max(values) if values else None
 
 def ssmd(t, level):
-    runs = [json.load(open(p)) for p in glob.glob(f"{out}/ssmd-{t}-{level}-*.json") if os.path.getsize(p)]
+    runs = [json.load(open(p)) for p in glob.glob(f"{out}/ssmd-{t}-{level}-[0-9]*.json") if os.path.getsize(p)]
     if not runs:
         return None
     r = dict(runs[0])

@@ -84,22 +84,30 @@ static inline void eng_q5_0_group(const uint8_t *block, int8_t out[32])
  * sub-blocks 0-3, the low 6 bits of byte j (scale) and byte j+4 (min); for
  * 4-7, the low/high nibble of byte j+4 (scale/min) with their top 2 bits in
  * the top 2 bits of byte j-4 (scale) and byte j (min).  Decoded all 8 at
- * once on 32-bit words (four bytes per operation, as llama.cpp does): the
- * CPU kernels decode them once per 256 weights, and the scalar reference
- * uses the same decoder so that there is one. */
+ * once in 64-bit words, byte k of *scale and *min being sub-block k's in
+ * memory order (little-endian): the CPU kernels widen them straight from
+ * a general register, once per 256 weights, and the scalar reference
+ * decodes through the same function so that there is one decoder. */
+static inline void eng_q4k_scales_mins64(const uint8_t p[12], uint64_t *scale, uint64_t *min)
+{
+    const uint64_t low6 = 0x3f3f3f3f3f3f3f3fu, low4 = 0x0f0f0f0fu, low2 = 0x0303030303030303u;
+    uint64_t a; /* bytes 0-7 */
+    uint32_t c; /* bytes 8-11 */
+    memcpy(&a, p, 8);
+    memcpy(&c, p + 8, 4);
+    /* every shift is masked back to bits of the same byte */
+    const uint64_t first = a & low6; /* scales 0-3 | mins 0-3 */
+    const uint64_t last = ((c & low4) | ((c >> 4) & low4) << 32) | ((a >> 6) & low2) << 4;
+    *scale = (first & 0xffffffffu) | last << 32;  /* scales 0-3 | 4-7 */
+    *min = first >> 32 | (last & ~0xffffffffull); /* mins 0-3 | 4-7 */
+}
+
 static inline void eng_q4k_scales_mins(const uint8_t p[12], uint8_t scale[8], uint8_t min[8])
 {
-    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, low2 = 0x03030303u;
-    uint32_t w[3], out[4];
-    memcpy(w, p, 12);
-    out[0] = w[0] & low6;                                      /* scales 0-3 */
-    out[1] = (w[2] & low4) | ((w[0] >> 6) & low2) << 4;        /* scales 4-7 */
-    out[2] = w[1] & low6;                                      /* mins 0-3 */
-    out[3] = ((w[2] >> 4) & low4) | ((w[1] >> 6) & low2) << 4; /* mins 4-7 */
-    /* every shift is masked back to bits of the same byte, so the words'
-     * byte order does not matter: byte k is sub-block k's either way */
-    memcpy(scale, out, 8);
-    memcpy(min, out + 2, 8);
+    uint64_t s, m;
+    eng_q4k_scales_mins64(p, &s, &m);
+    memcpy(scale, &s, 8);
+    memcpy(min, &m, 8);
 }
 
 /* Q4_K sub-block s (0-7) of a super-block: nibbles 0-15, unsigned. */

@@ -80,10 +80,10 @@ static inline __attribute__((always_inline)) gen_wgroup gen_wgroup_at(const uint
         g.scale = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 192));
         g.scale2 = vq8f_mul(d, vq8f_i8((const int8_t *)blk + 200));
     } else if (dt == ENG_DTYPE_Q4_K) {
-        uint8_t sc[8], mn[8];
-        eng_q4k_scales_mins(blk + 4, sc, mn);
-        g.scale = vq8f_mul(vq8f_set1(vq_f16(blk)), vq8f_u8(sc));
-        g.scale2 = vq8f_mul(vq8f_set1(vq_f16(blk + 2)), vq8f_u8(mn));
+        uint64_t sc, mn;
+        eng_q4k_scales_mins64(blk + 4, &sc, &mn);
+        g.scale = vq8f_mul(vq8f_set1(vq_f16(blk)), vq8f_u8x8(sc));
+        g.scale2 = vq8f_mul(vq8f_set1(vq_f16(blk + 2)), vq8f_u8x8(mn));
     } else {
         g.scale = vq8f_f16s(blk, bytes);
         if (dt == ENG_DTYPE_Q4_0) /* sum (q - 8) x = sum q x - 8 sum x */

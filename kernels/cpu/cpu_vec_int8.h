@@ -32,7 +32,8 @@
  * scale) and offsets are computed a group at a time with vector
  * multiplies, not one scalar chain per block, which profiling showed cost
  * as much as the dot products.  vq8f_f16s gathers the 8 blocks' f16
- * scales (p + k * stride), vq8f_u8 / vq8f_i8 widen 8 bytes, vq8f_dup2
+ * scales (p + k * stride), vq8f_u8x8 widens the 8 bytes of a word (Q4_K's
+ * scales and mins, decoded in a general register), vq8f_i8 8 bytes at p, vq8f_dup2
  * reads p[0..3] each twice (x's block scales against Q6_K's 16 scales).
  *
  * Two blocks.  vq8x2 holds 64 int8 weights (blocks 2p and 2p + 1 of a
@@ -247,9 +248,11 @@ static inline vq8f vq8f_set1(float f) { return _mm256_set1_ps(f); }
 static inline vq8f vq8f_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline void vq8f_store(float *p, vq8f v) { _mm256_storeu_ps(p, v); }
 static inline vq8f vq8f_mul(vq8f a, vq8f b) { return _mm256_mul_ps(a, b); }
-static inline vq8f vq8f_u8(const uint8_t *p)
+/* the 8 bytes of a word (little-endian: byte k = lane k), from a
+ * general register */
+static inline vq8f vq8f_u8x8(uint64_t bytes)
 {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes)));
 }
 static inline vq8f vq8f_i8(const int8_t *p)
 {
@@ -290,9 +293,9 @@ static inline vq8f vq8f_mul(vq8f a, vq8f b)
 {
     return vq8f_of(vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1]));
 }
-static inline vq8f vq8f_u8(const uint8_t *p)
+static inline vq8f vq8f_u8x8(uint64_t bytes)
 {
-    const uint16x8_t h = vmovl_u8(vld1_u8(p));
+    const uint16x8_t h = vmovl_u8(vcreate_u8(bytes));
     return vq8f_of(vcvtq_f32_u32(vmovl_u16(vget_low_u16(h))), vcvtq_f32_u32(vmovl_u16(vget_high_u16(h))));
 }
 static inline vq8f vq8f_i8(const int8_t *p)
@@ -338,11 +341,11 @@ static inline vq8f vq8f_mul(vq8f a, vq8f b)
         a.v[k] *= b.v[k];
     return a;
 }
-static inline vq8f vq8f_u8(const uint8_t *p)
+static inline vq8f vq8f_u8x8(uint64_t bytes)
 {
     vq8f r;
     for (int k = 0; k < 8; k++)
-        r.v[k] = (float)p[k];
+        r.v[k] = (float)(uint8_t)(bytes >> 8 * k);
     return r;
 }
 static inline vq8f vq8f_i8(const int8_t *p)

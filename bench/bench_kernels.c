@@ -1,6 +1,6 @@
 /* bench_kernels.c - the decode matmul kernels alone, per level and dtype.
  *
- *   bench_kernels [--rows 3072] [--cols 768] [--batches 1,16] [--levels avx2,avx512]
+ *   bench_kernels [--rows 3072] [--cols 768] [--batches 1,16] [--levels avx2,avx2-plain]
  *                 [--dtypes f32,bf16,f16,q8_0,q4_0,q4_k,q6_k,q5_0] [--seconds 0.3]
  *
  * One thread runs each level's gemv_rows / qgemv_rows (what batch decode
@@ -12,7 +12,8 @@
  * changes.  Time is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so a
  * busy shared machine that takes the core away changes little.  Prints
  * nanoseconds per weight row and GB/s of weight bytes: a table on stderr
- * and one JSON line per case on stdout.
+ * and one JSON line per case on stdout.  --levels takes SSMD_CPU's names
+ * ("avx2-plain": the level without VNNI); by default every level here.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -125,10 +126,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_kernels: --rows >= 4 and --cols a multiple of 256, please\n");
         return 2;
     }
-    const cpu_kernels *levels[CPU_LEVEL_COUNT];
-    int n_levels = cpu_kernels_list(levels);
+    const cpu_kernels *levels[8];
     char want_levels[8][16], dtypes[16][16], batch_s[8][16];
-    int n_want = levels_arg ? parse_list(levels_arg, want_levels, 8) : 0;
+    int n_levels = levels_arg ? parse_list(levels_arg, want_levels, 8) : cpu_kernels_list(levels);
+    for (int j = 0; levels_arg && j < n_levels; j++) {
+        ssmd_err err;
+        if (cpu_kernels_choose(want_levels[j], &levels[j], &err) != SSMD_OK) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            return 2;
+        }
+    }
     int n_dtypes = parse_list(dtypes_arg, dtypes, 16), n_batches = parse_list(batches_arg, batch_s, 8);
     int max_b = 1;
     for (int i = 0; i < n_batches; i++)
@@ -148,11 +155,6 @@ int main(int argc, char **argv)
         const int quantized = eng_dtype_info_of(dt)->quantized;
         for (int li = 0; li < n_levels; li++) {
             const cpu_kernels *k = levels[li];
-            int take = !levels_arg;
-            for (int j = 0; j < n_want; j++)
-                take |= !strcmp(want_levels[j], k->name);
-            if (!take)
-                continue;
             for (int bi = 0; bi < n_batches; bi++) {
                 const int B = atoi(batch_s[bi]);
                 long reps = 0;

@@ -99,8 +99,10 @@ static inline __attribute__((always_inline)) void gen_gemv_dt(const bk_matrix *w
     const long K = w->cols, KV = K / VF_W * VF_W;
     /* The panel prefetched is `ahead` panels on: at least GEN_PF_BYTES, or
      * short rows (dt_proj's 48 f32 columns: 768 bytes a panel) wait for
-     * memory at every panel.  Rows past r1 are another work item's, but
-     * the same stream; the first `ahead` panels are prefetched up front. */
+     * memory at every panel.  Those reach past r1 into the next work item
+     * (the same stream); one panel ahead stops at r1 as it always did, the
+     * next item of long rows being as likely another thread's.  The first
+     * `ahead` panels are prefetched up front. */
     const long panel_bytes = 4 * w->row_bytes;
     const long ahead = panel_bytes >= GEN_PF_BYTES ? 1 : (GEN_PF_BYTES + panel_bytes - 1) / panel_bytes;
     if (GEN_PREFETCH && ahead > 1 && r0 + 4 < w->rows) {

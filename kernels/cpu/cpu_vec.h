@@ -38,6 +38,14 @@ typedef __m256i vint;
 enum { VF_W = 8 }; /* 16 registers: 4x2 sums + 4 weights + x */
 #define VF_TILE_M 2 /* rows of x per pass of the matmul tile */
 #endif
+/* The sum of 8 lanes: 128 bits onto 128, 64 onto 64, lane 1 onto lane 0.
+ * Both levels' vf_hsum end with it, and their vf_hsum4 add in its order. */
+static inline float x86_hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
 #define vf_zero() VFX(setzero_ps)()
 #define vf_set1(f) VFX(set1_ps)(f)
 #define vf_load(p) VFX(loadu_ps)(p)
@@ -77,16 +85,13 @@ static inline void vi_store_i8(int8_t *p, vint v)
 {
     _mm_storeu_si128((__m128i *)p, _mm512_cvtepi32_epi8(v));
 }
-/* The lanes' sum: the high 256 bits onto the low, then 128 onto 128, then
- * 64 onto 64, then lane 1 onto lane 0.  vf_hsum4 adds in this same order,
- * so a row's sum does not depend on which of the two took it. */
+/* The lanes' sum: the high 256 bits onto the low, then x86_hsum8.
+ * vf_hsum4 adds in this same order, so a row's sum does not depend on
+ * which of the two took it. */
 static inline float vf_hsum(vf v)
 {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+    return x86_hsum8(_mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 /* out[k] = vf_hsum of the k-th vector, the four reduced side by side:
  * 14 operations where four vf_hsum take 32. */
@@ -123,14 +128,7 @@ static inline void vi_store_i8(int8_t *p, vint v)
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     _mm_storel_epi64((__m128i *)p, _mm_packs_epi16(w, w));
 }
-/* The lanes' sum: 128 bits onto 128, 64 onto 64, lane 1 onto lane 0; in
- * the order vf_hsum4 adds them too. */
-static inline float vf_hsum(vf v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
+#define vf_hsum(v) x86_hsum8(v) /* in the order vf_hsum4 adds too */
 /* out[k] = vf_hsum of the k-th vector, the four reduced side by side. */
 static inline void vf_hsum4(vf a, vf b, vf c, vf d, float out[4])
 {

@@ -41,9 +41,8 @@
  * the first 32 products and s[1] times the last 32 (x: 64 int8), vq2_dotu
  * the same for weights in [0, 127], vq2_dot16 one scale per 16 (s[0..3],
  * Q6_K), vq2_fnma8(acc, wm, p) takes wm[k] * p[k] (k < 8) off acc's
- * lanes (Q4_0's and Q4_K's offsets); vq2_hsum adds a vq2's lanes up and
- * vq2_hsum4 four of them side by side, in the same order (cpu_vec.h's
- * vf_hsum4).  AVX-512 does a pair in one 512-bit
+ * lanes (Q4_0's and Q4_K's offsets); vq2_hsum4 adds up the lanes of four
+ * vq2 side by side (cpu_vec.h's vf_hsum4).  AVX-512 does a pair in one 512-bit
  * register (one vpdpbusd for 64 products); the other levels run the
  * single-block functions twice. */
 #ifndef SSMD_CPU_VEC_INT8_H
@@ -376,7 +375,6 @@ static inline vq8f vq8f_f16s(const uint8_t *p, long stride)
 typedef __m512 vq2;
 typedef __m512i vq8x2;
 static inline vq2 vq2_zero(void) { return _mm512_setzero_ps(); }
-#define vq2_hsum(v) vf_hsum(v)
 #define vq2_hsum4(a, b, c, d, out) vf_hsum4(a, b, c, d, out)
 /* acc - wm * p[0..7] in its first 8 lanes (zero-extended: the rest
  * gain -0 * 0) */
@@ -472,8 +470,7 @@ typedef struct vq8x2 {
     vq8 lo, hi;
 } vq8x2;
 static inline vq2 vq2_zero(void) { return (vq2){vq_zero(), vq_zero()}; }
-/* (vq is vf at these levels) the two halves added lane by lane first */
-static inline float vq2_hsum(vq2 v) { return vf_hsum(vf_add(v.lo, v.hi)); }
+/* (vq is vf at these levels) each one's two halves added lane by lane first */
 static inline void vq2_hsum4(vq2 a, vq2 b, vq2 c, vq2 d, float out[4])
 {
     vf_hsum4(vf_add(a.lo, a.hi), vf_add(b.lo, b.hi), vf_add(c.lo, c.hi), vf_add(d.lo, d.hi), out);

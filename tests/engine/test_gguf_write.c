@@ -172,14 +172,37 @@ START_TEST(test_quant_mixed_vs_dequantised)
 }
 END_TEST
 
+/* The dtype tensor `name` of the GGUF file at path was written in. */
+static eng_dtype dtype_in(const char *path, const char *name)
+{
+    eng_weights *w;
+    ssmd_err err = {0};
+    ck_assert_msg(eng_weights_open(path, &w, &err) == SSMD_OK, "%s", err.msg);
+    const eng_tensor *t = eng_weights_find(w, name);
+    ck_assert_msg(t != NULL, "%s: no %s", path, name);
+    const eng_dtype dt = t->dtype;
+    eng_weights_close(w);
+    return dt;
+}
+
 /* The default model, quantized as `ssmd quantize` does: Q8_0 close to f32
  * (logits within 2% of each row's largest, greedy equal), Q4_K within 30%
- * (4 bits: weights off by ~8% RMS, a small model amplifies it). */
+ * (4 bits: weights off by ~8% RMS, a small model amplifies it).  Each
+ * matrix takes the type asked where its rows are whole blocks, else Q8_0,
+ * else F16: dt_proj has 16 columns. */
 START_TEST(test_default_model_quantized)
 {
     char q8[512], q4k[512];
     save("models/default", ENG_DTYPE_Q8_0, "default_q8_0", q8, sizeof q8);
     save("models/default", ENG_DTYPE_Q4_K, "default_q4_k", q4k, sizeof q4k);
+    const char *dt_proj = "backbone.layers.0.mixer.dt_proj.weight";
+    const char *x_proj = "backbone.layers.0.mixer.x_proj.weight"; /* 512 columns */
+    const char *out_proj = "backbone.layers.0.mixer.out_proj.weight";
+    ck_assert_int_eq(dtype_in(q8, dt_proj), ENG_DTYPE_F16);
+    ck_assert_int_eq(dtype_in(q4k, dt_proj), ENG_DTYPE_F16);
+    ck_assert_int_eq(dtype_in(q8, x_proj), ENG_DTYPE_Q8_0);
+    ck_assert_int_eq(dtype_in(q4k, x_proj), ENG_DTYPE_Q4_K);
+    ck_assert_int_eq(dtype_in(q4k, out_proj), ENG_DTYPE_Q4_K);
     eng_model *f = ref_open("models/default", 1, 1);
     const char *text = "And God said unto Moses, I AM THAT I AM: and he said, Thus shalt thou say";
     int32_t *ids = NULL;

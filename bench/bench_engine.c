@@ -9,8 +9,9 @@
  * prompt, decode tokens/s (total over the batch) per batch size, and the
  * bandwidth batch-1 decode achieves (weight bytes per step x steps/s) as a
  * fraction of the measured read bandwidth.  Prints the CPU kernel level
- * (SSMD_CPU forces one) and the Mamba-2 prefill form (SSMD_SSD forces one),
- * a table on stderr and one JSON object on stdout.
+ * (SSMD_CPU forces one), OpenBLAS's kernels (prefill's sgemm:
+ * OPENBLAS_CORETYPE forces them) and the Mamba-2 prefill form (SSMD_SSD
+ * forces one), a table on stderr and one JSON object on stdout.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@
 #include "engine/state_pool.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/threadpool.h"
+
+char *openblas_get_corename(void); /* not declared by every cblas.h */
 
 static double clock_s(clockid_t clock)
 {
@@ -135,8 +138,9 @@ int main(int argc, char **argv)
     char cpu[128], level[32];
     cpu_model(cpu, sizeof cpu);
     snprintf(level, sizeof level, "%s%s", k->name, k->variant);
-    fprintf(stderr, "cpu: %s; kernel level %s%s (best here: %s%s)%s\n", cpu, k->name, k->variant,
-            cpu_kernels_best()->name, cpu_kernels_best()->variant, getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "");
+    fprintf(stderr, "cpu: %s; kernel level %s%s (best here: %s%s)%s; OpenBLAS's %s kernels\n", cpu,
+            k->name, k->variant, cpu_kernels_best()->name, cpu_kernels_best()->variant,
+            getenv("SSMD_CPU") ? ", forced by SSMD_CPU" : "", openblas_get_corename());
     int n_threads = threads > 0 ? threads : 0;
     double bw = read_bandwidth(k, n_threads > 0 ? n_threads : 2);
     const int V = eng_model_n_vocab(m);
@@ -172,11 +176,11 @@ int main(int argc, char **argv)
     const char *ssd = getenv("SSMD_SSD"); /* the Mamba-2 prefill form (cpu_ssd.h) */
     fprintf(stderr, "read bandwidth: %.1f GB/s\nprefill (%d tokens): %.1f tokens/s, %.1f per CPU second\n",
             bw, prompt_len, prefill_tps, prompt_len / best_cpu);
-    printf("{\"impl\": \"ssmd\", \"cpu\": \"%s\", \"level\": \"%s\", \"dtype\": \"%s\", "
-           "\"ssd\": \"%s\", \"read_bw_gbs\": %.2f, \"prompt_len\": %d, \"prefill_tok_s\": %.1f, "
-           "\"prefill_tok_cpu_s\": %.1f, \"decode_tok_s\": {",
-           cpu, level, dtype, ssd && *ssd ? ssd : "auto", bw, prompt_len, prefill_tps,
-           prompt_len / best_cpu);
+    printf("{\"impl\": \"ssmd\", \"cpu\": \"%s\", \"level\": \"%s\", \"blas\": \"%s\", "
+           "\"dtype\": \"%s\", \"ssd\": \"%s\", \"read_bw_gbs\": %.2f, \"prompt_len\": %d, "
+           "\"prefill_tok_s\": %.1f, \"prefill_tok_cpu_s\": %.1f, \"decode_tok_s\": {",
+           cpu, level, openblas_get_corename(), dtype, ssd && *ssd ? ssd : "auto", bw, prompt_len,
+           prefill_tps, prompt_len / best_cpu);
 
     double b1_bw = 0;
     int32_t slots[1024];

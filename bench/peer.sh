@@ -18,6 +18,11 @@
 # SIGILL on quantized files; there, name the ISA yourself, e.g.
 #   LLAMACPP_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON
 #     -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+# An AVX2 level in LEVELS (avx2, avx2-plain) runs OpenBLAS's AVX2 kernels
+# (OPENBLAS_CORETYPE=Haswell), as an AVX2-only machine would; the other
+# levels take whatever OpenBLAS chooses, or the environment's
+# OPENBLAS_CORETYPE: some hosts set one for every process, so check the
+# kernels each level ran, printed under the table.
 # Nothing is downloaded; Python (torch, transformers) only makes the
 # model, as for `make bench`.
 set -euo pipefail
@@ -57,13 +62,15 @@ for round in $(seq "$ROUNDS"); do
         f=$out/mamba-130m-$t.gguf
         for level in $LEVELS; do
             echo "== round $round: ssmd $t, kernel level $level ==" >&2
-            if [ "$level" = best ]; then
-                "$BUILD/rel/bench/bench_engine" "$f" --threads "$THREADS" --prompt-len "$PP" \
-                    --batches 1,16 >"$out/ssmd-$t-$level-$round.json"
-            else
-                SSMD_CPU=$level "$BUILD/rel/bench/bench_engine" "$f" --threads "$THREADS" \
-                    --prompt-len "$PP" --batches 1,16 >"$out/ssmd-$t-$level-$round.json"
-            fi
+            # an AVX2 level stands in for an AVX2-only machine, whose
+            # OpenBLAS (prefill's sgemm) runs its AVX2 kernels too
+            case $level in
+            best) env=() ;;
+            avx2*) env=(SSMD_CPU="$level" OPENBLAS_CORETYPE=Haswell) ;;
+            *) env=(SSMD_CPU="$level") ;;
+            esac
+            env ${env[@]+"${env[@]}"} "$BUILD/rel/bench/bench_engine" "$f" --threads "$THREADS" \
+                --prompt-len "$PP" --batches 1,16 >"$out/ssmd-$t-$level-$round.json"
         done
         echo "== round $round: llama.cpp $t ==" >&2
         "$lb" -m "$f" -t "$THREADS" -p "$PP" -n 64 -r 3 -o json >"$out/llama-$t-$round.json" \
@@ -127,4 +134,7 @@ for t in types:
     print(f"{t:6s} {'llama.cpp':12s} | llama{num(l['prefill'])}        | llama{num(l['b1'])}        | llama{num(l['b16'])}        |"
           f" batched-bench B=1: {num(l['b1_batched'])}")
 print(f"cpu: {cpu}")
+for level in levels:
+    blas = next((s.get("blas") for t in types for s in [ssmd(t, level)] if s), None)
+    print(f"ssmd {level}: OpenBLAS's {blas or '?'} kernels (prefill's sgemm)")
 PY

@@ -150,6 +150,8 @@ static void list_levels(char *buf, size_t size)
     }
 }
 
+char *openblas_get_corename(void); /* not declared by every cblas.h */
+
 void cpu_kernels_describe(char *buf, size_t size)
 {
     char have[96];
@@ -163,6 +165,11 @@ void cpu_kernels_describe(char *buf, size_t size)
                  have);
     else
         snprintf(buf, size, "%s%s (the best of %s)", k->name, k->variant, have);
+    /* and OpenBLAS's, which prefill's sgemm runs: chosen by OpenBLAS from
+     * cpuid, or by OPENBLAS_CORETYPE (some hosts set it for every process) */
+    const size_t used = strlen(buf);
+    snprintf(buf + used, size - used, "; OpenBLAS's %s kernels%s", openblas_get_corename(),
+             getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
 }
 
 int cpu_kernels_choose(const char *forced, const cpu_kernels **out, ssmd_err *err)

@@ -70,10 +70,34 @@ float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats)
     return ctx->panels[tid];
 }
 
-/* sgemm pays off only for many rows of x (prefill); see cpu_matmul.h. */
-static int use_blas(int m)
+/* sgemm pays off only for many rows of x (prefill, or a large decode
+ * batch), from a number that depends on how fast the level's own kernels
+ * are next to OpenBLAS's on the same CPU.  mamba-130m decode, 2 threads,
+ * tok/s, sgemm / streaming (int8 for quantized W) in the same run:
+ *  - Zen 5, avx512+vnni, OpenBLAS's AVX-512 (SkylakeX) kernels: at 64
+ *    rows f32 952 / 927, bf16 793 / 928, Q4_K 840 / 893, Q8_0 770 / 868;
+ *    at 96 f32 1073 / 1030, bf16 982 / 1026, Q4_K 1005 / 897: from 80.
+ *  - the same machine as an AVX2-only one (avx2-plain, OpenBLAS's
+ *    Haswell kernels): at 64 f32 623 / 629, bf16 493 / 587, Q4_K 586 /
+ *    734, Q4_0 509 / 674; at 128 f32 583 / 688, bf16 575 / 617, Q4_K 552
+ *    / 650; at 192 f32 694 / 659, bf16 610 / 603, Q4_K 581 / 657: from 160.
+ *  - earlier, an Intel Xeon, f32: 195 / 210, 215 / 292, 290 / 374 at 8 /
+ *    16 / 32 rows, both ~395 at 64.
+ * A 512-token prefill takes sgemm at every level (Zen 5 avx512, Q4_K:
+ * 1770 tok/s against 1355 streaming).  NEON and the scalar level keep the
+ * threshold measured before, unmeasured since. */
+int cpu_matmul_blas_min_rows(const cpu_kernels *k)
 {
-    return m >= CPU_MATMUL_BLAS_MIN_ROWS;
+    switch (k->level) {
+    case CPU_LEVEL_AVX512: return 80;
+    case CPU_LEVEL_AVX2: return 160;
+    default: return 48;
+    }
+}
+
+static int use_blas(const cpu_matmul_ctx *ctx, int m)
+{
+    return m >= cpu_matmul_blas_min_rows(ctx->k);
 }
 
 typedef struct matmul_job {
@@ -99,7 +123,7 @@ static void matmul_worker(void *arg, int tid, int n_threads)
         if (r0 >= rows)
             return;
         long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
-        if (use_blas(j->m))
+        if (use_blas(j->ctx, j->m))
             gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
         else if (j->xq)
             j->ctx->k->qgemv_rows(j->w, j->xq, j->y, j->ldy, j->bias, r0, r1);
@@ -112,13 +136,13 @@ void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx
                 int ldy, const float *bias)
 {
     const cpu_q8_act *xq = NULL;
-    if (!use_blas(m) && eng_dtype_info_of(w->dtype)->quantized) {
+    if (!use_blas(ctx, m) && eng_dtype_info_of(w->dtype)->quantized) {
         cpu_q8_act_reserve(&ctx->act, m, w->cols);
         ctx->k->q8_rows(&ctx->act, x, ldx);
         xq = &ctx->act;
     }
     matmul_job j = {ctx, w, x, bias, xq, y, ldx, ldy, m,
-                    use_blas(m) ? PANEL_ROWS : CHUNK_ROWS, 0};
+                    use_blas(ctx, m) ? PANEL_ROWS : CHUNK_ROWS, 0};
     /* Small matrices are not worth splitting finer than one item per thread. */
     int n = eng_threadpool_size(ctx->pool);
     if ((long)w->rows < j.chunk_rows * n)

@@ -225,13 +225,15 @@ static void float_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, i
     free(wf), free(wh), free(x), free(bias), free(y);
 }
 
-/* y = x W^T for rows m in {1..5, 7, 17, 97} (both paths), K with tails,
- * every float dtype, 1 and 3 threads, at level _i. */
+/* y = x W^T for rows m in {1..5, 7, 17, 97, 170} (both paths at every
+ * level: sgemm from 48, 80 or 160 rows), K with tails, every float dtype,
+ * 1 and 3 threads, at level _i. */
 START_TEST(test_matmul_all_paths)
 {
-    const int ms[] = {1, 2, 3, 4, 5, 7, 17, 97}, Ks[] = {7, 16, 33, 96}, Ns[] = {1, 5, 37, 130};
+    const int ms[] = {1, 2, 3, 4, 5, 7, 17, 97, 170}, Ks[] = {7, 16, 33, 96},
+              Ns[] = {1, 5, 37, 130};
     const eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_BF16, ENG_DTYPE_F16};
-    const matmul_cases c = {dts, Ks, Ns, ms, 3, 4, 4, 8};
+    const matmul_cases c = {dts, Ks, Ns, ms, 3, 4, 4, 9};
     run_matmul_cases(level_at(_i), &c, float_case);
 }
 END_TEST
@@ -268,7 +270,7 @@ static void random_qweights(eng_dtype dt, int N, int K, uint8_t *w, unsigned *se
  * allows on the decode path (each product moves by at most
  * |w| * max|x block| / 254), plus 1e-5 of the magnitude for f32 sums;
  * (2) tightly, within 2e-6 of the magnitude, with the x the path really
- * multiplies: exact x for sgemm (m >= 48), x as cpu_quant.c rounds it for
+ * multiplies: exact x for sgemm (cpu_matmul_blas_min_rows on), x as cpu_quant.c rounds it for
  * the integer kernels, so that a wrong unpacked value cannot hide inside
  * the first bound. */
 static void quant_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, int with_bias,
@@ -289,7 +291,7 @@ static void quant_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, i
     cpu_matmul(ctx, &w, x, K, m, y, N + 3, with_bias ? bias : NULL);
     float *xr = malloc(sizeof(float) * m * K); /* x as the path multiplies it */
     memcpy(xr, x, sizeof(float) * m * K);
-    if (m < CPU_MATMUL_BLAS_MIN_ROWS) {
+    if (m < cpu_matmul_blas_min_rows(ctx->k)) {
         cpu_q8_act a = {0};
         cpu_q8_act_fill(&a, x, K, m, K);
         for (int i = 0; i < m * K; i++)
@@ -325,15 +327,16 @@ static void quant_case(cpu_matmul_ctx *ctx, eng_dtype dt, int m, int K, int N, i
     free(wq), free(wf), free(x), free(xr), free(bias), free(y);
 }
 
-/* y = x W^T for quantized W on both paths (m < 48: x quantized to int8
- * blocks and the level's integer kernel; m >= 48: dequantised panels
+/* y = x W^T for quantized W on both paths (below cpu_matmul_blas_min_rows:
+ * x quantized to int8 blocks and the level's integer kernel, 50 rows
+ * included where that is 80 or 160; from it on: dequantised panels
  * through sgemm), every block type, 1 and 3 threads, at level _i. */
 START_TEST(test_qmatmul_all_paths)
 {
-    const int ms[] = {1, 2, 3, 4, 5, 9, 50}, Ks[] = {256, 768}, Ns[] = {1, 6, 37};
+    const int ms[] = {1, 2, 3, 4, 5, 9, 50, 170}, Ks[] = {256, 768}, Ns[] = {1, 6, 37};
     const eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_Q4_K, ENG_DTYPE_Q6_K,
                              ENG_DTYPE_Q5_0};
-    const matmul_cases c = {dts, Ks, Ns, ms, 5, 2, 3, 7};
+    const matmul_cases c = {dts, Ks, Ns, ms, 5, 2, 3, 8};
     run_matmul_cases(level_at(_i), &c, quant_case);
 }
 END_TEST

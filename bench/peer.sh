@@ -19,10 +19,8 @@
 #   LLAMACPP_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON
 #     -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
 # An AVX2 level in LEVELS (avx2, avx2-plain) runs OpenBLAS's AVX2 kernels
-# (OPENBLAS_CORETYPE=Haswell), as an AVX2-only machine would; the other
-# levels take whatever OpenBLAS chooses, or the environment's
-# OPENBLAS_CORETYPE: some hosts set one for every process, so check the
-# kernels each level ran, printed under the table.
+# as well, as an AVX2-only machine would (bench/level_env.sh); the kernels
+# OpenBLAS ran at each level are printed under the table.
 # Nothing is downloaded; Python (torch, transformers) only makes the
 # model, as for `make bench`.
 set -euo pipefail
@@ -50,6 +48,7 @@ if [ ! -x "$lb" ] || [ ! -x "$lbb" ]; then
 fi
 
 . bench/py_deps.sh
+. bench/level_env.sh
 model=$BUILD/bench/mamba-130m-f32
 [ -f "$model/model.safetensors" ] || "$PYTHON" bench/make_model.py "$model" --dtype f32 >&2
 for t in $TYPES; do
@@ -62,14 +61,7 @@ for round in $(seq "$ROUNDS"); do
         f=$out/mamba-130m-$t.gguf
         for level in $LEVELS; do
             echo "== round $round: ssmd $t, kernel level $level ==" >&2
-            # an AVX2 level stands in for an AVX2-only machine, whose
-            # OpenBLAS (prefill's sgemm) runs its AVX2 kernels too
-            case $level in
-            best) env=() ;;
-            avx2*) env=(SSMD_CPU="$level" OPENBLAS_CORETYPE=Haswell) ;;
-            *) env=(SSMD_CPU="$level") ;;
-            esac
-            env ${env[@]+"${env[@]}"} "$BUILD/rel/bench/bench_engine" "$f" --threads "$THREADS" \
+            at_level "$level" "$BUILD/rel/bench/bench_engine" "$f" --threads "$THREADS" \
                 --prompt-len "$PP" --batches 1,16 >"$out/ssmd-$t-$level-$round.json"
         done
         echo "== round $round: llama.cpp $t ==" >&2

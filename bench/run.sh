@@ -5,7 +5,8 @@
 # the model and for the peer numbers; it is installed here when missing.
 # Each ssmd run prints the CPU and the kernel level it used: the best this
 # CPU runs, or each of LEVELS (e.g. LEVELS="avx512 avx2" on an AVX-512
-# machine measures the AVX2 path too, through SSMD_CPU).  FAMILIES="mamba
+# machine measures the AVX2 path too, through SSMD_CPU: bench/level_env.sh),
+# and OpenBLAS's kernels.  FAMILIES="mamba
 # mamba2" (the default) adds a mamba2-130m-shaped model; transformers is the
 # peer for Mamba-1 only (its Mamba-2 CPU path has no cache API that
 # hf_bench.py drives), so Mamba-2 rows stand beside Mamba-1's in this run.
@@ -20,6 +21,7 @@ out=$BUILD/bench
 mkdir -p "$out"
 
 . bench/py_deps.sh
+. bench/level_env.sh
 
 for family in $FAMILIES; do
 for dtype in f32 bf16; do
@@ -28,11 +30,8 @@ for dtype in f32 bf16; do
     for level in $LEVELS; do
         tag=$family-$dtype; [ "$level" = best ] || tag=$family-$dtype-$level
         echo "== ssmd ($family $dtype, kernel level $level) ==" >&2
-        if [ "$level" = best ]; then
-            "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
-        else
-            SSMD_CPU=$level "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" | tee "$out/ssmd-$tag.json"
-        fi
+        at_level "$level" "$BUILD/rel/bench/bench_engine" "$dir" --threads "$THREADS" |
+            tee "$out/ssmd-$tag.json"
     done
     if [ "${SKIP_PEER:-0}" != 1 ] && [ "$family" = mamba ]; then
         echo "== transformers ($dtype weights) ==" >&2

@@ -121,7 +121,8 @@ for t in types:
             continue
         cpu = cpu or s["cpu"]
         frac = f"{s['b1_gbs']:.1f} = {100 * s['b1_gbs'] / s['bw']:.0f}% of {s['bw']:.1f}" if s["bw"] else "-"
-        print(f"{t:6s} {s['level']:12s} | ssmd {num(s['prefill'])} {ratio(s['prefill'], l['prefill'])} | "
+        label = level if level.endswith("-plain") else s["level"]  # "avx2" either way
+        print(f"{t:6s} {label:12s} | ssmd {num(s['prefill'])} {ratio(s['prefill'], l['prefill'])} | "
               f"ssmd {num(s['b1'])} {ratio(s['b1'], l['b1'])} | ssmd {num(s['b16'])} {ratio(s['b16'], l['b16'])} | {frac}")
     print(f"{t:6s} {'llama.cpp':12s} | llama{num(l['prefill'])}        | llama{num(l['b1'])}        | llama{num(l['b16'])}        |"
           f" batched-bench B=1: {num(l['b1_batched'])}")

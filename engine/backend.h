@@ -114,6 +114,13 @@ typedef struct bk_mamba1_ops {
                       const bk_mamba1_io *io);
     void (*scan_step)(bk_backend *bk, const bk_ssm_layer *l, const bk_state_ref *st,
                       const bk_mamba1_io *io);
+    /* Optional (NULL: the model runs dt_proj as a matmul, then scan_step):
+     * scan_step that first writes io->dt = dt_proj(the first dt_rank
+     * columns of io->dbc) itself, with the bits the matmul would give, so
+     * that each thread computes the dt of the channels it then scans and
+     * a decode layer takes one fork-join fewer. */
+    void (*scan_step_dt)(bk_backend *bk, const bk_ssm_layer *l, const bk_matrix *dt_proj,
+                         const bk_state_ref *st, const bk_mamba1_io *io);
 } bk_mamba1_ops;
 
 /* ---- Mamba-2 (models/mamba2.c) ----------------------------------------- */

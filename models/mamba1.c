@@ -310,7 +310,9 @@ static void mixer_in(mamba1 *m, int i, const m1_layer *L, int rows)
                BK_PRECISION_DEFAULT);
 }
 
-static void mixer_mid(mamba1 *m, const m1_layer *L, int rows)
+/* x_proj (and Falcon-Mamba's norms), then dt_proj unless the backend's
+ * scan computes dt itself (with_dt 0: decode on scan_step_dt). */
+static void mixer_mid(mamba1 *m, const m1_layer *L, int rows, int with_dt)
 {
     bk_backend *bk = m->lm.bk;
     const mamba1_config *f = mamba1_cfg(&m->lm.cfg);
@@ -322,7 +324,8 @@ static void mixer_mid(mamba1 *m, const m1_layer *L, int rows)
         bk->rms_rows(bk, m->dbc + f->dt_rank + f->d_state, ldd, rows, f->d_state, f->dbc_rms_eps);
     }
     /* dt goes through softplus and exp(dt A): keep it f32 in fast mode */
-    bk->matmul(bk, &L->dt_proj, m->dbc, ldd, rows, m->dt, E, NULL, BK_PRECISION_EXACT);
+    if (with_dt)
+        bk->matmul(bk, &L->dt_proj, m->dbc, ldd, rows, m->dt, E, NULL, BK_PRECISION_EXACT);
 }
 
 static void mixer_out(mamba1 *m, const m1_layer *L, int rows)
@@ -341,7 +344,7 @@ static void m1_prefill_layer(mdl_lm *lm, int i, const void *layer, float *state,
     bk_mamba1_io io = m1_io(m, rows);
     mixer_in(m, i, L, rows);
     ops->conv_prefill(lm->bk, &L->ssm, state, &io);
-    mixer_mid(m, L, rows);
+    mixer_mid(m, L, rows, 1);
     ops->scan_prefill(lm->bk, &L->ssm, state + (size_t)(f->d_conv - 1) * f->d_inner, &io);
     mixer_out(m, L, rows);
 }
@@ -379,7 +382,7 @@ static void m1_prefill_layer_multi(mdl_lm *lm, int i, const void *layer, float *
         bk_mamba1_io io = m1_io_rows(m, &all, off, seg_rows[k]);
         ops->conv_prefill(lm->bk, &L->ssm, states[k], &io);
     }
-    mixer_mid(m, L, rows);
+    mixer_mid(m, L, rows, 1);
     for (int k = 0, off = 0; k < n_seg; off += seg_rows[k], k++) {
         bk_mamba1_io io = m1_io_rows(m, &all, off, seg_rows[k]);
         ops->scan_prefill(lm->bk, &L->ssm, states[k] + ssm_at, &io);
@@ -398,8 +401,11 @@ static void m1_decode_layer(mdl_lm *lm, int i, const void *layer, const bk_state
     bk_mamba1_io io = m1_io(m, st.batch);
     mixer_in(m, i, L, st.batch);
     ops->conv_step(lm->bk, &L->ssm, &st, &io);
-    mixer_mid(m, L, st.batch);
-    ops->scan_step(lm->bk, &L->ssm, &st, &io);
+    mixer_mid(m, L, st.batch, !ops->scan_step_dt);
+    if (ops->scan_step_dt)
+        ops->scan_step_dt(lm->bk, &L->ssm, &L->dt_proj, &st, &io);
+    else
+        ops->scan_step(lm->bk, &L->ssm, &st, &io);
     mixer_out(m, L, st.batch);
 }
 

@@ -153,12 +153,19 @@ static void cpu_scan_step_op(bk_backend *bk, const bk_ssm_layer *l, const bk_sta
     cpu_scan_step(cpu_of(bk)->k, cpu_of(bk)->pool, l, st, io);
 }
 
+static void cpu_scan_step_dt_op(bk_backend *bk, const bk_ssm_layer *l, const bk_matrix *dt_proj,
+                                const bk_state_ref *st, const bk_mamba1_io *io)
+{
+    cpu_scan_step_dt(&cpu_of(bk)->mm, l, dt_proj, st, io);
+}
+
 static const bk_mamba1_ops cpu_mamba1 = {
     .max_state = CPU_SSM_MAX_STATE,
     .conv_prefill = cpu_conv_prefill_op,
     .scan_prefill = cpu_scan_prefill_op,
     .conv_step = cpu_conv_step_op,
     .scan_step = cpu_scan_step_op,
+    .scan_step_dt = cpu_scan_step_dt_op,
 };
 
 /* ---- Mamba-2 ---- */

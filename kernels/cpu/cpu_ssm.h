@@ -6,6 +6,7 @@
 
 #include "engine/backend.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_matmul.h"
 #include "kernels/cpu/threadpool.h"
 
 /* The scan keeps d_state vectors in registers/stack; models above this are
@@ -21,5 +22,9 @@ void cpu_conv_step(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_laye
                    const bk_state_ref *st, const bk_mamba1_io *io);
 void cpu_scan_step(const cpu_kernels *k, eng_threadpool *pool, const bk_ssm_layer *l,
                    const bk_state_ref *st, const bk_mamba1_io *io);
+/* scan_step_dt: at mm's level, on mm's pool; batches that cpu_matmul
+ * would give to sgemm take cpu_matmul then cpu_scan_step. */
+void cpu_scan_step_dt(cpu_matmul_ctx *mm, const bk_ssm_layer *l, const bk_matrix *dt_proj,
+                      const bk_state_ref *st, const bk_mamba1_io *io);
 
 #endif

@@ -589,8 +589,10 @@ static void core_scan_step(bk_backend *bk, const bk_ssm_layer *l, const bk_state
     step_op(core_of(bk), OP_SCAN_STEP, l, st, io, io->xc, io->y);
 }
 
+/* no scan_step_dt: the model runs dt_proj as a matmul before the scan (the
+ * fused op saves the CPU's thread pool a fork-join per layer) */
 static const bk_mamba1_ops core_mamba1 = {
-    KC_MAX_STATE, core_conv_prefill, core_scan_prefill, core_conv_step, core_scan_step,
+    KC_MAX_STATE, core_conv_prefill, core_scan_prefill, core_conv_step, core_scan_step, NULL,
 };
 
 /* ---- the Mamba-2 ops ---- */

@@ -17,6 +17,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_math.h"
 #include "kernels/cpu/cpu_matmul.h"
+#include "kernels/cpu/cpu_ssm.h"
 #include "kernels/cpu/threadpool.h"
 
 static float frand(unsigned *s)
@@ -600,6 +601,90 @@ START_TEST(test_threadpool_runs_each_thread_once)
 }
 END_TEST
 
+/* n floats from *seed in [lo, hi). */
+static float *rand_floats(size_t n, unsigned *seed, float lo, float hi)
+{
+    float *v = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = lo + (hi - lo) * (frand(seed) * 0.5f + 0.5f);
+    return v;
+}
+
+/* scan_step_dt (the scan computing dt_proj itself, per thread) against
+ * cpu_matmul then scan_step: the same dt, y and states bit for bit, for
+ * f32, f16 and Q8_0 dt_proj, batches of 1 and 5 (the fused path) and 170
+ * (sgemm's side of the threshold at every level), slots out of order,
+ * 2 threads, at level _i. */
+START_TEST(test_scan_step_dt_fused)
+{
+    enum { E = 96, N = 16, R = 64, KC = 4, LDD = R + 2 * N };
+    const cpu_kernels *k = level_at(_i);
+    eng_threadpool *pool = eng_threadpool_create(2);
+    cpu_matmul_ctx mm = {.pool = pool, .k = k};
+    unsigned seed = 11;
+    float *dt_bias = rand_floats(E, &seed, -2.0f, 0.5f), *A = rand_floats(N * E, &seed, -8.0f, -0.1f);
+    float *D = rand_floats(E, &seed, -1.0f, 1.0f), *conv_w = rand_floats(KC * E, &seed, -1.0f, 1.0f);
+    const bk_ssm_layer l = {.conv_w = conv_w, .dt_bias = dt_bias, .A = A, .D = D, .d_inner = E,
+                            .d_state = N, .d_conv = KC, .dt_rank = R};
+    float *wf = rand_floats(E * R, &seed, -0.3f, 0.3f);
+    uint8_t *wq = malloc(eng_dtype_row_bytes(ENG_DTYPE_F32, R) * E);
+    const eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_F16, ENG_DTYPE_Q8_0};
+    const int Bs[] = {1, 5, 170};
+    for (size_t d = 0; d < 3; d++) {
+        const eng_dtype dt = dts[d];
+        if (dt == ENG_DTYPE_F32)
+            memcpy(wq, wf, sizeof(float) * E * R);
+        else if (dt == ENG_DTYPE_F16)
+            for (int i = 0; i < E * R; i++)
+                ((uint16_t *)wq)[i] = eng_f32_to_f16(wf[i]);
+        else
+            eng_quant_quantize(dt, wf, E * R, wq);
+        const bk_matrix w = {.data = wq, .row_bytes = eng_dtype_row_bytes(dt, R), .dtype = dt,
+                             .rows = E, .cols = R};
+        for (size_t bi = 0; bi < 3; bi++) {
+            const int B = Bs[bi];
+            const size_t stride = (size_t)(KC - 1 + N) * E, n = (size_t)B * E;
+            float *x = rand_floats(n, &seed, -1.0f, 1.0f), *z = rand_floats(n, &seed, -2.0f, 2.0f);
+            float *dbc = rand_floats((size_t)B * LDD, &seed, -1.0f, 1.0f);
+            float *states[2], *dts_out[2], *ys[2];
+            states[0] = rand_floats(stride * B, &seed, -1.0f, 1.0f);
+            states[1] = malloc(sizeof(float) * stride * B);
+            memcpy(states[1], states[0], sizeof(float) * stride * B);
+            int32_t *slots = malloc(sizeof(int32_t) * B);
+            for (int b = 0; b < B; b++)
+                slots[b] = B - 1 - b;
+            for (int p = 0; p < 2; p++) {
+                dts_out[p] = calloc(n, sizeof(float));
+                ys[p] = calloc(n, sizeof(float));
+                const bk_state_ref st = {.pool = states[p], .slot_stride = stride, .conv_offset = 0,
+                                         .ssm_offset = (size_t)(KC - 1) * E, .slots = slots,
+                                         .batch = B};
+                const bk_mamba1_io io = {.x = x, .ldx = E, .xc = x, .dt = dts_out[p], .dbc = dbc,
+                                         .z = z, .ldz = E, .y = ys[p], .rows = B};
+                if (p == 0) {
+                    cpu_matmul(&mm, &w, dbc, LDD, B, dts_out[p], E, NULL);
+                    cpu_scan_step(k, pool, &l, &st, &io);
+                } else {
+                    cpu_scan_step_dt(&mm, &l, &w, &st, &io);
+                }
+            }
+            ck_assert_msg(!memcmp(dts_out[0], dts_out[1], sizeof(float) * n), "%s %s B %d: dt",
+                          k->name, eng_dtype_info_of(dt)->name, B);
+            ck_assert_msg(!memcmp(ys[0], ys[1], sizeof(float) * n), "%s %s B %d: y", k->name,
+                          eng_dtype_info_of(dt)->name, B);
+            ck_assert_msg(!memcmp(states[0], states[1], sizeof(float) * stride * B),
+                          "%s %s B %d: states", k->name, eng_dtype_info_of(dt)->name, B);
+            for (int p = 0; p < 2; p++)
+                free(states[p]), free(dts_out[p]), free(ys[p]);
+            free(x), free(z), free(dbc), free(slots);
+        }
+    }
+    cpu_matmul_ctx_close(&mm);
+    eng_threadpool_destroy(pool);
+    free(dt_bias), free(A), free(D), free(conv_w), free(wf), free(wq);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("cpu_kernels");
@@ -614,6 +699,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_matmul_rows_agree, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_all_paths, 0, levels);
     tcase_add_loop_test(tc, test_qmatmul_block_tails, 0, levels);
+    tcase_add_loop_test(tc, test_scan_step_dt_fused, 0, levels);
     tcase_add_test(tc, test_qmatmul_plain_variant);
     tcase_add_test(tc, test_level_choice);
     tcase_add_test(tc, test_threadpool_runs_each_thread_once);

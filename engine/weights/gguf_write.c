@@ -95,8 +95,8 @@ static int ends_with(const char *s, const char *suffix)
  * Q8_0 when only the K-quant super-block does not fit, else F16 (what
  * llama.cpp's quantizer falls back to as well).  Only Mamba-1's dt_proj,
  * 16 or 48 columns at the small sizes, takes the last: in F32 it was 9% of
- * a Q4_K mamba-130m's bytes read per decoded token, and its values (a
- * few hundredths) keep 11 significant bits in F16. */
+ * a Q4_K mamba-130m's bytes read per decoded token, and its values (about
+ * a tenth) keep 11 significant bits in F16. */
 static eng_dtype matrix_dtype(eng_dtype want, int64_t cols)
 {
     if (eng_dtype_row_bytes(want, cols))

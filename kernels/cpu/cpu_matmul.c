@@ -125,22 +125,36 @@ static void matmul_worker(void *arg, int tid, int n_threads)
         long r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
         if (use_blas(j->ctx, j->m))
             gemm_rows(j->ctx, tid, j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
-        else if (j->xq)
-            j->ctx->k->qgemv_rows(j->w, j->xq, j->y, j->ldy, j->bias, r0, r1);
         else
-            j->ctx->k->gemv_rows(j->w, j->x, j->ldx, j->m, j->y, j->ldy, j->bias, r0, r1);
+            cpu_matmul_stream_rows(j->ctx->k, j->w, j->x, j->ldx, j->m, j->xq, j->y, j->ldy,
+                                   j->bias, r0, r1);
     }
+}
+
+const cpu_q8_act *cpu_matmul_quantize_x(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x,
+                                        int ldx, int m)
+{
+    if (use_blas(ctx, m) || !eng_dtype_info_of(w->dtype)->quantized)
+        return NULL;
+    cpu_q8_act_reserve(&ctx->act, m, w->cols);
+    ctx->k->q8_rows(&ctx->act, x, ldx);
+    return &ctx->act;
+}
+
+void cpu_matmul_stream_rows(const cpu_kernels *k, const bk_matrix *w, const float *x, int ldx,
+                            int m, const cpu_q8_act *xq, float *y, int ldy, const float *bias,
+                            long r0, long r1)
+{
+    if (xq)
+        k->qgemv_rows(w, xq, y, ldy, bias, r0, r1);
+    else
+        k->gemv_rows(w, x, ldx, m, y, ldy, bias, r0, r1);
 }
 
 void cpu_matmul(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x, int ldx, int m, float *y,
                 int ldy, const float *bias)
 {
-    const cpu_q8_act *xq = NULL;
-    if (!use_blas(ctx, m) && eng_dtype_info_of(w->dtype)->quantized) {
-        cpu_q8_act_reserve(&ctx->act, m, w->cols);
-        ctx->k->q8_rows(&ctx->act, x, ldx);
-        xq = &ctx->act;
-    }
+    const cpu_q8_act *xq = cpu_matmul_quantize_x(ctx, w, x, ldx, m);
     matmul_job j = {ctx, w, x, bias, xq, y, ldx, ldy, m,
                     use_blas(ctx, m) ? PANEL_ROWS : CHUNK_ROWS, 0};
     /* Small matrices are not worth splitting finer than one item per thread. */

@@ -29,6 +29,19 @@ void cpu_matmul_ctx_close(cpu_matmul_ctx *ctx);
  * as it is (cpu_matmul.c says what was measured). */
 int cpu_matmul_blas_min_rows(const cpu_kernels *k);
 
+/* The two halves of cpu_matmul's streaming path (below the threshold),
+ * for an op that runs rows of W inside its own threads (cpu_ssm.c's
+ * scan_step_dt) and must give the bits cpu_matmul gives:
+ * cpu_matmul_quantize_x quantizes x into ctx's buffer where W is
+ * block-quantized and m takes that path (NULL otherwise: x is used as it
+ * is), once per call; cpu_matmul_stream_rows computes rows [r0, r1) of y
+ * with level k's kernel, a row alike in any range of rows. */
+const cpu_q8_act *cpu_matmul_quantize_x(cpu_matmul_ctx *ctx, const bk_matrix *w, const float *x,
+                                        int ldx, int m);
+void cpu_matmul_stream_rows(const cpu_kernels *k, const bk_matrix *w, const float *x, int ldx,
+                            int m, const cpu_q8_act *xq, float *y, int ldy, const float *bias,
+                            long r0, long r1);
+
 /* Thread tid's conversion panel of at least `floats` floats. */
 float *cpu_matmul_panel(cpu_matmul_ctx *ctx, int tid, size_t floats);
 

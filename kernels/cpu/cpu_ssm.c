@@ -14,8 +14,6 @@
  */
 #include "kernels/cpu/cpu_ssm.h"
 
-#include "engine/tensor.h"
-
 enum { CHANNEL_ALIGN = 16 };
 
 typedef struct ssm_job {
@@ -80,27 +78,17 @@ static void scan_worker(void *arg, int tid, int n_threads)
                       io->dbc + (size_t)b * ldd, ldd, 1, io->y + (size_t)b * E, e0, e1);
 }
 
-/* Rows [e0, e1) of dt = dt_proj(dbc's first dt_rank columns), each row
- * through the kernel cpu_matmul would give it (a row comes out alike in
- * any range of rows). */
-static void dt_rows(const ssm_job *j, long e0, long e1)
-{
-    float *dt = (float *)j->io->dt; /* scan_step_dt's output (backend.h) */
-    const int E = j->l->d_inner, ldd = j->l->dt_rank + 2 * j->l->d_state;
-    if (j->dbc_q)
-        j->k->qgemv_rows(j->dt_proj, j->dbc_q, dt, E, NULL, e0, e1);
-    else
-        j->k->gemv_rows(j->dt_proj, j->io->dbc, ldd, j->st->batch, dt, E, NULL, e0, e1);
-}
-
-/* dt for this thread's channels, then their scan (thread_channels gives
- * both the same ones). */
+/* Rows [e0, e1) of dt = dt_proj(dbc's first dt_rank columns) for this
+ * thread's channels, through cpu_matmul's own streaming path, then their
+ * scan (thread_channels gives both the same ones). */
 static void scan_dt_worker(void *arg, int tid, int n_threads)
 {
     ssm_job *j = arg;
     long e0, e1;
     if (thread_channels(j->l->d_inner, tid, n_threads, &e0, &e1))
-        dt_rows(j, e0, e1);
+        cpu_matmul_stream_rows(j->k, j->dt_proj, j->io->dbc, j->l->dt_rank + 2 * j->l->d_state,
+                               j->st->batch, j->dbc_q, (float *)j->io->dt /* the op's output */,
+                               j->l->d_inner, NULL, e0, e1);
     scan_worker(arg, tid, n_threads);
 }
 
@@ -148,13 +136,8 @@ void cpu_scan_step_dt(cpu_matmul_ctx *mm, const bk_ssm_layer *l, const bk_matrix
         cpu_scan_step(mm->k, mm->pool, l, st, io);
         return;
     }
-    const cpu_q8_act *dbc_q = NULL;
-    if (eng_dtype_info_of(dt_proj->dtype)->quantized) { /* what cpu_matmul does first */
-        cpu_q8_act_reserve(&mm->act, B, dt_proj->cols);
-        mm->k->q8_rows(&mm->act, io->dbc, ldd);
-        dbc_q = &mm->act;
-    }
-    ssm_job j = {.k = mm->k, .l = l, .st = st, .io = io, .T = 1, .dt_proj = dt_proj, .dbc_q = dbc_q};
+    ssm_job j = {.k = mm->k, .l = l, .st = st, .io = io, .T = 1, .dt_proj = dt_proj,
+                 .dbc_q = cpu_matmul_quantize_x(mm, dt_proj, io->dbc, ldd, B)};
     eng_threadpool_run_sized(mm->pool, scan_dt_worker, &j,
                              scan_work(l, B) + (double)B * l->d_inner * l->dt_rank);
 }
